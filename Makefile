@@ -38,33 +38,6 @@ all: module omnictl unit
 deps:
 	@./scripts/install-deps.sh --quiet
 
-$(BUILD)/core/%.o,$(CORE_SRCS))
-CTL_SRCS   := $(wildcard omnictl/*.c)
-CTL_HDRS   := $(wildcard omnictl/*.h)
-UNIT_SRCS  := $(wildcard t/unit/test_*.c)
-UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
-MOD_SRCS   := $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
-
-MODULE     := $(BUILD)/ngx_http_omni_module.so
-OMNICTL    := $(BUILD)/omnictl
-
-.PHONY: all deps module omnictl unit test demo demo-stop bench clean
-
-all: module omnictl unit
-
-# Installs system packages only when something is missing.
-DEP_FILES  := /usr/include/lmdb.h /usr/include/jansson.h \
-              /usr/include/maxminddb.h $(NGX_SRC)/configure $(NGINX) \
-              /usr/bin/prove /usr/share/perl5/Test/Base.pm \
-              /usr/share/perl5/MaxMind/DB/Writer.pm /usr/bin/wrk \
-              /usr/bin/mmdblookup /usr/include/openssl/hmac.h
-deps:
-	@for f in $(DEP_FILES); do \
-	    if [ ! -e $$f ] && [ ! -e /usr/lib/x86_64-linux-gnu/perl5/5.36/$${f#/usr/share/perl5/} ]; then \
-	        echo "missing $$f"; ./scripts/install-deps.sh; break; \
-	    fi; \
-	done
-
 $(BUILD)/core/%.o: $(CORE_DIR)/%.c $(CORE_HDRS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(OMNI_CFLAGS) -c $< -o $@

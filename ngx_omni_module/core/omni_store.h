@@ -41,6 +41,8 @@ typedef struct {
     int         readonly;
     int         nosync;         /* bulk loads: caller syncs at the end */
     int         create;         /* create the directory when missing */
+    int         attach;         /* open existing databases read-only:
+                                   never wait on the writer lock */
 } omni_store_opts_t;
 
 int omni_store_open(omni_store_t **stp, const char *path,

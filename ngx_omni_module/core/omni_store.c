@@ -1,0 +1,1027 @@
+/*
+ * LMDB profile store shared by the nginx module and omnictl.
+ * See omni_store.h for the databases and the process model.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <lmdb.h>
+
+#include "omni_store.h"
+
+#define OMNI_ERR_LEN   512
+
+struct omni_store_s {
+    MDB_env      *env;
+    MDB_dbi       profiles;
+    MDB_dbi       aliases;
+    MDB_dbi       touchpoints;
+    MDB_dbi       tpindex;
+    MDB_dbi       meta;
+    MDB_txn      *rtxn;             /* the reusable read transaction */
+    unsigned      readonly:1;
+    char          path[4096];
+};
+
+
+/*
+ * Error text is per thread: the module reads in the event loop while its
+ * writer task writes in a pool thread, both on one handle.
+ */
+static __thread char  omni_store_err[OMNI_ERR_LEN];
+
+struct omni_wtxn_s {
+    omni_store_t  *st;
+    MDB_txn       *txn;
+    uint64_t       next_seq;        /* 0: not looked up yet */
+};
+
+
+static int
+omni_store_fail(omni_store_t *st, const char *what, int rc)
+{
+    snprintf(omni_store_err, OMNI_ERR_LEN, "%s: %s", what, mdb_strerror(rc));
+
+    if (rc == MDB_MAP_FULL) {
+        return OMNI_MAP_FULL;
+    }
+
+    if (rc == MDB_MAP_RESIZED) {
+        return OMNI_MAP_RESIZED;
+    }
+
+    return OMNI_ERROR;
+}
+
+
+const char *
+omni_store_error(omni_store_t *st)
+{
+    (void) st;
+    return omni_store_err;
+}
+
+
+const char *
+omni_store_path(omni_store_t *st)
+{
+    return st->path;
+}
+
+
+static void
+omni_put_be64(unsigned char *p, uint64_t v)
+{
+    int  i;
+
+    for (i = 7; i >= 0; i--) {
+        p[i] = (unsigned char) v;
+        v >>= 8;
+    }
+}
+
+
+static uint64_t
+omni_get_be64(const unsigned char *p)
+{
+    int       i;
+    uint64_t  v;
+
+    v = 0;
+    for (i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+
+    return v;
+}
+
+
+static int
+omni_store_open_dbs(omni_store_t *st, int create)
+{
+    int          rc;
+    unsigned     flags, schema;
+    MDB_val      key, val;
+    MDB_txn     *txn;
+    const char  *what;
+
+    flags = create ? MDB_CREATE : 0;
+
+    rc = mdb_txn_begin(st->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_begin() failed", rc);
+    }
+
+    what = "profiles";
+    rc = mdb_dbi_open(txn, "profiles", flags, &st->profiles);
+    if (rc == 0) {
+        what = "aliases";
+        rc = mdb_dbi_open(txn, "aliases", flags, &st->aliases);
+    }
+    if (rc == 0) {
+        what = "touchpoints";
+        rc = mdb_dbi_open(txn, "touchpoints", flags, &st->touchpoints);
+    }
+    if (rc == 0) {
+        what = "tpindex";
+        rc = mdb_dbi_open(txn, "tpindex", flags, &st->tpindex);
+    }
+    if (rc == 0) {
+        what = "meta";
+        rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
+    }
+
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        snprintf(omni_store_err, OMNI_ERR_LEN,
+                 "cannot open the \"%s\" database%s: %s", what,
+                 rc == MDB_NOTFOUND ? " (store not initialised: run nginx -t"
+                 " or omnictl stat --create first)" : "",
+                 mdb_strerror(rc));
+        return OMNI_ERROR;
+    }
+
+    key.mv_data = "schema";
+    key.mv_size = 6;
+
+    rc = mdb_get(txn, st->meta, &key, &val);
+
+    if (rc == MDB_NOTFOUND && create) {
+        schema = OMNI_SCHEMA_VERSION;
+        val.mv_data = &schema;
+        val.mv_size = sizeof(schema);
+        rc = mdb_put(txn, st->meta, &key, &val, 0);
+
+    } else if (rc == 0) {
+        if (val.mv_size != sizeof(schema)) {
+            mdb_txn_abort(txn);
+            snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt schema version");
+            return OMNI_ERROR;
+        }
+
+        memcpy(&schema, val.mv_data, sizeof(schema));
+        if (schema > OMNI_SCHEMA_VERSION) {
+            mdb_txn_abort(txn);
+            snprintf(omni_store_err, OMNI_ERR_LEN, "store schema %u is newer "
+                     "than this build supports (%u)", schema,
+                     OMNI_SCHEMA_VERSION);
+            return OMNI_ERROR;
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        rc = 0;
+    }
+
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return omni_store_fail(st, "cannot write the schema version", rc);
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_commit() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_open(omni_store_t **stp, const char *path,
+    const omni_store_opts_t *opts, char *err, size_t errlen)
+{
+    int            rc;
+    unsigned       flags;
+    struct stat    sb;
+    omni_store_t  *st;
+
+    *stp = NULL;
+
+    if (strlen(path) >= sizeof(st->path)) {
+        snprintf(err, errlen, "store path is too long");
+        return OMNI_ERROR;
+    }
+
+    if (stat(path, &sb) != 0) {
+        if (errno != ENOENT || !opts->create || opts->readonly) {
+            snprintf(err, errlen, "store \"%s\": %s", path, strerror(errno));
+            return OMNI_ERROR;
+        }
+
+        if (mkdir(path, 0750) != 0) {
+            snprintf(err, errlen, "cannot create store directory \"%s\": %s",
+                     path, strerror(errno));
+            return OMNI_ERROR;
+        }
+
+    } else if (!S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "store \"%s\" is not a directory", path);
+        return OMNI_ERROR;
+    }
+
+    st = calloc(1, sizeof(omni_store_t));
+    if (st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return OMNI_ERROR;
+    }
+
+    strcpy(st->path, path);
+    st->readonly = opts->readonly ? 1 : 0;
+
+    rc = mdb_env_create(&st->env);
+    if (rc != 0) {
+        snprintf(err, errlen, "mdb_env_create() failed: %s",
+                 mdb_strerror(rc));
+        free(st);
+        return OMNI_ERROR;
+    }
+
+    mdb_env_set_maxdbs(st->env, 8);
+    mdb_env_set_maxreaders(st->env, opts->max_readers
+                                    ? opts->max_readers
+                                    : OMNI_STORE_DEFAULT_READERS);
+
+    if (opts->map_size) {
+        mdb_env_set_mapsize(st->env, opts->map_size);
+
+    } else if (!opts->attach && !opts->readonly) {
+        /* An existing larger map is kept: LMDB takes the file's size. */
+        mdb_env_set_mapsize(st->env, OMNI_STORE_DEFAULT_MAP);
+    }
+
+    /*
+     * MDB_NOTLS: the read transaction belongs to this handle, not to a
+     * thread, so the event loop can read while a writer thread of the
+     * same process writes.  MDB_NORDAHEAD: lookups are random; readahead
+     * only evicts useful pages once the store outgrows memory.
+     */
+    flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (opts->readonly) {
+        flags |= MDB_RDONLY;
+    }
+    if (opts->nosync) {
+        flags |= MDB_NOSYNC;
+    }
+
+    rc = mdb_env_open(st->env, path, flags, 0640);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot open store \"%s\": %s", path,
+                 mdb_strerror(rc));
+        mdb_env_close(st->env);
+        free(st);
+        return OMNI_ERROR;
+    }
+
+    rc = omni_store_open_dbs(st, !opts->readonly && !opts->attach);
+    if (rc != OMNI_OK) {
+        snprintf(err, errlen, "store \"%s\": %s", path, omni_store_err);
+        mdb_env_close(st->env);
+        free(st);
+        return rc;
+    }
+
+    *stp = st;
+
+    return OMNI_OK;
+}
+
+
+void
+omni_store_close(omni_store_t *st)
+{
+    if (st == NULL) {
+        return;
+    }
+
+    if (st->rtxn) {
+        mdb_txn_abort(st->rtxn);
+    }
+
+    mdb_env_close(st->env);
+    free(st);
+}
+
+
+int
+omni_store_reader_check(omni_store_t *st, int *dead)
+{
+    int  rc;
+
+    rc = mdb_reader_check(st->env, dead);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_reader_check() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_set_map_size(omni_store_t *st, size_t size)
+{
+    int  rc;
+
+    /* LMDB requires that this process has no transaction open. */
+    if (st->rtxn) {
+        mdb_txn_abort(st->rtxn);
+        st->rtxn = NULL;
+    }
+
+    rc = mdb_env_set_mapsize(st->env, size);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_env_set_mapsize() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+size_t
+omni_store_map_size(omni_store_t *st)
+{
+    MDB_envinfo  info;
+
+    mdb_env_info(st->env, &info);
+
+    return info.me_mapsize;
+}
+
+
+int
+omni_store_sync(omni_store_t *st)
+{
+    int  rc;
+
+    rc = mdb_env_sync(st->env, 1);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_env_sync() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+/* ---- read side ---- */
+
+int
+omni_store_read_begin(omni_store_t *st)
+{
+    int  rc;
+
+    if (st->rtxn == NULL) {
+        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
+        if (rc != 0) {
+            st->rtxn = NULL;
+            return omni_store_fail(st, "mdb_txn_begin(RDONLY) failed", rc);
+        }
+
+        return OMNI_OK;
+    }
+
+    rc = mdb_txn_renew(st->rtxn);
+    if (rc != 0) {
+        /* A failed renew leaves a finished handle: free it, start over. */
+        mdb_txn_abort(st->rtxn);
+        st->rtxn = NULL;
+        return omni_store_fail(st, "mdb_txn_renew() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+void
+omni_store_read_end(omni_store_t *st)
+{
+    if (st->rtxn) {
+        mdb_txn_reset(st->rtxn);
+    }
+}
+
+
+static int
+omni_alias_key(MDB_val *key, unsigned char *buf, unsigned kind,
+    const void *val, size_t len)
+{
+    if (len == 0 || len > OMNI_ALIAS_MAX_LEN) {
+        return OMNI_INVALID;
+    }
+
+    buf[0] = (unsigned char) kind;
+    memcpy(buf + 1, val, len);
+    key->mv_data = buf;
+    key->mv_size = len + 1;
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_store_alias_get(omni_store_t *st, MDB_txn *txn, unsigned kind,
+    const void *v, size_t len, unsigned char *pid)
+{
+    int            rc;
+    MDB_val        key, val;
+    unsigned char  buf[OMNI_ALIAS_MAX_LEN + 1];
+
+    if (omni_alias_key(&key, buf, kind, v, len) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "invalid alias length %zu", len);
+        return OMNI_INVALID;
+    }
+
+    rc = mdb_get(txn, st->aliases, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_get(aliases) failed", rc);
+    }
+
+    if (val.mv_size != OMNI_ID_LEN) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt alias entry (%zu bytes)",
+                 val.mv_size);
+        return OMNI_INVALID;
+    }
+
+    memcpy(pid, val.mv_data, OMNI_ID_LEN);
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_get_alias(omni_store_t *st, unsigned kind, const void *val,
+    size_t len, unsigned char *pid)
+{
+    return omni_store_alias_get(st, st->rtxn, kind, val, len, pid);
+}
+
+
+int
+omni_store_get_profile(omni_store_t *st, const unsigned char *pid,
+    omni_rec_t *rec)
+{
+    int      rc;
+    MDB_val  key, val;
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_get(st->rtxn, st->profiles, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_get(profiles) failed", rc);
+    }
+
+    if (omni_rec_parse(rec, val.mv_data, val.mv_size) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt profile record "
+                 "(%zu bytes)", val.mv_size);
+        return OMNI_INVALID;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_foreach_profile(omni_store_t *st, omni_store_profile_cb cb,
+    void *arg)
+{
+    int          rc, ret;
+    MDB_val      key, val;
+    MDB_cursor  *cur;
+    omni_rec_t   rec;
+
+    ret = omni_store_read_begin(st);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    rc = mdb_cursor_open(st->rtxn, st->profiles, &cur);
+    if (rc != 0) {
+        omni_store_read_end(st);
+        return omni_store_fail(st, "mdb_cursor_open() failed", rc);
+    }
+
+    ret = OMNI_OK;
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (omni_rec_parse(&rec, val.mv_data, val.mv_size) != OMNI_OK) {
+            snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt profile record");
+            ret = OMNI_INVALID;
+            break;
+        }
+
+        ret = cb(arg, &rec);
+        if (ret != OMNI_OK) {
+            break;
+        }
+    }
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        ret = omni_store_fail(st, "mdb_cursor_get() failed", rc);
+    }
+
+    mdb_cursor_close(cur);
+    omni_store_read_end(st);
+
+    return ret;
+}
+
+
+int
+omni_store_foreach_touchpoint(omni_store_t *st, uint64_t after,
+    unsigned limit, omni_store_tp_cb cb, void *arg)
+{
+    int            rc, ret;
+    unsigned       n;
+    MDB_val        key, val;
+    MDB_cursor    *cur;
+    unsigned char  kbuf[8];
+
+    ret = omni_store_read_begin(st);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    rc = mdb_cursor_open(st->rtxn, st->touchpoints, &cur);
+    if (rc != 0) {
+        omni_store_read_end(st);
+        return omni_store_fail(st, "mdb_cursor_open() failed", rc);
+    }
+
+    omni_put_be64(kbuf, after + 1);
+    key.mv_data = kbuf;
+    key.mv_size = 8;
+
+    ret = OMNI_OK;
+    n = 0;
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && (limit == 0 || n < limit);
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++)
+    {
+        if (key.mv_size != 8) {
+            continue;
+        }
+
+        ret = cb(arg, omni_get_be64(key.mv_data), val.mv_data, val.mv_size);
+        if (ret != OMNI_OK) {
+            break;
+        }
+    }
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        ret = omni_store_fail(st, "mdb_cursor_get() failed", rc);
+    }
+
+    mdb_cursor_close(cur);
+    omni_store_read_end(st);
+
+    return ret;
+}
+
+
+static int
+omni_store_edge_seq(omni_store_t *st, MDB_txn *txn, MDB_cursor_op op,
+    uint64_t *seq)
+{
+    int          rc;
+    MDB_val      key, val;
+    MDB_cursor  *cur;
+
+    *seq = 0;
+
+    rc = mdb_cursor_open(txn, st->touchpoints, &cur);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_cursor_open() failed", rc);
+    }
+
+    rc = mdb_cursor_get(cur, &key, &val, op);
+    if (rc == 0 && key.mv_size == 8) {
+        *seq = omni_get_be64(key.mv_data);
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(st, "mdb_cursor_get() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_stat(omni_store_t *st, omni_store_stat_t *s)
+{
+    int          rc, ret;
+    MDB_val      key, val;
+    MDB_stat     ms;
+    MDB_envinfo  info;
+
+    memset(s, 0, sizeof(*s));
+
+    mdb_env_info(st->env, &info);
+    mdb_env_stat(st->env, &ms);
+
+    s->map_size = info.me_mapsize;
+    s->map_used = (info.me_last_pgno + 1) * (size_t) ms.ms_psize;
+    s->max_readers = info.me_maxreaders;
+    s->readers_used = info.me_numreaders;
+
+    ret = omni_store_read_begin(st);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    if ((rc = mdb_stat(st->rtxn, st->profiles, &ms)) != 0) {
+        goto failed;
+    }
+    s->profiles = ms.ms_entries;
+
+    if ((rc = mdb_stat(st->rtxn, st->aliases, &ms)) != 0) {
+        goto failed;
+    }
+    s->aliases = ms.ms_entries;
+
+    if ((rc = mdb_stat(st->rtxn, st->touchpoints, &ms)) != 0) {
+        goto failed;
+    }
+    s->touchpoints = ms.ms_entries;
+
+    ret = omni_store_edge_seq(st, st->rtxn, MDB_FIRST, &s->first_seq);
+    if (ret == OMNI_OK) {
+        ret = omni_store_edge_seq(st, st->rtxn, MDB_LAST, &s->last_seq);
+    }
+
+    key.mv_data = "schema";
+    key.mv_size = 6;
+    if (mdb_get(st->rtxn, st->meta, &key, &val) == 0
+        && val.mv_size == sizeof(s->schema))
+    {
+        memcpy(&s->schema, val.mv_data, sizeof(s->schema));
+    }
+
+    omni_store_read_end(st);
+
+    return ret;
+
+failed:
+
+    omni_store_read_end(st);
+
+    return omni_store_fail(st, "mdb_stat() failed", rc);
+}
+
+
+/* ---- write side ---- */
+
+int
+omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
+{
+    int           rc;
+    omni_wtxn_t  *w;
+
+    *wp = NULL;
+
+    w = calloc(1, sizeof(omni_wtxn_t));
+    if (w == NULL) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "out of memory");
+        return OMNI_ERROR;
+    }
+
+    rc = mdb_txn_begin(st->env, NULL, 0, &w->txn);
+    if (rc != 0) {
+        free(w);
+        return omni_store_fail(st, "mdb_txn_begin() failed", rc);
+    }
+
+    w->st = st;
+    *wp = w;
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_commit(omni_wtxn_t *w)
+{
+    int            rc;
+    omni_store_t  *st;
+
+    st = w->st;
+    rc = mdb_txn_commit(w->txn);
+    free(w);
+
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_commit() failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+void
+omni_wtxn_abort(omni_wtxn_t *w)
+{
+    if (w) {
+        mdb_txn_abort(w->txn);
+        free(w);
+    }
+}
+
+
+int
+omni_wtxn_get_profile(omni_wtxn_t *w, const unsigned char *pid,
+    omni_profile_t *p)
+{
+    int          rc;
+    MDB_val      key, val;
+    omni_rec_t   rec;
+
+    omni_profile_init(p, pid);
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_get(w->txn, w->st->profiles, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_get(profiles) failed", rc);
+    }
+
+    if (omni_rec_parse(&rec, val.mv_data, val.mv_size) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt profile record");
+        return OMNI_INVALID;
+    }
+
+    if (omni_profile_from_rec(p, &rec) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "cannot decode profile");
+        return OMNI_ERROR;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_put_profile(omni_wtxn_t *w, const omni_profile_t *p)
+{
+    int             rc, ret;
+    size_t          len;
+    unsigned        i;
+    MDB_val         key, val;
+    unsigned char  *data;
+
+    if (omni_profile_encode(p, &data, &len) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "cannot encode profile");
+        return OMNI_ERROR;
+    }
+
+    key.mv_data = (void *) p->id;
+    key.mv_size = OMNI_ID_LEN;
+    val.mv_data = data;
+    val.mv_size = len;
+
+    rc = mdb_put(w->txn, w->st->profiles, &key, &val, 0);
+    free(data);
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(profiles) failed", rc);
+    }
+
+    for (i = 0; i < p->naliases; i++) {
+        ret = omni_wtxn_put_alias(w, p->aliases[i].kind, p->aliases[i].value,
+                                  strlen(p->aliases[i].value), p->id);
+        if (ret != OMNI_OK) {
+            return ret;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_get_alias(omni_wtxn_t *w, unsigned kind, const void *val,
+    size_t len, unsigned char *pid)
+{
+    return omni_store_alias_get(w->st, w->txn, kind, val, len, pid);
+}
+
+
+int
+omni_wtxn_put_alias(omni_wtxn_t *w, unsigned kind, const void *v,
+    size_t len, const unsigned char *pid)
+{
+    int            rc;
+    MDB_val        key, val;
+    unsigned char  buf[OMNI_ALIAS_MAX_LEN + 1];
+
+    if (omni_alias_key(&key, buf, kind, v, len) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "invalid alias length %zu",
+                 len);
+        return OMNI_INVALID;
+    }
+
+    val.mv_data = (void *) pid;
+    val.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_put(w->txn, w->st->aliases, &key, &val, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(aliases) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_del_alias(omni_wtxn_t *w, unsigned kind, const void *v,
+    size_t len)
+{
+    int            rc;
+    MDB_val        key;
+    unsigned char  buf[OMNI_ALIAS_MAX_LEN + 1];
+
+    if (omni_alias_key(&key, buf, kind, v, len) != OMNI_OK) {
+        return OMNI_INVALID;
+    }
+
+    rc = mdb_del(w->txn, w->st->aliases, &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_del(aliases) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
+    unsigned *naliases, unsigned *ntouchpoints)
+{
+    int             rc, ret;
+    unsigned        i;
+    MDB_val         key, val, tkey;
+    MDB_cursor     *cur;
+    omni_profile_t  p;
+    unsigned char   owner[OMNI_ID_LEN], kbuf[OMNI_ID_LEN + 8];
+
+    *naliases = 0;
+    *ntouchpoints = 0;
+
+    ret = omni_wtxn_get_profile(w, pid, &p);
+    if (ret != OMNI_OK) {
+        omni_profile_free(&p);
+        return ret;
+    }
+
+    /* Aliases: only those that still point at this profile. */
+    for (i = 0; i < p.naliases; i++) {
+        ret = omni_wtxn_get_alias(w, p.aliases[i].kind, p.aliases[i].value,
+                                  strlen(p.aliases[i].value), owner);
+        if (ret == OMNI_OK && memcmp(owner, pid, OMNI_ID_LEN) == 0) {
+            ret = omni_wtxn_del_alias(w, p.aliases[i].kind,
+                                      p.aliases[i].value,
+                                      strlen(p.aliases[i].value));
+            if (ret == OMNI_OK) {
+                (*naliases)++;
+            }
+        }
+
+        if (ret != OMNI_OK && ret != OMNI_NOTFOUND) {
+            omni_profile_free(&p);
+            return ret;
+        }
+    }
+
+    omni_profile_free(&p);
+
+    /* Touchpoints, found through the per-profile index. */
+    rc = mdb_cursor_open(w->txn, w->st->tpindex, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    memcpy(kbuf, pid, OMNI_ID_LEN);
+    memset(kbuf + OMNI_ID_LEN, 0, 8);
+    key.mv_data = kbuf;
+    key.mv_size = sizeof(kbuf);
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE))
+    {
+        if (key.mv_size != sizeof(kbuf)
+            || memcmp(key.mv_data, pid, OMNI_ID_LEN) != 0)
+        {
+            break;
+        }
+
+        tkey.mv_data = (unsigned char *) key.mv_data + OMNI_ID_LEN;
+        tkey.mv_size = 8;
+
+        rc = mdb_del(w->txn, w->st->touchpoints, &tkey, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            break;
+        }
+
+        if (rc == 0) {
+            (*ntouchpoints)++;
+        }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        key.mv_data = kbuf;
+        key.mv_size = sizeof(kbuf);
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot delete touchpoints", rc);
+    }
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_del(w->txn, w->st->profiles, &key, NULL);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_del(profiles) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
+    const void *data, size_t len, uint64_t *seq)
+{
+    int            rc, ret;
+    uint64_t       last;
+    MDB_val        key, val;
+    unsigned char  kbuf[8], ibuf[OMNI_ID_LEN + 8];
+
+    if (w->next_seq == 0) {
+        ret = omni_store_edge_seq(w->st, w->txn, MDB_LAST, &last);
+        if (ret != OMNI_OK) {
+            return ret;
+        }
+
+        w->next_seq = last + 1;
+    }
+
+    omni_put_be64(kbuf, w->next_seq);
+    key.mv_data = kbuf;
+    key.mv_size = 8;
+    val.mv_data = (void *) data;
+    val.mv_size = len;
+
+    /* Sequence numbers only grow, so MDB_APPEND keeps pages full. */
+    rc = mdb_put(w->txn, w->st->touchpoints, &key, &val, MDB_APPEND);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(touchpoints) failed", rc);
+    }
+
+    memcpy(ibuf, pid, OMNI_ID_LEN);
+    memcpy(ibuf + OMNI_ID_LEN, kbuf, 8);
+    key.mv_data = ibuf;
+    key.mv_size = sizeof(ibuf);
+    val.mv_data = "";
+    val.mv_size = 0;
+
+    rc = mdb_put(w->txn, w->st->tpindex, &key, &val, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(tpindex) failed", rc);
+    }
+
+    if (seq) {
+        *seq = w->next_seq;
+    }
+
+    w->next_seq++;
+
+    return OMNI_OK;
+}

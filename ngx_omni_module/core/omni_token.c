@@ -1,0 +1,382 @@
+/*
+ * Signed identities: HMAC-SHA256 cookies and app tokens.  See omni_token.h
+ * for the wire format.
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <ctype.h>
+#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+
+#include "omni_token.h"
+
+#define OMNI_MAC_LEN      16
+#define OMNI_BODY_LEN     (OMNI_TOKEN_RAW_LEN - OMNI_MAC_LEN)   /* 26 */
+
+
+static void
+omni_put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+
+static uint32_t
+omni_get_be32(const unsigned char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | (uint32_t) p[3];
+}
+
+
+int
+omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
+    char *err, size_t errlen)
+{
+    size_t  i;
+
+    if (kr->n >= OMNI_MAX_SECRETS) {
+        snprintf(err, errlen, "at most %d secrets can be configured",
+                 OMNI_MAX_SECRETS);
+        return OMNI_INVALID;
+    }
+
+    if (len < OMNI_SECRET_MIN) {
+        snprintf(err, errlen, "secret is %zu bytes; at least %d random "
+                 "bytes are required", len, OMNI_SECRET_MIN);
+        return OMNI_INVALID;
+    }
+
+    if (len > OMNI_SECRET_MAX) {
+        snprintf(err, errlen, "secret is longer than %d bytes",
+                 OMNI_SECRET_MAX);
+        return OMNI_INVALID;
+    }
+
+    if (len == sizeof(OMNI_DOC_SECRET) - 1
+        && memcmp(secret, OMNI_DOC_SECRET, len) == 0)
+    {
+        snprintf(err, errlen, "secret is the example value printed in the "
+                 "documentation; generate a real one "
+                 "(openssl rand -base64 48)");
+        return OMNI_INVALID;
+    }
+
+    for (i = 1; i < len; i++) {
+        if (secret[i] != secret[0]) {
+            break;
+        }
+    }
+
+    if (i == len) {
+        snprintf(err, errlen, "secret repeats a single character");
+        return OMNI_INVALID;
+    }
+
+    memcpy(kr->keys[kr->n].key, secret, len);
+    kr->keys[kr->n].len = len;
+    kr->n++;
+
+    return OMNI_OK;
+}
+
+
+/* MAC over a domain-separation prefix, the kind and the body. */
+static int
+omni_token_mac(const omni_secret_t *key, const unsigned char *body,
+    unsigned char *mac)
+{
+    unsigned char  msg[8 + OMNI_BODY_LEN];
+    unsigned char  full[EVP_MAX_MD_SIZE];
+    unsigned int   flen;
+
+    memcpy(msg, "omni/v1/", 8);
+    memcpy(msg + 8, body, OMNI_BODY_LEN);
+
+    if (HMAC(EVP_sha256(), key->key, (int) key->len, msg, sizeof(msg),
+             full, &flen) == NULL)
+    {
+        return OMNI_ERROR;
+    }
+
+    memcpy(mac, full, OMNI_MAC_LEN);
+    OPENSSL_cleanse(full, sizeof(full));
+
+    return OMNI_OK;
+}
+
+
+int
+omni_token_sign(const omni_keyring_t *kr, const omni_token_t *t, char *out)
+{
+    unsigned char  raw[OMNI_TOKEN_RAW_LEN];
+
+    if (kr->n == 0) {
+        return OMNI_ERROR;
+    }
+
+    raw[0] = 1;
+    raw[1] = (unsigned char) t->kind;
+    memcpy(raw + 2, t->id, OMNI_ID_LEN);
+    omni_put_be32(raw + 18, t->issued);
+    omni_put_be32(raw + 22, t->expires);
+
+    if (omni_token_mac(&kr->keys[0], raw, raw + OMNI_BODY_LEN) != OMNI_OK) {
+        return OMNI_ERROR;
+    }
+
+    if (omni_b64url_encode(raw, sizeof(raw), out, OMNI_TOKEN_LEN + 1)
+        != OMNI_TOKEN_LEN)
+    {
+        return OMNI_ERROR;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_token_verify(const omni_keyring_t *kr, unsigned kind, const char *in,
+    size_t len, uint32_t now, omni_token_t *t)
+{
+    unsigned       i;
+    int            match;
+    unsigned char  raw[OMNI_TOKEN_RAW_LEN];
+    unsigned char  mac[OMNI_MAC_LEN];
+
+    if (len != OMNI_TOKEN_LEN) {
+        return OMNI_TOKEN_BAD_LENGTH;
+    }
+
+    if (omni_b64url_decode(in, len, raw, sizeof(raw)) != OMNI_TOKEN_RAW_LEN)
+    {
+        return OMNI_TOKEN_BAD_ENCODING;
+    }
+
+    if (raw[0] != 1) {
+        return OMNI_TOKEN_BAD_VERSION;
+    }
+
+    /*
+     * Check the MAC against every key before looking at the kind or the
+     * expiry, and without an early exit, so timing tells nothing about
+     * which key or which byte failed.
+     */
+    match = -1;
+
+    for (i = 0; i < kr->n; i++) {
+        if (omni_token_mac(&kr->keys[i], raw, mac) != OMNI_OK) {
+            return OMNI_ERROR;
+        }
+
+        if (CRYPTO_memcmp(mac, raw + OMNI_BODY_LEN, OMNI_MAC_LEN) == 0
+            && match < 0)
+        {
+            match = (int) i;
+        }
+    }
+
+    if (match < 0) {
+        return OMNI_TOKEN_BAD_MAC;
+    }
+
+    if (raw[1] != kind) {
+        return OMNI_TOKEN_BAD_KIND;
+    }
+
+    t->kind = raw[1];
+    memcpy(t->id, raw + 2, OMNI_ID_LEN);
+    t->issued = omni_get_be32(raw + 18);
+    t->expires = omni_get_be32(raw + 22);
+    t->key_index = (unsigned) match;
+
+    if (t->expires != 0 && now >= t->expires) {
+        return OMNI_TOKEN_EXPIRED;
+    }
+
+    return OMNI_OK;
+}
+
+
+const char *
+omni_token_strerror(int rc)
+{
+    switch (rc) {
+    case OMNI_OK:
+        return "valid";
+    case OMNI_TOKEN_BAD_LENGTH:
+        return "wrong length";
+    case OMNI_TOKEN_BAD_ENCODING:
+        return "not base64url";
+    case OMNI_TOKEN_BAD_VERSION:
+        return "unknown version";
+    case OMNI_TOKEN_BAD_KIND:
+        return "wrong kind";
+    case OMNI_TOKEN_BAD_MAC:
+        return "bad signature";
+    case OMNI_TOKEN_EXPIRED:
+        return "expired";
+    default:
+        return "internal error";
+    }
+}
+
+
+static const char  omni_b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+
+int
+omni_b64url_encode(const unsigned char *in, size_t len, char *out,
+    size_t outlen)
+{
+    size_t    i, o, need;
+    uint32_t  v;
+
+    need = (len / 3) * 4 + ((len % 3) ? (len % 3) + 1 : 0);
+
+    if (outlen < need + 1) {
+        return -1;
+    }
+
+    for (i = 0, o = 0; i + 2 < len; i += 3) {
+        v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8) | in[i + 2];
+        out[o++] = omni_b64url_alphabet[(v >> 18) & 63];
+        out[o++] = omni_b64url_alphabet[(v >> 12) & 63];
+        out[o++] = omni_b64url_alphabet[(v >> 6) & 63];
+        out[o++] = omni_b64url_alphabet[v & 63];
+    }
+
+    if (len - i == 1) {
+        v = (uint32_t) in[i] << 16;
+        out[o++] = omni_b64url_alphabet[(v >> 18) & 63];
+        out[o++] = omni_b64url_alphabet[(v >> 12) & 63];
+
+    } else if (len - i == 2) {
+        v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8);
+        out[o++] = omni_b64url_alphabet[(v >> 18) & 63];
+        out[o++] = omni_b64url_alphabet[(v >> 12) & 63];
+        out[o++] = omni_b64url_alphabet[(v >> 6) & 63];
+    }
+
+    out[o] = '\0';
+
+    return (int) o;
+}
+
+
+static int
+omni_b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '-') {
+        return 62;
+    }
+    if (c == '_') {
+        return 63;
+    }
+    return -1;
+}
+
+
+int
+omni_b64url_decode(const char *in, size_t len, unsigned char *out,
+    size_t outlen)
+{
+    int       d;
+    size_t    i, o;
+    uint32_t  v;
+    unsigned  bits;
+
+    if (len % 4 == 1) {
+        return -1;
+    }
+
+    if ((len / 4) * 3 + (len % 4 ? len % 4 - 1 : 0) > outlen) {
+        return -1;
+    }
+
+    v = 0;
+    bits = 0;
+    o = 0;
+
+    for (i = 0; i < len; i++) {
+        d = omni_b64url_value((unsigned char) in[i]);
+        if (d < 0) {
+            return -1;
+        }
+
+        v = (v << 6) | (uint32_t) d;
+        bits += 6;
+
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char) (v >> bits);
+            v &= (1u << bits) - 1;
+        }
+    }
+
+    /* Leftover bits must be zero, so each token has one encoding only. */
+    if (v != 0) {
+        return -1;
+    }
+
+    return (int) o;
+}
+
+
+void
+omni_sha256_hex(const char *in, size_t len, int lower, char *out)
+{
+    size_t         i, n, chunk;
+    EVP_MD_CTX    *ctx;
+    unsigned int   mdlen;
+    unsigned char  buf[256], md[EVP_MAX_MD_SIZE];
+    static const char  hex[] = "0123456789abcdef";
+
+    out[0] = '\0';
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return;
+    }
+
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+
+    /* Lowercase through a small buffer: emails are hashed normalised. */
+    for (i = 0; i < len; i += chunk) {
+        chunk = len - i < sizeof(buf) ? len - i : sizeof(buf);
+
+        for (n = 0; n < chunk; n++) {
+            buf[n] = (unsigned char) in[i + n];
+            if (lower) {
+                buf[n] = (unsigned char) tolower(buf[n]);
+            }
+        }
+
+        EVP_DigestUpdate(ctx, buf, chunk);
+    }
+
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+
+    for (i = 0; i < mdlen && i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+
+    out[2 * i] = '\0';
+}

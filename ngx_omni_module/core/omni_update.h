@@ -1,0 +1,56 @@
+/*
+ * Profile updates shared by every writer: the module's writer task and
+ * omnictl.  Each function runs inside a caller's write transaction, so a
+ * batch of updates commits as one (group commit).
+ */
+
+#ifndef OMNI_UPDATE_H
+#define OMNI_UPDATE_H
+
+#include "omni_store.h"
+
+#define OMNI_VISIT_TIMEOUT_DEFAULT  1800        /* 30 minutes */
+
+/* One request seen from an identified visitor or device. */
+typedef struct {
+    unsigned        kind;               /* OMNI_ALIAS_COOKIE or _DEVICE */
+    unsigned char   id[OMNI_ID_LEN];    /* the visitor or device id */
+    unsigned        channel;            /* OMNI_CH_* */
+    uint32_t        time;
+    uint32_t        visit_timeout;      /* seconds; 0: the default */
+} omni_touch_t;
+
+/*
+ * Resolves the identity to its profile (creating the profile, keyed by
+ * the visitor id, on first sight), then updates last seen, the visit
+ * count and the journey stage.  pid receives the profile id when not
+ * NULL.
+ */
+int omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t,
+    unsigned char *pid);
+
+/*
+ * Resolves an identity the way the request path does: the alias when
+ * one exists, otherwise the profile keyed by the identity's own id.
+ */
+void omni_identity_alias(unsigned kind, const unsigned char *id, char *hex);
+
+/*
+ * Points alias (kind, value) at profile pid and records it in the
+ * profile.  An alias that pointed at another profile is moved (merging
+ * two profiles is the identity-stitching layer's job).
+ */
+int omni_link_alias(omni_wtxn_t *w, const unsigned char *pid, unsigned kind,
+    const char *value, size_t len, uint32_t now);
+
+/*
+ * Journey stage derivation (documented in docs/rules.md):
+ *   loyal     5 or more orders
+ *   customer  at least one order
+ *   cart      items in the cart
+ *   browsing  a second visit, or a product viewed
+ *   new       otherwise
+ */
+unsigned omni_derive_stage(const omni_profile_t *p);
+
+#endif /* OMNI_UPDATE_H */

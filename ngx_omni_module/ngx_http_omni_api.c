@@ -1,0 +1,140 @@
+/*
+ * HTTP endpoints.
+ *
+ * omni_identify: how a mobile app obtains its signed token.  The app calls
+ * it once on first launch (and whenever it wants a fresh expiry); a valid
+ * token in the request is refreshed for the same device, otherwise a new
+ * device id is minted.  The answer is JSON and never cacheable.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
+
+
+char *
+ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+    if (mcf->secrets == 0) {
+        return "requires \"omni_secret\" earlier in the http block";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_omni_identify_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_identify_handler(ngx_http_request_t *r)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_chain_t                 out;
+    omni_token_t                tok;
+    ngx_table_elt_t            *h;
+    ngx_http_omni_ctx_t        *ctx;
+    ngx_http_omni_loc_conf_t   *olcf;
+    ngx_http_omni_main_conf_t  *mcf;
+    char                        token[OMNI_TOKEN_LEN + 1];
+    char                        device[OMNI_ID_HEX_LEN + 1];
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    ctx = ngx_http_omni_identify(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&tok, sizeof(omni_token_t));
+    tok.kind = OMNI_KIND_TOKEN;
+
+    if (ctx->identity == NGX_HTTP_OMNI_ID_TOKEN) {
+        /* Refresh: same device, new expiry. */
+        ngx_memcpy(tok.id, ctx->vid, OMNI_ID_LEN);
+        if (!ctx->resolved) {
+            (void) ngx_http_omni_resolve(r, ctx);
+        }
+
+    } else {
+        if (omni_id_random(tok.id) != OMNI_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(ctx->pid, tok.id, OMNI_ID_LEN);
+        omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
+    }
+
+    tok.issued = (uint32_t) ngx_time();
+    tok.expires = tok.issued + (uint32_t) olcf->token_ttl;
+
+    if (omni_token_sign(&mcf->keyring, &tok, token) != OMNI_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    omni_id_hex(tok.id, device);
+
+    len = sizeof("{\"token\":\"\",\"device\":\"\",\"profile\":\"\","
+                 "\"expires\":}\n") - 1
+          + OMNI_TOKEN_LEN + 2 * OMNI_ID_HEX_LEN + NGX_INT32_LEN;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    b->last = ngx_sprintf(p, "{\"token\":\"%s\",\"device\":\"%s\","
+                          "\"profile\":\"%*s\",\"expires\":%uD}\n",
+                          token, device, (size_t) OMNI_ID_HEX_LEN,
+                          ctx->pid_hex, tok.expires);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

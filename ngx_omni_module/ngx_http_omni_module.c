@@ -1,0 +1,430 @@
+/*
+ * ngx_omni_module: directives, configuration and process lifecycle.
+ *
+ * Requests in locations with "omni on" are identified in the preaccess
+ * phase (signed cookie or app token), their profile is looked up in the
+ * LMDB store, and a touchpoint is queued for the writer task in the log
+ * phase, once per request whatever internal redirects happened between.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+static ngx_int_t ngx_http_omni_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_omni_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_omni_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_omni_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_omni_token_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_omni_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_omni_init_process(ngx_cycle_t *cycle);
+static void ngx_http_omni_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_omni_preaccess_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_header_filter(ngx_http_request_t *r);
+
+
+static ngx_conf_enum_t  ngx_http_omni_channels[] = {
+    { ngx_string("web"), OMNI_CH_WEB },
+    { ngx_string("app"), OMNI_CH_APP },
+    { ngx_string("email"), OMNI_CH_EMAIL },
+    { ngx_string("sms"), OMNI_CH_SMS },
+    { ngx_string("pos"), OMNI_CH_POS },
+    { ngx_string("ads"), OMNI_CH_ADS },
+    { ngx_string("call"), OMNI_CH_CALL },
+    { ngx_string("other"), OMNI_CH_OTHER },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_omni_commands[] = {
+
+    { ngx_string("omni"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("omni_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_omni_secret,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_cookie,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_token_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_omni_token_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, token_ttl),
+      NULL },
+
+    { ngx_string("omni_channel"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, channel),
+      &ngx_http_omni_channels },
+
+    { ngx_string("omni_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_visit_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_omni_main_conf_t, visit_timeout),
+      NULL },
+
+    { ngx_string("omni_identify"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_identify_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_omni_module_ctx = {
+    ngx_http_omni_preconfiguration,        /* preconfiguration */
+    ngx_http_omni_postconfiguration,       /* postconfiguration */
+
+    ngx_http_omni_create_main_conf,        /* create main configuration */
+    ngx_http_omni_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_omni_create_loc_conf,         /* create location configuration */
+    ngx_http_omni_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_omni_module = {
+    NGX_MODULE_V1,
+    &ngx_http_omni_module_ctx,             /* module context */
+    ngx_http_omni_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_omni_init_module,             /* init module */
+    ngx_http_omni_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_omni_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+static ngx_int_t
+ngx_http_omni_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_omni_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_omni_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_omni_preaccess_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_omni_log_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_omni_header_filter;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_omni_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_omni_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_omni_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->keyring = { 0 };
+     *     mcf->secrets = 0;
+     *     mcf->store_path = { 0, NULL };
+     *     mcf->thread_pool_name = { 0, NULL };
+     */
+
+    mcf->map_size = NGX_CONF_UNSET_SIZE;
+    mcf->map_max = NGX_CONF_UNSET_SIZE;
+    mcf->max_readers = NGX_CONF_UNSET_UINT;
+    mcf->queue_size = NGX_CONF_UNSET_UINT;
+    mcf->reader_check = NGX_CONF_UNSET_MSEC;
+    mcf->visit_timeout = NGX_CONF_UNSET;
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_omni_main_conf_t  *mcf = conf;
+
+    ngx_conf_init_value(mcf->visit_timeout, OMNI_VISIT_TIMEOUT_DEFAULT);
+
+    if (mcf->visit_timeout < 60) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"omni_visit_timeout\" must be at least 60s");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_omni_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_omni_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->cookie_name = { 0, NULL };
+     *     conf->cookie_suffix = { 0, NULL };
+     *     conf->cookie_set = 0;
+     *     conf->token_header = { 0, NULL };
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->token_ttl = NGX_CONF_UNSET;
+    conf->channel = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_omni_loc_conf_t *prev = parent;
+    ngx_http_omni_loc_conf_t *conf = child;
+
+    ngx_http_omni_main_conf_t  *mcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_str_value(conf->token_header, prev->token_header,
+                             "x-omni-token");
+    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl,
+                             30 * 24 * 60 * 60);
+    ngx_conf_merge_value(conf->channel, prev->channel, NGX_CONF_UNSET);
+
+    if (ngx_http_omni_merge_cookie(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->enable) {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+        /* Unsigned identities are never issued: no secret, no start. */
+        if (mcf->secrets == 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"omni on\" requires at least one \"omni_secret\" "
+                          "in the http block");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_omni_token_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (olcf->token_header.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] == ':'
+            || value[1].data[i] >= 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "must not be empty";
+    }
+
+    olcf->token_header.len = value[1].len;
+    olcf->token_header.data = ngx_pnalloc(cf->pool, value[1].len);
+    if (olcf->token_header.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(olcf->token_header.data, value[1].data, value[1].len);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_http_omni_store_init_module(cycle);
+}
+
+
+static ngx_int_t
+ngx_http_omni_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_omni_store_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_omni_writer_init(cycle);
+}
+
+
+static void
+ngx_http_omni_exit_process(ngx_cycle_t *cycle)
+{
+    /* Flush queued touchpoints first: the writer needs the store. */
+    ngx_http_omni_writer_exit(cycle);
+    ngx_http_omni_store_exit_worker(cycle);
+}
+
+
+static ngx_int_t
+ngx_http_omni_preaccess_handler(ngx_http_request_t *r)
+{
+    ngx_http_omni_ctx_t       *ctx;
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (!olcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_omni_identify(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ctx->resolved) {
+        /* Store trouble degrades to an unpersonalized response. */
+        (void) ngx_http_omni_resolve(r, ctx);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_omni_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_omni_ctx_t       *ctx;
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (!olcf->enable) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (ctx == NULL || ctx->touched
+        || ctx->identity == NGX_HTTP_OMNI_ID_NONE)
+    {
+        return NGX_OK;
+    }
+
+    ctx->touched = 1;
+
+    (void) ngx_http_omni_writer_touch(r, ctx);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_omni_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (ctx && ctx->set_cookie) {
+        if (ngx_http_omni_set_cookie(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}

@@ -1,0 +1,127 @@
+/*
+ * ngx_omni_module: declarations shared by the nginx glue files.
+ *
+ *   ngx_http_omni_module.c    directives, conf create/merge, lifecycle
+ *   ngx_http_omni_identity.c  signed cookie and app token, variables
+ *   ngx_http_omni_store.c     per-worker LMDB handle, reader checks, lookups
+ *   ngx_http_omni_writer.c    the writer task (thread pool, group commit)
+ *   ngx_http_omni_api.c       HTTP endpoints (omni_identify)
+ *
+ * Everything that decides or encodes lives in core/ (plain C, no nginx
+ * types), shared with omnictl.
+ */
+
+#ifndef NGX_HTTP_OMNI_MODULE_H
+#define NGX_HTTP_OMNI_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "omni_core.h"
+#include "omni_record.h"
+#include "omni_token.h"
+#include "omni_store.h"
+#include "omni_update.h"
+
+
+#define NGX_HTTP_OMNI_ID_NONE     0
+#define NGX_HTTP_OMNI_ID_COOKIE   1
+#define NGX_HTTP_OMNI_ID_TOKEN    2
+#define NGX_HTTP_OMNI_ID_NEW      3
+
+#define NGX_HTTP_OMNI_SAMESITE_OFF     1
+#define NGX_HTTP_OMNI_SAMESITE_STRICT  2
+#define NGX_HTTP_OMNI_SAMESITE_LAX     3
+#define NGX_HTTP_OMNI_SAMESITE_NONE    4
+
+
+typedef struct {
+    omni_keyring_t              keyring;
+    ngx_uint_t                  secrets;        /* configured count */
+
+    ngx_str_t                   store_path;     /* empty: no store */
+    size_t                      map_size;
+    size_t                      map_max;
+    ngx_uint_t                  max_readers;
+    ngx_uint_t                  queue_size;
+    ngx_msec_t                  reader_check;
+    ngx_str_t                   thread_pool_name;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;
+#endif
+
+    time_t                      visit_timeout;
+} ngx_http_omni_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+
+    ngx_str_t                   cookie_name;
+    ngx_str_t                   cookie_suffix;  /* "; Max-Age=...; ..." */
+    ngx_uint_t                  cookie_set;     /* omni_cookie seen */
+
+    ngx_str_t                   token_header;   /* lowercase */
+    time_t                      token_ttl;
+    ngx_int_t                   channel;        /* NGX_CONF_UNSET: auto */
+} ngx_http_omni_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  identity;       /* NGX_HTTP_OMNI_ID_* */
+    ngx_uint_t                  reason;         /* why a cookie failed */
+    unsigned char               vid[OMNI_ID_LEN];
+    unsigned char               pid[OMNI_ID_LEN];
+    u_char                      vid_hex[OMNI_ID_HEX_LEN];
+    u_char                      pid_hex[OMNI_ID_HEX_LEN];
+
+    unsigned                    identified:1;
+    unsigned                    resolved:1;
+    unsigned                    found:1;        /* profile in the store */
+    unsigned                    store_error:1;
+    unsigned                    set_cookie:1;   /* issue or re-sign */
+    unsigned                    touched:1;      /* touchpoint queued */
+
+    uint32_t                    visits;
+    ngx_uint_t                  stage;
+} ngx_http_omni_ctx_t;
+
+
+extern ngx_module_t  ngx_http_omni_module;
+
+
+/* identity */
+ngx_http_omni_ctx_t *ngx_http_omni_get_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+ngx_http_omni_ctx_t *ngx_http_omni_identify(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_omni_set_cookie(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+char *ngx_http_omni_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_omni_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_omni_merge_cookie(ngx_conf_t *cf,
+    ngx_http_omni_loc_conf_t *prev, ngx_http_omni_loc_conf_t *conf);
+
+/* store */
+char *ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_store_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_omni_store_init_worker(ngx_cycle_t *cycle);
+void ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_omni_resolve(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+omni_store_t *ngx_http_omni_worker_store(void);
+
+/* writer */
+ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);
+void ngx_http_omni_writer_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_omni_writer_touch(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+ngx_uint_t ngx_http_omni_writer_busy(void);
+void ngx_http_omni_writer_resize_pending(void);
+
+/* api */
+char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+#endif /* NGX_HTTP_OMNI_MODULE_H */

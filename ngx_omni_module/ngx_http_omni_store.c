@@ -1,0 +1,468 @@
+/*
+ * The LMDB store inside nginx (the lua-resty-lmdb process model):
+ *
+ *   - at configuration time (master, and nginx -t) the environment is
+ *     created or opened once to validate the path, then closed: no handle
+ *     ever crosses fork();
+ *   - each worker opens its own handle in init_process, runs
+ *     mdb_reader_check() then and on a timer, and closes it on exit;
+ *   - lookups renew the worker's one read transaction and reset it right
+ *     after, so a request holds no reader slot between events;
+ *   - any failure degrades to an unpersonalized response plus one error
+ *     line; the module never answers 5xx because of the store.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+typedef struct {
+    omni_store_t       *store;
+    ngx_event_t         timer;
+    ngx_connection_t    dummy;          /* timer data, for debug logs */
+    ngx_msec_t          interval;
+    ngx_uint_t          failures;       /* consecutive read failures */
+} ngx_http_omni_worker_store_t;
+
+
+static ngx_http_omni_worker_store_t  ngx_http_omni_ws;
+
+
+static void ngx_http_omni_reader_check_handler(ngx_event_t *ev);
+
+
+omni_store_t *
+ngx_http_omni_worker_store(void)
+{
+    return ngx_http_omni_ws.store;
+}
+
+
+/*
+ * omni_store PATH [map_size=SIZE] [map_max=SIZE] [max_readers=N]
+ *            [queue=N] [reader_check=TIME] [thread_pool=NAME];
+ */
+char *
+ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_main_conf_t *mcf = conf;
+
+    char                err[512];
+    ssize_t             size;
+    ngx_int_t           n;
+    ngx_str_t          *value, s;
+    ngx_uint_t          i;
+    omni_store_t       *st;
+    omni_store_opts_t   opts;
+
+    if (mcf->store_path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->store_path = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "map_size=", 9) == 0
+            || ngx_strncmp(value[i].data, "map_max=", 8) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_offset(&s);
+            if (size == NGX_ERROR || size < 1024 * 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid size \"%V\" in \"%V\" "
+                                   "(at least 1m)", &s, &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[4] == 's') {
+                mcf->map_size = (size_t) size;
+            } else {
+                mcf->map_max = (size_t) size;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_readers=", 12) == 0) {
+            n = ngx_atoi(value[i].data + 12, value[i].len - 12);
+            if (n < 8 || n > 65536) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (8..65536)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->max_readers = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n < 16 || n > 1048576) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (16..1048576)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->queue_size = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "reader_check=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            mcf->reader_check = ngx_parse_time(&s, 0);
+            if (mcf->reader_check == (ngx_msec_t) NGX_ERROR
+                || mcf->reader_check < 100)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
+            mcf->thread_pool_name.data = value[i].data + 12;
+            mcf->thread_pool_name.len = value[i].len - 12;
+
+            if (mcf->thread_pool_name.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    ngx_conf_init_size_value(mcf->map_size, OMNI_STORE_DEFAULT_MAP);
+    ngx_conf_init_size_value(mcf->map_max, mcf->map_size * 8);
+    ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
+    ngx_conf_init_uint_value(mcf->queue_size, 16384);
+    ngx_conf_init_msec_value(mcf->reader_check, 10000);
+
+    if (mcf->map_max < mcf->map_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"map_max\" is smaller than \"map_size\"");
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_THREADS)
+    if (mcf->thread_pool_name.len == 0) {
+        ngx_str_set(&mcf->thread_pool_name, "default");
+    }
+
+    mcf->thread_pool = ngx_thread_pool_add(cf, &mcf->thread_pool_name);
+    if (mcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+#else
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"omni_store\" needs nginx built with threads "
+                       "(--with-threads): writes never run in the event "
+                       "loop");
+    return NGX_CONF_ERROR;
+#endif
+
+    /*
+     * Validate now, so that "nginx -t" names an unusable path: create or
+     * open the environment and its databases, then close it again.  The
+     * master keeps no handle across fork().
+     */
+    ngx_memzero(&opts, sizeof(omni_store_opts_t));
+    opts.map_size = mcf->map_size;
+    opts.max_readers = (unsigned) mcf->max_readers;
+    opts.create = 1;
+
+    if (omni_store_open(&st, (char *) mcf->store_path.data, &opts,
+                        err, sizeof(err))
+        != OMNI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "omni_store: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    omni_store_close(st);
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * The master validated the store as root; hand its files to the worker
+ * user so that workers can open the lock file and write.
+ */
+ngx_int_t
+ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
+{
+    u_char                      path[NGX_MAX_PATH];
+    ngx_uint_t                  i;
+    ngx_core_conf_t            *ccf;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    static const char  *files[] = { "", "/data.mdb", "/lock.mdb" };
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
+
+    if (mcf == NULL || mcf->store_path.len == 0 || geteuid() != 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT || ccf->user == 0) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (mcf->store_path.len + ngx_strlen(files[i]) + 1 > NGX_MAX_PATH) {
+            return NGX_OK;
+        }
+
+        ngx_sprintf(path, "%V%s%Z", &mcf->store_path, files[i]);
+
+        if (chown((char *) path, ccf->user, (gid_t) -1) == -1
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          "omni: chown(\"%s\", %d) failed",
+                          path, (int) ccf->user);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_omni_store_init_worker(ngx_cycle_t *cycle)
+{
+    int                         dead;
+    char                        err[512];
+    ngx_uint_t                  readers;
+    ngx_core_conf_t            *ccf;
+    omni_store_opts_t           opts;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    ngx_memzero(&ngx_http_omni_ws, sizeof(ngx_http_omni_worker_store_t));
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
+
+    if (mcf == NULL || mcf->store_path.len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    /*
+     * Reader slots: one per worker of this and of an old generation still
+     * finishing after a reload, plus room for omnictl and other tools.
+     */
+    readers = ngx_max(mcf->max_readers,
+                      (ngx_uint_t) ccf->worker_processes * 2 + 32);
+
+    ngx_memzero(&opts, sizeof(omni_store_opts_t));
+    opts.map_size = 0;
+    opts.max_readers = (unsigned) readers;
+    opts.attach = 1;
+
+    if (omni_store_open(&ngx_http_omni_ws.store,
+                        (char *) mcf->store_path.data, &opts,
+                        err, sizeof(err))
+        != OMNI_OK)
+    {
+        /* Serve unpersonalized rather than not at all. */
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "omni: store unavailable, serving without "
+                      "personalization: %s", err);
+        ngx_http_omni_ws.store = NULL;
+        return NGX_OK;
+    }
+
+    if (omni_store_reader_check(ngx_http_omni_ws.store, &dead) != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0, "omni: %s",
+                      omni_store_error(ngx_http_omni_ws.store));
+
+    } else if (dead) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "omni: cleared %d stale LMDB reader slot(s)", dead);
+    }
+
+    ngx_http_omni_ws.interval = mcf->reader_check;
+    ngx_http_omni_ws.timer.handler = ngx_http_omni_reader_check_handler;
+    ngx_http_omni_ws.timer.log = cycle->log;
+    ngx_http_omni_ws.dummy.fd = (ngx_socket_t) -1;
+    ngx_http_omni_ws.timer.data = &ngx_http_omni_ws.dummy;
+    ngx_http_omni_ws.timer.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_omni_ws.timer, ngx_http_omni_ws.interval);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_omni_reader_check_handler(ngx_event_t *ev)
+{
+    int  dead;
+
+    if (ngx_exiting || ngx_http_omni_ws.store == NULL) {
+        return;
+    }
+
+    if (omni_store_reader_check(ngx_http_omni_ws.store, &dead) != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0, "omni: %s",
+                      omni_store_error(ngx_http_omni_ws.store));
+
+    } else if (dead) {
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "omni: cleared %d stale LMDB reader slot(s)", dead);
+    }
+
+    ngx_add_timer(ev, ngx_http_omni_ws.interval);
+}
+
+
+void
+ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle)
+{
+    if (ngx_http_omni_ws.timer.timer_set) {
+        ngx_del_timer(&ngx_http_omni_ws.timer);
+    }
+
+    omni_store_close(ngx_http_omni_ws.store);
+    ngx_http_omni_ws.store = NULL;
+}
+
+
+/* Renews the read transaction, adopting a map another process grew. */
+static ngx_int_t
+ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st)
+{
+    int  rc;
+
+    rc = omni_store_read_begin(st);
+
+    if (rc == OMNI_MAP_RESIZED) {
+        /*
+         * mdb_env_set_mapsize() needs this process to have no open
+         * transaction, and the writer task may have one right now: then
+         * the writer adopts the new size when it completes, and this
+         * request goes unpersonalized.
+         */
+        if (ngx_http_omni_writer_busy()) {
+            ngx_http_omni_writer_resize_pending();
+            return NGX_DECLINED;
+        }
+
+        if (omni_store_set_map_size(st, 0) != OMNI_OK) {
+            goto failed;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "omni: store map grew to %uz bytes, adopted",
+                      omni_store_map_size(st));
+
+        rc = omni_store_read_begin(st);
+    }
+
+    if (rc == OMNI_OK) {
+        ngx_http_omni_ws.failures = 0;
+        return NGX_OK;
+    }
+
+failed:
+
+    /* One line per streak of failures, not one per request. */
+    if (ngx_http_omni_ws.failures++ == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: store read failed, serving without "
+                      "personalization: %s", omni_store_error(st));
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_omni_resolve(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    int            rc;
+    unsigned       kind;
+    omni_rec_t     rec;
+    omni_store_t  *st;
+
+    ctx->resolved = 1;
+
+    st = ngx_http_omni_ws.store;
+
+    if (st == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE
+        || ctx->identity == NGX_HTTP_OMNI_ID_NEW)
+    {
+        /* A brand-new visitor has no profile yet: nothing to read. */
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        ctx->store_error = 1;
+        return NGX_ERROR;
+    }
+
+    kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
+                                                   : OMNI_ALIAS_COOKIE;
+
+    rc = omni_store_get_alias(st, kind, ctx->vid_hex, OMNI_ID_HEX_LEN,
+                              ctx->pid);
+
+    if (rc == OMNI_NOTFOUND) {
+        ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
+        rc = OMNI_OK;
+    }
+
+    if (rc == OMNI_OK) {
+        rc = omni_store_get_profile(st, ctx->pid, &rec);
+    }
+
+    if (rc == OMNI_OK) {
+        ctx->found = 1;
+        ctx->visits = rec.visits;
+        ctx->stage = rec.stage < OMNI_STAGE_MAX ? rec.stage : 0;
+    }
+
+    omni_store_read_end(st);
+
+    omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
+
+    if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
+        ctx->store_error = 1;
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: profile lookup failed: %s",
+                      omni_store_error(st));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

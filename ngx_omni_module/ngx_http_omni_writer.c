@@ -1,0 +1,380 @@
+/*
+ * The writer: the only place the module writes to LMDB.
+ *
+ * Requests append touch operations to a per-worker queue and never wait.
+ * One thread-pool task at a time drains the queue in a single write
+ * transaction (group commit): while it runs, new operations accumulate,
+ * and its completion handler posts the next batch.  LMDB's writer lock and
+ * fsync are therefore only ever waited on in a pool thread.  When the
+ * queue is full an operation is dropped and counted, never blocked on.
+ *
+ * Map changes are handled on the event loop, where no transaction of this
+ * process is open between tasks: MAP_RESIZED adopts the size another
+ * process set; MAP_FULL adopts or doubles the map up to map_max.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+typedef struct {
+    omni_touch_t       *ops;
+    ngx_uint_t          n;
+    int                 rc;
+    char                err[512];
+} ngx_http_omni_wtask_t;
+
+
+typedef struct {
+#if (NGX_THREADS)
+    ngx_thread_pool_t  *pool;
+    ngx_thread_task_t  *task;
+#endif
+    omni_touch_t       *pending;
+    ngx_uint_t          npending;
+    omni_touch_t       *inflight;
+    ngx_uint_t          capacity;
+    ngx_uint_t          retries;
+
+    size_t              map_max;
+    time_t              visit_timeout;
+    ngx_log_t          *log;
+
+    ngx_uint_t          committed;
+    ngx_uint_t          dropped;
+    ngx_uint_t          failed;
+
+    unsigned            busy:1;
+    unsigned            resize_pending:1;
+    unsigned            full_logged:1;
+} ngx_http_omni_writer_t;
+
+
+static ngx_http_omni_writer_t  ngx_http_omni_w;
+
+
+#if (NGX_THREADS)
+static void ngx_http_omni_writer_thread(void *data, ngx_log_t *log);
+static void ngx_http_omni_writer_done(ngx_event_t *ev);
+static void ngx_http_omni_writer_post(void);
+#endif
+static int ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
+    ngx_uint_t n, char *err, size_t errlen);
+
+
+ngx_int_t
+ngx_http_omni_writer_init(ngx_cycle_t *cycle)
+{
+    ngx_http_omni_main_conf_t  *mcf;
+
+    ngx_memzero(&ngx_http_omni_w, sizeof(ngx_http_omni_writer_t));
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
+
+    if (mcf == NULL || ngx_http_omni_worker_store() == NULL) {
+        return NGX_OK;
+    }
+
+#if (NGX_THREADS)
+    ngx_http_omni_w.pool = mcf->thread_pool;
+
+    ngx_http_omni_w.task = ngx_thread_task_alloc(cycle->pool,
+                                              sizeof(ngx_http_omni_wtask_t));
+    if (ngx_http_omni_w.task == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_omni_w.task->handler = ngx_http_omni_writer_thread;
+    ngx_http_omni_w.task->event.handler = ngx_http_omni_writer_done;
+    ngx_http_omni_w.task->event.data = ngx_http_omni_w.task->ctx;
+    ngx_http_omni_w.task->event.log = cycle->log;
+#endif
+
+    ngx_http_omni_w.capacity = mcf->queue_size;
+    ngx_http_omni_w.map_max = mcf->map_max;
+    ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
+    ngx_http_omni_w.log = cycle->log;
+
+    ngx_http_omni_w.pending = ngx_alloc(mcf->queue_size
+                                        * sizeof(omni_touch_t), cycle->log);
+    ngx_http_omni_w.inflight = ngx_alloc(mcf->queue_size
+                                         * sizeof(omni_touch_t), cycle->log);
+
+    if (ngx_http_omni_w.pending == NULL || ngx_http_omni_w.inflight == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_omni_writer_busy(void)
+{
+    return ngx_http_omni_w.busy;
+}
+
+
+void
+ngx_http_omni_writer_resize_pending(void)
+{
+    ngx_http_omni_w.resize_pending = 1;
+}
+
+
+ngx_int_t
+ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    omni_touch_t              *op;
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    if (ngx_http_omni_w.pending == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_omni_w.npending == ngx_http_omni_w.capacity) {
+        /* Overload: drop and count, never block the request. */
+        if (ngx_http_omni_w.dropped++ % 10000 == 0) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "omni: writer queue full (%ui), %ui touchpoint(s) "
+                          "dropped so far", ngx_http_omni_w.capacity,
+                          ngx_http_omni_w.dropped);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    op = &ngx_http_omni_w.pending[ngx_http_omni_w.npending++];
+
+    op->kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
+                                                       : OMNI_ALIAS_COOKIE;
+    ngx_memcpy(op->id, ctx->vid, OMNI_ID_LEN);
+    op->time = (uint32_t) ngx_time();
+    op->visit_timeout = (uint32_t) ngx_http_omni_w.visit_timeout;
+
+    if (olcf->channel != NGX_CONF_UNSET) {
+        op->channel = (unsigned) olcf->channel;
+
+    } else {
+        op->channel = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
+                                                              : OMNI_CH_WEB;
+    }
+
+#if (NGX_THREADS)
+    if (!ngx_http_omni_w.busy) {
+        ngx_http_omni_writer_post();
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
+/* Applies a batch in one write transaction: all or nothing. */
+static int
+ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
+    ngx_uint_t n, char *err, size_t errlen)
+{
+    int           rc;
+    ngx_uint_t    i;
+    omni_wtxn_t  *w;
+
+    rc = omni_store_write_begin(st, &w);
+    if (rc != OMNI_OK) {
+        ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st), errlen);
+        return rc;
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = omni_apply_touch(w, &ops[i], NULL);
+        if (rc != OMNI_OK) {
+            ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st),
+                        errlen);
+            omni_wtxn_abort(w);
+            return rc;
+        }
+    }
+
+    rc = omni_wtxn_commit(w);
+    if (rc != OMNI_OK) {
+        ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st), errlen);
+    }
+
+    return rc;
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_omni_writer_post(void)
+{
+    omni_touch_t           *tmp;
+    ngx_http_omni_wtask_t  *t;
+
+    t = ngx_http_omni_w.task->ctx;
+
+    /* The queue becomes the batch; the old batch buffer the queue. */
+    tmp = ngx_http_omni_w.inflight;
+    ngx_http_omni_w.inflight = ngx_http_omni_w.pending;
+    ngx_http_omni_w.pending = tmp;
+
+    t->ops = ngx_http_omni_w.inflight;
+    t->n = ngx_http_omni_w.npending;
+    t->rc = OMNI_OK;
+    t->err[0] = '\0';
+
+    ngx_http_omni_w.npending = 0;
+    ngx_http_omni_w.retries = 0;
+
+    if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
+        != NGX_OK)
+    {
+        ngx_http_omni_w.failed += t->n;
+        return;
+    }
+
+    ngx_http_omni_w.busy = 1;
+}
+
+
+static void
+ngx_http_omni_writer_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_omni_wtask_t  *t = data;
+
+    t->rc = ngx_http_omni_writer_apply(ngx_http_omni_worker_store(), t->ops,
+                                       t->n, t->err, sizeof(t->err));
+}
+
+
+static void
+ngx_http_omni_writer_done(ngx_event_t *ev)
+{
+    size_t                  before, after;
+    omni_store_t           *st;
+    ngx_http_omni_wtask_t  *t;
+
+    t = ev->data;
+    st = ngx_http_omni_worker_store();
+
+    ngx_http_omni_w.busy = 0;
+
+    if (ngx_http_omni_w.resize_pending) {
+        ngx_http_omni_w.resize_pending = 0;
+        (void) omni_store_set_map_size(st, 0);
+    }
+
+    switch (t->rc) {
+
+    case OMNI_OK:
+        ngx_http_omni_w.committed += t->n;
+        ngx_http_omni_w.full_logged = 0;
+        break;
+
+    case OMNI_MAP_RESIZED:
+    case OMNI_MAP_FULL:
+        before = omni_store_map_size(st);
+
+        /* First adopt what another process may have grown it to. */
+        (void) omni_store_set_map_size(st, 0);
+        after = omni_store_map_size(st);
+
+        if (t->rc == OMNI_MAP_FULL && after <= before
+            && before < ngx_http_omni_w.map_max)
+        {
+            after = ngx_min(before * 2, ngx_http_omni_w.map_max);
+
+            if (omni_store_set_map_size(st, after) != OMNI_OK) {
+                after = before;
+            }
+        }
+
+        if ((t->rc == OMNI_MAP_RESIZED || after > before)
+            && ngx_http_omni_w.retries++ < 3)
+        {
+            if (after > before) {
+                ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                              "omni: store map grown from %uz to %uz bytes",
+                              before, after);
+            }
+
+            /* Retry the same batch. */
+            if (ngx_thread_task_post(ngx_http_omni_w.pool,
+                                     ngx_http_omni_w.task)
+                == NGX_OK)
+            {
+                ngx_http_omni_w.busy = 1;
+                return;
+            }
+        }
+
+        if (!ngx_http_omni_w.full_logged) {
+            ngx_http_omni_w.full_logged = 1;
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "omni: store is full at map_max (%uz bytes), "
+                          "touchpoints are dropped: %s",
+                          ngx_http_omni_w.map_max, t->err);
+        }
+
+        ngx_http_omni_w.dropped += t->n;
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "omni: writer batch of %ui failed: %s", t->n, t->err);
+        ngx_http_omni_w.failed += t->n;
+        break;
+    }
+
+    if (ngx_http_omni_w.npending && !ngx_exiting) {
+        ngx_http_omni_writer_post();
+    }
+}
+
+#endif
+
+
+/*
+ * Graceful stop or reload: the thread pool has already finished the task
+ * in flight, so only the queue is left.  Blocking is acceptable here: the
+ * worker serves nothing more.
+ */
+void
+ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
+{
+    int            rc;
+    char           err[512];
+    omni_store_t  *st;
+
+    st = ngx_http_omni_worker_store();
+
+    if (st && ngx_http_omni_w.npending) {
+        rc = ngx_http_omni_writer_apply(st, ngx_http_omni_w.pending,
+                                        ngx_http_omni_w.npending,
+                                        err, sizeof(err));
+
+        if (rc != OMNI_OK) {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                          "omni: flushing %ui queued touchpoint(s) on exit "
+                          "failed: %s", ngx_http_omni_w.npending, err);
+        }
+
+        ngx_http_omni_w.npending = 0;
+    }
+
+    if (ngx_http_omni_w.committed || ngx_http_omni_w.dropped
+        || ngx_http_omni_w.failed)
+    {
+        ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                      "omni: writer exit: %ui committed, %ui dropped, "
+                      "%ui failed", ngx_http_omni_w.committed,
+                      ngx_http_omni_w.dropped, ngx_http_omni_w.failed);
+    }
+
+    ngx_free(ngx_http_omni_w.pending);
+    ngx_free(ngx_http_omni_w.inflight);
+    ngx_http_omni_w.pending = NULL;
+    ngx_http_omni_w.inflight = NULL;
+}
