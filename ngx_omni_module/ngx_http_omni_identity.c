@@ -18,6 +18,8 @@ static ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_omni_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_omni_attr_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 #define NGX_HTTP_OMNI_VAR_VISITOR   0
@@ -43,6 +45,9 @@ static ngx_http_variable_t  ngx_http_omni_vars[] = {
 
     { ngx_string("omni_visits"), NULL, ngx_http_omni_variable,
       NGX_HTTP_OMNI_VAR_VISITS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omni_attr_"), NULL, ngx_http_omni_attr_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
       ngx_http_null_variable
 };
@@ -680,6 +685,80 @@ ngx_http_omni_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         v->len = ngx_sprintf(p, "%uD", ctx->visits) - p;
         break;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * $omni_attr_NAME: a profile attribute.  Values come from other channels
+ * and from visitors themselves, so the variable is safe wherever nginx
+ * may put it: HTML-special characters become entities and control
+ * characters (CR, LF, NUL, ...) are dropped, so it can go into HTML text,
+ * an attribute or a header without escaping or header injection.
+ */
+static ngx_int_t
+ngx_http_omni_attr_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t            *name = (ngx_str_t *) data;
+
+    u_char               *p;
+    size_t                len;
+    ngx_str_t             key, raw;
+    ngx_uint_t            i;
+    ngx_http_omni_ctx_t  *ctx;
+
+    v->not_found = 1;
+
+    ctx = ngx_http_omni_identify(r);
+
+    if (ctx == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
+        return NGX_OK;
+    }
+
+    key.data = name->data + sizeof("omni_attr_") - 1;
+    key.len = name->len - (sizeof("omni_attr_") - 1);
+
+    if (ngx_http_omni_read_attr(r, ctx, &key, &raw) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    len = 0;
+    for (i = 0; i < raw.len; i++) {
+        switch (raw.data[i]) {
+        case '<': case '>': len += 4; break;
+        case '&': len += 5; break;
+        case '"': case '\'': len += 6; break;
+        default: len += (raw.data[i] < 0x20 || raw.data[i] == 0x7f) ? 0 : 1;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < raw.len; i++) {
+        switch (raw.data[i]) {
+        case '<': p = ngx_cpymem(p, "&lt;", 4); break;
+        case '>': p = ngx_cpymem(p, "&gt;", 4); break;
+        case '&': p = ngx_cpymem(p, "&amp;", 5); break;
+        case '"': p = ngx_cpymem(p, "&quot;", 6); break;
+        case '\'': p = ngx_cpymem(p, "&#x27;", 6); break;
+        default:
+            if (raw.data[i] >= 0x20 && raw.data[i] != 0x7f) {
+                *p++ = raw.data[i];
+            }
+        }
+    }
+
+    v->len = p - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
 
     return NGX_OK;
 }

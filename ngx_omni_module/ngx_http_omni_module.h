@@ -111,6 +111,8 @@ void ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_resolve(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 omni_store_t *ngx_http_omni_worker_store(void);
+ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_str_t *key, ngx_str_t *value);
 
 /* writer */
 ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);

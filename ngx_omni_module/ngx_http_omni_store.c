@@ -466,3 +466,63 @@ ngx_http_omni_resolve(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
     return NGX_OK;
 }
+
+
+/*
+ * One attribute of the visitor's profile, copied into the request pool
+ * (numbers formatted) inside its own short read window.
+ */
+ngx_int_t
+ngx_http_omni_read_attr(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *value)
+{
+    int            rc, type;
+    double         num;
+    omni_rec_t     rec;
+    omni_bytes_t   str;
+    omni_store_t  *st;
+
+    if (!ctx->resolved) {
+        (void) ngx_http_omni_resolve(r, ctx);
+    }
+
+    st = ngx_http_omni_ws.store;
+
+    if (st == NULL || !ctx->found || ctx->store_error) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    type = 0;
+    rc = omni_store_get_profile(st, ctx->pid, &rec);
+
+    if (rc == OMNI_OK) {
+        type = omni_rec_get_attr(&rec, (char *) key->data, key->len,
+                                 &str, &num);
+    }
+
+    if (type == OMNI_ATTR_STR) {
+        value->data = ngx_pnalloc(r->pool, str.len + 1);
+        if (value->data) {
+            ngx_memcpy(value->data, str.data, str.len);
+            value->len = str.len;
+        }
+
+    } else if (type == OMNI_ATTR_NUM) {
+        value->data = ngx_pnalloc(r->pool, 32);
+        if (value->data) {
+            value->len = snprintf((char *) value->data, 32, "%.15g", num);
+        }
+    }
+
+    omni_store_read_end(st);
+
+    if (type == 0 || value->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}

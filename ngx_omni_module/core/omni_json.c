@@ -571,21 +571,39 @@ omni_jfail(omni_jerr_t *e, const char *path, const char *fmt, ...)
 }
 
 
+/*
+ * Paths are for messages only: one too long for the buffer (deep nesting
+ * cannot happen, but attribute keys may be long) is cut and marked.
+ */
+static void
+omni_jpath_done(char *buf, int n)
+{
+    if (n < 0 || n >= OMNI_JSON_PATH_MAX) {
+        memcpy(buf + OMNI_JSON_PATH_MAX - 4, "...", 4);
+    }
+}
+
+
 static void
 omni_jpath_key(char *buf, const char *parent, const char *key)
 {
+    int  n;
+
     if (parent[0] == '\0') {
-        snprintf(buf, OMNI_JSON_PATH_MAX, "%s", key);
+        n = snprintf(buf, OMNI_JSON_PATH_MAX, "%s", key);
     } else {
-        snprintf(buf, OMNI_JSON_PATH_MAX, "%s.%s", parent, key);
+        n = snprintf(buf, OMNI_JSON_PATH_MAX, "%s.%s", parent, key);
     }
+
+    omni_jpath_done(buf, n);
 }
 
 
 static void
 omni_jpath_index(char *buf, const char *parent, size_t i)
 {
-    snprintf(buf, OMNI_JSON_PATH_MAX, "%s[%zu]", parent, i);
+    omni_jpath_done(buf, snprintf(buf, OMNI_JSON_PATH_MAX, "%s[%zu]",
+                                  parent, i));
 }
 
 
@@ -819,19 +837,10 @@ omni_jitem(omni_jerr_t *e, const char *path, json_t *obj,
 
 
 /*
- * An array of items appended to a profile list: *arr grows by the whole
- * array at once, zeroed, and *n counts an item before its fields are
- * read, so omni_profile_free() releases a half-read one.
+ * Grows a profile list by a whole JSON array at once, zeroed.  Callers
+ * count an item before reading its fields, so omni_profile_free()
+ * releases a half-read one.
  */
-static int
-omni_jitems(omni_jerr_t *e, const char *path, json_t *v, void **arr,
-    unsigned *n, size_t size, const omni_jfield_t *fields,
-    const char *extra, void **last_item, json_t **last_obj, size_t *index)
-{
-    return OMNI_OK;
-}
-
-
 static int
 omni_jgrow(omni_jerr_t *e, const char *path, void **arr, unsigned n,
     size_t add, size_t size)
@@ -842,7 +851,8 @@ omni_jgrow(omni_jerr_t *e, const char *path, void **arr, unsigned n,
         return OMNI_OK;
     }
 
-    if (add > (size_t) (65536 * 16)) {
+    /* far beyond any bound; keeps the size arithmetic from overflowing */
+    if (add > 1000000) {
         return omni_jfail(e, path, "too many items");
     }
 
@@ -1287,14 +1297,16 @@ omni_jbuckets(omni_jerr_t *e, const char *path, json_t *v, omni_impr_t *im)
             }
         }
 
-        /* merged by hour and kept sorted, as the writers keep them */
-        im->nbuckets = im->nbuckets;
-
+        /*
+         * Merged by hour and kept sorted, as the writers keep them; at
+         * most OMNI_MAX_BUCKETS were accepted, so there is always room.
+         */
         if (count) {
             unsigned  k, nb = im->nbuckets;
 
-            for (k = 0; k < nb && im->buckets[k].hour != hour; k++) {
-                /* look for the same hour */
+            k = 0;
+            while (k < nb && im->buckets[k].hour != hour) {
+                k++;
             }
 
             if (k < nb) {
