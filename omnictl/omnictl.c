@@ -1,0 +1,443 @@
+/*
+ * omnictl: command line, dispatch and usage.
+ *
+ *   omnictl [global options] COMMAND [options] [arguments]
+ *
+ * Global options may also follow the command.  See docs/omnictl.md.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "omnictl.h"
+
+
+typedef struct {
+    const char  *name;
+    unsigned     bit;           /* OMNICTL_OPT_*; 0: a global option */
+    unsigned     value:1;       /* takes a value */
+    size_t       offset;        /* where the value goes in the context */
+} omnictl_opt_t;
+
+
+static int omnictl_help(omnictl_ctx_t *ctx);
+static void omnictl_usage(FILE *f);
+static void omnictl_cmd_usage(FILE *f, const omnictl_cmd_t *cmd);
+static const omnictl_cmd_t *omnictl_find_cmd(const char *name);
+static const omnictl_opt_t *omnictl_find_opt(const char *arg,
+    const char **value);
+static int omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv,
+    int *help);
+
+
+#define OMNICTL_GLOBAL_HELP                                                   \
+    "global options:\n"                                                       \
+    "  --store DIR         the store directory (default: $OMNI_STORE)\n"    \
+    "  --map-size SIZE     LMDB map size when creating or growing,\n"        \
+    "                      e.g. 512m, 4g (the store keeps the larger of\n"   \
+    "                      this and its current size)\n"                      \
+    "  --secret-file FILE  token secrets, one per line, the first signs\n"   \
+    "                      (default: $OMNI_SECRET)\n"                         \
+    "  -h, --help          help for omnictl or for a command\n"
+
+
+static const omnictl_cmd_t  omnictl_cmds[] = {
+
+    { "import", omnictl_import, 0, 1, 0,
+      "import [FILE|-]",
+      "Imports NDJSON profiles (one JSON profile per line, the shape in\n"
+      "docs/store-format.md) from FILE or standard input.  A profile whose\n"
+      "id exists is replaced; its aliases are pointed at it.  Bad lines are\n"
+      "reported as \"line N: field: reason\" and skipped; the good ones are\n"
+      "still imported.  Exit status 1 when any line failed.\n" },
+
+    { "export", omnictl_export, 0, 0, OMNICTL_OPT_OUT,
+      "export [--out FILE]",
+      "Writes every profile as NDJSON, in id order, to standard output or\n"
+      "to FILE (written to FILE.tmp, then renamed).  The output imports\n"
+      "back unchanged.\n"
+      "  --out FILE          write to FILE instead of standard output\n" },
+
+    { "get", omnictl_get, 0, 1, OMNICTL_OPT_ALIAS,
+      "get ID | get --alias TYPE:VALUE",
+      "Prints one profile as indented JSON.  TYPE is cookie, device,\n"
+      "customer or email (an email address is hashed as the store keys\n"
+      "it: lowercased sha256).  Exit status 1 when not found.\n"
+      "  --alias TYPE:VALUE  look the profile up by an alias\n" },
+
+    { "put", omnictl_put, 0, 1, 0,
+      "put [FILE|-]",
+      "Stores one JSON profile (a single document, not NDJSON), creating\n"
+      "it or replacing the profile with the same id.\n" },
+
+    { "forget", omnictl_forget, 0, 1, OMNICTL_OPT_ALIAS,
+      "forget ID | forget --alias TYPE:VALUE",
+      "Erases a profile, every alias that points at it and its\n"
+      "touchpoints (right to be forgotten).  Prints\n"
+      "{\"forgotten\":ID,\"aliases\":N,\"touchpoints\":M}.  Exit status 1\n"
+      "when not found.\n"
+      "  --alias TYPE:VALUE  find the profile by an alias\n" },
+
+    { "link", omnictl_link, 2, 2, 0,
+      "link ID TYPE:VALUE",
+      "Points an alias at an existing profile (moving it away from the\n"
+      "profile that had it) and records it in the profile.\n" },
+
+    { "token", omnictl_token, 0, 0,
+      OMNICTL_OPT_DEVICE | OMNICTL_OPT_TTL | OMNICTL_OPT_PROFILE,
+      "token [--device ID] [--ttl TTL] [--profile ID]",
+      "Mints a signed app token for the X-Omni-Token header.  Prints\n"
+      "{\"token\":...,\"device\":...,\"expires\":N}.\n"
+      "  --device ID         the device id (default: a random one)\n"
+      "  --ttl TTL           lifetime: seconds or 90s, 45m, 12h, 30d, 2w;\n"
+      "                      0 never expires (default: 30d)\n"
+      "  --profile ID        also link the device to this existing profile\n"
+      "                      (needs --store), so the app sees that person\n" },
+
+    { "stat", omnictl_stat, 0, 0, OMNICTL_OPT_CREATE,
+      "stat [--create]",
+      "Prints store statistics as JSON.\n"
+      "  --create            create and initialise the store first\n" },
+
+    { "help", omnictl_help, 0, 1, 0,
+      "help [COMMAND]",
+      "Prints help for omnictl or for one command.\n" },
+
+    { NULL, NULL, 0, 0, 0, NULL, NULL }
+};
+
+
+static const omnictl_opt_t  omnictl_opts[] = {
+    { "--store", 0, 1, offsetof(omnictl_ctx_t, store) },
+    { "--map-size", 0, 1, 0 },
+    { "--secret-file", 0, 1, offsetof(omnictl_ctx_t, secret_file) },
+    { "--out", OMNICTL_OPT_OUT, 1, offsetof(omnictl_ctx_t, out) },
+    { "--alias", OMNICTL_OPT_ALIAS, 1, offsetof(omnictl_ctx_t, alias) },
+    { "--device", OMNICTL_OPT_DEVICE, 1, offsetof(omnictl_ctx_t, device) },
+    { "--ttl", OMNICTL_OPT_TTL, 1, offsetof(omnictl_ctx_t, ttl) },
+    { "--profile", OMNICTL_OPT_PROFILE, 1,
+      offsetof(omnictl_ctx_t, profile) },
+    { "--create", OMNICTL_OPT_CREATE, 0, 0 },
+    { NULL, 0, 0, 0 }
+};
+
+
+int
+main(int argc, char **argv)
+{
+    int            rc, help;
+    omnictl_ctx_t  ctx;
+
+    memset(&ctx, 0, sizeof(omnictl_ctx_t));
+
+    rc = omnictl_parse(&ctx, argc, argv, &help);
+    if (rc != OMNICTL_EXIT_OK) {
+        return rc;
+    }
+
+    if (help) {
+        if (ctx.cmd == NULL) {
+            omnictl_usage(stdout);
+
+        } else {
+            omnictl_cmd_usage(stdout, ctx.cmd);
+        }
+
+        return OMNICTL_EXIT_OK;
+    }
+
+    if (ctx.cmd == NULL) {
+        omnictl_usage(stderr);
+        return OMNICTL_EXIT_FATAL;
+    }
+
+    if (ctx.store == NULL) {
+        ctx.store = getenv("OMNI_STORE");
+        if (ctx.store != NULL && ctx.store[0] == '\0') {
+            ctx.store = NULL;
+        }
+    }
+
+    rc = ctx.cmd->handler(&ctx);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        omnictl_error(&ctx, "cannot write the output");
+        return OMNICTL_EXIT_FATAL;
+    }
+
+    return rc;
+}
+
+
+static int
+omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv, int *help)
+{
+    int                   i, j, cmd_at, dashdash;
+    const char           *arg, *value;
+    const omnictl_opt_t  *opt;
+
+    *help = 0;
+
+    /* The command is the first argument that is neither an option nor an
+     * option's value. */
+    cmd_at = -1;
+
+    for (i = 1; i < argc; i++) {
+        arg = argv[i];
+
+        if (strcmp(arg, "--") == 0) {
+            cmd_at = i + 1 < argc ? i + 1 : -1;
+            break;
+        }
+
+        if (arg[0] != '-' || arg[1] == '\0') {
+            cmd_at = i;
+            break;
+        }
+
+        opt = omnictl_find_opt(arg, &value);
+        if (opt != NULL && opt->value && value == NULL) {
+            i++;
+        }
+    }
+
+    if (cmd_at > 0) {
+        ctx->cmd = omnictl_find_cmd(argv[cmd_at]);
+        if (ctx->cmd == NULL) {
+            fprintf(stderr, "omnictl: unknown command \"%s\" "
+                    "(see omnictl --help)\n", argv[cmd_at]);
+            return OMNICTL_EXIT_FATAL;
+        }
+    }
+
+    dashdash = 0;
+
+    for (i = 1; i < argc; i++) {
+        arg = argv[i];
+
+        if (i == cmd_at) {
+            continue;
+        }
+
+        if (!dashdash && strcmp(arg, "--") == 0) {
+            dashdash = 1;
+            continue;
+        }
+
+        if (dashdash || arg[0] != '-' || arg[1] == '\0') {
+            if (ctx->cmd == NULL) {
+                /* only reachable after "--" with nothing following */
+                continue;
+            }
+
+            if (ctx->nargs >= ctx->cmd->max_args) {
+                return omnictl_usage_error(ctx, "unexpected argument "
+                                           "\"%s\"", arg);
+            }
+
+            ctx->args[ctx->nargs++] = arg;
+            continue;
+        }
+
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            *help = 1;
+            continue;
+        }
+
+        opt = omnictl_find_opt(arg, &value);
+        if (opt == NULL) {
+            return omnictl_usage_error(ctx, "unknown option \"%s\"", arg);
+        }
+
+        if (opt->bit != 0
+            && (ctx->cmd == NULL || !(ctx->cmd->options & opt->bit)))
+        {
+            return omnictl_usage_error(ctx, "option %s is not valid %s%s",
+                                       opt->name,
+                                       ctx->cmd ? "for " : "here",
+                                       ctx->cmd ? ctx->cmd->name : "");
+        }
+
+        if (!opt->value) {
+            if (value != NULL) {
+                return omnictl_usage_error(ctx, "option %s takes no value",
+                                           opt->name);
+            }
+
+            /* --create is the only flag */
+            ctx->create = 1;
+            continue;
+        }
+
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                return omnictl_usage_error(ctx, "option %s needs a value",
+                                           opt->name);
+            }
+
+            value = argv[++i];
+        }
+
+        if (strcmp(opt->name, "--map-size") == 0) {
+            if (omnictl_parse_size(value, &ctx->map_size) != OMNI_OK) {
+                return omnictl_usage_error(ctx, "invalid --map-size \"%s\" "
+                                           "(expected e.g. 64m, 4g)", value);
+            }
+
+            continue;
+        }
+
+        *(const char **) ((char *) ctx + opt->offset) = value;
+    }
+
+    if (*help || ctx->cmd == NULL) {
+        return OMNICTL_EXIT_OK;
+    }
+
+    if (ctx->nargs < ctx->cmd->min_args) {
+        return omnictl_usage_error(ctx, "missing argument");
+    }
+
+    /* get and forget take an ID or --alias, exactly one of them */
+    if (ctx->cmd->options & OMNICTL_OPT_ALIAS) {
+        j = (ctx->alias != NULL) + (ctx->nargs > 0);
+
+        if (j != 1) {
+            return omnictl_usage_error(ctx, "%s", j ? "give an ID or "
+                                       "--alias, not both"
+                                       : "an ID or --alias TYPE:VALUE is "
+                                       "required");
+        }
+    }
+
+    return OMNICTL_EXIT_OK;
+}
+
+
+static const omnictl_opt_t *
+omnictl_find_opt(const char *arg, const char **value)
+{
+    size_t                len;
+    const char           *eq;
+    const omnictl_opt_t  *opt;
+
+    eq = strchr(arg, '=');
+    len = eq ? (size_t) (eq - arg) : strlen(arg);
+    *value = eq ? eq + 1 : NULL;
+
+    for (opt = omnictl_opts; opt->name; opt++) {
+        if (strlen(opt->name) == len && memcmp(opt->name, arg, len) == 0) {
+            return opt;
+        }
+    }
+
+    return NULL;
+}
+
+
+static const omnictl_cmd_t *
+omnictl_find_cmd(const char *name)
+{
+    const omnictl_cmd_t  *cmd;
+
+    for (cmd = omnictl_cmds; cmd->name; cmd++) {
+        if (strcmp(cmd->name, name) == 0) {
+            return cmd;
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+omnictl_help(omnictl_ctx_t *ctx)
+{
+    const omnictl_cmd_t  *cmd;
+
+    if (ctx->nargs == 0) {
+        omnictl_usage(stdout);
+        return OMNICTL_EXIT_OK;
+    }
+
+    cmd = omnictl_find_cmd(ctx->args[0]);
+    if (cmd == NULL) {
+        return omnictl_usage_error(ctx, "unknown command \"%s\"",
+                                   ctx->args[0]);
+    }
+
+    omnictl_cmd_usage(stdout, cmd);
+
+    return OMNICTL_EXIT_OK;
+}
+
+
+static void
+omnictl_usage(FILE *f)
+{
+    const omnictl_cmd_t  *cmd;
+
+    fprintf(f, "usage: omnictl [global options] COMMAND [options] "
+            "[arguments]\n\ncommands:\n");
+
+    for (cmd = omnictl_cmds; cmd->name; cmd++) {
+        fprintf(f, "  %s\n", cmd->synopsis);
+    }
+
+    fprintf(f, "\n" OMNICTL_GLOBAL_HELP
+            "\nexit status: 0 ok, 1 some input failed or not found,"
+            " 2 usage or fatal error\n"
+            "omnictl COMMAND --help describes a command; see also"
+            " docs/omnictl.md\n");
+}
+
+
+static void
+omnictl_cmd_usage(FILE *f, const omnictl_cmd_t *cmd)
+{
+    fprintf(f, "usage: omnictl [global options] %s\n\n%s\n"
+            OMNICTL_GLOBAL_HELP, cmd->synopsis, cmd->help);
+}
+
+
+void
+omnictl_error(omnictl_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list  args;
+    char     msg[1024];
+
+    va_start(args, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, args);
+    va_end(args);
+
+    if (ctx != NULL && ctx->cmd != NULL) {
+        fprintf(stderr, "omnictl: %s: %s\n", ctx->cmd->name, msg);
+
+    } else {
+        fprintf(stderr, "omnictl: %s\n", msg);
+    }
+}
+
+
+int
+omnictl_usage_error(omnictl_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list  args;
+    char     msg[1024];
+
+    va_start(args, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, args);
+    va_end(args);
+
+    if (ctx != NULL && ctx->cmd != NULL) {
+        fprintf(stderr, "omnictl: %s: %s (see omnictl %s --help)\n",
+                ctx->cmd->name, msg, ctx->cmd->name);
+
+    } else {
+        fprintf(stderr, "omnictl: %s (see omnictl --help)\n", msg);
+    }
+
+    return OMNICTL_EXIT_FATAL;
+}
