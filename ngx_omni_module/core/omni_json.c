@@ -619,6 +619,10 @@ static int
 omni_jstr(omni_jerr_t *e, const char *path, json_t *v, size_t max,
     const char **s, size_t *len)
 {
+    /* outputs are set on every path: callers may be compiled to see them */
+    *s = "";
+    *len = 0;
+
     if (!json_is_string(v)) {
         return omni_jfail(e, path, "expected a string");
     }
@@ -691,6 +695,8 @@ static int
 omni_jf64(omni_jerr_t *e, const char *path, json_t *v, double *out)
 {
     double  d;
+
+    *out = 0.0;
 
     if (!json_is_number(v)) {
         return omni_jfail(e, path, "expected a number");

@@ -1873,9 +1873,9 @@ omni_profile_add_segment(omni_profile_t *p, const char *name, size_t len)
 static omni_attr_t *
 omni_profile_attr(omni_profile_t *p, const char *key)
 {
-    char       *k;
-    size_t      len;
-    unsigned    i;
+    char         *k;
+    size_t        len;
+    unsigned      i;
     omni_attr_t  *a;
 
     len = key ? strlen(key) : 0;

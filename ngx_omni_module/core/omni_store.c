@@ -915,6 +915,38 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
 
     omni_profile_free(&p);
 
+    /*
+     * A profile keeps its newest OMNI_MAX_ALIASES aliases only; older keys
+     * may still point at it.  Erasure must be complete, so sweep the
+     * alias table for anything left (erasure is rare; a scan is fine).
+     */
+    rc = mdb_cursor_open(w->txn, w->st->aliases, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (val.mv_size == OMNI_ID_LEN
+            && memcmp(val.mv_data, pid, OMNI_ID_LEN) == 0)
+        {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            (*naliases)++;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot delete aliases", rc);
+    }
+
     /* Touchpoints, found through the per-profile index. */
     rc = mdb_cursor_open(w->txn, w->st->tpindex, &cur);
     if (rc != 0) {

@@ -26,21 +26,21 @@ static int omni_tap_failed;
 
 #define is_int(got, want, ...)                                              \
     do {                                                                    \
-        long long g_ = (long long) (got), w_ = (long long) (want);          \
-        ok(g_ == w_, __VA_ARGS__);                                          \
-        if (g_ != w_) {                                                     \
-            printf("#   got %lld, want %lld\n", g_, w_);                    \
+        long long gi_ = (long long) (got), wi_ = (long long) (want);        \
+        ok(gi_ == wi_, __VA_ARGS__);                                        \
+        if (gi_ != wi_) {                                                   \
+            printf("#   got %lld, want %lld\n", gi_, wi_);                  \
         }                                                                   \
     } while (0)
 
 #define is_str(got, want, ...)                                              \
     do {                                                                    \
-        const char *g_ = (got), *w_ = (want);                               \
-        int c_ = g_ && w_ && strcmp(g_, w_) == 0;                           \
-        ok(c_, __VA_ARGS__);                                                \
-        if (!c_) {                                                          \
-            printf("#   got '%s', want '%s'\n", g_ ? g_ : "(null)",         \
-                   w_ ? w_ : "(null)");                                     \
+        const char *gs_ = (got), *ws_ = (want);                             \
+        int same_ = gs_ && ws_ && strcmp(gs_, ws_) == 0;                    \
+        ok(same_, __VA_ARGS__);                                             \
+        if (!same_) {                                                       \
+            printf("#   got '%s', want '%s'\n", gs_ ? gs_ : "(null)",       \
+                   ws_ ? ws_ : "(null)");                                   \
         }                                                                   \
     } while (0)
 
