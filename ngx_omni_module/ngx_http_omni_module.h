@@ -73,8 +73,8 @@ typedef struct {
     ngx_uint_t                  reason;         /* why a cookie failed */
     unsigned char               vid[OMNI_ID_LEN];
     unsigned char               pid[OMNI_ID_LEN];
-    u_char                      vid_hex[OMNI_ID_HEX_LEN];
-    u_char                      pid_hex[OMNI_ID_HEX_LEN];
+    u_char                      vid_hex[OMNI_ID_HEX_LEN + 1];
+    u_char                      pid_hex[OMNI_ID_HEX_LEN + 1];
 
     unsigned                    identified:1;
     unsigned                    resolved:1;

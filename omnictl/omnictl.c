@@ -61,7 +61,7 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "  --out FILE          write to FILE instead of standard output\n" },
 
     { "get", omnictl_get, 0, 1, OMNICTL_OPT_ALIAS,
-      "get ID | get --alias TYPE:VALUE",
+      "get (ID | --alias TYPE:VALUE)",
       "Prints one profile as indented JSON.  TYPE is cookie, device,\n"
       "customer or email (an email address is hashed as the store keys\n"
       "it: lowercased sha256).  Exit status 1 when not found.\n"
@@ -73,7 +73,7 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "it or replacing the profile with the same id.\n" },
 
     { "forget", omnictl_forget, 0, 1, OMNICTL_OPT_ALIAS,
-      "forget ID | forget --alias TYPE:VALUE",
+      "forget (ID | --alias TYPE:VALUE)",
       "Erases a profile, every alias that points at it and its\n"
       "touchpoints (right to be forgotten).  Prints\n"
       "{\"forgotten\":ID,\"aliases\":N,\"touchpoints\":M}.  Exit status 1\n"
@@ -95,6 +95,15 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "                      0 never expires (default: 30d)\n"
       "  --profile ID        also link the device to this existing profile\n"
       "                      (needs --store), so the app sees that person\n" },
+
+    { "cookie", omnictl_cookie, 0, 0,
+      OMNICTL_OPT_DEVICE | OMNICTL_OPT_PROFILE,
+      "cookie [--device ID] [--profile ID]",
+      "Mints a signed web visitor cookie (the value of the \"omni\"\n"
+      "cookie).  Prints {\"cookie\":...,\"visitor\":...}.\n"
+      "  --device ID         the visitor id (default: a random one)\n"
+      "  --profile ID        also link the visitor to this existing profile\n"
+      "                      (needs --store), so the browser is that person\n" },
 
     { "stat", omnictl_stat, 0, 0, OMNICTL_OPT_CREATE,
       "stat [--create]",

@@ -79,6 +79,17 @@ struct omnictl_cmd_s {
 #define OMNICTL_OPT_CREATE     0x20
 
 
+/* A profile named by ID or by --alias TYPE:VALUE. */
+typedef struct {
+    const char     *alias;              /* NULL: by id */
+    unsigned        kind;
+    char            value[OMNI_ALIAS_MAX_LEN + 1];
+    size_t          len;
+    unsigned char   pid[OMNI_ID_LEN];
+    char            name[OMNI_ID_HEX_LEN + 9];
+} omnictl_target_t;
+
+
 /* A write step run by omnictl_write(); returns OMNI_OK or an OMNI_* code. */
 typedef int (*omnictl_write_pt)(omni_wtxn_t *w, void *arg);
 
@@ -99,8 +110,11 @@ int omnictl_parse_ttl(const char *s, uint32_t *ttl);
 int omnictl_parse_alias(const char *spec, unsigned *kind, char *value,
     size_t *len, char *err, size_t errlen);
 const char *omnictl_alias_type(unsigned kind);
-int omnictl_resolve(omnictl_ctx_t *ctx, omni_store_t *st,
-    const char *id, const char *alias, unsigned char *pid);
+int omnictl_target_parse(omnictl_ctx_t *ctx, const char *id,
+    const char *alias, omnictl_target_t *t);
+int omnictl_target_resolve(omni_store_t *st, omni_wtxn_t *w,
+    omnictl_target_t *t);
+const char *omnictl_target_name(omnictl_target_t *t);
 int omnictl_replace_profile(omni_wtxn_t *w, const omni_profile_t *p,
     int *replaced);
 int omnictl_print_json(omnictl_ctx_t *ctx, json_t *obj, size_t flags);
@@ -117,6 +131,7 @@ int omnictl_link(omnictl_ctx_t *ctx);
 
 /* omnictl_admin.c */
 int omnictl_token(omnictl_ctx_t *ctx);
+int omnictl_cookie(omnictl_ctx_t *ctx);
 int omnictl_stat(omnictl_ctx_t *ctx);
 
 #endif /* OMNICTL_H */

@@ -221,6 +221,19 @@ omni_store_open(omni_store_t **stp, const char *path,
         return OMNI_ERROR;
     }
 
+    /* Attaching never creates anything: the store must exist already. */
+    if (opts->attach || opts->readonly) {
+        char  data[4200];
+
+        snprintf(data, sizeof(data), "%s/data.mdb", path);
+
+        if (stat(data, &sb) != 0) {
+            snprintf(err, errlen, "store \"%s\" is not initialised (no "
+                     "data.mdb): %s", path, strerror(errno));
+            return OMNI_ERROR;
+        }
+    }
+
     st = calloc(1, sizeof(omni_store_t));
     if (st == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -272,6 +285,25 @@ omni_store_open(omni_store_t **stp, const char *path,
         mdb_env_close(st->env);
         free(st);
         return OMNI_ERROR;
+    }
+
+    /*
+     * A map already grown larger on disk wins over the configured or
+     * default size: 0 adopts the size recorded in the file.
+     */
+    if (!opts->readonly) {
+        size_t       want;
+        MDB_envinfo  info;
+
+        want = opts->map_size ? opts->map_size
+                              : (opts->attach ? 0 : OMNI_STORE_DEFAULT_MAP);
+
+        mdb_env_set_mapsize(st->env, 0);
+        mdb_env_info(st->env, &info);
+
+        if (want > info.me_mapsize) {
+            mdb_env_set_mapsize(st->env, want);
+        }
     }
 
     rc = omni_store_open_dbs(st, !opts->readonly && !opts->attach);
