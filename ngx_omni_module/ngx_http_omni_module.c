@@ -1,7 +1,7 @@
 /*
  * ngx_omni_module: directives, configuration and process lifecycle.
  *
- * Requests in locations with "omni on" are identified in the preaccess
+ * Requests in locations with "omni on" are identified in the rewrite
  * phase (signed cookie or app token), their profile is looked up in the
  * LMDB store, and a touchpoint is queued for the writer task in the log
  * phase, once per request whatever internal redirects happened between.
@@ -22,7 +22,7 @@ static char *ngx_http_omni_token_header(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_omni_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_omni_init_process(ngx_cycle_t *cycle);
 static void ngx_http_omni_exit_process(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_omni_preaccess_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_header_filter(ngx_http_request_t *r);
 
@@ -158,12 +158,18 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    /*
+     * The rewrite phase, not later: "return" answers in this phase, and
+     * handlers pushed after ngx_http_rewrite_module's (a dynamic module's
+     * are) run before it.  Responses finalized even earlier (a server
+     * level "return", errors) are identified by the header filter.
+     */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_omni_preaccess_handler;
+    *h = ngx_http_omni_identify_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
@@ -356,7 +362,7 @@ ngx_http_omni_exit_process(ngx_cycle_t *cycle)
 
 
 static ngx_int_t
-ngx_http_omni_preaccess_handler(ngx_http_request_t *r)
+ngx_http_omni_identify_handler(ngx_http_request_t *r)
 {
     ngx_http_omni_ctx_t       *ctx;
     ngx_http_omni_loc_conf_t  *olcf;
@@ -412,13 +418,22 @@ ngx_http_omni_log_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_omni_header_filter(ngx_http_request_t *r)
 {
-    ngx_http_omni_ctx_t  *ctx;
+    ngx_http_omni_ctx_t       *ctx;
+    ngx_http_omni_loc_conf_t  *olcf;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_omni_get_ctx(r, 0);
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (olcf->enable) {
+        /* Idempotent: a no-op when the rewrite phase already ran. */
+        ctx = ngx_http_omni_identify(r);
+
+    } else {
+        ctx = ngx_http_omni_get_ctx(r, 0);
+    }
 
     if (ctx && ctx->set_cookie) {
         if (ngx_http_omni_set_cookie(r, ctx) != NGX_OK) {
