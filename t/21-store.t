@@ -1,0 +1,345 @@
+# The LMDB profile store inside nginx: lookups, the writer task, omnictl
+# changes seen without a reload, token/cookie linking, degradation, and
+# configuration errors.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use OmniTest;
+use OmniCookie;
+use JSON::PP ();
+
+our $ANA = 'a11ce0000000000000000000000000a1';
+
+# Seeds a store in the test prefix with omnictl; dies loudly on failure.
+sub seed {
+    my (@lines) = @_;
+    my $store = "$OmniTest::PREFIX/store";
+    my ($rc, $out, $err) = omnictl('--store', $store, 'stat', '--create');
+    die "omnictl stat --create: $err" if $rc;
+    my $file = "$OmniTest::PREFIX/seed.ndjson";
+    open(my $fh, '>', $file) or die "$file: $!";
+    print $fh "$_\n" for @lines;
+    close $fh;
+    ($rc, $out, $err) = omnictl('--store', $store, 'import', $file);
+    die "omnictl import: $err" if $rc;
+}
+
+sub get_profile {
+    my ($id) = @_;
+    my ($rc, $out) = omnictl('--store', "$OmniTest::PREFIX/store", 'get', $id);
+    return $rc == 0 ? JSON::PP::decode_json($out) : undef;
+}
+
+sub ana_cookie {
+    return "omni=" . mint_cookie(TEST_SECRET, $ANA);
+}
+
+run_blocks();
+
+__DATA__
+
+=== TEST 1: a cookie whose visitor is a stored profile sees that profile
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1","visits":5,"visit_last":1000,"orders":2,"stage":"customer","attributes":{"first_name":"Ana","points":420}}');
+--- config
+omni on;
+location = /t {
+    return 200 "$omni_profile $omni_stage $omni_visits $omni_attr_first_name $omni_attr_points [$omni_attr_missing]\n";
+}
+--- request
+GET /t
+--- more_headers eval
+"Cookie: " . main::ana_cookie()
+--- response_body
+a11ce0000000000000000000000000a1 customer 5 Ana 420 []
+--- no_error_log
+[error]
+
+=== TEST 2: every request is written back by the writer task (visit, last seen)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1","visits":5,"visit_last":1000,"attributes":{"first_name":"Ana"}}');
+--- config
+omni on;
+location = /t { return 200 "$omni_visits\n"; }
+--- request
+GET /t
+--- more_headers eval
+"Cookie: " . main::ana_cookie()
+--- response_body
+5
+--- check
+my $p;
+ok(wait_for(sub { $p = main::get_profile($main::ANA); $p && $p->{visits} == 6 }, 5),
+   'the visit is counted in the store');
+ok($p->{last_seen}{web} && abs($p->{last_seen}{web} - time()) < 10, 'last seen on web is now');
+my $r = http_get('/t', Cookie => main::ana_cookie());
+is($r->{content}, "6\n", 'a request within the visit timeout sees 6 visits');
+ok(wait_for(sub { $p = main::get_profile($main::ANA); $p->{visit_last} >= time() - 5 }, 5),
+   'visit_last moves');
+is($p->{visits}, 6, 'no new visit within 30 minutes');
+--- no_error_log
+[error]
+
+=== TEST 3: a new visitor's first request creates the profile and its alias
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+omni on;
+location = /t { return 200 "$omni_visitor\n"; }
+--- request
+GET /t
+--- check
+my ($vid) = $resp->{content} =~ /([0-9a-f]{32})/;
+my $p;
+ok(wait_for(sub { $p = main::get_profile($vid) }, 5), 'profile created for the new visitor');
+is($p->{visits}, 1, 'first visit');
+is($p->{stage}, 'new', 'journey stage new');
+is_deeply($p->{aliases}, [ { type => 'cookie', id => $vid } ], 'cookie alias recorded');
+
+=== TEST 4: an app token linked to a profile resolves to the same person as the web cookie
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1","attributes":{"first_name":"Ana"},"aliases":[{"type":"device","id":"dddddddddddddddddddddddddddddddd"}]}');
+--- config
+omni on;
+location = /t { return 200 "$omni_identity $omni_profile $omni_attr_first_name\n"; }
+--- request
+GET /t
+--- more_headers eval
+"X-Omni-Token: " . OmniCookie::mint_token(OmniCookie::TEST_SECRET, 'dddddddddddddddddddddddddddddddd')
+--- response_body
+token a11ce0000000000000000000000000a1 Ana
+--- request_2
+GET /t
+--- more_headers_2 eval
+"Cookie: " . main::ana_cookie()
+--- response_body_2
+cookie a11ce0000000000000000000000000a1 Ana
+
+=== TEST 5: omnictl changes are seen by nginx without a reload
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1","attributes":{"first_name":"Ana"}}');
+--- config
+omni on;
+location = /t { return 200 "$omni_attr_first_name\n"; }
+--- request
+GET /t
+--- more_headers eval
+"Cookie: " . main::ana_cookie()
+--- response_body
+Ana
+--- check
+my $store = "$OmniTest::PREFIX/store";
+my $file = "$OmniTest::PREFIX/put.json";
+open(my $fh, '>', $file) or die; print $fh '{"id":"a11ce0000000000000000000000000a1","attributes":{"first_name":"Anabela"}}'; close $fh;
+my ($rc, $out, $err) = omnictl('--store', $store, 'put', $file);
+is($rc, 0, 'omnictl put while nginx serves') or diag $err;
+is(http_get('/t', Cookie => main::ana_cookie())->{content}, "Anabela\n", 'new value served at once');
+($rc, $out, $err) = omnictl('--store', $store, '--secret-file', '/dev/null', 'link',
+                            $main::ANA, 'device:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee');
+is($rc, 0, 'omnictl link while nginx serves') or diag $err;
+is(http_get('/t', 'X-Omni-Token' => OmniCookie::mint_token(OmniCookie::TEST_SECRET,
+   'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee'))->{content}, "Anabela\n", 'a newly linked device sees the profile');
+
+=== TEST 6: profile values are escaped in $omni_attr_*: no markup, no header splitting
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1","attributes":{"first_name":"<script>alert(\"x\")</script>\r\nX-Evil: 1 & \u0027"}}');
+--- config
+omni on;
+location = /t {
+    add_header X-Name $omni_attr_first_name;
+    return 200 "$omni_attr_first_name\n";
+}
+--- request
+GET /t
+--- more_headers eval
+"Cookie: " . main::ana_cookie()
+--- response_body
+&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;X-Evil: 1 &amp; &#x27;
+--- response_headers
+X-Name: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;X-Evil: 1 &amp; &#x27;
+!X-Evil
+
+=== TEST 7: an internal redirect is one touch, and a stop flushes the queue
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+omni on;
+location = /t { error_page 404 = /fallback; return 404; }
+location = /fallback { return 200 "ok\n"; }
+--- request
+GET /t
+--- response_body
+ok
+--- error_log
+omni: writer exit: 1 committed, 0 dropped, 0 failed
+
+=== TEST 8: a graceful stop loses no queued touchpoint
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+omni on;
+location = /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- check
+# 300 distinct visitors as fast as possible, then an immediate stop.
+for my $i (1 .. 299) {
+    http_get('/t', Cookie => 'omni=' . mint_cookie(TEST_SECRET, sprintf('%032x', $i)));
+}
+ok(stop_nginx(), 'graceful stop');
+my ($rc, $out) = omnictl('--store', "$OmniTest::PREFIX/store", 'stat');
+my $st = JSON::PP::decode_json($out);
+is($st->{profiles}, 300, 'all 300 visitors are in the store after the stop');
+like(error_log_text(), qr/writer exit: \d+ committed, 0 dropped, 0 failed/, 'nothing dropped');
+
+=== TEST 9: reload 20 times: reader slots come back to the baseline
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- workers: 2
+--- config
+omni on;
+location = /t { return 200 "$omni_profile\n"; }
+--- request
+GET /t
+--- more_headers eval
+"Cookie: " . main::ana_cookie()
+--- check
+my $pidfile = "$OmniTest::PREFIX/logs/nginx.pid";
+open(my $fh, '<', $pidfile) or die; chomp(my $master = <$fh>); close $fh;
+my $readers = sub {
+    my (undef, $out) = run_command(['mdb_stat', '-r', "$OmniTest::PREFIX/store"]);
+    my @pids = $out =~ /^\s+(\d+)\s+[0-9a-f]+\s/mg;
+    return scalar grep { kill 0, $_ } @pids;   # live readers only
+};
+for my $i (1 .. 20) {
+    kill 'HUP', $master;
+    wait_for(sub { error_log_text() =~ /(reconfiguring.*){$i}/s }, 5);
+}
+my $r;
+for (1 .. 10) { $r = http_get('/t', Cookie => main::ana_cookie()); }
+is($r->{status}, 200, 'serving after 20 reloads');
+my $all_stale_gone = wait_for(sub {
+    my (undef, $out) = run_command(['mdb_stat', '-r', "$OmniTest::PREFIX/store"]);
+    my @pids = $out =~ /^\s+(\d+)\s+[0-9a-f]+\s/mg;
+    @pids <= 2 + 2;     # live workers, plus at most the old generation
+}, 10);
+ok($all_stale_gone, 'reader table back to the baseline');
+ok($readers->() <= 2, 'at most one reader slot per live worker');
+--- no_error_log
+MDB_READERS_FULL
+[error]
+
+=== TEST 10: a full store degrades: pages still served, one clear error line
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=1m map_max=1m queue=64;
+--- config
+omni on;
+location = /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- check
+my $bad = 0;
+for my $i (1 .. 6000) {
+    my $r = http_get('/t', Cookie => 'omni=' . mint_cookie(TEST_SECRET, sprintf('%032x', $i)));
+    $bad++ if $r->{status} != 200;
+}
+is($bad, 0, '6000 requests into a 1 MiB store: all 200');
+ok(wait_for(sub { error_log_text() =~ /store is full at map_max/ }, 5),
+   'the store-full condition is logged');
+my @lines = error_log_text() =~ /(store is full at map_max)/g;
+is(scalar @lines, 1, 'logged once, not per request');
+--- error_log
+MDB_MAP_FULL
+
+=== TEST 11: omni_store on a file is refused by nginx -t
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/conf/nginx.conf;
+--- config
+location = /t { return 200; }
+--- must_die
+qr/omni_store: store ".*\/conf\/nginx\.conf" is not a directory in .*nginx\.conf:\d+/
+
+=== TEST 12: a store path that cannot be created is refused
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store /nonexistent-omni-parent/store;
+--- config
+location = /t { return 200; }
+--- must_die
+cannot create store directory "/nonexistent-omni-parent/store": No such file or directory
+
+=== TEST 13: bad omni_store parameters
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=lots;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid size "lots" in "map_size=lots" (at least 1m)
+
+=== TEST 14: map_max below map_size
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m map_max=8m;
+--- config
+location = /t { return 200; }
+--- must_die
+"map_max" is smaller than "map_size"
+
+=== TEST 15: unknown parameter and too few readers
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store max_readers=3;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid "max_readers=3" (8..65536)
+
+=== TEST 16: an unknown omni_store parameter
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store compress=yes;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid parameter "compress=yes"
+
+=== TEST 17: a store written by a newer schema is refused, naming it
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store;
+--- init
+main::seed('{"id":"a11ce0000000000000000000000000a1"}');
+my $store = "$OmniTest::PREFIX/store";
+my (undef, $dump) = run_command(['mdb_dump', '-s', 'meta', $store]);
+$dump =~ s/^ 01000000$/ 63000000/m or die "no schema in meta: $dump";
+open(my $fh, '>', "$OmniTest::PREFIX/meta.dump") or die; print $fh $dump; close $fh;
+my ($rc, undef, $err) = run_command(['mdb_load', '-s', 'meta', '-f', "$OmniTest::PREFIX/meta.dump", $store]);
+die "mdb_load: $err" if $rc;
+--- config
+location = /t { return 200; }
+--- must_die
+store schema 99 is newer than this build supports (1)
