@@ -43,9 +43,10 @@ typedef struct {
     ngx_uint_t          dropped;
     ngx_uint_t          failed;
 
+    time_t              full_logged;    /* when "full" was last logged */
+
     unsigned            busy:1;
     unsigned            resize_pending:1;
-    unsigned            full_logged:1;
 } ngx_http_omni_writer_t;
 
 
@@ -270,7 +271,6 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
 
     case OMNI_OK:
         ngx_http_omni_w.committed += t->n;
-        ngx_http_omni_w.full_logged = 0;
         break;
 
     case OMNI_MAP_RESIZED:
@@ -310,8 +310,9 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
             }
         }
 
-        if (!ngx_http_omni_w.full_logged) {
-            ngx_http_omni_w.full_logged = 1;
+        /* One line a minute while full, not one per batch. */
+        if (ngx_time() - ngx_http_omni_w.full_logged >= 60) {
+            ngx_http_omni_w.full_logged = ngx_time();
             ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                           "omni: store is full at map_max (%uz bytes), "
                           "touchpoints are dropped: %s",
@@ -350,6 +351,26 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 
     st = ngx_http_omni_worker_store();
 
+#if (NGX_THREADS)
+    /*
+     * The thread pool has been destroyed before this exit handler runs,
+     * which waited for the task in flight: its result is final, but its
+     * completion event will never be delivered.  Account for it here.
+     */
+    if (ngx_http_omni_w.busy) {
+        ngx_http_omni_wtask_t  *t = ngx_http_omni_w.task->ctx;
+
+        if (t->rc == OMNI_OK) {
+            ngx_http_omni_w.committed += t->n;
+
+        } else {
+            ngx_http_omni_w.failed += t->n;
+        }
+
+        ngx_http_omni_w.busy = 0;
+    }
+#endif
+
     if (st && ngx_http_omni_w.npending) {
         rc = ngx_http_omni_writer_apply(st, ngx_http_omni_w.pending,
                                         ngx_http_omni_w.npending,
@@ -359,6 +380,10 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                           "omni: flushing %ui queued touchpoint(s) on exit "
                           "failed: %s", ngx_http_omni_w.npending, err);
+            ngx_http_omni_w.failed += ngx_http_omni_w.npending;
+
+        } else {
+            ngx_http_omni_w.committed += ngx_http_omni_w.npending;
         }
 
         ngx_http_omni_w.npending = 0;

@@ -379,6 +379,8 @@ void omni_why(omni_run_t *run, const char *fmt, ...)
 int omni_rule_match(omni_run_t *run, const omni_rule_t *r);
 int omni_rule_eligible(omni_run_t *run, const omni_rule_t *r);
 int omni_rule_consent(const omni_eval_t *ctx, unsigned *no_ads);
+void omni_explain_sink(const omni_ruleset_t *set, omni_eval_t *ctx,
+    omni_sink_t *s);
 
 
 /* ---- helpers (omni_rules_util.c) ---- */
