@@ -53,7 +53,8 @@ struct omni_rb_s {
 
 typedef struct {
     omni_rb_t            *rb;
-    omni_arena_t         *arena;
+    omni_arena_t         *arena;        /* strings, labels, templates */
+    omni_arena_t         *hot;          /* condition nodes and operands */
     const char           *file;
     const char           *text;
     size_t                len;

@@ -414,7 +414,7 @@ omni_cc_strlist(omni_cc_t *cc, json_t *v, size_t max, omni_strv_t **out,
     int           bad;
 
     if (json_is_string(v)) {
-        list = omni_arena_alloc(cc->arena, sizeof(omni_strv_t));
+        list = omni_arena_alloc(cc->hot, sizeof(omni_strv_t));
         if (list == NULL) {
             cc->rb->oom = 1;
             return -1;
@@ -438,7 +438,7 @@ omni_cc_strlist(omni_cc_t *cc, json_t *v, size_t max, omni_strv_t **out,
         return -1;
     }
 
-    list = omni_arena_alloc(cc->arena,
+    list = omni_arena_alloc(cc->hot,
                             json_array_size(v) * sizeof(omni_strv_t));
     if (list == NULL) {
         cc->rb->oom = 1;
@@ -485,7 +485,7 @@ omni_cc_idlist(omni_cc_t *cc, json_t *v, omni_symtab_t *t, int32_t **out,
         return -1;
     }
 
-    ids = omni_arena_alloc(cc->arena, *n * sizeof(int32_t));
+    ids = omni_arena_alloc(cc->hot, *n * sizeof(int32_t));
     if (ids == NULL) {
         cc->rb->oom = 1;
         return -1;
@@ -1841,6 +1841,7 @@ omni_rb_file(omni_rb_t *rb, const char *name, const char *text, size_t len)
     memset(&cc, 0, sizeof(omni_cc_t));
     cc.rb = rb;
     cc.arena = &rb->set->arena;
+    cc.hot = &rb->set->hot;
     cc.file = file != NULL ? file : name;
     cc.text = text;
     cc.len = len;
@@ -2028,7 +2029,7 @@ omni_rb_finish(omni_rb_t *rb)
     }
 
     set->nrules = rb->nrules;
-    set->rules = omni_arena_alloc(&set->arena,
+    set->rules = omni_arena_alloc(&set->hot,
                                   (rb->nrules ? rb->nrules : 1)
                                   * sizeof(omni_rule_t));
     if (set->rules == NULL) {
@@ -2068,8 +2069,8 @@ omni_rb_finish(omni_rb_t *rb)
         }
     }
 
-    set->lists = omni_arena_alloc(&set->arena,
-                                  (total ? total : 1) * sizeof(uint32_t));
+    set->lists = omni_arena_alloc(&set->hot,
+                                  (total ? total : 1) * sizeof(omni_entry_t));
     if (set->lists == NULL) {
         goto failed;
     }
@@ -2091,6 +2092,8 @@ omni_rb_finish(omni_rb_t *rb)
     }
 
     for (i = 0; i < set->nrules; i++) {
+        omni_entry_t  *e;
+
         r = &set->rules[i];
 
         if (!r->enabled) {
@@ -2103,12 +2106,19 @@ omni_rb_finish(omni_rb_t *rb)
             }
 
             if (r->slot >= 0) {
-                set->lists[set->slot_off[r->slot][ch]
-                           + set->slot_n[r->slot][ch]++] = i;
+                e = &set->lists[set->slot_off[r->slot][ch]
+                                + set->slot_n[r->slot][ch]++];
 
             } else {
-                set->lists[set->free_off[ch] + set->free_n[ch]++] = i;
+                e = &set->lists[set->free_off[ch] + set->free_n[ch]++];
             }
+
+            e->when = r->when;
+            e->rule = i;
+            e->start = r->start;
+            e->end = r->end ? r->end : UINT32_MAX;
+            e->req_seg = r->req_seg;
+            e->stage_mask = r->stage_mask;
         }
     }
 
@@ -2208,6 +2218,7 @@ omni_rules_free(omni_ruleset_t *set)
     omni_sym_free(&set->cats);
     omni_sym_free(&set->segs);
     omni_sym_free(&set->keys);
+    omni_arena_free(&set->hot);
     omni_arena_free(&set->arena);
     free(set);
 }

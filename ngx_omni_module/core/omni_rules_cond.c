@@ -91,10 +91,10 @@ omni_clist_node(omni_cc_t *cc, omni_clist_t *l, unsigned kind)
         return c;
     }
 
-    c = omni_arena_alloc(cc->arena, sizeof(omni_cond_t));
+    c = omni_arena_alloc(cc->hot, sizeof(omni_cond_t));
 
     if (c == NULL
-        || (c->u.kids = omni_arena_alloc(cc->arena,
+        || (c->u.kids = omni_arena_alloc(cc->hot,
                                          l->n * sizeof(omni_cond_t *)))
            == NULL)
     {
@@ -143,7 +143,7 @@ omni_leaf(omni_cc_t *cc, unsigned kind, unsigned op, unsigned cost,
                     OMNI_RULES_MAX_LEAVES);
     }
 
-    c = omni_arena_alloc(cc->arena, sizeof(omni_cond_t));
+    c = omni_arena_alloc(cc->hot, sizeof(omni_cond_t));
     if (c == NULL) {
         cc->rb->oom = 1;
         return NULL;
@@ -427,7 +427,7 @@ omni_cond_attr(omni_cc_t *cc, json_t *v, omni_clist_t *l)
                 c->num = json_number_value(val);
 
             } else if (omni_cc_string(cc, val, OMNI_MAX_STR, &sv) == 0) {
-                c->u.strs = omni_arena_alloc(cc->arena, sizeof(omni_strv_t));
+                c->u.strs = omni_arena_alloc(cc->hot, sizeof(omni_strv_t));
                 if (c->u.strs == NULL) {
                     cc->rb->oom = 1;
                     c = NULL;
@@ -453,13 +453,13 @@ omni_cond_attr(omni_cc_t *cc, json_t *v, omni_clist_t *l)
                 break;
             }
 
-            in = omni_arena_alloc(cc->arena, sizeof(omni_cin_t));
+            in = omni_arena_alloc(cc->hot, sizeof(omni_cin_t));
             if (in == NULL
-                || (in->strs = omni_arena_alloc(cc->arena,
+                || (in->strs = omni_arena_alloc(cc->hot,
                                                 json_array_size(val)
                                                 * sizeof(omni_strv_t)))
                    == NULL
-                || (in->nums = omni_arena_alloc(cc->arena,
+                || (in->nums = omni_arena_alloc(cc->hot,
                                                 json_array_size(val)
                                                 * sizeof(double)))
                    == NULL)
@@ -664,7 +664,7 @@ omni_cond_purchased(omni_cc_t *cc, json_t *v, omni_clist_t *l)
 
     c = omni_leaf(cc, OMNI_C_PURCHASED, 0, OMNI_COST_SCAN,
                   omni_cc_label(cc, "purchased", v));
-    p = omni_arena_alloc(cc->arena, sizeof(omni_cpurch_t));
+    p = omni_arena_alloc(cc->hot, sizeof(omni_cpurch_t));
 
     if (c == NULL || p == NULL) {
         cc->rb->oom = 1;
@@ -731,7 +731,7 @@ omni_cond_viewed(omni_cc_t *cc, json_t *v, omni_clist_t *l)
 
     c = omni_leaf(cc, OMNI_C_VIEWED, 0, OMNI_COST_SCAN,
                   omni_cc_label(cc, "viewed", v));
-    vw = omni_arena_alloc(cc->arena, sizeof(omni_cview_t));
+    vw = omni_arena_alloc(cc->hot, sizeof(omni_cview_t));
 
     if (c == NULL || vw == NULL) {
         cc->rb->oom = 1;
@@ -800,6 +800,12 @@ omni_cond_event(omni_cc_t *cc, json_t *v, omni_clist_t *l)
         return;
     }
 
+    c->nums = omni_arena_alloc(cc->hot, sizeof(omni_numops_t));
+    if (c->nums == NULL) {
+        cc->rb->oom = 1;
+        return;
+    }
+
     bad = 0;
 
     json_object_foreach(v, key, x) {
@@ -812,17 +818,17 @@ omni_cond_event(omni_cc_t *cc, json_t *v, omni_clist_t *l)
             bad |= omni_cc_duration(cc, x, &c->a);
 
         } else {
-            bad |= omni_cond_numop(cc, key, x, &c->nums) < 0;
+            bad |= omni_cond_numop(cc, key, x, c->nums) < 0;
         }
 
         omni_cc_pop(cc);
     }
 
-    if (c->nums.n == 0) {
+    if (c->nums->n == 0) {
         /* happened at least once */
-        c->nums.n = 1;
-        c->nums.op[0] = OMNI_OP_GTE;
-        c->nums.v[0] = 1;
+        c->nums->n = 1;
+        c->nums->op[0] = OMNI_OP_GTE;
+        c->nums->v[0] = 1;
     }
 
     if (!bad) {
@@ -1114,7 +1120,7 @@ omni_cc_tz(omni_cc_t *cc, json_t *v)
         return NULL;
     }
 
-    tz = omni_arena_alloc(cc->arena, sizeof(omni_tz_t));
+    tz = omni_arena_alloc(cc->hot, sizeof(omni_tz_t));
     if (tz == NULL) {
         cc->rb->oom = 1;
         return NULL;
@@ -1591,9 +1597,9 @@ omni_cond_key(omni_cc_t *cc, const char *key, json_t *v, omni_clist_t *l)
             return;
         }
 
-        c = omni_arena_alloc(cc->arena, sizeof(omni_cond_t));
+        c = omni_arena_alloc(cc->hot, sizeof(omni_cond_t));
         if (c == NULL
-            || (c->u.kids = omni_arena_alloc(cc->arena,
+            || (c->u.kids = omni_arena_alloc(cc->hot,
                                              sizeof(omni_cond_t *))) == NULL)
         {
             cc->rb->oom = 1;

@@ -878,7 +878,7 @@ omni_eval_event(omni_run_t *run, const omni_cond_t *c)
         break;
     }
 
-    if (omni_numops_ok(&c->nums, count)) {
+    if (omni_numops_ok(c->nums, count)) {
         return 1;
     }
 
@@ -1419,23 +1419,35 @@ omni_rule_consent(const omni_eval_t *ctx, unsigned *no_ads)
 }
 
 
-/* The cheap checks the index leaves: dates, stage, a required segment. */
+/*
+ * The cheap checks on an index entry: dates, stage, a required segment;
+ * then the conditions.  The rule itself is not touched.
+ */
 static int
-omni_rule_pre(omni_run_t *run, const omni_rule_t *r)
+omni_entry_match(omni_run_t *run, const omni_entry_t *e)
 {
     uint32_t  now = run->ctx->now;
 
-    if (now < r->start || (r->end && now >= r->end)) {
+    if (now < e->start || now >= e->end) {
         return 0;
     }
 
-    if (r->stage_mask != (1u << OMNI_STAGE_MAX) - 1
-        && !((r->stage_mask >> omni_run_stage(run)) & 1))
+    if (e->stage_mask != (1u << OMNI_STAGE_MAX) - 1
+        && !((e->stage_mask >> omni_run_stage(run)) & 1))
     {
         return 0;
     }
 
-    return r->req_seg < 0 || omni_run_has_seg(run, r->req_seg);
+    if (e->req_seg >= 0 && !omni_run_has_seg(run, e->req_seg)) {
+        return 0;
+    }
+
+    run->match.store = -1;
+    run->match.store_km = 0;
+    run->match.view = -1;
+    run->match.purchase = -1;
+
+    return e->when == NULL || omni_cond_eval(run, e->when);
 }
 
 
@@ -1464,7 +1476,7 @@ omni_decide(const omni_ruleset_t *set, omni_eval_t *ctx, omni_decision_t *d)
 {
     uint32_t            s, k, n, i, j;
     uint32_t            used[OMNI_DECISION_MAX_PIXELS];
-    const uint32_t     *list;
+    const omni_entry_t *list;
     const omni_rule_t  *r;
     omni_shown_t        tmp;
     omni_run_t          run;
@@ -1502,12 +1514,15 @@ omni_decide(const omni_ruleset_t *set, omni_eval_t *ctx, omni_decision_t *d)
         n = set->slot_n[s][run.ch];
 
         for (k = 0; k < n; k++) {
-            r = &set->rules[list[k]];
+            if (!omni_entry_match(&run, &list[k])) {
+                continue;
+            }
 
-            if (omni_rule_pre(&run, r) && omni_rule_match(&run, r)
-                && omni_rule_eligible(&run, r))
-            {
-                (void) omni_shown_add(d, list[k], (int32_t) s, &run.match);
+            r = &set->rules[list[k].rule];
+
+            if (omni_rule_eligible(&run, r)) {
+                (void) omni_shown_add(d, list[k].rule, (int32_t) s,
+                                      &run.match);
                 break;
             }
         }
@@ -1518,16 +1533,14 @@ omni_decide(const omni_ruleset_t *set, omni_eval_t *ctx, omni_decision_t *d)
     n = set->free_n[run.ch];
 
     for (k = 0; k < n; k++) {
-        r = &set->rules[list[k]];
+        r = &set->rules[list[k].rule];
 
         if (d->no_ads && r->nheaders == 0) {
             continue;           /* nothing it could show */
         }
 
-        if (omni_rule_pre(&run, r) && omni_rule_match(&run, r)
-            && omni_rule_eligible(&run, r))
-        {
-            (void) omni_shown_add(d, list[k], -1, &run.match);
+        if (omni_entry_match(&run, &list[k]) && omni_rule_eligible(&run, r)) {
+            (void) omni_shown_add(d, list[k].rule, -1, &run.match);
         }
     }
 

@@ -188,7 +188,7 @@ struct omni_cond_s {
                                        event name, experiment id */
     const omni_tz_t    *tz;
     const char         *label;      /* "cart.idle_gte 1h" for explain */
-    omni_numops_t       nums;       /* event counts */
+    omni_numops_t      *nums;       /* event counts */
     union {
         omni_cond_t   **kids;
         int32_t        *ids;
@@ -263,8 +263,23 @@ typedef struct {
     omni_header_t      *headers;
 } omni_rule_t;
 
+/*
+ * An index entry: what the scan tests before it touches the rule, so a
+ * list of candidates is read sequentially, 32 bytes per rule.
+ */
+typedef struct {
+    const omni_cond_t  *when;
+    uint32_t            rule;
+    uint32_t            start;
+    uint32_t            end;            /* UINT32_MAX: open */
+    int32_t             req_seg;
+    uint32_t            stage_mask;
+    uint32_t            reserved;
+} omni_entry_t;
+
 struct omni_ruleset_s {
-    omni_arena_t        arena;
+    omni_arena_t        arena;          /* cold: strings, templates */
+    omni_arena_t        hot;            /* rules, index, conditions */
     uint32_t            nrules;
     omni_rule_t        *rules;          /* rank order */
     unsigned            needs;
@@ -274,7 +289,7 @@ struct omni_ruleset_s {
 
     /* per (slot, channel) and per channel for slot-less rules: rule
        indices in rank order, back to back in lists[] */
-    uint32_t           *lists;
+    omni_entry_t       *lists;
     uint32_t            slot_off[OMNI_RULES_MAX_SLOTS][OMNI_CH_MAX];
     uint32_t            slot_n[OMNI_RULES_MAX_SLOTS][OMNI_CH_MAX];
     uint32_t            free_off[OMNI_CH_MAX];
