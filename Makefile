@@ -59,7 +59,9 @@ $(BUILD)/unit/%: t/unit/%.c t/unit/omni_tap.h $(BUILD)/libomnicore.a
 # The dynamic module, built against the system nginx (GUIDE section 5):
 # nginx-dev ships configure, auto/ and headers but no core .c files.
 module: $(MODULE)
-$(BUILD)/nginx/objs/Makefile: config | deps
+# Re-configure when config changes or a source file is added or removed
+# (the directories' modification times).
+$(BUILD)/nginx/objs/Makefile: config $(CORE_DIR) ngx_omni_module | deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)
 	cp -a $(NGX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && . ./conf_flags && \

@@ -11,6 +11,9 @@
 
 
 static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_decide_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
+    ngx_str_t *json);
 
 
 char *
@@ -132,6 +135,126 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * omni_decide: the visitor's decision as JSON, for apps.  The caller is
+ * identified by its app token (or cookie); the answer is exactly what a
+ * web page would have shown, and counts as shown (frequency caps see
+ * web and app together).  "?explain=1" adds the explanation.
+ */
+char *
+ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+    if (mcf->secrets == 0) {
+        return "requires \"omni_secret\" earlier in the http block";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_omni_decide_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_decide_handler(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_str_t             json, explain;
+    ngx_http_omni_ctx_t  *ctx;
+
+    static ngx_str_t  empty = ngx_string("{\"slots\":{},\"pixels\":[],"
+                                         "\"headers\":{},\"shown\":[]}");
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx = ngx_http_omni_identify(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json = empty;
+
+    if (ctx->identity != NGX_HTTP_OMNI_ID_NONE
+        && ctx->identity != NGX_HTTP_OMNI_ID_NEW)
+    {
+        rc = ngx_http_arg(r, (u_char *) "explain", 7, &explain);
+
+        rc = ngx_http_omni_decide(r, ctx,
+                                  (rc == NGX_OK && explain.len == 1
+                                   && explain.data[0] == '1') ? 2 : 1);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ctx->decision) {
+            json = ctx->decision->json;
+            ctx->impressions = 1;
+        }
+    }
+
+    return ngx_http_omni_send_json(r, &json);
+}
+
+
+static ngx_int_t
+ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "private, no-store");
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = json->len + 1;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, json->len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, json->data, json->len);
+    *b->last++ = '\n';
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
 
     out.buf = b;
     out.next = NULL;

@@ -98,6 +98,48 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       offsetof(ngx_http_omni_main_conf_t, visit_timeout),
       NULL },
 
+    { ngx_string("omni_rules"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_rules,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_inject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, inject),
+      NULL },
+
+    { ngx_string("omni_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, fallback),
+      NULL },
+
+    { ngx_string("omni_private"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, private_cache),
+      NULL },
+
+    { ngx_string("omni_types"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_types_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, types_keys),
+      &ngx_http_html_default_types[0] },
+
+    { ngx_string("omni_decide"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_decide_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_identify"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_omni_identify_endpoint,
@@ -146,7 +188,11 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_int_t
 ngx_http_omni_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_omni_add_variables(cf);
+    if (ngx_http_omni_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_omni_add_decision_variables(cf);
 }
 
 
@@ -181,7 +227,7 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_omni_header_filter;
 
-    return NGX_OK;
+    return ngx_http_omni_filter_init(cf);
 }
 
 
@@ -254,6 +300,9 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->token_ttl = NGX_CONF_UNSET;
     conf->channel = NGX_CONF_UNSET;
+    conf->inject = NGX_CONF_UNSET;
+    conf->fallback = NGX_CONF_UNSET;
+    conf->private_cache = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -273,6 +322,17 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl,
                              30 * 24 * 60 * 60);
     ngx_conf_merge_value(conf->channel, prev->channel, NGX_CONF_UNSET);
+    ngx_conf_merge_value(conf->inject, prev->inject, 1);
+    ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
+    ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
+
+    if (ngx_http_merge_types(cf, &conf->types_keys, &conf->types_hash,
+                             &prev->types_keys, &prev->types_hash,
+                             ngx_http_html_default_types)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_http_omni_merge_cookie(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -344,7 +404,9 @@ ngx_http_omni_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_omni_init_process(ngx_cycle_t *cycle)
 {
-    if (ngx_http_omni_store_init_worker(cycle) != NGX_OK) {
+    if (ngx_http_omni_store_init_worker(cycle) != NGX_OK
+        || ngx_http_omni_rules_init_worker(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -357,6 +419,7 @@ ngx_http_omni_exit_process(ngx_cycle_t *cycle)
 {
     /* Flush queued touchpoints first: the writer needs the store. */
     ngx_http_omni_writer_exit(cycle);
+    ngx_http_omni_rules_exit_worker(cycle);
     ngx_http_omni_store_exit_worker(cycle);
 }
 
@@ -430,6 +493,12 @@ ngx_http_omni_header_filter(ngx_http_request_t *r)
     if (olcf->enable) {
         /* Idempotent: a no-op when the rewrite phase already ran. */
         ctx = ngx_http_omni_identify(r);
+
+        if (ctx && ctx->identity != NGX_HTTP_OMNI_ID_NONE
+            && ngx_http_omni_filter_header(r, ctx) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
     } else {
         ctx = ngx_http_omni_get_ctx(r, 0);

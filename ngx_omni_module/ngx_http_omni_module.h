@@ -23,6 +23,8 @@
 #include "omni_token.h"
 #include "omni_store.h"
 #include "omni_update.h"
+#include "omni_rules.h"
+#include "omni_scan.h"
 
 
 #define NGX_HTTP_OMNI_ID_NONE     0
@@ -52,6 +54,11 @@ typedef struct {
 #endif
 
     time_t                      visit_timeout;
+
+    ngx_str_t                   rules_dir;      /* empty: no rules */
+    ngx_msec_t                  rules_check;    /* 0: no timer */
+    omni_ruleset_t             *rules;          /* compiled at config */
+    uint64_t                    rules_sig;
 } ngx_http_omni_main_conf_t;
 
 
@@ -65,7 +72,47 @@ typedef struct {
     ngx_str_t                   token_header;   /* lowercase */
     time_t                      token_ttl;
     ngx_int_t                   channel;        /* NGX_CONF_UNSET: auto */
+
+    ngx_flag_t                  inject;         /* HTML injection */
+    ngx_flag_t                  fallback;       /* unplaced banners */
+    ngx_flag_t                  private_cache;  /* mark injected pages */
+    ngx_array_t                *types;          /* injected types */
+    ngx_array_t                *types_keys;
+    ngx_hash_t                  types_hash;
 } ngx_http_omni_loc_conf_t;
+
+
+/* One rendered slot of a decision. */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   html;
+    ngx_uint_t                  placed;         /* injected at a marker */
+} ngx_http_omni_slot_t;
+
+
+/* The decision, rendered into the request pool. */
+typedef struct {
+    ngx_array_t                 slots;          /* ngx_http_omni_slot_t */
+    ngx_str_t                   pixels;
+    ngx_str_t                   json;           /* when asked for */
+    ngx_str_t                   rules;          /* shown rule ids */
+    ngx_str_t                   campaigns;      /* shown campaigns */
+    ngx_array_t                 headers;        /* ngx_keyval_t */
+    ngx_uint_t                  holdout;
+    ngx_uint_t                  nshown;
+} ngx_http_omni_decision_t;
+
+
+/* Body filter state (ngx_http_sub_filter_module's model). */
+typedef struct {
+    omni_scan_t                 scan;
+    ngx_chain_t                *in;
+    ngx_chain_t                *out;
+    ngx_chain_t               **last_out;
+    ngx_chain_t                *busy;
+    ngx_chain_t                *free;
+    ngx_uint_t                  body_done;
+} ngx_http_omni_filter_ctx_t;
 
 
 typedef struct {
@@ -83,8 +130,15 @@ typedef struct {
     unsigned                    set_cookie:1;   /* issue or re-sign */
     unsigned                    touched:1;      /* touchpoint queued */
 
+    unsigned                    decided:1;
+    unsigned                    decided_json:1;
+    unsigned                    impressions:1;  /* count what was shown */
+
     uint32_t                    visits;
     ngx_uint_t                  stage;
+
+    ngx_http_omni_decision_t   *decision;
+    ngx_http_omni_filter_ctx_t *filter;
 } ngx_http_omni_ctx_t;
 
 
@@ -111,6 +165,7 @@ void ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_resolve(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 omni_store_t *ngx_http_omni_worker_store(void);
+ngx_int_t ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st);
 ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_str_t *key, ngx_str_t *value);
 
@@ -122,7 +177,27 @@ ngx_int_t ngx_http_omni_writer_touch(ngx_http_request_t *r,
 ngx_uint_t ngx_http_omni_writer_busy(void);
 void ngx_http_omni_writer_resize_pending(void);
 
+/* rules */
+char *ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle);
+void ngx_http_omni_rules_exit_worker(ngx_cycle_t *cycle);
+omni_ruleset_t *ngx_http_omni_rules_current(void);
+
+/* decision */
+ngx_int_t ngx_http_omni_decide(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_uint_t json);
+ngx_uint_t ngx_http_omni_channel(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_add_decision_variables(ngx_conf_t *cf);
+
+/* filter */
+ngx_int_t ngx_http_omni_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_omni_filter_header(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+
 /* api */
+char *ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

@@ -359,7 +359,7 @@ ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle)
 
 
 /* Renews the read transaction, adopting a map another process grew. */
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st)
 {
     int  rc;

@@ -31,6 +31,10 @@ typedef struct {
 #endif
     omni_touch_t       *pending;
     ngx_uint_t          npending;
+    u_char             *arena;          /* campaign lists of pending ops */
+    size_t              arena_used;
+    u_char             *arena_inflight;
+    size_t              arena_size;
     omni_touch_t       *inflight;
     ngx_uint_t          capacity;
     ngx_uint_t          retries;
@@ -100,7 +104,16 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.inflight = ngx_alloc(mcf->queue_size
                                          * sizeof(omni_touch_t), cycle->log);
 
-    if (ngx_http_omni_w.pending == NULL || ngx_http_omni_w.inflight == NULL) {
+    /* Campaign lists, 64 bytes per queued touch on average. */
+    ngx_http_omni_w.arena_size = mcf->queue_size * 64;
+    ngx_http_omni_w.arena = ngx_alloc(ngx_http_omni_w.arena_size, cycle->log);
+    ngx_http_omni_w.arena_inflight = ngx_alloc(ngx_http_omni_w.arena_size,
+                                               cycle->log);
+
+    if (ngx_http_omni_w.pending == NULL || ngx_http_omni_w.inflight == NULL
+        || ngx_http_omni_w.arena == NULL
+        || ngx_http_omni_w.arena_inflight == NULL)
+    {
         return NGX_ERROR;
     }
 
@@ -126,8 +139,6 @@ ngx_int_t
 ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 {
     omni_touch_t              *op;
-    ngx_http_omni_loc_conf_t  *olcf;
-
     if (ngx_http_omni_w.pending == NULL) {
         return NGX_DECLINED;
     }
@@ -144,8 +155,6 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
-
     op = &ngx_http_omni_w.pending[ngx_http_omni_w.npending++];
 
     op->kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
@@ -154,12 +163,22 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     op->time = (uint32_t) ngx_time();
     op->visit_timeout = (uint32_t) ngx_http_omni_w.visit_timeout;
 
-    if (olcf->channel != NGX_CONF_UNSET) {
-        op->channel = (unsigned) olcf->channel;
+    op->channel = (unsigned) ngx_http_omni_channel(r, ctx);
 
-    } else {
-        op->channel = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
-                                                              : OMNI_CH_WEB;
+    /* What this response showed counts against frequency caps. */
+    op->campaigns = NULL;
+    op->campaigns_len = 0;
+
+    if (ctx->impressions && ctx->decision && ctx->decision->campaigns.len
+        && ngx_http_omni_w.arena_used + ctx->decision->campaigns.len
+           <= ngx_http_omni_w.arena_size)
+    {
+        op->campaigns = (char *) ngx_http_omni_w.arena
+                        + ngx_http_omni_w.arena_used;
+        op->campaigns_len = ctx->decision->campaigns.len;
+        ngx_memcpy(ngx_http_omni_w.arena + ngx_http_omni_w.arena_used,
+                   ctx->decision->campaigns.data, op->campaigns_len);
+        ngx_http_omni_w.arena_used += op->campaigns_len;
     }
 
 #if (NGX_THREADS)
@@ -211,6 +230,7 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
 static void
 ngx_http_omni_writer_post(void)
 {
+    u_char                 *atmp;
     omni_touch_t           *tmp;
     ngx_http_omni_wtask_t  *t;
 
@@ -220,6 +240,11 @@ ngx_http_omni_writer_post(void)
     tmp = ngx_http_omni_w.inflight;
     ngx_http_omni_w.inflight = ngx_http_omni_w.pending;
     ngx_http_omni_w.pending = tmp;
+
+    atmp = ngx_http_omni_w.arena_inflight;
+    ngx_http_omni_w.arena_inflight = ngx_http_omni_w.arena;
+    ngx_http_omni_w.arena = atmp;
+    ngx_http_omni_w.arena_used = 0;
 
     t->ops = ngx_http_omni_w.inflight;
     t->n = ngx_http_omni_w.npending;
@@ -387,6 +412,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         }
 
         ngx_http_omni_w.npending = 0;
+        ngx_http_omni_w.arena_used = 0;
     }
 
     if (ngx_http_omni_w.committed || ngx_http_omni_w.dropped
@@ -400,6 +426,8 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 
     ngx_free(ngx_http_omni_w.pending);
     ngx_free(ngx_http_omni_w.inflight);
+    ngx_free(ngx_http_omni_w.arena);
+    ngx_free(ngx_http_omni_w.arena_inflight);
     ngx_http_omni_w.pending = NULL;
     ngx_http_omni_w.inflight = NULL;
 }

@@ -91,7 +91,7 @@ TXT
 
     echo
     echo "demo: Ana's page says:"
-    curl -s -b "omni=$ana" "http://127.0.0.1:$PORT/" | grep 'class="omni"' || {
+    curl -s -b "omni=$ana" "http://127.0.0.1:$PORT/" | grep -E 'class="omni' || {
         echo "demo: personalization is not visible: see $DEMO/logs/error.log" >&2
         exit 1
     }

@@ -38,6 +38,41 @@ omni_identity_alias(unsigned kind, const unsigned char *id, char *hex)
 }
 
 
+/* One impression per campaign in the touch's comma-separated list. */
+static int
+omni_touch_impressions(omni_profile_t *p, const omni_touch_t *t)
+{
+    char         name[OMNI_MAX_STR + 1];
+    size_t       n;
+    const char  *c, *end, *comma;
+
+    if (t->campaigns == NULL) {
+        return OMNI_OK;
+    }
+
+    c = t->campaigns;
+    end = c + t->campaigns_len;
+
+    while (c < end) {
+        comma = memchr(c, ',', (size_t) (end - c));
+        n = (size_t) ((comma ? comma : end) - c);
+
+        if (n > 0 && n <= OMNI_MAX_STR) {
+            memcpy(name, c, n);
+            name[n] = '\0';
+
+            if (omni_profile_add_impression(p, name, t->time) != OMNI_OK) {
+                return OMNI_ERROR;
+            }
+        }
+
+        c += n + 1;
+    }
+
+    return OMNI_OK;
+}
+
+
 int
 omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
 {
@@ -93,6 +128,11 @@ omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
 
     if (t->time > p.updated) {
         p.updated = t->time;
+    }
+
+    if (omni_touch_impressions(&p, t) != OMNI_OK) {
+        omni_profile_free(&p);
+        return OMNI_ERROR;
     }
 
     p.stage = omni_derive_stage(&p);

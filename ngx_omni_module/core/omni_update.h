@@ -18,12 +18,16 @@ typedef struct {
     unsigned        channel;            /* OMNI_CH_* */
     uint32_t        time;
     uint32_t        visit_timeout;      /* seconds; 0: the default */
+    /* campaigns shown by this request, comma-separated (not NUL-
+       terminated): one impression each, for frequency caps */
+    const char     *campaigns;
+    size_t          campaigns_len;
 } omni_touch_t;
 
 /*
  * Resolves the identity to its profile (creating the profile, keyed by
  * the visitor id, on first sight), then updates last seen, the visit
- * count and the journey stage.  pid receives the profile id when not
+ * count, the impression counters and the journey stage.  pid receives the profile id when not
  * NULL.
  */
 int omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t,

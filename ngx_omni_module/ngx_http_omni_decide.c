@@ -1,0 +1,486 @@
+/*
+ * One decision per request, made by the core (omni_decide) inside one
+ * short LMDB read window, and rendered into the request pool: slot HTML,
+ * pixels, response headers, the shown rules and campaigns, and (for apps)
+ * the decision JSON.  The HTML filter, the app endpoints and the
+ * variables all read this one rendering, so a page, its headers and its
+ * log line never disagree.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+typedef size_t (*ngx_http_omni_render_pt)(ngx_http_request_t *r,
+    omni_eval_t *ev, omni_decision_t *d, void *arg, char *out, size_t cap);
+
+
+static ngx_int_t ngx_http_omni_render(ngx_http_request_t *r,
+    ngx_http_omni_render_pt fn, omni_eval_t *ev, omni_decision_t *d,
+    void *arg, ngx_str_t *out);
+static ngx_uint_t ngx_http_omni_no_ads(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_decision_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_str_t  ngx_http_omni_one = ngx_string("1");
+static ngx_str_t  ngx_http_omni_zero = ngx_string("0");
+
+
+static ngx_http_variable_t  ngx_http_omni_decision_vars[] = {
+
+    { ngx_string("omni_rules"), NULL, ngx_http_omni_decision_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omni_campaigns"), NULL, ngx_http_omni_decision_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omni_holdout"), NULL, ngx_http_omni_decision_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omni_decision"), NULL, ngx_http_omni_decision_variable,
+      3, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_uint_t
+ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (olcf->channel != NGX_CONF_UNSET) {
+        return (ngx_uint_t) olcf->channel;
+    }
+
+    return ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
+                                                   : OMNI_CH_WEB;
+}
+
+
+/* Sec-GPC: 1 or DNT: 1: the visitor refuses tracking, so no pixels. */
+static ngx_uint_t
+ngx_http_omni_no_ads(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].value.len == 1 && h[i].value.data[0] == '1'
+            && ((h[i].key.len == 7
+                 && ngx_strncasecmp(h[i].key.data, (u_char *) "sec-gpc", 7)
+                    == 0)
+                || (h[i].key.len == 3
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) "dnt", 3)
+                       == 0)))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* snprintf-style renderers: try a pool buffer, retry once at full size. */
+static ngx_int_t
+ngx_http_omni_render(ngx_http_request_t *r, ngx_http_omni_render_pt fn,
+    omni_eval_t *ev, omni_decision_t *d, void *arg, ngx_str_t *out)
+{
+    size_t   need, cap;
+    u_char  *p;
+
+    cap = 1024;
+
+    for ( ;; ) {
+        p = ngx_pnalloc(r->pool, cap);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        need = fn(r, ev, d, arg, (char *) p, cap);
+
+        if (need < cap) {
+            out->data = p;
+            out->len = need;
+            return NGX_OK;
+        }
+
+        ngx_pfree(r->pool, p);
+        cap = need + 1;
+    }
+}
+
+
+typedef struct {
+    const char  *name;
+    size_t       len;
+} ngx_http_omni_slot_arg_t;
+
+
+static size_t
+ngx_http_omni_render_slot(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    ngx_http_omni_slot_arg_t  *a = arg;
+
+    return omni_render_slot_html(ngx_http_omni_rules_current(), ev, d,
+                                 a->name, a->len, out, cap);
+}
+
+
+static size_t
+ngx_http_omni_render_pixels(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    return omni_render_pixels_html(ngx_http_omni_rules_current(), ev, d,
+                                   out, cap);
+}
+
+
+static size_t
+ngx_http_omni_render_json(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    return omni_render_decision_json(ngx_http_omni_rules_current(), ev, d,
+                                     arg != NULL, out, cap);
+}
+
+
+static size_t
+ngx_http_omni_render_shown(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    return omni_render_shown(ngx_http_omni_rules_current(), d,
+                             (unsigned) (uintptr_t) arg, out, cap);
+}
+
+
+typedef struct {
+    unsigned      i;
+    omni_strv_t   name;
+} ngx_http_omni_header_arg_t;
+
+
+static size_t
+ngx_http_omni_render_hdr(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    ngx_http_omni_header_arg_t  *a = arg;
+
+    return omni_render_header(ngx_http_omni_rules_current(), ev, d, a->i,
+                              &a->name, out, cap);
+}
+
+
+ngx_int_t
+ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_uint_t json)
+{
+    int                          rc;
+    unsigned                     needs, s, kind, reading;
+    ngx_int_t                    ret;
+    omni_rec_t                   rec;
+    omni_eval_t                  ev;
+    ngx_keyval_t                *kv;
+    omni_store_t                *st;
+    omni_ruleset_t              *set;
+    omni_decision_t              d;
+    ngx_http_omni_slot_t        *slot;
+    ngx_http_omni_slot_arg_t     sa;
+    ngx_http_omni_header_arg_t   ha;
+    ngx_http_omni_decision_t    *dec;
+
+    if (ctx->decided && (!json || ctx->decided_json)) {
+        return ctx->decision ? NGX_OK : NGX_DECLINED;
+    }
+
+    ctx->decided = 1;
+    ctx->decided_json = json ? 1 : 0;
+
+    set = ngx_http_omni_rules_current();
+
+    if (set == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
+        return NGX_DECLINED;
+    }
+
+    dec = ngx_pcalloc(r->pool, sizeof(ngx_http_omni_decision_t));
+    if (dec == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&dec->slots, r->pool, 2, sizeof(ngx_http_omni_slot_t))
+        != NGX_OK
+        || ngx_array_init(&dec->headers, r->pool, 1, sizeof(ngx_keyval_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    needs = omni_rules_needs(set);
+
+    omni_eval_init(&ev);
+    ev.channel = (unsigned) ngx_http_omni_channel(r, ctx);
+    ev.now = (uint32_t) ngx_time();
+    ev.pid = ctx->pid;
+
+    if (ngx_http_omni_no_ads(r)) {
+        ev.flags |= OMNI_EVAL_NO_ADS;
+    }
+
+    if (needs & OMNI_NEED_PATH) {
+        ev.path.data = (char *) r->uri.data;
+        ev.path.len = r->uri.len;
+    }
+
+    if (needs & OMNI_NEED_QUERY) {
+        ev.query.data = (char *) r->args.data;
+        ev.query.len = r->args.len;
+    }
+
+    if ((needs & OMNI_NEED_REFERRER) && r->headers_in.referer) {
+        ev.referrer.data = (char *) r->headers_in.referer->value.data;
+        ev.referrer.len = r->headers_in.referer->value.len;
+    }
+
+    if ((needs & OMNI_NEED_UA) && r->headers_in.user_agent) {
+        ev.user_agent.data = (char *) r->headers_in.user_agent->value.data;
+        ev.user_agent.len = r->headers_in.user_agent->value.len;
+    }
+
+    /*
+     * The read window: alias -> profile -> decide -> render, then reset.
+     * A brand-new visitor has no profile and needs no read at all.
+     */
+    st = ngx_http_omni_worker_store();
+    ret = NGX_OK;
+    rc = OMNI_NOTFOUND;
+    reading = 0;
+
+    if (st && (ctx->identity == NGX_HTTP_OMNI_ID_COOKIE
+               || ctx->identity == NGX_HTTP_OMNI_ID_TOKEN)
+        && (needs & (OMNI_NEED_PROFILE | OMNI_NEED_PID)))
+    {
+        if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
+            ctx->store_error = 1;
+
+        } else {
+            reading = 1;
+            kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
+                   ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;
+
+            rc = omni_store_get_alias(st, kind, ctx->vid_hex,
+                                      OMNI_ID_HEX_LEN, ctx->pid);
+            if (rc == OMNI_NOTFOUND) {
+                ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
+                rc = OMNI_OK;
+            }
+
+            if (rc == OMNI_OK) {
+                rc = omni_store_get_profile(st, ctx->pid, &rec);
+            }
+
+            if (rc == OMNI_OK) {
+                ev.rec = &rec;
+                ctx->found = 1;
+                ctx->visits = rec.visits;
+                ctx->stage = rec.stage < OMNI_STAGE_MAX ? rec.stage : 0;
+
+            } else if (rc != OMNI_NOTFOUND) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "omni: profile lookup failed, deciding "
+                              "without it: %s", omni_store_error(st));
+            }
+
+            ctx->resolved = 1;
+            omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
+        }
+    }
+
+    omni_decide(set, &ev, &d);
+
+    dec->holdout = d.holdout;
+    dec->nshown = d.nshown;
+
+    for (s = 0; s < omni_rules_nslots(set); s++) {
+        if (d.slot[s] < 0) {
+            continue;
+        }
+
+        slot = ngx_array_push(&dec->slots);
+        if (slot == NULL) {
+            ret = NGX_ERROR;
+            goto done;
+        }
+
+        sa.name = omni_rules_slot(set, s, &sa.len);
+
+        slot->name.len = sa.len;
+        slot->name.data = ngx_pnalloc(r->pool, sa.len);
+        if (slot->name.data == NULL) {
+            ret = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(slot->name.data, sa.name, sa.len);
+        slot->placed = 0;
+
+        if (ngx_http_omni_render(r, ngx_http_omni_render_slot, &ev, &d, &sa,
+                                 &slot->html)
+            != NGX_OK)
+        {
+            ret = NGX_ERROR;
+            goto done;
+        }
+    }
+
+    if (d.npixels
+        && ngx_http_omni_render(r, ngx_http_omni_render_pixels, &ev, &d,
+                                NULL, &dec->pixels)
+           != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+    for (ha.i = 0; ha.i < d.nheaders; ha.i++) {
+        kv = ngx_array_push(&dec->headers);
+        if (kv == NULL
+            || ngx_http_omni_render(r, ngx_http_omni_render_hdr, &ev, &d,
+                                    &ha, &kv->value)
+               != NGX_OK)
+        {
+            ret = NGX_ERROR;
+            goto done;
+        }
+
+        kv->key.len = ha.name.len;
+        kv->key.data = (u_char *) ha.name.data;
+    }
+
+    if (ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
+                             (void *) OMNI_SHOWN_RULES, &dec->rules)
+        != NGX_OK
+        || ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
+                                (void *) OMNI_SHOWN_CAMPAIGNS,
+                                &dec->campaigns)
+           != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+    if (json
+        && ngx_http_omni_render(r, ngx_http_omni_render_json, &ev, &d,
+                                json > 1 ? (void *) 1 : NULL, &dec->json)
+           != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+done:
+
+    if (reading) {
+        omni_store_read_end(st);
+    }
+
+    if (ret == NGX_OK) {
+        ctx->decision = dec;
+    }
+
+    return ret;
+}
+
+
+ngx_int_t
+ngx_http_omni_add_decision_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_omni_decision_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * $omni_rules, $omni_campaigns: what this request was shown (comma
+ * separated); $omni_holdout: 1 for a visitor in the holdout;
+ * $omni_decision: the decision as JSON (apps behind proxy_set_header).
+ */
+static ngx_int_t
+ngx_http_omni_decision_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t            *s;
+    ngx_http_omni_ctx_t  *ctx;
+
+    v->not_found = 1;
+
+    ctx = ngx_http_omni_identify(r);
+    if (ctx == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_omni_decide(r, ctx, data == 3) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->decision == NULL) {
+        return NGX_OK;
+    }
+
+    switch (data) {
+    case 0:
+        s = &ctx->decision->rules;
+        break;
+    case 1:
+        s = &ctx->decision->campaigns;
+        break;
+    case 2:
+        s = ctx->decision->holdout ? &ngx_http_omni_one : &ngx_http_omni_zero;
+        break;
+    default:
+        s = &ctx->decision->json;
+        break;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    /* Whatever a variable hands on was shown: count the impressions. */
+    if (data == 3) {
+        ctx->impressions = 1;
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,506 @@
+/*
+ * HTML injection, a body filter after ngx_http_sub_filter_module:
+ *
+ *   - the header filter decides (200, main request, not HEAD, an HTML
+ *     type, not compressed, not empty), makes the decision, clears
+ *     Content-Length, ETag, Last-Modified and Accept-Ranges, asks for
+ *     in-memory buffers and marks the page private for shared caches;
+ *   - the body filter streams: the resumable omni_scan finds
+ *     <!--omni:slot NAME--> and </body> across any buffer split, output
+ *     buffers point into the input (no copy) with b->shadow releasing the
+ *     input once sent, and busy/free buffers are reused;
+ *   - slots without a marker get their banner right before </body>,
+ *     followed by the pixels (omni_fallback off disables the former).
+ *
+ * Because it runs on delivery, a proxy_cache keeps the anonymous page and
+ * every hit is personalized on its way out.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+static ngx_int_t ngx_http_omni_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
+    ngx_http_omni_filter_ctx_t *fctx, u_char *data, size_t len,
+    ngx_uint_t copy, ngx_buf_t **last);
+static ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_buf_t **last);
+static ngx_int_t ngx_http_omni_output(ngx_http_request_t *r,
+    ngx_http_omni_filter_ctx_t *fctx);
+static void ngx_http_omni_private(ngx_http_request_t *r);
+
+
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_omni_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_omni_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called by the module's header filter for "omni on" main requests,
+ * after identification.  Decides whether this response is injected.
+ */
+ngx_int_t
+ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_keyval_t               *kv;
+    ngx_table_elt_t            *h;
+    ngx_http_omni_slot_t       *slot;
+    ngx_http_omni_loc_conf_t   *olcf;
+    ngx_http_omni_decision_t   *dec;
+    ngx_http_omni_filter_ctx_t *fctx;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (!olcf->inject
+        || ngx_http_omni_rules_current() == NULL
+        || r->headers_out.status != NGX_HTTP_OK
+        || r->header_only
+        || r->headers_out.content_length_n == 0
+        || r->headers_in.range              /* leave Range to nginx: 206 */
+        || (r->headers_out.content_encoding
+            && r->headers_out.content_encoding->value.len
+            && ngx_strncasecmp(r->headers_out.content_encoding->value.data,
+                               (u_char *) "identity", 8) != 0)
+        || ngx_http_test_content_type(r, &olcf->types_hash) == NULL)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_omni_decide(r, ctx, 0) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    dec = ctx->decision;
+
+    /* Response headers from rules (a theme switch, an offer code). */
+    kv = dec->headers.elts;
+    for (i = 0; i < dec->headers.nelts; i++) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        h->key = kv[i].key;
+        h->value = kv[i].value;
+    }
+
+    slot = dec->slots.elts;
+    for (i = 0; i < dec->slots.nelts; i++) {
+        if (slot[i].html.len) {
+            break;
+        }
+    }
+
+    if (i == dec->slots.nelts && dec->pixels.len == 0) {
+        /* Nothing to put in the page. */
+        return NGX_OK;
+    }
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_omni_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    omni_scan_init(&fctx->scan);
+    fctx->last_out = &fctx->out;
+    ctx->filter = fctx;
+    ctx->impressions = 1;
+
+    r->filter_need_in_memory = 1;
+
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_etag(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_accept_ranges(r);
+
+    if (olcf->private_cache) {
+        ngx_http_omni_private(r);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A personalized page must never be stored by a shared cache: whatever
+ * the upstream said, it becomes "Cache-Control: private, no-cache".
+ */
+static void
+ngx_http_omni_private(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        if ((h[i].key.len == 13
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "Cache-Control",
+                                13) == 0)
+            || (h[i].key.len == 7
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Expires", 7)
+                   == 0))
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    if (r->headers_out.expires) {
+        r->headers_out.expires->hash = 0;
+        r->headers_out.expires = NULL;
+    }
+
+#if (nginx_version < 1023000)
+    r->headers_out.cache_control.nelts = 0;
+#else
+    r->headers_out.cache_control = NULL;
+#endif
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "private, no-cache");
+}
+
+
+static ngx_int_t
+ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    u_char                      *p, *end;
+    ngx_buf_t                   *b, *last;
+    ngx_uint_t                   i, found;
+    ngx_chain_t                 *cl;
+    omni_scan_event_t            ev;
+    omni_scan_type_e             type;
+    ngx_http_omni_ctx_t         *ctx;
+    ngx_http_omni_slot_t        *slot;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    if (r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (ctx == NULL || ctx->filter == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    fctx = ctx->filter;
+
+    if (in == NULL && fctx->in == NULL && fctx->busy == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ngx_chain_add_copy(r->pool, &fctx->in, in) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    while (fctx->in) {
+        cl = fctx->in;
+        b = cl->buf;
+        last = NULL;
+
+        p = b->pos;
+        end = b->last;
+
+        if (!ngx_buf_in_memory(b)) {
+            /* filter_need_in_memory makes this a special buffer only. */
+            p = end = NULL;
+        }
+
+        while (p != end) {
+            type = omni_scan_next(&fctx->scan, (const u_char **) &p, end,
+                                  &ev);
+
+            if (type == OMNI_SCAN_NEED_MORE) {
+                break;
+            }
+
+            switch (type) {
+
+            case OMNI_SCAN_LITERAL:
+                if (ngx_http_omni_emit(r, fctx, (u_char *) ev.data, ev.len,
+                                       ev.from_hold, &last)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            case OMNI_SCAN_SLOT:
+                found = 0;
+                slot = ctx->decision->slots.elts;
+
+                for (i = 0; i < ctx->decision->slots.nelts; i++) {
+                    if (slot[i].name.len == ev.name_len
+                        && ngx_strncmp(slot[i].name.data, ev.name,
+                                       ev.name_len) == 0
+                        && slot[i].html.len && !slot[i].placed)
+                    {
+                        found = 1;
+                        slot[i].placed = 1;
+
+                        if (ngx_http_omni_emit(r, fctx, slot[i].html.data,
+                                               slot[i].html.len, 0, &last)
+                            != NGX_OK)
+                        {
+                            return NGX_ERROR;
+                        }
+
+                        break;
+                    }
+                }
+
+                /* No banner for it: the marker stays as it was. */
+                if (!found
+                    && ngx_http_omni_emit(r, fctx, (u_char *) ev.data,
+                                          ev.len, ev.from_hold, &last)
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            default: /* OMNI_SCAN_BODY_END */
+                if (ngx_http_omni_emit_tail(r, ctx, &last) != NGX_OK
+                    || ngx_http_omni_emit(r, fctx, (u_char *) ev.data,
+                                          ev.len, ev.from_hold, &last)
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                fctx->body_done = 1;
+                break;
+            }
+        }
+
+        if (b->last_buf) {
+            /* A marker cut off by the end of the body is plain text. */
+            omni_scan_finish(&fctx->scan, &ev);
+
+            if (ev.len
+                && ngx_http_omni_emit(r, fctx, (u_char *) ev.data, ev.len, 1,
+                                      &last)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            /* No </body> at all: pixels and banners go at the end. */
+            if (!fctx->body_done) {
+                fctx->body_done = 1;
+
+                if (ngx_http_omni_emit_tail(r, ctx, &last) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+        }
+
+        /*
+         * The last buffer made from this input carries its flags, and as
+         * its shadow releases the input once it has been sent.
+         */
+        if (last == NULL) {
+            if (ngx_http_omni_emit(r, fctx, NULL, 0, 0, &last) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            last->sync = 1;
+        }
+
+        last->shadow = b;
+        last->recycled = b->recycled;
+        last->last_buf = b->last_buf;
+        last->last_in_chain = b->last_in_chain;
+        last->flush = b->flush;
+
+        fctx->in = cl->next;
+    }
+
+    return ngx_http_omni_output(r, fctx);
+}
+
+
+/* Appends a buffer pointing at data (or at a copy of it) to the output. */
+static ngx_int_t
+ngx_http_omni_emit(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx,
+    u_char *data, size_t len, ngx_uint_t copy, ngx_buf_t **last)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    cl = ngx_chain_get_free_buf(r->pool, &fctx->free);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
+    b->tag = (ngx_buf_tag_t) &ngx_http_omni_module;
+
+    if (len) {
+        if (copy) {
+            /* Held bytes live in the scanner: copy before the next call. */
+            b->start = ngx_pnalloc(r->pool, len);
+            if (b->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(b->start, data, len);
+            b->pos = b->start;
+            b->last = b->start + len;
+            b->end = b->last;
+            b->temporary = 1;
+
+        } else {
+            b->pos = data;
+            b->last = data + len;
+            b->memory = 1;
+        }
+    }
+
+    *fctx->last_out = cl;
+    fctx->last_out = &cl->next;
+    cl->next = NULL;
+
+    *last = b;
+
+    return NGX_OK;
+}
+
+
+/* Banners whose slot had no marker, then the pixels. */
+static ngx_int_t
+ngx_http_omni_emit_tail(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_buf_t **last)
+{
+    u_char                      *p;
+    size_t                       len;
+    ngx_uint_t                   i;
+    ngx_http_omni_slot_t        *slot;
+    ngx_http_omni_loc_conf_t    *olcf;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    fctx = ctx->filter;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    slot = ctx->decision->slots.elts;
+
+    for (i = 0; olcf->fallback && i < ctx->decision->slots.nelts; i++) {
+        if (slot[i].placed || slot[i].html.len == 0) {
+            continue;
+        }
+
+        slot[i].placed = 1;
+
+        len = sizeof("<div data-omni-slot=\"\"></div>") - 1
+              + slot[i].name.len + slot[i].html.len;
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* Slot names are [A-Za-z0-9_.-]: safe in an attribute. */
+        ngx_sprintf(p, "<div data-omni-slot=\"%V\">%V</div>", &slot[i].name,
+                    &slot[i].html);
+
+        if (ngx_http_omni_emit(r, fctx, p, len, 0, last) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->decision->pixels.len) {
+        return ngx_http_omni_emit(r, fctx, ctx->decision->pixels.data,
+                                  ctx->decision->pixels.len, 0, last);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_output(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    rc = ngx_http_next_body_filter(r, fctx->out);
+
+    if (fctx->busy == NULL) {
+        fctx->busy = fctx->out;
+
+    } else {
+        for (cl = fctx->busy; cl->next; cl = cl->next) { /* void */ }
+        cl->next = fctx->out;
+    }
+
+    fctx->out = NULL;
+    fctx->last_out = &fctx->out;
+
+    /* Sent buffers release their input and go back to the free list. */
+    while (fctx->busy) {
+        cl = fctx->busy;
+        b = cl->buf;
+
+        if (ngx_buf_size(b) != 0) {
+            break;
+        }
+
+        if (b->shadow) {
+            b->shadow->pos = b->shadow->last;
+        }
+
+        fctx->busy = cl->next;
+
+        if (ngx_buf_in_memory(b) || b->in_file) {
+            cl->next = fctx->free;
+            fctx->free = cl;
+        }
+    }
+
+    return rc;
+}
