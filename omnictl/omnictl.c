@@ -110,6 +110,45 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "Prints store statistics as JSON.\n"
       "  --create            create and initialise the store first\n" },
 
+    { "rules", omnictl_rules, 2, 2, OMNICTL_OPT_JSON,
+      "rules check DIR [--json]",
+      "Loads the rule files of DIR (every *.json, in name order) exactly as\n"
+      "nginx does, strictly, and prints every error as\n"
+      "\"file:line:column: message\" on standard error (nginx -t prints the\n"
+      "same lines after \"omni_rules: \"), then a summary on standard\n"
+      "output: \"DIR: N rules in M files, OK\" or \"DIR: K error(s)\".\n"
+      "Exit status 1 when a rule is invalid, 2 when DIR cannot be read.\n"
+      "  --json              print {\"dir\",\"ok\",\"files\",\"rules\",\n"
+      "                      \"errors\"} instead, errors included\n" },
+
+    { "decide", omnictl_decide, 0, 0,
+      OMNICTL_OPT_PROFILE | OMNICTL_OPT_ALIAS | OMNICTL_OPT_RULES
+      | OMNICTL_OPT_CHANNEL | OMNICTL_OPT_FORMAT | OMNICTL_OPT_NOW
+      | OMNICTL_OPT_REQUEST | OMNICTL_OPT_GEO | OMNICTL_OPT_EXPLAIN,
+      "decide (--profile ID | --alias TYPE:VALUE) --rules DIR [options]",
+      "Makes the decision nginx makes for a profile: the rules of DIR\n"
+      "against the stored profile (read-only, never waits for a writer).\n"
+      "A profile that does not exist is a new visitor.  Prints the\n"
+      "decision as JSON, the text an email or SMS sends, or the HTML of\n"
+      "every slot and the pixels.  Exit status 1 when a customer or email\n"
+      "alias is not in the store, 2 when the rules do not load.\n"
+      "  --profile ID        the profile id (32 hex digits or a UUID)\n"
+      "  --alias TYPE:VALUE  or the profile of an alias\n"
+      "  --rules DIR         the rules directory (as omni_rules)\n"
+      "  --channel CHANNEL   web, app, email, sms, pos or ads (default web)\n"
+      "  --format FORMAT     json (default for web, app, pos, ads), text\n"
+      "                      (default for email, sms) or html\n"
+      "  --path P            the decoded URI path, no query\n"
+      "  --query Q           the raw query string\n"
+      "  --referrer R        the Referer header\n"
+      "  --user-agent UA     the User-Agent header\n"
+      "  --now UNIX          the time of the decision (default: now)\n"
+      "  --geo-country CC    pretend the client is in this country\n"
+      "  --geo-latlon LAT,LON  ... at this location (degrees)\n"
+      "  --explain           one line per rule: why it was shown or not\n"
+      "                      (in the JSON; on standard error for text and\n"
+      "                      html)\n" },
+
     { "help", omnictl_help, 0, 1, 0,
       "help [COMMAND]",
       "Prints help for omnictl or for one command.\n" },
@@ -128,7 +167,25 @@ static const omnictl_opt_t  omnictl_opts[] = {
     { "--ttl", OMNICTL_OPT_TTL, 1, offsetof(omnictl_ctx_t, ttl) },
     { "--profile", OMNICTL_OPT_PROFILE, 1,
       offsetof(omnictl_ctx_t, profile) },
-    { "--create", OMNICTL_OPT_CREATE, 0, 0 },
+    { "--create", OMNICTL_OPT_CREATE, 0, offsetof(omnictl_ctx_t, create) },
+    { "--json", OMNICTL_OPT_JSON, 0, offsetof(omnictl_ctx_t, json) },
+    { "--rules", OMNICTL_OPT_RULES, 1, offsetof(omnictl_ctx_t, rules) },
+    { "--channel", OMNICTL_OPT_CHANNEL, 1,
+      offsetof(omnictl_ctx_t, channel) },
+    { "--format", OMNICTL_OPT_FORMAT, 1, offsetof(omnictl_ctx_t, format) },
+    { "--now", OMNICTL_OPT_NOW, 1, offsetof(omnictl_ctx_t, now) },
+    { "--path", OMNICTL_OPT_REQUEST, 1, offsetof(omnictl_ctx_t, path) },
+    { "--query", OMNICTL_OPT_REQUEST, 1, offsetof(omnictl_ctx_t, query) },
+    { "--referrer", OMNICTL_OPT_REQUEST, 1,
+      offsetof(omnictl_ctx_t, referrer) },
+    { "--user-agent", OMNICTL_OPT_REQUEST, 1,
+      offsetof(omnictl_ctx_t, user_agent) },
+    { "--geo-country", OMNICTL_OPT_GEO, 1,
+      offsetof(omnictl_ctx_t, geo_country) },
+    { "--geo-latlon", OMNICTL_OPT_GEO, 1,
+      offsetof(omnictl_ctx_t, geo_latlon) },
+    { "--explain", OMNICTL_OPT_EXPLAIN, 0,
+      offsetof(omnictl_ctx_t, explain) },
     { NULL, 0, 0, 0 }
 };
 
@@ -184,7 +241,7 @@ static int
 omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv, int *help)
 {
     int                   i, j, cmd_at, dashdash;
-    const char           *arg, *value;
+    const char           *arg, *value, *id;
     const omnictl_opt_t  *opt;
 
     *help = 0;
@@ -275,8 +332,7 @@ omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv, int *help)
                                            opt->name);
             }
 
-            /* --create is the only flag */
-            ctx->create = 1;
+            *(unsigned *) ((char *) ctx + opt->offset) = 1;
             continue;
         }
 
@@ -309,15 +365,17 @@ omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv, int *help)
         return omnictl_usage_error(ctx, "missing argument");
     }
 
-    /* get and forget take an ID or --alias, exactly one of them */
+    /* get and forget take an ID or --alias, decide --profile ID or
+     * --alias: exactly one of them */
     if (ctx->cmd->options & OMNICTL_OPT_ALIAS) {
-        j = (ctx->alias != NULL) + (ctx->nargs > 0);
+        id = (ctx->cmd->options & OMNICTL_OPT_PROFILE) ? "--profile ID"
+                                                       : "an ID";
+        j = (ctx->alias != NULL) + (ctx->nargs > 0) + (ctx->profile != NULL);
 
         if (j != 1) {
-            return omnictl_usage_error(ctx, "%s", j ? "give an ID or "
-                                       "--alias, not both"
-                                       : "an ID or --alias TYPE:VALUE is "
-                                       "required");
+            return omnictl_usage_error(ctx, j ? "give %s or --alias, not "
+                                       "both" : "%s or --alias TYPE:VALUE "
+                                       "is required", id);
         }
     }
 

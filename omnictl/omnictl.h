@@ -49,11 +49,23 @@ typedef struct {
 
     /* command options (each command uses the ones it declares) */
     const char           *out;           /* export --out */
-    const char           *alias;         /* get/forget --alias */
+    const char           *alias;         /* get/forget/decide --alias */
     const char           *device;        /* token --device */
     const char           *ttl;           /* token --ttl */
-    const char           *profile;       /* token --profile */
-    unsigned              create:1;      /* stat --create */
+    const char           *profile;       /* token/decide --profile */
+    const char           *rules;         /* decide --rules */
+    const char           *channel;       /* decide --channel */
+    const char           *format;        /* decide --format */
+    const char           *now;           /* decide --now */
+    const char           *path;          /* decide --path */
+    const char           *query;         /* decide --query */
+    const char           *referrer;      /* decide --referrer */
+    const char           *user_agent;    /* decide --user-agent */
+    const char           *geo_country;   /* decide --geo-country */
+    const char           *geo_latlon;    /* decide --geo-latlon */
+    unsigned              create;        /* stat --create */
+    unsigned              json;          /* rules check --json */
+    unsigned              explain;       /* decide --explain */
 
     /* positional arguments */
     const char           *args[OMNICTL_MAX_ARGS];
@@ -77,6 +89,15 @@ struct omnictl_cmd_s {
 #define OMNICTL_OPT_TTL        0x08
 #define OMNICTL_OPT_PROFILE    0x10
 #define OMNICTL_OPT_CREATE     0x20
+#define OMNICTL_OPT_JSON       0x40
+#define OMNICTL_OPT_RULES      0x80
+#define OMNICTL_OPT_CHANNEL    0x100
+#define OMNICTL_OPT_FORMAT     0x200
+#define OMNICTL_OPT_NOW        0x400
+#define OMNICTL_OPT_REQUEST    0x800     /* --path, --query, --referrer,
+                                            --user-agent */
+#define OMNICTL_OPT_GEO        0x1000    /* --geo-country, --geo-latlon */
+#define OMNICTL_OPT_EXPLAIN    0x2000
 
 
 /* A profile named by ID or by --alias TYPE:VALUE. */
@@ -133,5 +154,9 @@ int omnictl_link(omnictl_ctx_t *ctx);
 int omnictl_token(omnictl_ctx_t *ctx);
 int omnictl_cookie(omnictl_ctx_t *ctx);
 int omnictl_stat(omnictl_ctx_t *ctx);
+
+/* omnictl_rules.c */
+int omnictl_rules(omnictl_ctx_t *ctx);
+int omnictl_decide(omnictl_ctx_t *ctx);
 
 #endif /* OMNICTL_H */
