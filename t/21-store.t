@@ -32,6 +32,25 @@ sub get_profile {
     return $rc == 0 ? JSON::PP::decode_json($out) : undef;
 }
 
+# Starts "omnictl export" (a long read transaction) and kills it with -9
+# once it holds its reader slot, leaving a stale slot in the lock file.
+sub stale_reader {
+    my $store = "$OmniTest::PREFIX/store";
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open(STDOUT, '>', '/dev/null');
+        exec(OmniTest::omnictl_path(), '--store', $store, 'export') or exit 127;
+    }
+    # Poll the reader table until the exporter shows up, then kill it.
+    my $seen = OmniTest::wait_for(sub {
+        my (undef, $out) = run_command(['mdb_stat', '-r', $store]);
+        $out =~ /^\s+$pid\s/m;
+    }, 5, 0.005);
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    die "exporter never held a reader slot" unless $seen;
+}
+
 sub ana_cookie {
     return "omni=" . mint_cookie(TEST_SECRET, $ANA);
 }
@@ -343,3 +362,25 @@ die "mdb_load: $err" if $rc;
 location = /t { return 200; }
 --- must_die
 store schema 99 is newer than this build supports (1)
+
+=== TEST 18: stale reader slots of dead processes are cleared at start and on the timer
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m reader_check=1s;
+--- init
+# A reader killed with -9 mid-export leaves its slot behind.
+my @lines = map { sprintf('{"id":"%032x","attributes":{"n":"%s"}}', $_, 'x' x 50) } 1 .. 60000;
+main::seed(@lines);
+main::stale_reader();
+--- config
+omni on;
+location = /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- error_log
+qr/cleared [1-9]\d* stale LMDB reader slot\(s\)/
+--- check
+my $before = () = error_log_text() =~ /stale LMDB reader slot/g;
+main::stale_reader();
+ok(wait_for(sub { (() = error_log_text() =~ /stale LMDB reader slot/g) > $before }, 5),
+   'the reader_check timer clears a slot left while serving');
