@@ -118,4 +118,12 @@ omni_cond_t *omni_cc_cond(omni_cc_t *cc, json_t *v);
 /* Registers a regex for freeing with the set. */
 int omni_cc_regex(omni_cc_t *cc, pcre2_code *re);
 
+/* Resolves positions of the file's errors and adds them to the report. */
+void omni_cc_flush(omni_cc_t *cc);
+const char *omni_cc_type_name(json_t *v);
+int omni_cc_id_cmp(const void *a, const void *b);
+
+/* Needs and prefilters of a compiled rule (omni_rules_index.c). */
+void omni_rule_prepare(omni_rule_t *r);
+
 #endif /* OMNI_RULES_CC_H */

@@ -814,6 +814,19 @@ omni_cond_event(omni_cc_t *cc, json_t *v, omni_clist_t *l)
         if (strcmp(key, "name") == 0) {
             bad |= omni_cc_string(cc, x, OMNI_MAX_STR, &c->str);
 
+            if (!bad) {
+                int32_t  id = omni_sym_intern(&cc->rb->set->events,
+                                              cc->arena, c->str.data,
+                                              c->str.len);
+                if (id < 0) {
+                    cc->rb->oom = 1;
+                    bad = 1;
+
+                } else {
+                    c->b = (uint32_t) id;
+                }
+            }
+
         } else if (strcmp(key, "within") == 0) {
             bad |= omni_cc_duration(cc, x, &c->a);
 

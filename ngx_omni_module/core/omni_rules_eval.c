@@ -1,19 +1,12 @@
 /*
- * Decide and explain.
+ * Evaluation: profile facts and the condition tree.  Decide and explain,
+ * which drive this, are in omni_rules_decide.c.
  *
- * omni_decide() is the request path: no allocation, no I/O, no locale or
- * time zone calls.  Rules are looked at through the set's index, one
- * list per (slot, channel) in rank order, so a slot stops at its first
- * eligible match and rules for other channels are never touched.  Before
- * a rule's conditions run, its precomputed masks (dates, stage, one
- * required segment) reject most non-candidates with a few compares.
- *
- * Profile facts (segment membership, cart totals, purchases, views) are
- * computed at most once per evaluation, on first use, into the run state
- * on the stack; the geo callback runs at most once per context.
- *
- * omni_explain() runs the same checks for every rule with a "why" buffer,
- * and is the only place that formats text.
+ * Profile facts (segment membership, cart totals, purchases, views,
+ * event names) are computed at most once per decision, on first use,
+ * into the run state on the stack; the geo callback runs at most once per
+ * evaluation context.  Nothing here allocates or formats text, except
+ * under a "why" buffer (explain).
  */
 
 #include <math.h>
@@ -21,15 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include "omni_rules_int.h"
 
 
 static const omni_rec_t  omni_rec_empty;
 
-static int omni_cond_eval(omni_run_t *run, const omni_cond_t *c);
 
 
 void
@@ -115,6 +105,7 @@ omni_run_segs(omni_run_t *run)
 
     run->have |= OMNI_F_SEGS;
     memset(run->segs, 0, sizeof(run->segs));
+    run->fbits[OMNI_FK_SEG] = 0;
 
     if (run->set->segs.n == 0) {
         return;
@@ -131,12 +122,13 @@ omni_run_segs(omni_run_t *run)
 
         if (id >= 0 && id < OMNI_RULES_MAX_SEGMENTS) {
             run->segs[id >> 6] |= (uint64_t) 1 << (id & 63);
+            run->fbits[OMNI_FK_SEG] |= omni_fbit(id);
         }
     }
 }
 
 
-static int
+int
 omni_run_has_seg(omni_run_t *run, int32_t id)
 {
     if (!(run->have & OMNI_F_SEGS)) {
@@ -160,6 +152,8 @@ omni_run_cart(omni_run_t *run)
     run->cart_value = 0;
     run->ncart = 0;
     run->cart_updated = omni_rec_cart_updated(run->rec);
+    run->fbits[OMNI_FK_CSKU] = 0;
+    run->fbits[OMNI_FK_CCAT] = 0;
 
     omni_rec_cart_init(&it, run->rec);
 
@@ -178,13 +172,22 @@ omni_run_cart(omni_run_t *run)
             run->cart_cat[run->ncart] = omni_sym_find(&run->set->cats,
                                               (const char *) ci.category.data,
                                               ci.category.len);
+
+            if (run->cart_sku[run->ncart] >= 0) {
+                run->fbits[OMNI_FK_CSKU] |= omni_fbit(run->cart_sku[run->ncart]);
+            }
+
+            if (run->cart_cat[run->ncart] >= 0) {
+                run->fbits[OMNI_FK_CCAT] |= omni_fbit(run->cart_cat[run->ncart]);
+            }
+
             run->ncart++;
         }
     }
 }
 
 
-static void
+void
 omni_run_purch(omni_run_t *run)
 {
     uint16_t             ord;
@@ -195,6 +198,8 @@ omni_run_purch(omni_run_t *run)
     run->have |= OMNI_F_PURCH;
     run->npurch = 0;
     run->last_purchase = 0;
+    run->fbits[OMNI_FK_PSKU] = 0;
+    run->fbits[OMNI_FK_PCAT] = 0;
 
     omni_rec_iter_init(&it, run->rec, OMNI_SECT_PURCHASES);
 
@@ -215,6 +220,14 @@ omni_run_purch(omni_run_t *run)
                                 p.category.len);
         fp->time = p.time;
         fp->ord = ord;
+
+        if (fp->sku >= 0) {
+            run->fbits[OMNI_FK_PSKU] |= omni_fbit(fp->sku);
+        }
+
+        if (fp->cat >= 0) {
+            run->fbits[OMNI_FK_PCAT] |= omni_fbit(fp->cat);
+        }
     }
 }
 
@@ -231,6 +244,8 @@ omni_run_views(omni_run_t *run)
     run->have |= OMNI_F_VIEWS;
     run->nviews = 0;
     run->last_view = 0;
+    run->fbits[OMNI_FK_VSKU] = 0;
+    run->fbits[OMNI_FK_VCAT] = 0;
 
     omni_rec_iter_init(&it, run->rec, OMNI_SECT_VIEWS);
 
@@ -255,6 +270,14 @@ omni_run_views(omni_run_t *run)
         if (fv->time > run->last_view) {
             run->last_view = fv->time;
         }
+
+        if (fv->sku >= 0) {
+            run->fbits[OMNI_FK_VSKU] |= omni_fbit(fv->sku);
+        }
+
+        if (fv->cat >= 0) {
+            run->fbits[OMNI_FK_VCAT] |= omni_fbit(fv->cat);
+        }
     }
 }
 
@@ -262,26 +285,75 @@ omni_run_views(omni_run_t *run)
 static void
 omni_run_events(omni_run_t *run)
 {
+    int32_t            id;
     uint32_t           last;
-    omni_bytes_t       item;
+    omni_bytes_t       item, name;
     omni_rec_iter_t    it;
     omni_rec_fields_t  f;
 
     run->have |= OMNI_F_EVENTS;
     run->last_event = 0;
+    run->fbits[OMNI_FK_EVENT] = 0;
 
     omni_rec_iter_init(&it, run->rec, OMNI_SECT_EVENTS);
 
     while (omni_rec_iter_next(&it, &item)) {
         omni_rec_fields_init(&f, item);
-        (void) omni_rec_get_str(&f);
+        name = omni_rec_get_str(&f);
         (void) omni_rec_get_u32(&f);
         last = omni_rec_get_u32(&f);
 
         if (last > run->last_event) {
             run->last_event = last;
         }
+
+        id = omni_sym_find(&run->set->events, (const char *) name.data,
+                           name.len);
+        if (id >= 0) {
+            run->fbits[OMNI_FK_EVENT] |= omni_fbit(id);
+        }
     }
+}
+
+
+/* The fact bits of one kind, computing that profile section once. */
+uint64_t
+omni_run_fbits(omni_run_t *run, unsigned kind)
+{
+    switch (kind) {
+    case OMNI_FK_SEG:
+        if (!(run->have & OMNI_F_SEGS)) {
+            omni_run_segs(run);
+        }
+        break;
+    case OMNI_FK_PSKU:
+    case OMNI_FK_PCAT:
+        if (!(run->have & OMNI_F_PURCH)) {
+            omni_run_purch(run);
+        }
+        break;
+    case OMNI_FK_VSKU:
+    case OMNI_FK_VCAT:
+        if (!(run->have & OMNI_F_VIEWS)) {
+            omni_run_views(run);
+        }
+        break;
+    case OMNI_FK_CSKU:
+    case OMNI_FK_CCAT:
+        if (!(run->have & OMNI_F_CART)) {
+            omni_run_cart(run);
+        }
+        break;
+    case OMNI_FK_EVENT:
+        if (!(run->have & OMNI_F_EVENTS)) {
+            omni_run_events(run);
+        }
+        break;
+    default:
+        return ~(uint64_t) 0;
+    }
+
+    return run->fbits[kind];
 }
 
 
@@ -374,13 +446,6 @@ omni_run_device(omni_run_t *run)
     }
 
     return run->device;
-}
-
-
-static uint32_t
-omni_ago(uint32_t now, uint32_t t)
-{
-    return now > t ? now - t : 0;
 }
 
 
@@ -1067,7 +1132,54 @@ omni_eval_geo(omni_run_t *run, const omni_cond_t *c)
 }
 
 
+/*
+ * "any" when explaining: every branch's reason, "none of: a; b".  Only
+ * on the explain path (it formats text).
+ */
 static int
+omni_cond_any_why(omni_run_t *run, const omni_cond_t *c)
+{
+    char         all[OMNI_RULES_ERROR_LEN], one[OMNI_RULES_ERROR_LEN];
+    size_t       n, l;
+    unsigned     i;
+    omni_why_t   sub, *outer;
+
+    outer = run->why;
+    n = 0;
+    all[0] = '\0';
+
+    for (i = 0; i < c->n; i++) {
+        one[0] = '\0';
+        sub.buf = one;
+        sub.cap = sizeof(one);
+        sub.set = 0;
+        run->why = &sub;
+
+        if (omni_cond_eval(run, c->u.kids[i])) {
+            run->why = outer;
+            return 1;
+        }
+
+        l = strlen(one);
+        if (n + l + 3 < sizeof(all)) {
+            if (n) {
+                memcpy(all + n, "; ", 2);
+                n += 2;
+            }
+
+            memcpy(all + n, one, l + 1);
+            n += l;
+        }
+    }
+
+    run->why = outer;
+    omni_why(run, "none of: %s", all);
+
+    return 0;
+}
+
+
+int
 omni_cond_eval(omni_run_t *run, const omni_cond_t *c)
 {
     unsigned     i, b;
@@ -1087,13 +1199,12 @@ omni_cond_eval(omni_run_t *run, const omni_cond_t *c)
         return 1;
 
     case OMNI_C_ANY:
-        saved = run->why ? run->why->set : 1;
+        if (run->why != NULL && !run->why->set) {
+            return omni_cond_any_why(run, c);
+        }
 
         for (i = 0; i < c->n; i++) {
             if (omni_cond_eval(run, c->u.kids[i])) {
-                if (!saved) {
-                    run->why->set = 0;      /* a failed branch is no why */
-                }
                 return 1;
             }
         }
@@ -1266,542 +1377,4 @@ omni_cond_eval(omni_run_t *run, const omni_cond_t *c)
     }
 
     return 0;
-}
-
-
-/* ---- rules ---- */
-
-int
-omni_rule_match(omni_run_t *run, const omni_rule_t *r)
-{
-    run->match.store = -1;
-    run->match.store_km = 0;
-    run->match.view = -1;
-    run->match.purchase = -1;
-
-    return r->when == NULL || omni_cond_eval(run, r->when);
-}
-
-
-/* Dates, holdout, suppression, frequency cap, cooldown. */
-int
-omni_rule_eligible(omni_run_t *run, const omni_rule_t *r)
-{
-    unsigned           i;
-    uint32_t           now, total, last, inwin, b;
-    const omni_rec_t  *rec = run->rec;
-    omni_eval_t       *ctx = run->ctx;
-    omni_fpurch_t     *fp;
-
-    now = ctx->now;
-
-    if (now < r->start || (r->end && now >= r->end)) {
-        omni_why(run, "not active now");
-        return 0;
-    }
-
-    if (r->holdout_bp && ctx->pid != NULL) {
-        b = omni_rules_bucket(ctx->pid, r->holdout_id.data,
-                              r->holdout_id.len);
-
-        if (b < r->holdout_bp) {
-            omni_why(run, "holdout %u.%02u%% (bucket %u.%02u%%)",
-                     r->holdout_bp / 100, r->holdout_bp % 100, b / 100,
-                     b % 100);
-            return 0;
-        }
-    }
-
-    if (r->nsupp_skus || r->nsupp_cats) {
-        if (!(run->have & OMNI_F_PURCH)) {
-            omni_run_purch(run);
-        }
-
-        for (i = 0; i < run->npurch; i++) {
-            fp = &run->purch[i];
-
-            if (r->supp_within && omni_ago(now, fp->time) > r->supp_within) {
-                continue;
-            }
-
-            if ((r->nsupp_skus
-                 && omni_ids_has(r->supp_skus, r->nsupp_skus, fp->sku))
-                || (r->nsupp_cats
-                    && omni_ids_has(r->supp_cats, r->nsupp_cats, fp->cat)))
-            {
-                if (run->why) {
-                    const omni_strv_t  *n = fp->sku >= 0
-                                   ? &run->set->skus.names[fp->sku] : NULL;
-
-                    omni_why(run, "suppressed: bought %.*s",
-                             n ? (int) n->len : 0, n ? n->data : "");
-                }
-
-                return 0;
-            }
-        }
-    }
-
-    if (r->cap_max || r->cooldown) {
-        if (omni_rec_impressions(rec, r->campaign.data, r->campaign.len, now,
-                                 r->cap_per, &total, &last, &inwin)
-            == OMNI_OK)
-        {
-            if (r->cap_max && (r->cap_per ? inwin : total) >= r->cap_max) {
-                if (run->why) {
-                    char  d[32];
-
-                    if (r->cap_per) {
-                        omni_duration_format(r->cap_per, d, sizeof(d));
-                    }
-
-                    omni_why(run, "cap %u/%s reached (%u shown)", r->cap_max,
-                             r->cap_per ? d : "lifetime",
-                             r->cap_per ? inwin : total);
-                }
-
-                return 0;
-            }
-
-            if (r->cooldown && last && omni_ago(now, last) < r->cooldown) {
-                if (run->why) {
-                    char  d[32], a[32];
-
-                    omni_duration_format(r->cooldown, d, sizeof(d));
-                    omni_duration_format(omni_ago(now, last), a, sizeof(a));
-                    omni_why(run, "cooldown %s (last shown %s ago)", d, a);
-                }
-
-                return 0;
-            }
-        }
-    }
-
-    return 1;
-}
-
-
-/*
- * Consent stated in the profile is enforced here, for every channel:
- * no personalization consent, no decision; no email/SMS consent, nothing
- * for that channel; no ads consent (or OMNI_EVAL_NO_ADS: Sec-GPC, DNT),
- * no pixels.  A profile that never stated consent is not restricted
- * here; the caller passes OMNI_EVAL_NO_ADS where the law wants opt-in.
- */
-int
-omni_rule_consent(const omni_eval_t *ctx, unsigned *no_ads)
-{
-    uint32_t  c;
-
-    *no_ads = (ctx->flags & OMNI_EVAL_NO_ADS) != 0;
-
-    if (ctx->rec == NULL || !(ctx->rec->consent & OMNI_CONSENT_SET)) {
-        return OMNI_BLOCK_NONE;
-    }
-
-    c = ctx->rec->consent;
-
-    if (!(c & OMNI_CONSENT_PERSONALIZE)) {
-        return OMNI_BLOCK_CONSENT;
-    }
-
-    if ((ctx->channel == OMNI_CH_EMAIL && !(c & OMNI_CONSENT_EMAIL))
-        || (ctx->channel == OMNI_CH_SMS && !(c & OMNI_CONSENT_SMS)))
-    {
-        return OMNI_BLOCK_CHANNEL;
-    }
-
-    if (!(c & OMNI_CONSENT_ADS)) {
-        *no_ads = 1;
-    }
-
-    return OMNI_BLOCK_NONE;
-}
-
-
-/*
- * The cheap checks on an index entry: dates, stage, a required segment;
- * then the conditions.  The rule itself is not touched.
- */
-static int
-omni_entry_match(omni_run_t *run, const omni_entry_t *e)
-{
-    uint32_t  now = run->ctx->now;
-
-    if (now < e->start || now >= e->end) {
-        return 0;
-    }
-
-    if (e->stage_mask != (1u << OMNI_STAGE_MAX) - 1
-        && !((e->stage_mask >> omni_run_stage(run)) & 1))
-    {
-        return 0;
-    }
-
-    if (e->req_seg >= 0 && !omni_run_has_seg(run, e->req_seg)) {
-        return 0;
-    }
-
-    run->match.store = -1;
-    run->match.store_km = 0;
-    run->match.view = -1;
-    run->match.purchase = -1;
-
-    return e->when == NULL || omni_cond_eval(run, e->when);
-}
-
-
-static int
-omni_shown_add(omni_decision_t *d, uint32_t rule, int32_t slot,
-    const omni_match_t *m)
-{
-    omni_shown_t  *s;
-
-    if (d->nshown >= OMNI_DECISION_MAX_SHOWN) {
-        d->dropped++;
-        return -1;
-    }
-
-    s = &d->shown[d->nshown++];
-    s->rule = rule;
-    s->slot = slot;
-    s->match = *m;
-
-    return 0;
-}
-
-
-int
-omni_decide(const omni_ruleset_t *set, omni_eval_t *ctx, omni_decision_t *d)
-{
-    uint32_t            s, k, n, i, j;
-    uint32_t            used[OMNI_DECISION_MAX_PIXELS];
-    const omni_entry_t *list;
-    const omni_rule_t  *r;
-    omni_shown_t        tmp;
-    omni_run_t          run;
-
-    d->now = ctx->now;
-    d->channel = ctx->channel;
-    d->block = OMNI_BLOCK_NONE;
-    d->holdout = 0;
-    d->nshown = 0;
-    d->npixels = 0;
-    d->nheaders = 0;
-    d->dropped = 0;
-    memset(d->slot, 0xff, sizeof(d->slot));
-
-    d->block = (unsigned) omni_rule_consent(ctx, &d->no_ads);
-
-    if (set == NULL || d->block != OMNI_BLOCK_NONE) {
-        return OMNI_OK;
-    }
-
-    if (set->holdout_bp && ctx->pid != NULL
-        && omni_rules_bucket(ctx->pid, set->holdout_id.data,
-                             set->holdout_id.len) < set->holdout_bp)
-    {
-        d->block = OMNI_BLOCK_HOLDOUT;
-        d->holdout = 1;
-        return OMNI_OK;
-    }
-
-    omni_run_init(&run, set, ctx);
-
-    /* one winner per slot: the first eligible match in rank order */
-    for (s = 0; s < set->nslots; s++) {
-        list = set->lists + set->slot_off[s][run.ch];
-        n = set->slot_n[s][run.ch];
-
-        for (k = 0; k < n; k++) {
-            if (!omni_entry_match(&run, &list[k])) {
-                continue;
-            }
-
-            r = &set->rules[list[k].rule];
-
-            if (omni_rule_eligible(&run, r)) {
-                (void) omni_shown_add(d, list[k].rule, (int32_t) s,
-                                      &run.match);
-                break;
-            }
-        }
-    }
-
-    /* pixel- and header-only rules: every eligible match */
-    list = set->lists + set->free_off[run.ch];
-    n = set->free_n[run.ch];
-
-    for (k = 0; k < n; k++) {
-        r = &set->rules[list[k].rule];
-
-        if (d->no_ads && r->nheaders == 0) {
-            continue;           /* nothing it could show */
-        }
-
-        if (omni_entry_match(&run, &list[k]) && omni_rule_eligible(&run, r)) {
-            (void) omni_shown_add(d, list[k].rule, -1, &run.match);
-        }
-    }
-
-    /* rank order (rule index order) for pixels and header precedence */
-    for (i = 1; i < d->nshown; i++) {
-        tmp = d->shown[i];
-
-        for (j = i; j > 0 && d->shown[j - 1].rule > tmp.rule; j--) {
-            d->shown[j] = d->shown[j - 1];
-        }
-
-        d->shown[j] = tmp;
-    }
-
-    for (i = 0; i < d->nshown; i++) {
-        r = &set->rules[d->shown[i].rule];
-
-        if (d->shown[i].slot >= 0) {
-            d->slot[d->shown[i].slot] = (int8_t) i;
-        }
-
-        /* pixels, once per distinct source */
-        for (k = 0; !d->no_ads && k < r->npixels; k++) {
-            for (j = 0; j < d->npixels; j++) {
-                if (used[j] == r->pixels[k].key) {
-                    break;
-                }
-            }
-
-            if (j < d->npixels) {
-                continue;
-            }
-
-            if (d->npixels >= OMNI_DECISION_MAX_PIXELS) {
-                d->dropped++;
-                continue;
-            }
-
-            used[d->npixels] = r->pixels[k].key;
-            d->pixels[d->npixels].shown = (uint8_t) i;
-            d->pixels[d->npixels].pixel = (uint8_t) k;
-            d->npixels++;
-        }
-
-        /* headers: the highest-ranked rule sets a name */
-        for (k = 0; k < r->nheaders; k++) {
-            for (j = 0; j < d->nheaders; j++) {
-                const omni_rule_t  *o = &set->rules[d->shown[d->headers[j]
-                                                            .shown].rule];
-
-                if (o->headers[d->headers[j].header].key
-                    == r->headers[k].key)
-                {
-                    break;
-                }
-            }
-
-            if (j < d->nheaders) {
-                continue;
-            }
-
-            if (d->nheaders >= OMNI_DECISION_MAX_HEADERS) {
-                d->dropped++;
-                continue;
-            }
-
-            d->headers[d->nheaders].shown = (uint8_t) i;
-            d->headers[d->nheaders].header = (uint8_t) k;
-            d->nheaders++;
-        }
-    }
-
-    return OMNI_OK;
-}
-
-
-int
-omni_decision_slot_rule(const omni_decision_t *d, unsigned slot)
-{
-    if (slot >= OMNI_RULES_MAX_SLOTS || d->slot[slot] < 0) {
-        return -1;
-    }
-
-    return (int) d->shown[(unsigned) d->slot[slot]].rule;
-}
-
-
-/* ---- explain ---- */
-
-static void
-omni_explain_line(omni_sink_t *s, const omni_rule_t *r, const char *fmt,
-    ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void
-omni_explain_line(omni_sink_t *s, const omni_rule_t *r, const char *fmt,
-    ...)
-{
-    char     buf[OMNI_RULES_ERROR_LEN];
-    va_list  ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-
-    if (r != NULL) {
-        s->put(s, r->id.data, r->id.len);
-        s->put(s, ": ", 2);
-    }
-
-    omni_sink_str(s, buf);
-    s->put(s, "\n", 1);
-}
-
-
-size_t
-omni_explain(const omni_ruleset_t *set, omni_eval_t *ctx, char *out,
-    size_t cap)
-{
-    omni_sink_t  s;
-
-    omni_sink_buf(&s, out, cap);
-    omni_explain_sink(set, ctx, &s);
-
-    return omni_sink_end(&s);
-}
-
-
-void
-omni_explain_sink(const omni_ruleset_t *set, omni_eval_t *ctx,
-    omni_sink_t *s)
-{
-    char                why[OMNI_RULES_ERROR_LEN];
-    uint32_t            i, k, b;
-    int                 shown;
-    const char         *slot;
-    const omni_rule_t  *r, *w;
-    omni_why_t          wy;
-    omni_run_t          run;
-    omni_decision_t     d;
-
-    if (set == NULL) {
-        return;
-    }
-
-    (void) omni_decide(set, ctx, &d);
-
-    if (set->holdout_bp) {
-        if (ctx->pid == NULL) {
-            omni_explain_line(s, NULL, "holdout: no profile id, not held "
-                              "out");
-
-        } else {
-            b = omni_rules_bucket(ctx->pid, set->holdout_id.data,
-                                  set->holdout_id.len);
-            omni_explain_line(s, NULL, "holdout: %s \"%.*s\" (bucket "
-                              "%u.%02u%%, holdout %u.%02u%%)",
-                              d.holdout ? "in" : "not in",
-                              (int) set->holdout_id.len,
-                              set->holdout_id.data, b / 100, b % 100,
-                              set->holdout_bp / 100,
-                              set->holdout_bp % 100);
-        }
-    }
-
-    if (d.block == OMNI_BLOCK_CONSENT) {
-        omni_explain_line(s, NULL, "consent: personalization refused");
-
-    } else if (d.block == OMNI_BLOCK_CHANNEL) {
-        omni_explain_line(s, NULL, "consent: no consent for %s",
-                          omni_channel_name(ctx->channel));
-
-    } else if (d.no_ads) {
-        omni_explain_line(s, NULL, "consent: no pixels (ads not allowed)");
-    }
-
-    omni_run_init(&run, set, ctx);
-
-    for (i = 0; i < set->nrules; i++) {
-        r = &set->rules[i];
-
-        if (d.block != OMNI_BLOCK_NONE) {
-            omni_explain_line(s, r, "skipped: %s",
-                              d.holdout ? "holdout" : "consent");
-            continue;
-        }
-
-        if (!r->enabled) {
-            omni_explain_line(s, r, "disabled");
-            continue;
-        }
-
-        shown = -1;
-        for (k = 0; k < d.nshown; k++) {
-            if (d.shown[k].rule == i) {
-                shown = (int) k;
-                break;
-            }
-        }
-
-        if (shown >= 0) {
-            if (r->slot >= 0) {
-                omni_explain_line(s, r, "shown in slot %.*s",
-                                  (int) set->slots[r->slot].len,
-                                  set->slots[r->slot].data);
-
-            } else {
-                omni_explain_line(s, r, "shown (%s)", r->npixels
-                                  ? (r->nheaders ? "pixels, headers"
-                                                 : "pixels")
-                                  : "headers");
-            }
-
-            continue;
-        }
-
-        why[0] = '\0';
-        wy.buf = why;
-        wy.cap = sizeof(why);
-        wy.set = 0;
-        run.why = &wy;
-
-        if (ctx->now < r->start || (r->end && ctx->now >= r->end)) {
-            omni_explain_line(s, r, "skipped: not active now");
-            continue;
-        }
-
-        if (!omni_rule_match(&run, r)) {
-            omni_explain_line(s, r, "no: %s", why[0] ? why : "conditions");
-            continue;
-        }
-
-        if (!omni_rule_eligible(&run, r)) {
-            omni_explain_line(s, r, "skipped: %s", why);
-            continue;
-        }
-
-        if (r->slot >= 0) {
-            k = (uint32_t) r->slot;
-            slot = set->slots[k].data;
-
-            if (d.slot[k] >= 0) {
-                w = &set->rules[d.shown[(unsigned) d.slot[k]].rule];
-                omni_explain_line(s, r, "lost: slot %.*s went to %.*s",
-                                  (int) set->slots[k].len, slot,
-                                  (int) w->id.len, w->id.data);
-
-            } else {
-                omni_explain_line(s, r, "dropped: decision full");
-            }
-
-        } else if (d.no_ads && r->nheaders == 0) {
-            omni_explain_line(s, r, "skipped: no pixels (ads not allowed)");
-
-        } else {
-            omni_explain_line(s, r, "dropped: decision full");
-        }
-    }
-
-    run.why = NULL;
 }

@@ -235,6 +235,8 @@ typedef struct {
     uint32_t            chan_mask;      /* channels it can match */
     uint32_t            stage_mask;     /* stages it can match */
     int32_t             req_seg;        /* a segment it requires, -1 */
+    unsigned            need_kind;      /* OMNI_FK_*: needs one fact of */
+    uint64_t            need_any;
     unsigned            needs;          /* OMNI_NEED_* */
     unsigned            enabled;
     const omni_cond_t  *when;           /* NULL: always */
@@ -264,17 +266,40 @@ typedef struct {
 } omni_rule_t;
 
 /*
+ * Fact kinds for the "needs one of" filter: a rule whose conditions
+ * require, say, a purchase of one of some skus carries a 64-bit mask of
+ * those sku ids (id & 63); the request computes the same mask for what
+ * the profile has, once, and a rule whose mask does not intersect it is
+ * skipped without evaluation (a Bloom filter: never a false negative).
+ */
+enum {
+    OMNI_FK_NONE = 0,
+    OMNI_FK_SEG,
+    OMNI_FK_PSKU,
+    OMNI_FK_PCAT,
+    OMNI_FK_VSKU,
+    OMNI_FK_VCAT,
+    OMNI_FK_CSKU,
+    OMNI_FK_CCAT,
+    OMNI_FK_EVENT,
+    OMNI_FK_MAX
+};
+
+#define omni_fbit(id)  ((uint64_t) 1 << ((uint32_t) (id) & 63))
+
+/*
  * An index entry: what the scan tests before it touches the rule, so a
- * list of candidates is read sequentially, 32 bytes per rule.
+ * list of candidates is read sequentially, 40 bytes per rule.
  */
 typedef struct {
     const omni_cond_t  *when;
+    uint64_t            need_any;       /* fact bits, one must be set */
     uint32_t            rule;
     uint32_t            start;
     uint32_t            end;            /* UINT32_MAX: open */
     int32_t             req_seg;
-    uint32_t            stage_mask;
-    uint32_t            reserved;
+    uint16_t            stage_mask;
+    uint16_t            need_kind;      /* OMNI_FK_* */
 } omni_entry_t;
 
 struct omni_ruleset_s {
@@ -295,7 +320,7 @@ struct omni_ruleset_s {
     uint32_t            free_off[OMNI_CH_MAX];
     uint32_t            free_n[OMNI_CH_MAX];
 
-    omni_symtab_t       skus, cats, segs, keys;
+    omni_symtab_t       skus, cats, segs, keys, events;
     omni_store_t       *stores;
     uint32_t            nstores;
     int32_t            *product_of;     /* by sku id, -1 */
@@ -374,6 +399,7 @@ typedef struct {
     omni_fview_t           views[OMNI_RUN_MAX_VIEWS];
 
     uint32_t               last_event;
+    uint64_t               fbits[OMNI_FK_MAX];
 
     omni_match_t           match;       /* of the rule being evaluated */
     omni_why_t            *why;         /* NULL on the hot path */
@@ -389,6 +415,18 @@ void omni_why(omni_run_t *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+int omni_run_has_seg(omni_run_t *run, int32_t id);
+uint64_t omni_run_fbits(omni_run_t *run, unsigned kind);
+void omni_run_purch(omni_run_t *run);
+int omni_cond_eval(omni_run_t *run, const omni_cond_t *c);
+
+/* Seconds from t to now; 0 for a time in the future (clock skew). */
+static inline uint32_t
+omni_ago(uint32_t now, uint32_t t)
+{
+    return now > t ? now - t : 0;
+}
 
 /* Rule checks shared by decide and explain. */
 int omni_rule_match(omni_run_t *run, const omni_rule_t *r);

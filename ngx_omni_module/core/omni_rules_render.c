@@ -35,32 +35,93 @@ static void omni_render_resolve(void *env, const omni_top_t *op,
 
 /* ---- values ---- */
 
+/*
+ * Fixed-point formatting by hand: printf's "%f" follows LC_NUMERIC, and a
+ * price must read the same in nginx and in omnictl whatever the locale.
+ */
+static size_t
+omni_fmt_fixed(double v, unsigned decimals, char *buf, size_t cap)
+{
+    char          digits[32];
+    size_t        n, k;
+    unsigned      d;
+    long long     scaled;
+    unsigned long long  u, scale;
+    int           neg;
+
+    scale = 1;
+    for (d = 0; d < decimals; d++) {
+        scale *= 10;
+    }
+
+    scaled = llround(v * (double) scale);
+    neg = scaled < 0;
+    u = neg ? 0ULL - (unsigned long long) scaled : (unsigned long long) scaled;
+
+    /* digits, least significant first, with the point */
+    n = 0;
+    d = 0;
+
+    do {
+        if (decimals > 0 && d == decimals) {
+            digits[n++] = '.';
+        }
+
+        digits[n++] = (char) ('0' + u % 10);
+        u /= 10;
+        d++;
+    } while (u > 0 || d <= decimals);
+
+    if (neg && scaled != 0) {
+        digits[n++] = '-';
+    }
+
+    if (n + 1 > cap) {
+        return 0;
+    }
+
+    for (k = 0; k < n; k++) {
+        buf[k] = digits[n - 1 - k];
+    }
+
+    buf[n] = '\0';
+
+    return n;
+}
+
+
 static void
 omni_set_num(double v, int decimals, const char **val, size_t *len,
     char *scratch, size_t cap)
 {
-    int  n;
+    size_t  n;
 
-    if (!isfinite(v)) {
-        *len = 0;
+    *len = 0;
+
+    if (!isfinite(v) || fabs(v) >= 1e15) {
         return;
     }
 
-    if (decimals < 0) {
-        /* attributes: integers as such, otherwise shortest form */
-        if (v == floor(v) && fabs(v) < 1e15) {
-            n = snprintf(scratch, cap, "%.0f", v);
+    if (decimals >= 0) {
+        n = omni_fmt_fixed(v, (unsigned) decimals, scratch, cap);
 
-        } else {
-            n = snprintf(scratch, cap, "%.15g", v);
-        }
+    } else if (v == floor(v)) {
+        /* attributes: integers as such */
+        n = omni_fmt_fixed(v, 0, scratch, cap);
 
     } else {
-        n = snprintf(scratch, cap, "%.*f", decimals, v);
+        /* otherwise up to 6 decimals, trailing zeros dropped */
+        n = fabs(v) < 1e8 ? omni_fmt_fixed(v, 6, scratch, cap) : 0;
+
+        while (n > 0 && scratch[n - 1] == '0') {
+            n--;
+        }
+
+        scratch[n] = '\0';
     }
 
     *val = scratch;
-    *len = n > 0 && (size_t) n < cap ? (size_t) n : 0;
+    *len = n;
 }
 
 
