@@ -399,7 +399,7 @@ test_errors(void)
     is_str(load_error("[1, 2]"), "t.json:1:2: [0]: expected a rule object, "
            "got an integer", "not a rule");
 
-    is_str(load_error(""), "t.json:1:0: '[' or '{' expected near end of file",
+    is_str(load_error(""), "t.json:1:1: '[' or '{' expected near end of file",
            "empty file");
 
     /* every error, not just the first */
