@@ -577,15 +577,34 @@ ngx_http_omni_merge_cookie(ngx_conf_t *cf, ngx_http_omni_loc_conf_t *prev,
 }
 
 
+static void
+ngx_http_omni_keyring_cleanup(void *data)
+{
+    omni_keyring_free(data);
+}
+
+
 char *
 ngx_http_omni_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_main_conf_t *mcf = conf;
 
-    char        err[256];
-    ngx_str_t  *value;
+    char                 err[256];
+    ngx_str_t           *value;
+    ngx_pool_cleanup_t  *cln;
 
     value = cf->args->elts;
+
+    if (mcf->secrets == 0) {
+        /* The keyed MAC contexts live as long as the configuration. */
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_omni_keyring_cleanup;
+        cln->data = &mcf->keyring;
+    }
 
     if (omni_keyring_add(&mcf->keyring, (char *) value[1].data,
                          value[1].len, err, sizeof(err))

@@ -131,7 +131,7 @@ omnictl_mint(omnictl_ctx_t *ctx, unsigned kind)
         ret = OMNICTL_EXIT_FATAL;
     }
 
-    OPENSSL_cleanse(kr, sizeof(omni_keyring_t));
+    omni_keyring_free(kr);
     free(kr);
 
     if (ret != OMNICTL_EXIT_OK) {

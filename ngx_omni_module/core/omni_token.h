@@ -38,6 +38,7 @@
 typedef struct {
     unsigned char   key[OMNI_SECRET_MAX];
     size_t          len;
+    void           *mac;        /* keyed EVP_MAC_CTX, reused per token */
 } omni_secret_t;
 
 typedef struct {
@@ -52,6 +53,9 @@ typedef struct {
  */
 int omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
     char *err, size_t errlen);
+
+/* Frees the keyed MAC contexts and wipes the secrets. */
+void omni_keyring_free(omni_keyring_t *kr);
 
 typedef struct {
     unsigned        kind;
