@@ -194,9 +194,10 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
 
     json = empty;
 
-    if (ctx->identity != NGX_HTTP_OMNI_ID_NONE
-        && ctx->identity != NGX_HTTP_OMNI_ID_NEW)
-    {
+    /* The response is the decision itself: no JSON merge on top. */
+    ctx->endpoint = 1;
+
+    if (ctx->identity != NGX_HTTP_OMNI_ID_NONE) {
         rc = ngx_http_arg(r, (u_char *) "explain", 7, &explain);
 
         rc = ngx_http_omni_decide(r, ctx,

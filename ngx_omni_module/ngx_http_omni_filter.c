@@ -29,6 +29,10 @@ static ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
 static ngx_int_t ngx_http_omni_output(ngx_http_request_t *r,
     ngx_http_omni_filter_ctx_t *fctx);
 static void ngx_http_omni_private(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_filter_json_header(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_http_omni_loc_conf_t *olcf);
+static ngx_int_t ngx_http_omni_json_body(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_buf_t *b, ngx_buf_t **last);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -62,6 +66,7 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
 
     if (!olcf->inject
+        || ctx->endpoint
         || ngx_http_omni_rules_current() == NULL
         || r->headers_out.status != NGX_HTTP_OK
         || r->header_only
@@ -70,9 +75,19 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         || (r->headers_out.content_encoding
             && r->headers_out.content_encoding->value.len
             && ngx_strncasecmp(r->headers_out.content_encoding->value.data,
-                               (u_char *) "identity", 8) != 0)
-        || ngx_http_test_content_type(r, &olcf->types_hash) == NULL)
+                               (u_char *) "identity", 8) != 0))
     {
+        return NGX_OK;
+    }
+
+    if (ngx_http_test_content_type(r, &olcf->types_hash) == NULL) {
+
+        if (olcf->json_key.len
+            && ngx_http_test_content_type(r, &olcf->json_types_hash))
+        {
+            return ngx_http_omni_filter_json_header(r, ctx, olcf);
+        }
+
         return NGX_OK;
     }
 
@@ -247,6 +262,16 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             p = end = NULL;
         }
 
+        if (fctx->json) {
+            if (p != end && ngx_http_omni_json_body(r, ctx, b, &last)
+                            != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            p = end;
+        }
+
         while (p != end) {
             type = omni_scan_next(&fctx->scan, (const u_char **) &p, end,
                                   &ev);
@@ -316,7 +341,7 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             }
         }
 
-        if (b->last_buf) {
+        if (b->last_buf && !fctx->json) {
             /* A marker cut off by the end of the body is plain text. */
             omni_scan_finish(&fctx->scan, &ev);
 
@@ -380,7 +405,11 @@ ngx_http_omni_emit(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx,
     ngx_memzero(b, sizeof(ngx_buf_t));
     b->tag = (ngx_buf_tag_t) &ngx_http_omni_module;
 
-    if (len) {
+    if (len == 0) {
+        /* An empty buffer must be a sync one, or the writer complains. */
+        b->sync = 1;
+
+    } else {
         if (copy) {
             /* Held bytes live in the scanner: copy before the next call. */
             b->start = ngx_pnalloc(r->pool, len);
@@ -503,4 +532,124 @@ ngx_http_omni_output(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx)
     }
 
     return rc;
+}
+
+
+/*
+ * Proxied JSON APIs: with "omni_json_key NAME" the decision is added to
+ * the top-level object of the response as "NAME": {...}, streamed: the
+ * filter only waits for the first '{' and the character after it.  Any
+ * other body (an array, a string, an empty one) passes unchanged.
+ */
+static ngx_int_t
+ngx_http_omni_filter_json_header(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_http_omni_loc_conf_t *olcf)
+{
+    u_char                      *p;
+    ngx_str_t                   *json;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    if (ngx_http_omni_decide(r, ctx, 1) != NGX_OK
+        || ctx->decision->json.len == 0)
+    {
+        return NGX_OK;
+    }
+
+    json = &ctx->decision->json;
+
+    /* "NAME":{...} prepared once; the body filter only copies it. */
+    p = ngx_pnalloc(r->pool, olcf->json_key.len + 3 + json->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->decision->pixels.data = p;
+    p = ngx_sprintf(p, "\"%V\":%V", &olcf->json_key, json);
+    ctx->decision->pixels.len = p - ctx->decision->pixels.data;
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_omni_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->json = 1;
+    fctx->last_out = &fctx->out;
+    ctx->filter = fctx;
+    ctx->impressions = 1;
+
+    r->filter_need_in_memory = 1;
+
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_etag(r);
+    ngx_http_clear_accept_ranges(r);
+
+    if (olcf->private_cache) {
+        ngx_http_omni_private(r);
+    }
+
+    return NGX_OK;
+}
+
+
+/* JSON mode: states 0 before '{', 1 right after it, 2 passing through. */
+static ngx_int_t
+ngx_http_omni_json_body(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_buf_t *b, ngx_buf_t **last)
+{
+    u_char                      *p, *start;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    static u_char  comma = ',';
+
+    fctx = ctx->filter;
+    start = b->pos;
+
+    for (p = b->pos; p < b->last && fctx->json_state < 2; p++) {
+
+        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+            continue;
+        }
+
+        if (fctx->json_state == 0) {
+            if (*p != '{') {
+                /* Not an object: nothing to add to. */
+                fctx->json_state = 2;
+                break;
+            }
+
+            /* Up to and including '{', then "NAME":{...}. */
+            if (ngx_http_omni_emit(r, fctx, start, p + 1 - start, 0, last)
+                    != NGX_OK
+                || ngx_http_omni_emit(r, fctx, ctx->decision->pixels.data,
+                                      ctx->decision->pixels.len, 0, last)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            start = p + 1;
+            fctx->json_state = 1;
+            continue;
+        }
+
+        /* json_state 1: a member follows unless the object is empty. */
+        if (*p != '}') {
+            if (ngx_http_omni_emit(r, fctx, start, p - start, 0, last)
+                    != NGX_OK
+                || ngx_http_omni_emit(r, fctx, &comma, 1, 0, last) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            start = p;
+        }
+
+        fctx->json_state = 2;
+    }
+
+    if (b->last > start) {
+        return ngx_http_omni_emit(r, fctx, start, b->last - start, 0, last);
+    }
+
+    return NGX_OK;
 }

@@ -40,6 +40,12 @@ static ngx_conf_enum_t  ngx_http_omni_channels[] = {
 };
 
 
+static ngx_str_t  ngx_http_omni_json_default_types[] = {
+    ngx_string("application/json"),
+    ngx_null_string
+};
+
+
 static ngx_command_t  ngx_http_omni_commands[] = {
 
     { ngx_string("omni"),
@@ -132,6 +138,20 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_omni_loc_conf_t, types_keys),
       &ngx_http_html_default_types[0] },
+
+    { ngx_string("omni_json_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, json_key),
+      NULL },
+
+    { ngx_string("omni_json_types"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_types_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, json_types_keys),
+      &ngx_http_omni_json_default_types[0] },
 
     { ngx_string("omni_decide"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -314,6 +334,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_omni_loc_conf_t *prev = parent;
     ngx_http_omni_loc_conf_t *conf = child;
 
+    ngx_uint_t                  i;
     ngx_http_omni_main_conf_t  *mcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -325,6 +346,29 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->inject, prev->inject, 1);
     ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
     ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
+
+    ngx_conf_merge_str_value(conf->json_key, prev->json_key, "");
+
+    for (i = 0; i < conf->json_key.len; i++) {
+        /* The key is written into JSON as is: keep it a plain name. */
+        if (conf->json_key.data[i] < 0x20 || conf->json_key.data[i] == '"'
+            || conf->json_key.data[i] == '\\' || conf->json_key.data[i] >= 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"omni_json_key\" \"%V\"",
+                               &conf->json_key);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_merge_types(cf, &conf->json_types_keys,
+                             &conf->json_types_hash,
+                             &prev->json_types_keys, &prev->json_types_hash,
+                             ngx_http_omni_json_default_types)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_http_merge_types(cf, &conf->types_keys, &conf->types_hash,
                              &prev->types_keys, &prev->types_hash,

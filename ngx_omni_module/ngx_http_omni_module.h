@@ -76,6 +76,9 @@ typedef struct {
     ngx_flag_t                  inject;         /* HTML injection */
     ngx_flag_t                  fallback;       /* unplaced banners */
     ngx_flag_t                  private_cache;  /* mark injected pages */
+    ngx_str_t                   json_key;       /* decision in JSON APIs */
+    ngx_array_t                *json_types_keys;
+    ngx_hash_t                  json_types_hash;
     ngx_array_t                *types;          /* injected types */
     ngx_array_t                *types_keys;
     ngx_hash_t                  types_hash;
@@ -112,6 +115,8 @@ typedef struct {
     ngx_chain_t                *busy;
     ngx_chain_t                *free;
     ngx_uint_t                  body_done;
+    ngx_uint_t                  json;           /* JSON mode */
+    ngx_uint_t                  json_state;     /* 0 start, 1 after '{' */
 } ngx_http_omni_filter_ctx_t;
 
 
@@ -133,6 +138,7 @@ typedef struct {
     unsigned                    decided:1;
     unsigned                    decided_json:1;
     unsigned                    impressions:1;  /* count what was shown */
+    unsigned                    endpoint:1;     /* our own API answer */
 
     uint32_t                    visits;
     ngx_uint_t                  stage;
