@@ -207,6 +207,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_http_omni_slot_arg_t     sa;
     ngx_http_omni_header_arg_t   ha;
     ngx_http_omni_decision_t    *dec;
+    ngx_http_omni_main_conf_t   *mcf;
 
     if (ctx->decided && (!json || ctx->decided_json)) {
         return ctx->decision ? NGX_OK : NGX_DECLINED;
@@ -263,6 +264,16 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     if ((needs & OMNI_NEED_UA) && r->headers_in.user_agent) {
         ev.user_agent.data = (char *) r->headers_in.user_agent->value.data;
         ev.user_agent.len = r->headers_in.user_agent->value.len;
+    }
+
+    /* Geo is looked up lazily, at most once, only if a rule asks. */
+    if (needs & OMNI_NEED_GEO) {
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+
+        if (mcf->geoip) {
+            ev.geo = ngx_http_omni_geo_lookup;
+            ev.geo_data = r;
+        }
     }
 
     /*

@@ -70,6 +70,7 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         || ngx_http_omni_rules_current() == NULL
         || r->headers_out.status != NGX_HTTP_OK
         || r->header_only
+        || r->method == NGX_HTTP_HEAD       /* header_only is set later */
         || r->headers_out.content_length_n == 0
         || r->headers_in.range              /* leave Range to nginx: 206 */
         || (r->headers_out.content_encoding
@@ -262,6 +263,10 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             p = end = NULL;
         }
 
+        if (p != end) {
+            fctx->seen = 1;
+        }
+
         if (fctx->json) {
             if (p != end && ngx_http_omni_json_body(r, ctx, b, &last)
                             != NGX_OK)
@@ -353,8 +358,11 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                 return NGX_ERROR;
             }
 
-            /* No </body> at all: pixels and banners go at the end. */
-            if (!fctx->body_done) {
+            /*
+             * No </body> at all: pixels and banners go at the end, but
+             * an empty body stays empty.
+             */
+            if (!fctx->body_done && fctx->seen) {
                 fctx->body_done = 1;
 
                 if (ngx_http_omni_emit_tail(r, ctx, &last) != NGX_OK) {

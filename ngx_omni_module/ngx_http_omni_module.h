@@ -59,6 +59,9 @@ typedef struct {
     ngx_msec_t                  rules_check;    /* 0: no timer */
     omni_ruleset_t             *rules;          /* compiled at config */
     uint64_t                    rules_sig;
+
+    ngx_str_t                   geoip_path;     /* empty: no geo */
+    struct MMDB_s              *geoip;          /* opened at config */
 } ngx_http_omni_main_conf_t;
 
 
@@ -115,6 +118,7 @@ typedef struct {
     ngx_chain_t                *busy;
     ngx_chain_t                *free;
     ngx_uint_t                  body_done;
+    ngx_uint_t                  seen;           /* any body bytes yet */
     ngx_uint_t                  json;           /* JSON mode */
     ngx_uint_t                  json_state;     /* 0 start, 1 after '{' */
 } ngx_http_omni_filter_ctx_t;
@@ -195,6 +199,10 @@ ngx_int_t ngx_http_omni_decide(ngx_http_request_t *r,
 ngx_uint_t ngx_http_omni_channel(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 ngx_int_t ngx_http_omni_add_decision_variables(ngx_conf_t *cf);
+
+/* geo */
+char *ngx_http_omni_geoip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+int ngx_http_omni_geo_lookup(void *data, omni_geo_t *out);
 
 /* filter */
 ngx_int_t ngx_http_omni_filter_init(ngx_conf_t *cf);

@@ -123,6 +123,20 @@ ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+#if (NGX_THREADS)
+    /* The reload check runs in a pool thread, with or without a store. */
+    if (mcf->rules_check && mcf->thread_pool == NULL) {
+        if (mcf->thread_pool_name.len == 0) {
+            ngx_str_set(&mcf->thread_pool_name, "default");
+        }
+
+        mcf->thread_pool = ngx_thread_pool_add(cf, &mcf->thread_pool_name);
+        if (mcf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+#endif
+
     report = ngx_pcalloc(cf->temp_pool, sizeof(omni_rules_report_t));
     if (report == NULL) {
         return NGX_CONF_ERROR;

@@ -162,6 +162,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_str_set(&mcf->thread_pool_name, "default");
     }
 
+    /* omni_rules may have taken the default pool first; this one wins. */
     mcf->thread_pool = ngx_thread_pool_add(cf, &mcf->thread_pool_name);
     if (mcf->thread_pool == NULL) {
         return NGX_CONF_ERROR;
