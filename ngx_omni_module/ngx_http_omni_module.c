@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_omni_init_process(ngx_cycle_t *cycle);
 static void ngx_http_omni_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_log_handler(ngx_http_request_t *r);
+static void ngx_http_omni_upstream_identity(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_header_filter(ngx_http_request_t *r);
 
 
@@ -492,12 +494,48 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!ctx->resolved) {
-        /* Store trouble degrades to an unpersonalized response. */
-        (void) ngx_http_omni_resolve(r, ctx);
+    /*
+     * No store read here: the decision (header filter) and the variables
+     * read the profile when, and only if, they need it.
+     */
+
+    if (olcf->inject && !ctx->upstream_identity
+        && ngx_http_omni_rules_current() != NULL
+        && r->headers_in.accept_encoding)
+    {
+        ngx_http_omni_upstream_identity(r, ctx);
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A compressed upstream body cannot be injected into, so the upstream is
+ * asked for identity encoding: the Accept-Encoding header that proxy,
+ * fastcgi and the others forward says "identity", while the gzip filter
+ * still sees the client's own header (a copy) and compresses the injected
+ * result for the client.
+ */
+static void
+ngx_http_omni_upstream_identity(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx)
+{
+    ngx_table_elt_t  *h, *client;
+
+    h = r->headers_in.accept_encoding;
+
+    client = ngx_palloc(r->pool, sizeof(ngx_table_elt_t));
+    if (client == NULL) {
+        return;
+    }
+
+    *client = *h;
+    r->headers_in.accept_encoding = client;
+
+    ngx_str_set(&h->value, "identity");
+
+    ctx->upstream_identity = 1;
 }
 
 

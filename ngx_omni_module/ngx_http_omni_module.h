@@ -143,6 +143,7 @@ typedef struct {
     unsigned                    decided_json:1;
     unsigned                    impressions:1;  /* count what was shown */
     unsigned                    endpoint:1;     /* our own API answer */
+    unsigned                    upstream_identity:1;
 
     uint32_t                    visits;
     ngx_uint_t                  stage;
