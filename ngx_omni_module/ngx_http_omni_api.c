@@ -14,6 +14,11 @@ static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_decide_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
     ngx_str_t *json);
+static ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *json);
+static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_omni_admin_decide_handler(ngx_http_request_t *r);
 
 
 char *
@@ -220,6 +225,26 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
 {
+    return ngx_http_omni_send_json_status(r, NGX_HTTP_OK, json);
+}
+
+
+static ngx_int_t
+ngx_http_omni_send_json_status(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *json)
+{
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = status;
+
+    return ngx_http_omni_send_body(r, json);
+}
+
+
+/* Sends body plus a newline, never cacheable; content type already set. */
+static ngx_int_t
+ngx_http_omni_send_body(ngx_http_request_t *r, ngx_str_t *body)
+{
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
@@ -237,22 +262,23 @@ ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
     ngx_str_set(&h->key, "Cache-Control");
     ngx_str_set(&h->value, "private, no-store");
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = json->len + 1;
+    if (r->headers_out.status == 0) {
+        r->headers_out.status = NGX_HTTP_OK;
+    }
+
+    r->headers_out.content_length_n = body->len + 1;
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
 
-    b = ngx_create_temp_buf(r->pool, json->len + 1);
+    b = ngx_create_temp_buf(r->pool, body->len + 1);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, json->data, json->len);
+    b->last = ngx_cpymem(b->last, body->data, body->len);
     *b->last++ = '\n';
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -261,4 +287,170 @@ ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * omni_admin_decide: the decision for any profile, for email and SMS
+ * systems, rendered exactly like "omnictl decide":
+ *
+ *   GET /omni/admin/decide?profile=ID&channel=email|sms|web|app[&format=text]
+ *   GET /omni/admin/decide?customer=CUSTOMER-ID&channel=sms&format=text
+ *
+ * The endpoint exists only where the configuration puts it; protect the
+ * location with allow/deny (docs/directives.md).
+ */
+char *
+ngx_http_omni_admin_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_omni_admin_decide_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *field, const char *reason)
+{
+    u_char     *p;
+    ngx_str_t   json;
+
+    p = ngx_pnalloc(r->pool, 64 + ngx_strlen(field) + ngx_strlen(reason));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json.data = p;
+    json.len = ngx_sprintf(p, "{\"error\":\"%s\",\"field\":\"%s\"}",
+                           reason, field) - p;
+
+    return ngx_http_omni_send_json_status(r, status, &json);
+}
+
+
+static ngx_int_t
+ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
+{
+    u_char               *dst, *src;
+    ngx_int_t             rc, ch;
+    ngx_str_t             arg, text, format;
+    omni_store_t         *st;
+    unsigned char         pid[OMNI_ID_LEN];
+    ngx_http_omni_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_omni_rules_current() == NULL) {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "rules", "no omni_rules configured");
+    }
+
+    ctx = ngx_http_omni_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "profile", 7, &arg) == NGX_OK) {
+        if (omni_id_parse((char *) arg.data, arg.len, pid) != OMNI_OK) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "profile",
+                                             "expected 32 hex digits");
+        }
+
+    } else if (ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK) {
+        /* Decode %XX escapes; customer ids go into the alias key raw. */
+        dst = ngx_pnalloc(r->pool, arg.len + 1);
+        if (dst == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        src = arg.data;
+        arg.data = dst;
+        ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+        arg.len = dst - arg.data;
+
+        st = ngx_http_omni_worker_store();
+
+        if (arg.len == 0 || arg.len > OMNI_ALIAS_MAX_LEN) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "customer", "invalid length");
+        }
+
+        if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "store", "store unavailable");
+        }
+
+        rc = omni_store_get_alias(st, OMNI_ALIAS_CUSTOMER, arg.data,
+                                  arg.len, pid);
+        omni_store_read_end(st);
+
+        if (rc != OMNI_OK) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                             "customer", "not found");
+        }
+
+    } else {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "profile",
+                                         "profile or customer is required");
+    }
+
+    ctx->channel = -1;
+
+    if (ngx_http_arg(r, (u_char *) "channel", 7, &arg) == NGX_OK) {
+        ch = omni_channel_parse((char *) arg.data, arg.len);
+        if (ch < 0) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "channel", "unknown channel");
+        }
+
+        ctx->channel = ch;
+    }
+
+    ngx_str_null(&format);
+    (void) ngx_http_arg(r, (u_char *) "format", 6, &format);
+
+    if (format.len
+        && !(format.len == 4 && ngx_strncmp(format.data, "text", 4) == 0)
+        && !(format.len == 4 && ngx_strncmp(format.data, "json", 4) == 0))
+    {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "format",
+                                         "expected json or text");
+    }
+
+    /* The profile is the identity: decide exactly as for a visitor. */
+    ctx->identified = 1;
+    ctx->identity = NGX_HTTP_OMNI_ID_COOKIE;
+    ctx->pid_fixed = 1;
+    ctx->endpoint = 1;
+    ngx_memcpy(ctx->pid, pid, OMNI_ID_LEN);
+    ngx_memcpy(ctx->vid, pid, OMNI_ID_LEN);
+    omni_id_hex(pid, (char *) ctx->vid_hex);
+    omni_id_hex(pid, (char *) ctx->pid_hex);
+    ctx->want_text = format.len == 4 && format.data[0] == 't';
+
+    if (ngx_http_omni_decide(r, ctx, 1) != NGX_OK || ctx->decision == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->want_text) {
+        text = ctx->decision->text;
+        ngx_str_set(&r->headers_out.content_type, "text/plain");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        return ngx_http_omni_send_body(r, &text);
+    }
+
+    return ngx_http_omni_send_json(r, &ctx->decision->json);
 }

@@ -51,6 +51,10 @@ ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
 
+    if (ctx->pid_fixed && ctx->channel >= 0) {
+        return (ngx_uint_t) ctx->channel;
+    }
+
     if (olcf->channel != NGX_CONF_UNSET) {
         return (ngx_uint_t) olcf->channel;
     }
@@ -161,6 +165,15 @@ ngx_http_omni_render_json(ngx_http_request_t *r, omni_eval_t *ev,
 {
     return omni_render_decision_json(ngx_http_omni_rules_current(), ev, d,
                                      arg != NULL, out, cap);
+}
+
+
+static size_t
+ngx_http_omni_render_txt(ngx_http_request_t *r, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, char *out, size_t cap)
+{
+    return omni_render_text(ngx_http_omni_rules_current(), ev, d,
+                            ev->channel, out, cap);
 }
 
 
@@ -297,8 +310,10 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
             kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
                    ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;
 
-            rc = omni_store_get_alias(st, kind, ctx->vid_hex,
-                                      OMNI_ID_HEX_LEN, ctx->pid);
+            rc = ctx->pid_fixed
+                 ? OMNI_OK
+                 : omni_store_get_alias(st, kind, ctx->vid_hex,
+                                        OMNI_ID_HEX_LEN, ctx->pid);
             if (rc == OMNI_NOTFOUND) {
                 ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
                 rc = OMNI_OK;
@@ -392,6 +407,15 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         || ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
                                 (void *) OMNI_SHOWN_CAMPAIGNS,
                                 &dec->campaigns)
+           != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+    if (ctx->want_text
+        && ngx_http_omni_render(r, ngx_http_omni_render_txt, &ev, &d, NULL,
+                                &dec->text)
            != NGX_OK)
     {
         ret = NGX_ERROR;

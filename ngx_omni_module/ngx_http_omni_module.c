@@ -169,6 +169,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_admin_decide"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_admin_decide_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_identify"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_omni_identify_endpoint,

@@ -101,6 +101,7 @@ typedef struct {
     ngx_array_t                 slots;          /* ngx_http_omni_slot_t */
     ngx_str_t                   pixels;
     ngx_str_t                   json;           /* when asked for */
+    ngx_str_t                   text;           /* email/SMS, admin only */
     ngx_str_t                   rules;          /* shown rule ids */
     ngx_str_t                   campaigns;      /* shown campaigns */
     ngx_array_t                 headers;        /* ngx_keyval_t */
@@ -144,6 +145,9 @@ typedef struct {
     unsigned                    impressions:1;  /* count what was shown */
     unsigned                    endpoint:1;     /* our own API answer */
     unsigned                    upstream_identity:1;
+    unsigned                    pid_fixed:1;    /* admin: pid is given */
+    unsigned                    want_text:1;    /* admin: email/SMS text */
+    ngx_int_t                   channel;        /* admin: -1 or OMNI_CH_* */
 
     uint32_t                    visits;
     ngx_uint_t                  stage;
@@ -213,6 +217,8 @@ ngx_int_t ngx_http_omni_filter_header(ngx_http_request_t *r,
 /* api */
 char *ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_omni_admin_decide_endpoint(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
