@@ -812,9 +812,31 @@ omni_wtxn_get_profile(omni_wtxn_t *w, const unsigned char *pid,
 int
 omni_wtxn_put_profile(omni_wtxn_t *w, const omni_profile_t *p)
 {
-    int             rc, ret;
+    int       ret;
+    unsigned  i;
+
+    ret = omni_wtxn_put_record(w, p);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    for (i = 0; i < p->naliases; i++) {
+        ret = omni_wtxn_put_alias(w, p->aliases[i].kind, p->aliases[i].value,
+                                  strlen(p->aliases[i].value), p->id);
+        if (ret != OMNI_OK) {
+            return ret;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_put_record(omni_wtxn_t *w, const omni_profile_t *p)
+{
+    int             rc;
     size_t          len;
-    unsigned        i;
     MDB_val         key, val;
     unsigned char  *data;
 
@@ -833,14 +855,6 @@ omni_wtxn_put_profile(omni_wtxn_t *w, const omni_profile_t *p)
 
     if (rc != 0) {
         return omni_store_fail(w->st, "mdb_put(profiles) failed", rc);
-    }
-
-    for (i = 0; i < p->naliases; i++) {
-        ret = omni_wtxn_put_alias(w, p->aliases[i].kind, p->aliases[i].value,
-                                  strlen(p->aliases[i].value), p->id);
-        if (ret != OMNI_OK) {
-            return ret;
-        }
     }
 
     return OMNI_OK;

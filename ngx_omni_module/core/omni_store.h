@@ -109,6 +109,8 @@ int omni_wtxn_get_profile(omni_wtxn_t *w, const unsigned char *pid,
     omni_profile_t *p);
 /* Encodes and stores p, and points every alias of p at p->id. */
 int omni_wtxn_put_profile(omni_wtxn_t *w, const omni_profile_t *p);
+/* Encodes and stores p only: for writers that know its aliases are set. */
+int omni_wtxn_put_record(omni_wtxn_t *w, const omni_profile_t *p);
 int omni_wtxn_get_alias(omni_wtxn_t *w, unsigned kind, const void *val,
     size_t len, unsigned char *pid);
 int omni_wtxn_put_alias(omni_wtxn_t *w, unsigned kind, const void *val,

@@ -79,12 +79,15 @@ omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
     int             rc;
     char            hex[OMNI_ID_HEX_LEN + 1];
     uint32_t        timeout;
+    unsigned        linked;
     unsigned char   id[OMNI_ID_LEN];
     omni_profile_t  p;
 
     omni_identity_alias(t->kind, t->id, hex);
 
     rc = omni_wtxn_get_alias(w, t->kind, hex, OMNI_ID_HEX_LEN, id);
+    linked = (rc == OMNI_OK);
+
     if (rc == OMNI_NOTFOUND) {
         /* First sight: the profile takes the visitor's own id. */
         memcpy(id, t->id, OMNI_ID_LEN);
@@ -137,7 +140,11 @@ omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
 
     p.stage = omni_derive_stage(&p);
 
-    rc = omni_wtxn_put_profile(w, &p);
+    /*
+     * The common case, a known visitor: its alias already points here,
+     * so only the record is written (no alias B-tree writes).
+     */
+    rc = linked ? omni_wtxn_put_record(w, &p) : omni_wtxn_put_profile(w, &p);
     omni_profile_free(&p);
 
     if (rc == OMNI_OK && pid) {
