@@ -397,8 +397,18 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
             goto done;
         }
 
+        /*
+         * The name lives in the rule set, which a reload may free while
+         * this request still runs: the request keeps its own copy.
+         */
         kv->key.len = ha.name.len;
-        kv->key.data = (u_char *) ha.name.data;
+        kv->key.data = ngx_pnalloc(r->pool, ha.name.len);
+        if (kv->key.data == NULL) {
+            ret = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(kv->key.data, ha.name.data, ha.name.len);
     }
 
     if (ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
