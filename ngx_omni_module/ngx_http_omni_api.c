@@ -8,6 +8,7 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "omni_feed.h"
 
 
 static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
@@ -19,6 +20,8 @@ static ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
 static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_omni_admin_decide_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *field, const char *reason);
 
 
 char *
@@ -453,4 +456,243 @@ ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_omni_send_json(r, &ctx->decision->json);
+}
+
+
+/*
+ * omni_feed: the touchpoint log as NDJSON, for email, SMS and ad tools
+ * and warehouse shippers (docs/feed.md):
+ *
+ *   GET /omni/feed?after=CURSOR&limit=N
+ *
+ * Lines are omni_feed_line()'s, the same bytes as "omnictl tail".
+ * X-Omni-Cursor carries the last seq served (the next request's after;
+ * unchanged when nothing new).  A cursor older than retention is 410
+ * "cursor expired", never a silent gap.  Like omni_admin_decide, the
+ * endpoint exists only where configured: protect it with allow/deny.
+ */
+
+#define NGX_HTTP_OMNI_FEED_LIMIT      100
+#define NGX_HTTP_OMNI_FEED_LIMIT_MAX  10000
+
+
+typedef struct {
+    ngx_http_request_t         *r;
+    ngx_chain_t                *out;
+    ngx_chain_t               **last;
+    uint64_t                    cursor;
+    off_t                       size;
+} ngx_http_omni_feed_ctx_t;
+
+
+static ngx_int_t ngx_http_omni_feed_handler(ngx_http_request_t *r);
+
+
+char *
+ngx_http_omni_feed_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_omni_feed_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* Copies one line out of the read transaction into the request pool. */
+static int
+ngx_http_omni_feed_line(void *arg, uint64_t seq, const void *data,
+    size_t len)
+{
+    ngx_http_omni_feed_ctx_t *fc = arg;
+
+    size_t        n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    n = omni_feed_line(seq, data, len, NULL, 0);
+
+    b = ngx_create_temp_buf(fc->r->pool, n);
+    cl = ngx_alloc_chain_link(fc->r->pool);
+    if (b == NULL || cl == NULL) {
+        return OMNI_ERROR;
+    }
+
+    b->last += omni_feed_line(seq, data, len, (char *) b->pos, n);
+
+    cl->buf = b;
+    cl->next = NULL;
+    *fc->last = cl;
+    fc->last = &cl->next;
+
+    fc->cursor = seq;
+    fc->size += n;
+
+    return OMNI_OK;
+}
+
+
+/* A non-negative decimal up to 2^63, or -1. */
+static int64_t
+ngx_http_omni_feed_u64(ngx_str_t *s)
+{
+    size_t    i;
+    uint64_t  v;
+
+    if (s->len == 0 || s->len > 19) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < '0' || s->data[i] > '9') {
+            return -1;
+        }
+
+        v = v * 10 + (s->data[i] - '0');
+    }
+
+    return v > (uint64_t) INT64_MAX ? -1 : (int64_t) v;
+}
+
+
+static ngx_int_t
+ngx_http_omni_feed_handler(ngx_http_request_t *r)
+{
+    int                        ret;
+    u_char                    *p;
+    int64_t                    v;
+    uint64_t                   after, first;
+    ngx_int_t                  rc;
+    ngx_str_t                  arg, json;
+    ngx_uint_t                 limit;
+    ngx_buf_t                 *b;
+    omni_store_t              *st;
+    ngx_table_elt_t           *h;
+    ngx_http_omni_feed_ctx_t   fc;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    after = 0;
+    limit = NGX_HTTP_OMNI_FEED_LIMIT;
+
+    if (ngx_http_arg(r, (u_char *) "after", 5, &arg) == NGX_OK) {
+        v = ngx_http_omni_feed_u64(&arg);
+        if (v < 0) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "after",
+                                             "expected a cursor (a seq)");
+        }
+
+        after = (uint64_t) v;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+        v = ngx_http_omni_feed_u64(&arg);
+        if (v < 1 || v > NGX_HTTP_OMNI_FEED_LIMIT_MAX) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "limit",
+                                             "expected 1..10000");
+        }
+
+        limit = (ngx_uint_t) v;
+    }
+
+    st = ngx_http_omni_worker_store();
+
+    if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "store", "store unavailable");
+    }
+
+    fc.r = r;
+    fc.out = NULL;
+    fc.last = &fc.out;
+    fc.cursor = after;
+    fc.size = 0;
+
+    /* The window is short: lines are copied out as they are read. */
+    ret = omni_store_feed(st, after, (unsigned) limit,
+                          ngx_http_omni_feed_line, &fc, &first);
+    omni_store_read_end(st);
+
+    if (ret != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: feed: %s", omni_store_error(st));
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (after + 1 < first) {
+        p = ngx_pnalloc(r->pool, 64 + NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        json.data = p;
+        json.len = ngx_sprintf(p, "{\"error\":\"cursor expired\","
+                               "\"first\":%uL}", first) - p;
+
+        return ngx_http_omni_send_json_status(r, 410, &json);
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "X-Omni-Cursor");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%uL", fc.cursor) - p;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "private, no-store");
+
+    ngx_str_set(&r->headers_out.content_type, "application/x-ndjson");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = fc.size;
+
+    if (fc.out == NULL) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    /* The last buffer ends the response. */
+    for (b = NULL, fc.last = &fc.out; *fc.last; fc.last = &(*fc.last)->next) {
+        b = (*fc.last)->buf;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    return ngx_http_output_filter(r, fc.out);
 }

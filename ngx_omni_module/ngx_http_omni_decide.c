@@ -342,6 +342,11 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     omni_decide(set, &ev, &d);
 
+    /* A country some rule looked up goes into the touchpoint. */
+    if (ev.geo_state == 1 && ngx_strlen(ev.geo_value.country) == 2) {
+        ngx_memcpy(ctx->country, ev.geo_value.country, 3);
+    }
+
     dec->holdout = d.holdout;
     dec->nshown = d.nshown;
 

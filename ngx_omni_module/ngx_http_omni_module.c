@@ -176,6 +176,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_feed"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_feed_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_identify"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_omni_identify_endpoint,
@@ -292,6 +299,8 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
     mcf->queue_size = NGX_CONF_UNSET_UINT;
     mcf->reader_check = NGX_CONF_UNSET_MSEC;
     mcf->visit_timeout = NGX_CONF_UNSET;
+    mcf->tp_max = NGX_CONF_UNSET_UINT;
+    mcf->tp_max_age = NGX_CONF_UNSET;
 
     return mcf;
 }

@@ -5,7 +5,8 @@
  *   ngx_http_omni_identity.c  signed cookie and app token, variables
  *   ngx_http_omni_store.c     per-worker LMDB handle, reader checks, lookups
  *   ngx_http_omni_writer.c    the writer task (thread pool, group commit)
- *   ngx_http_omni_api.c       HTTP endpoints (omni_identify)
+ *   ngx_http_omni_api.c       HTTP endpoints (omni_identify, omni_decide,
+ *                             omni_admin_decide, omni_feed)
  *
  * Everything that decides or encodes lives in core/ (plain C, no nginx
  * types), shared with omnictl.
@@ -54,6 +55,8 @@ typedef struct {
 #endif
 
     time_t                      visit_timeout;
+    ngx_uint_t                  tp_max;         /* touchpoints kept */
+    time_t                      tp_max_age;
 
     ngx_str_t                   rules_dir;      /* empty: no rules */
     ngx_msec_t                  rules_check;    /* 0: no timer */
@@ -151,6 +154,7 @@ typedef struct {
 
     uint32_t                    visits;
     ngx_uint_t                  stage;
+    u_char                      country[3];     /* geo, if looked up */
 
     ngx_http_omni_decision_t   *decision;
     ngx_http_omni_filter_ctx_t *filter;
@@ -220,6 +224,8 @@ char *ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_omni_admin_decide_endpoint(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_omni_feed_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 #endif /* NGX_HTTP_OMNI_MODULE_H */

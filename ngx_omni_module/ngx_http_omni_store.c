@@ -39,7 +39,8 @@ ngx_http_omni_worker_store(void)
 
 /*
  * omni_store PATH [map_size=SIZE] [map_max=SIZE] [max_readers=N]
- *            [queue=N] [reader_check=TIME] [thread_pool=NAME];
+ *            [queue=N] [reader_check=TIME] [thread_pool=NAME]
+ *            [tp_max=N] [tp_max_age=TIME];
  */
 char *
 ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -103,6 +104,33 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* Touchpoint retention (docs/feed.md); 0 turns a limit off. */
+        if (ngx_strncmp(value[i].data, "tp_max=", 7) == 0) {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+            if (n == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->tp_max = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tp_max_age=", 11) == 0) {
+            s.data = value[i].data + 11;
+            s.len = value[i].len - 11;
+
+            mcf->tp_max_age = ngx_parse_time(&s, 1);
+            if (mcf->tp_max_age == (time_t) NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
             n = ngx_atoi(value[i].data + 6, value[i].len - 6);
             if (n < 16 || n > 1048576) {
@@ -150,6 +178,8 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
     ngx_conf_init_uint_value(mcf->queue_size, 16384);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
+    ngx_conf_init_uint_value(mcf->tp_max, 1000000);
+    ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);
 
     if (mcf->map_max < mcf->map_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -8,12 +8,18 @@
  * fsync are therefore only ever waited on in a pool thread.  When the
  * queue is full an operation is dropped and counted, never blocked on.
  *
+ * Each touch also appends its touchpoint (omni_feed.h: the JSON is built
+ * here, in the pool thread) in the same transaction as the profile
+ * update, and each batch prunes the oldest touchpoints past the retention
+ * limits (tp_max, tp_max_age), a bounded number per batch.
+ *
  * Map changes are handled on the event loop, where no transaction of this
  * process is open between tasks: MAP_RESIZED adopts the size another
  * process set; MAP_FULL adopts or doubles the map up to map_max.
  */
 
 #include "ngx_http_omni_module.h"
+#include "omni_feed.h"
 
 
 typedef struct {
@@ -41,6 +47,8 @@ typedef struct {
 
     size_t              map_max;
     time_t              visit_timeout;
+    ngx_uint_t          tp_max;         /* retention: 0 unlimited */
+    time_t              tp_max_age;
     ngx_log_t          *log;
 
     ngx_uint_t          committed;
@@ -97,6 +105,8 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.capacity = mcf->queue_size;
     ngx_http_omni_w.map_max = mcf->map_max;
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
+    ngx_http_omni_w.tp_max = mcf->tp_max;
+    ngx_http_omni_w.tp_max_age = mcf->tp_max_age;
     ngx_http_omni_w.log = cycle->log;
 
     ngx_http_omni_w.pending = ngx_alloc(mcf->queue_size
@@ -104,8 +114,12 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.inflight = ngx_alloc(mcf->queue_size
                                          * sizeof(omni_touch_t), cycle->log);
 
-    /* Campaign lists, 64 bytes per queued touch on average. */
-    ngx_http_omni_w.arena_size = mcf->queue_size * 64;
+    /*
+     * The strings of queued touches (campaigns, rules, path, referrer,
+     * utm_*), 256 bytes per queued touch on average; a string that does
+     * not fit is left out of its touchpoint.
+     */
+    ngx_http_omni_w.arena_size = mcf->queue_size * 256;
     ngx_http_omni_w.arena = ngx_alloc(ngx_http_omni_w.arena_size, cycle->log);
     ngx_http_omni_w.arena_inflight = ngx_alloc(ngx_http_omni_w.arena_size,
                                                cycle->log);
@@ -132,6 +146,118 @@ void
 ngx_http_omni_writer_resize_pending(void)
 {
     ngx_http_omni_w.resize_pending = 1;
+}
+
+
+/*
+ * Copies a string of a queued touch into the queue's arena, cut to max
+ * bytes (0: no cut).  NULL when empty or when the arena is full.
+ */
+static const char *
+ngx_http_omni_writer_copy(const u_char *s, size_t len, size_t max,
+    size_t *out_len)
+{
+    u_char  *p;
+
+    *out_len = 0;
+
+    if (max && len > max) {
+        len = max;
+    }
+
+    if (len == 0
+        || ngx_http_omni_w.arena_used + len > ngx_http_omni_w.arena_size)
+    {
+        return NULL;
+    }
+
+    p = ngx_http_omni_w.arena + ngx_http_omni_w.arena_used;
+    ngx_memcpy(p, s, len);
+    ngx_http_omni_w.arena_used += len;
+    *out_len = len;
+
+    return (const char *) p;
+}
+
+
+/* A query argument, %XX-decoded into the arena. */
+static const char *
+ngx_http_omni_writer_arg(ngx_http_request_t *r, const char *name,
+    size_t max, size_t *out_len)
+{
+    u_char     *dst, *src;
+    ngx_str_t   arg;
+
+    *out_len = 0;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK
+        || arg.len == 0)
+    {
+        return NULL;
+    }
+
+    if (arg.len > max * 3) {
+        arg.len = max * 3;
+    }
+
+    if (ngx_http_omni_w.arena_used + arg.len > ngx_http_omni_w.arena_size) {
+        return NULL;
+    }
+
+    /* Decoding never grows a string: decode in place in the arena. */
+    dst = ngx_http_omni_w.arena + ngx_http_omni_w.arena_used;
+    src = arg.data;
+    ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+
+    *out_len = ngx_min((size_t) (dst - (ngx_http_omni_w.arena
+                                        + ngx_http_omni_w.arena_used)),
+                       max);
+    src = ngx_http_omni_w.arena + ngx_http_omni_w.arena_used;
+    ngx_http_omni_w.arena_used += *out_len;
+
+    return *out_len ? (const char *) src : NULL;
+}
+
+
+/* The request's part of its touchpoint: path, referrer, utm_* args. */
+static void
+ngx_http_omni_writer_strings(ngx_http_request_t *r, omni_touch_t *op)
+{
+    u_char               *q;
+    size_t                len;
+    ngx_http_request_t   *m;
+
+    m = r->main;
+
+    op->record = 1;
+    op->country[0] = '\0';
+
+    /* The path the client asked for, before any internal redirect. */
+    len = m->unparsed_uri.len;
+    q = ngx_strlchr(m->unparsed_uri.data, m->unparsed_uri.data + len, '?');
+    if (q) {
+        len = q - m->unparsed_uri.data;
+    }
+
+    op->path = ngx_http_omni_writer_copy(m->unparsed_uri.data, len,
+                                         OMNI_FEED_MAX_PATH, &op->path_len);
+
+    op->referrer = NULL;
+    op->referrer_len = 0;
+
+    if (m->headers_in.referer) {
+        op->referrer = ngx_http_omni_writer_copy(
+                           m->headers_in.referer->value.data,
+                           m->headers_in.referer->value.len,
+                           OMNI_FEED_MAX_REF, &op->referrer_len);
+    }
+
+    op->utm[0] = ngx_http_omni_writer_arg(m, "utm_source", OMNI_FEED_MAX_UTM,
+                                          &op->utm_len[0]);
+    op->utm[1] = ngx_http_omni_writer_arg(m, "utm_medium", OMNI_FEED_MAX_UTM,
+                                          &op->utm_len[1]);
+    op->utm[2] = ngx_http_omni_writer_arg(m, "utm_campaign",
+                                          OMNI_FEED_MAX_UTM, &op->utm_len[2]);
 }
 
 
@@ -168,18 +294,21 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     /* What this response showed counts against frequency caps. */
     op->campaigns = NULL;
     op->campaigns_len = 0;
+    op->rules = NULL;
+    op->rules_len = 0;
 
-    if (ctx->impressions && ctx->decision && ctx->decision->campaigns.len
-        && ngx_http_omni_w.arena_used + ctx->decision->campaigns.len
-           <= ngx_http_omni_w.arena_size)
-    {
-        op->campaigns = (char *) ngx_http_omni_w.arena
-                        + ngx_http_omni_w.arena_used;
-        op->campaigns_len = ctx->decision->campaigns.len;
-        ngx_memcpy(ngx_http_omni_w.arena + ngx_http_omni_w.arena_used,
-                   ctx->decision->campaigns.data, op->campaigns_len);
-        ngx_http_omni_w.arena_used += op->campaigns_len;
+    if (ctx->impressions && ctx->decision) {
+        op->campaigns = ngx_http_omni_writer_copy(
+                            ctx->decision->campaigns.data,
+                            ctx->decision->campaigns.len, 0,
+                            &op->campaigns_len);
+        op->rules = ngx_http_omni_writer_copy(ctx->decision->rules.data,
+                                              ctx->decision->rules.len, 0,
+                                              &op->rules_len);
     }
+
+    ngx_http_omni_writer_strings(r, op);
+    ngx_memcpy(op->country, ctx->country, sizeof(op->country));
 
 #if (NGX_THREADS)
     if (!ngx_http_omni_w.busy) {
@@ -196,9 +325,14 @@ static int
 ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
     ngx_uint_t n, char *err, size_t errlen)
 {
-    int           rc;
-    ngx_uint_t    i;
-    omni_wtxn_t  *w;
+    int            rc;
+    char          *json;
+    size_t         len;
+    uint32_t       now, min_time;
+    unsigned       pruned;
+    ngx_uint_t     i;
+    omni_wtxn_t   *w;
+    unsigned char  pid[OMNI_ID_LEN];
 
     rc = omni_store_write_begin(st, &w);
     if (rc != OMNI_OK) {
@@ -207,13 +341,52 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
     }
 
     for (i = 0; i < n; i++) {
-        rc = omni_apply_touch(w, &ops[i], NULL);
+        rc = omni_apply_touch(w, &ops[i], pid);
+
+        if (rc == OMNI_OK && ops[i].record) {
+            /* The touchpoint commits with its touch, or neither does. */
+            json = omni_feed_record(&ops[i], pid, &len);
+
+            if (json == NULL) {
+                ngx_cpystrn((u_char *) err, (u_char *) "out of memory",
+                            errlen);
+                omni_wtxn_abort(w);
+                return OMNI_ERROR;
+            }
+
+            rc = omni_wtxn_append_touchpoint(w, pid, ops[i].time, json, len,
+                                             NULL);
+            free(json);
+        }
+
         if (rc != OMNI_OK) {
             ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st),
                         errlen);
             omni_wtxn_abort(w);
             return rc;
         }
+    }
+
+    /*
+     * Retention: a bounded number of the oldest touchpoints per batch
+     * (twice what it appended, and some), so the log converges to its
+     * limits without ever holding the write lock for long.
+     */
+    now = (uint32_t) time(NULL);
+    min_time = 0;
+
+    if (ngx_http_omni_w.tp_max_age
+        && now > (uint32_t) ngx_http_omni_w.tp_max_age)
+    {
+        min_time = now - (uint32_t) ngx_http_omni_w.tp_max_age;
+    }
+
+    rc = omni_wtxn_prune_touchpoints(w, ngx_http_omni_w.tp_max, min_time,
+                                     (unsigned) (2 * n + 64), &pruned);
+    if (rc != OMNI_OK) {
+        ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st), errlen);
+        omni_wtxn_abort(w);
+        return rc;
     }
 
     rc = omni_wtxn_commit(w);

@@ -149,6 +149,17 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "                      (in the JSON; on standard error for text and\n"
       "                      html)\n" },
 
+    { "tail", omnictl_tail, 0, 0, OMNICTL_OPT_TAIL,
+      "tail [--after CURSOR] [--limit N] [-f]",
+      "Prints the touchpoint feed (docs/feed.md): one JSON line per\n"
+      "touchpoint, the same bytes as the omni_feed endpoint.  Exit status\n"
+      "1 when the cursor fell out of retention (\"cursor expired\").\n"
+      "  --after CURSOR      print touchpoints after this seq (default 0)\n"
+      "  --limit N           at most N lines (default: all; with -f, per\n"
+      "                      poll)\n"
+      "  -f, --follow        keep polling for new touchpoints every 200 ms\n"
+      "                      until interrupted\n" },
+
     { "help", omnictl_help, 0, 1, 0,
       "help [COMMAND]",
       "Prints help for omnictl or for one command.\n" },
@@ -186,6 +197,10 @@ static const omnictl_opt_t  omnictl_opts[] = {
       offsetof(omnictl_ctx_t, geo_latlon) },
     { "--explain", OMNICTL_OPT_EXPLAIN, 0,
       offsetof(omnictl_ctx_t, explain) },
+    { "--after", OMNICTL_OPT_TAIL, 1, offsetof(omnictl_ctx_t, after) },
+    { "--limit", OMNICTL_OPT_TAIL, 1, offsetof(omnictl_ctx_t, limit) },
+    { "--follow", OMNICTL_OPT_TAIL, 0, offsetof(omnictl_ctx_t, follow) },
+    { "-f", OMNICTL_OPT_TAIL, 0, offsetof(omnictl_ctx_t, follow) },
     { NULL, 0, 0, 0 }
 };
 

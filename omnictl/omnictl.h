@@ -66,6 +66,9 @@ typedef struct {
     unsigned              create;        /* stat --create */
     unsigned              json;          /* rules check --json */
     unsigned              explain;       /* decide --explain */
+    const char           *after;         /* tail --after */
+    const char           *limit;         /* tail --limit */
+    unsigned              follow;        /* tail -f, --follow */
 
     /* positional arguments */
     const char           *args[OMNICTL_MAX_ARGS];
@@ -98,6 +101,7 @@ struct omnictl_cmd_s {
                                             --user-agent */
 #define OMNICTL_OPT_GEO        0x1000    /* --geo-country, --geo-latlon */
 #define OMNICTL_OPT_EXPLAIN    0x2000
+#define OMNICTL_OPT_TAIL       0x4000    /* --after, --limit, -f */
 
 
 /* A profile named by ID or by --alias TYPE:VALUE. */
@@ -154,6 +158,7 @@ int omnictl_link(omnictl_ctx_t *ctx);
 int omnictl_token(omnictl_ctx_t *ctx);
 int omnictl_cookie(omnictl_ctx_t *ctx);
 int omnictl_stat(omnictl_ctx_t *ctx);
+int omnictl_tail(omnictl_ctx_t *ctx);
 
 /* omnictl_rules.c */
 int omnictl_rules(omnictl_ctx_t *ctx);

@@ -14,6 +14,9 @@
 
 #define OMNI_ERR_LEN   512
 
+/* A touchpoint value: profile id, u32 BE time, then the JSON line. */
+#define OMNI_TP_HEADER  (OMNI_ID_LEN + 4)
+
 struct omni_store_s {
     MDB_env      *env;
     MDB_dbi       profiles;
@@ -38,6 +41,10 @@ struct omni_wtxn_s {
     MDB_txn       *txn;
     uint64_t       next_seq;        /* 0: not looked up yet */
 };
+
+
+static int omni_store_edge_seq(omni_store_t *st, MDB_txn *txn,
+    MDB_cursor_op op, uint64_t *seq);
 
 
 static int
@@ -570,6 +577,120 @@ omni_store_foreach_profile(omni_store_t *st, omni_store_profile_cb cb,
 }
 
 
+/* A u64 kept in meta ("tp_next", "tp_pruned"); 0 when absent. */
+static int
+omni_store_meta_u64(omni_store_t *st, MDB_txn *txn, const char *name,
+    uint64_t *v)
+{
+    int       rc;
+    MDB_val   key, val;
+
+    *v = 0;
+    key.mv_data = (void *) name;
+    key.mv_size = strlen(name);
+
+    rc = mdb_get(txn, st->meta, &key, &val);
+    if (rc == 0 && val.mv_size == 8) {
+        *v = omni_get_be64(val.mv_data);
+
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(st, "mdb_get(meta) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_wtxn_put_meta_u64(omni_wtxn_t *w, const char *name, uint64_t v)
+{
+    int            rc;
+    MDB_val        key, val;
+    unsigned char  buf[8];
+
+    omni_put_be64(buf, v);
+    key.mv_data = (void *) name;
+    key.mv_size = strlen(name);
+    val.mv_data = buf;
+    val.mv_size = 8;
+
+    rc = mdb_put(w->txn, w->st->meta, &key, &val, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(meta) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_feed(omni_store_t *st, uint64_t after, unsigned limit,
+    omni_store_tp_cb cb, void *arg, uint64_t *first)
+{
+    int            rc, ret;
+    unsigned       n;
+    uint64_t       pruned;
+    MDB_val        key, val;
+    MDB_cursor    *cur;
+    unsigned char  kbuf[8];
+
+    /*
+     * Expiry is retention's watermark, not the oldest key: a gap left by
+     * forget (erasure) is intended, and a log emptied by pruning still
+     * expires the cursors it overtook.
+     */
+    ret = omni_store_meta_u64(st, st->rtxn, "tp_pruned", &pruned);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    *first = pruned + 1;
+
+    if (after < pruned) {
+        /* Expired: the caller reports it, nothing is served. */
+        return OMNI_OK;
+    }
+
+    rc = mdb_cursor_open(st->rtxn, st->touchpoints, &cur);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_cursor_open() failed", rc);
+    }
+
+    omni_put_be64(kbuf, after + 1);
+    key.mv_data = kbuf;
+    key.mv_size = 8;
+
+    ret = OMNI_OK;
+    n = 0;
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && n < limit;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (key.mv_size != 8 || val.mv_size < OMNI_TP_HEADER) {
+            continue;
+        }
+
+        n++;
+
+        ret = cb(arg, omni_get_be64(key.mv_data),
+                 (unsigned char *) val.mv_data + OMNI_TP_HEADER,
+                 val.mv_size - OMNI_TP_HEADER);
+        if (ret != OMNI_OK) {
+            break;
+        }
+    }
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        ret = omni_store_fail(st, "mdb_cursor_get() failed", rc);
+    }
+
+    mdb_cursor_close(cur);
+
+    return ret;
+}
+
+
 int
 omni_store_foreach_touchpoint(omni_store_t *st, uint64_t after,
     unsigned limit, omni_store_tp_cb cb, void *arg)
@@ -606,7 +727,13 @@ omni_store_foreach_touchpoint(omni_store_t *st, uint64_t after,
             continue;
         }
 
-        ret = cb(arg, omni_get_be64(key.mv_data), val.mv_data, val.mv_size);
+        if (val.mv_size < OMNI_TP_HEADER) {
+            continue;
+        }
+
+        ret = cb(arg, omni_get_be64(key.mv_data),
+                 (unsigned char *) val.mv_data + OMNI_TP_HEADER,
+                 val.mv_size - OMNI_TP_HEADER);
         if (ret != OMNI_OK) {
             break;
         }
@@ -694,6 +821,13 @@ omni_store_stat(omni_store_t *st, omni_store_stat_t *s)
     ret = omni_store_edge_seq(st, st->rtxn, MDB_FIRST, &s->first_seq);
     if (ret == OMNI_OK) {
         ret = omni_store_edge_seq(st, st->rtxn, MDB_LAST, &s->last_seq);
+    }
+
+    if (ret == OMNI_OK) {
+        ret = omni_store_meta_u64(st, st->rtxn, "tp_next", &s->next_seq);
+        if (s->next_seq <= s->last_seq) {
+            s->next_seq = s->last_seq + 1;
+        }
     }
 
     key.mv_data = "schema";
@@ -1055,33 +1189,47 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
 
 int
 omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
-    const void *data, size_t len, uint64_t *seq)
+    uint32_t time, const void *data, size_t len, uint64_t *seq)
 {
     int            rc, ret;
-    uint64_t       last;
+    uint64_t       last, next;
     MDB_val        key, val;
-    unsigned char  kbuf[8], ibuf[OMNI_ID_LEN + 8];
+    unsigned char  kbuf[8], ibuf[OMNI_ID_LEN + 8], *v;
 
     if (w->next_seq == 0) {
         ret = omni_store_edge_seq(w->st, w->txn, MDB_LAST, &last);
+        if (ret == OMNI_OK) {
+            ret = omni_store_meta_u64(w->st, w->txn, "tp_next", &next);
+        }
+
         if (ret != OMNI_OK) {
             return ret;
         }
 
-        w->next_seq = last + 1;
+        /* Never reuse a number, even after pruning emptied the log. */
+        w->next_seq = next > last + 1 ? next : last + 1;
     }
 
     omni_put_be64(kbuf, w->next_seq);
     key.mv_data = kbuf;
     key.mv_size = 8;
-    val.mv_data = (void *) data;
-    val.mv_size = len;
+    val.mv_data = NULL;
+    val.mv_size = OMNI_TP_HEADER + len;
 
     /* Sequence numbers only grow, so MDB_APPEND keeps pages full. */
-    rc = mdb_put(w->txn, w->st->touchpoints, &key, &val, MDB_APPEND);
+    rc = mdb_put(w->txn, w->st->touchpoints, &key, &val,
+                 MDB_APPEND|MDB_RESERVE);
     if (rc != 0) {
         return omni_store_fail(w->st, "mdb_put(touchpoints) failed", rc);
     }
+
+    v = val.mv_data;
+    memcpy(v, pid, OMNI_ID_LEN);
+    v[OMNI_ID_LEN] = (unsigned char) (time >> 24);
+    v[OMNI_ID_LEN + 1] = (unsigned char) (time >> 16);
+    v[OMNI_ID_LEN + 2] = (unsigned char) (time >> 8);
+    v[OMNI_ID_LEN + 3] = (unsigned char) time;
+    memcpy(v + OMNI_TP_HEADER, data, len);
 
     memcpy(ibuf, pid, OMNI_ID_LEN);
     memcpy(ibuf + OMNI_ID_LEN, kbuf, 8);
@@ -1101,5 +1249,94 @@ omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
 
     w->next_seq++;
 
-    return OMNI_OK;
+    return omni_wtxn_put_meta_u64(w, "tp_next", w->next_seq);
+}
+
+
+int
+omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
+    uint32_t min_time, unsigned budget, unsigned *pruned)
+{
+    int            rc;
+    uint32_t       t;
+    uint64_t       last;
+    MDB_val        key, val, ikey;
+    MDB_stat       ms;
+    MDB_cursor    *cur;
+    unsigned char  ibuf[OMNI_ID_LEN + 8];
+    const unsigned char  *v;
+
+    *pruned = 0;
+    last = 0;
+
+    if (max_count == 0 && min_time == 0) {
+        return OMNI_OK;
+    }
+
+    rc = mdb_stat(w->txn, w->st->touchpoints, &ms);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_stat() failed", rc);
+    }
+
+    rc = mdb_cursor_open(w->txn, w->st->touchpoints, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    /* Oldest first: over the count, or older than min_time. */
+    while (*pruned < budget) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+        if (rc != 0) {
+            break;
+        }
+
+        v = val.mv_data;
+        t = 0;
+
+        if (val.mv_size >= OMNI_TP_HEADER) {
+            t = ((uint32_t) v[OMNI_ID_LEN] << 24)
+                | ((uint32_t) v[OMNI_ID_LEN + 1] << 16)
+                | ((uint32_t) v[OMNI_ID_LEN + 2] << 8)
+                | (uint32_t) v[OMNI_ID_LEN + 3];
+        }
+
+        if (!(max_count && ms.ms_entries > max_count)
+            && !(min_time && t < min_time))
+        {
+            break;
+        }
+
+        if (val.mv_size >= OMNI_TP_HEADER && key.mv_size == 8) {
+            memcpy(ibuf, v, OMNI_ID_LEN);
+            memcpy(ibuf + OMNI_ID_LEN, key.mv_data, 8);
+            ikey.mv_data = ibuf;
+            ikey.mv_size = sizeof(ibuf);
+
+            rc = mdb_del(w->txn, w->st->tpindex, &ikey, NULL);
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+                break;
+            }
+        }
+
+        if (key.mv_size == 8) {
+            last = omni_get_be64(key.mv_data);
+        }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        ms.ms_entries--;
+        (*pruned)++;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot prune touchpoints", rc);
+    }
+
+    /* The watermark cursors expire against (omni_store_feed()). */
+    return last ? omni_wtxn_put_meta_u64(w, "tp_pruned", last) : OMNI_OK;
 }

@@ -9,6 +9,8 @@
  *   tpindex      profile id + seq    -> "" (so forget finds a profile's
  *                                       touchpoints without a scan)
  *   meta         "schema"            -> u32 schema version
+ *                "tp_next"           -> u64 BE next touchpoint seq
+ *                "tp_pruned"         -> u64 BE last seq retention removed
  *
  * Process model (after Kong's lua-resty-lmdb): a handle belongs to one
  * process and is never used across fork().  The read side keeps one read
@@ -82,6 +84,15 @@ typedef int (*omni_store_tp_cb)(void *arg, uint64_t seq, const void *data,
     size_t len);
 int omni_store_foreach_touchpoint(omni_store_t *st, uint64_t after,
     unsigned limit, omni_store_tp_cb cb, void *arg);
+/*
+ * The feed, inside the caller's read transaction (omni_store_read_begin):
+ * first receives the oldest sequence number retention has not removed
+ * (meta "tp_pruned" + 1; forget leaves gaps but never expires a cursor).
+ * When after + 1 < *first the cursor has expired: OMNI_OK and cb is
+ * never called.  Otherwise cb gets up to limit touchpoints after `after`.
+ */
+int omni_store_feed(omni_store_t *st, uint64_t after, unsigned limit,
+    omni_store_tp_cb cb, void *arg, uint64_t *first);
 
 typedef struct {
     size_t      map_size;
@@ -93,6 +104,7 @@ typedef struct {
     uint64_t    touchpoints;
     uint64_t    first_seq;
     uint64_t    last_seq;
+    uint64_t    next_seq;       /* the next touchpoint's seq */
     unsigned    schema;
 } omni_store_stat_t;
 
@@ -120,7 +132,22 @@ int omni_wtxn_del_alias(omni_wtxn_t *w, unsigned kind, const void *val,
 /* Removes the profile, every alias pointing at it, and its touchpoints. */
 int omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     unsigned *naliases, unsigned *ntouchpoints);
+/*
+ * Appends a touchpoint (data: its JSON line, without "seq") under the
+ * next sequence number.  The stored value is a 20-byte header (profile
+ * id, u32 big-endian time, for forget and pruning) then data; readers
+ * only ever see data.  Numbers are never reused: meta "tp_next" keeps
+ * the next one even when pruning or forget empties the log.
+ */
 int omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
-    const void *data, size_t len, uint64_t *seq);
+    uint32_t time, const void *data, size_t len, uint64_t *seq);
+/*
+ * Retention: deletes the oldest touchpoints (and their tpindex entries)
+ * while there are more than max_count (0: no limit) or they are older
+ * than min_time (0: no limit), at most budget of them per call so a
+ * write transaction stays short.
+ */
+int omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
+    uint32_t min_time, unsigned budget, unsigned *pruned);
 
 #endif /* OMNI_STORE_H */

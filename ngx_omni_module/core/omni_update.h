@@ -22,6 +22,18 @@ typedef struct {
        terminated): one impression each, for frequency caps */
     const char     *campaigns;
     size_t          campaigns_len;
+
+    /* the touchpoint (omni_feed.h); strings are not NUL-terminated */
+    unsigned        record:1;           /* append one to the log */
+    const char     *rules;              /* shown rule ids, comma-sep. */
+    size_t          rules_len;
+    const char     *path;
+    size_t          path_len;
+    const char     *referrer;
+    size_t          referrer_len;
+    const char     *utm[3];             /* source, medium, campaign */
+    size_t          utm_len[3];
+    char            country[3];         /* "" when unknown */
 } omni_touch_t;
 
 /*
