@@ -51,7 +51,7 @@ $(OMNICTL): $(CTL_SRCS) $(CTL_HDRS) $(BUILD)/libomnicore.a
 	    $(BUILD)/libomnicore.a $(OMNI_LIBS)
 
 unit: $(UNIT_BINS)
-$(BUILD)/unit/%: t/unit/%.c t/unit/omni_tap.h $(BUILD)/libomnicore.a
+$(BUILD)/unit/%: t/unit/%.c t/unit/omni_tap.h $(wildcard t/unit/*.h) $(BUILD)/libomnicore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(OMNI_CFLAGS) -It/unit -o $@ $< $(BUILD)/libomnicore.a \
 	    $(OMNI_LIBS)
