@@ -24,23 +24,35 @@ static ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *field, const char *reason);
 
 
-char *
-ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+/*
+ * Makes the location an endpoint of ours.  Endpoints that identify their
+ * caller need a signing secret configured before them.
+ */
+static char *
+ngx_http_omni_endpoint(ngx_conf_t *cf, ngx_http_handler_pt handler,
+    ngx_uint_t need_secret)
 {
     ngx_http_core_loc_conf_t   *clcf;
     ngx_http_omni_main_conf_t  *mcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
 
-    if (mcf->secrets == 0) {
+    if (need_secret && mcf->secrets == 0) {
         return "requires \"omni_secret\" earlier in the http block";
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_omni_identify_handler;
+    clcf->handler = handler;
 
     return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    return ngx_http_omni_endpoint(cf, ngx_http_omni_identify_handler, 1);
 }
 
 
@@ -160,19 +172,7 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
 char *
 ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t   *clcf;
-    ngx_http_omni_main_conf_t  *mcf;
-
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
-
-    if (mcf->secrets == 0) {
-        return "requires \"omni_secret\" earlier in the http block";
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_omni_decide_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_omni_endpoint(cf, ngx_http_omni_decide_handler, 1);
 }
 
 
@@ -307,12 +307,7 @@ char *
 ngx_http_omni_admin_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_omni_admin_decide_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_omni_endpoint(cf, ngx_http_omni_admin_decide_handler, 0);
 }
 
 
@@ -491,12 +486,7 @@ static ngx_int_t ngx_http_omni_feed_handler(ngx_http_request_t *r);
 char *
 ngx_http_omni_feed_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_omni_feed_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_omni_endpoint(cf, ngx_http_omni_feed_handler, 0);
 }
 
 

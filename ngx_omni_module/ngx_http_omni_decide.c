@@ -68,38 +68,16 @@ ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 static ngx_uint_t
 ngx_http_omni_no_ads(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].value.len == 1 && h[i].value.data[0] == '1'
-            && ((h[i].key.len == 7
-                 && ngx_strncasecmp(h[i].key.data, (u_char *) "sec-gpc", 7)
-                    == 0)
-                || (h[i].key.len == 3
-                    && ngx_strncasecmp(h[i].key.data, (u_char *) "dnt", 3)
-                       == 0)))
-        {
-            return 1;
-        }
+    h = ngx_http_omni_header_in(r, (u_char *) "sec-gpc", 7);
+    if (h && h->value.len == 1 && h->value.data[0] == '1') {
+        return 1;
     }
 
-    return 0;
+    h = ngx_http_omni_header_in(r, (u_char *) "dnt", 3);
+
+    return h && h->value.len == 1 && h->value.data[0] == '1';
 }
 
 
@@ -463,19 +441,7 @@ done:
 ngx_int_t
 ngx_http_omni_add_decision_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_omni_decision_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
+    return ngx_http_omni_register_variables(cf, ngx_http_omni_decision_vars);
 }
 
 

@@ -217,32 +217,13 @@ ngx_http_omni_find_token(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *token)
 {
     u_char           *p;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == olcf->token_header.len
-            && ngx_strncasecmp(h[i].key.data, olcf->token_header.data,
-                               h[i].key.len) == 0)
-        {
-            *token = h[i].value;
-            return NGX_OK;
-        }
+    h = ngx_http_omni_header_in(r, olcf->token_header.data,
+                                olcf->token_header.len);
+    if (h) {
+        *token = h->value;
+        return NGX_OK;
     }
 
     /* Authorization: Bearer <token> */
@@ -265,6 +246,38 @@ ngx_http_omni_find_token(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* The first request header called name (case-insensitive), or NULL. */
+ngx_table_elt_t *
+ngx_http_omni_header_in(ngx_http_request_t *r, u_char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
 }
 
 
@@ -624,9 +637,16 @@ ngx_http_omni_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 ngx_int_t
 ngx_http_omni_add_variables(ngx_conf_t *cf)
 {
+    return ngx_http_omni_register_variables(cf, ngx_http_omni_vars);
+}
+
+
+ngx_int_t
+ngx_http_omni_register_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
+{
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_omni_vars; v->name.len; v++) {
+    for (v = vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;

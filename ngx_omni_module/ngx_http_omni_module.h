@@ -169,6 +169,10 @@ ngx_http_omni_ctx_t *ngx_http_omni_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_http_omni_ctx_t *ngx_http_omni_identify(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_omni_register_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+ngx_table_elt_t *ngx_http_omni_header_in(ngx_http_request_t *r,
+    u_char *name, size_t len);
 ngx_int_t ngx_http_omni_set_cookie(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 char *ngx_http_omni_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
