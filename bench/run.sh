@@ -1,0 +1,656 @@
+#!/usr/bin/env bash
+#
+# ngx_omni_module benchmark: the module's request path against plain nginx,
+# same binary, same 10 KB page, same store, wrk on loopback (GUIDE section 3).
+# See docs/performance.md.
+#
+#   make bench                     # or ./bench/run.sh
+#   QUICK=1 ./bench/run.sh         # smoke run: 1 run of 2 s per arm, 1k store
+#   SIZES="1k 1M 10M" ./bench/run.sh
+#
+# Environment:
+#   DUR=5         seconds per measured run            (QUICK: 2)
+#   RUNS=5        interleaved rounds                  (QUICK: 1)
+#   WARM=2        seconds of warm-up per arm          (QUICK: 1)
+#   SIZES="1k 1M" store sizes (k/M suffixes), 1 worker each; the smallest
+#                 also gets the "module off in location" and "new visitor"
+#                 arms                                 (QUICK: 1k)
+#   EXTRA_SIZES=  sizes appended to SIZES, e.g. EXTRA_SIZES=10M
+#   W2=1          also run 2 workers (arms A, A', B) on the W2_SIZE store
+#   W2_SIZE=      store for the 2-worker run (default: the largest size)
+#   CONNS=32      wrk connections (one wrk thread)
+#   COOKIES=10000 distinct signed cookies per store, random profile ids
+#   MAP_SIZE=     omni_store map_size (default 2g, 8g from 5M profiles up)
+#   PORT_BASE=18480  two loopback ports: PORT_BASE (omni off) and +1 (omni on)
+#   QUEUE=        omni_store queue= (the writer queue per worker; module default)
+#   NGINX=/usr/sbin/nginx
+#   NOISE_MAX=15  a run during which other processes used more than this %
+#                 of one CPU is repeated once ...
+#   RETRY_BUDGET=3  ... at most this many times per bench
+#   QUIET_BUDGET=15 seconds, in all, of waiting for an idle machine before runs
+#
+# Output: a markdown table on stdout and in build/bench/results.md; every
+# run's raw numbers in build/bench/runs.tsv, wrk output in build/bench/raw/.
+# Only ever talks to 127.0.0.1.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+B=$ROOT/build/bench
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=$ROOT/build/ngx_http_omni_module.so
+OMNICTL=$ROOT/build/omnictl
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    DUR=${DUR:-2}; RUNS=${RUNS:-1}; WARM=${WARM:-1}; SIZES=${SIZES:-1k}
+else
+    DUR=${DUR:-5}; RUNS=${RUNS:-5}; WARM=${WARM:-2}; SIZES=${SIZES:-1k 1M}
+fi
+SIZES="$SIZES ${EXTRA_SIZES:-}"
+W2=${W2:-1}
+CONNS=${CONNS:-32}
+COOKIES=${COOKIES:-10000}
+PORT_A=${PORT_BASE:-18480}
+PORT_B=$((PORT_A + 1))
+HOST=127.0.0.1
+NGINX_CPU=0
+WRK_CPU=1
+CLK_TCK=$(getconf CLK_TCK)
+T0=$(date +%s)
+
+die() { echo "bench: FAIL: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+# ---------------------------------------------------------------- preflight
+
+for tool in "$NGINX" wrk taskset curl perl; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
+done
+[ -f "$MODULE" ] || die "$MODULE missing: make module"
+[ -x "$OMNICTL" ] || die "$OMNICTL missing: make omnictl"
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (nginx on CPU $NGINX_CPU, wrk on CPU $WRK_CPU)"
+{ wrk --version 2>&1 || true; } | grep -q "^wrk" || die "wrk does not run"
+
+# Sizes: "1k" -> 1000, "1M" -> 1000000; sorted, deduplicated.
+size_n() {
+    local s=$1
+    case $s in
+        *k|*K) echo $(( ${s%?} * 1000 )) ;;
+        *m|*M) echo $(( ${s%?} * 1000000 )) ;;
+        *[!0-9]*|'') die "bad size \"$s\"" ;;
+        *) echo "$s" ;;
+    esac
+}
+SIZE_LIST=$(for s in $SIZES; do echo "$(size_n "$s") $s"; done | sort -n -u -k1,1 | awk '{print $2}')
+SMALLEST=$(echo "$SIZE_LIST" | head -1)
+LARGEST=$(echo "$SIZE_LIST" | tail -1)
+W2_SIZE=${W2_SIZE:-$LARGEST}
+echo "$SIZE_LIST" | grep -qx -- "$W2_SIZE" || SIZE_LIST="$SIZE_LIST
+$W2_SIZE"
+
+for p in $PORT_A $PORT_B; do
+    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+        die "port $HOST:$p is in use (set PORT_BASE)"
+    fi
+done
+
+# Snapshot the module and omnictl: build/ is shared, and a "make module"
+# elsewhere rewrites the .so in place, which crashes a running nginx.
+snapshot() {   # src dst
+    local i a b
+    for i in $(seq 10); do
+        a=$(stat -c '%Y %s' "$1")
+        sleep 0.3
+        cp "$1" "$2.tmp"
+        b=$(stat -c '%Y %s' "$1")
+        if [ "$a" = "$b" ] && cmp -s "$1" "$2.tmp"; then
+            mv -f "$2.tmp" "$2"
+            return 0
+        fi
+        sleep 1
+    done
+    die "$1 keeps changing (a build running?)"
+}
+mkdir -p "$B/bin"
+snapshot "$MODULE" "$B/bin/ngx_http_omni_module.so"
+snapshot "$OMNICTL" "$B/bin/omnictl"
+MODULE=$B/bin/ngx_http_omni_module.so
+OMNICTL=$B/bin/omnictl
+MODULE_SUM=$(sha256sum "$MODULE" | cut -c1-12)
+
+# ---------------------------------------------------------------- cleanup
+
+MASTER=
+cleanup() {
+    local rc=$?
+    if [ -n "$MASTER" ] && kill -0 "$MASTER" 2>/dev/null; then
+        log "stopping nginx (pid $MASTER)"
+        kill -QUIT "$MASTER" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$MASTER" 2>/dev/null || break; sleep 0.2; done
+        kill -0 "$MASTER" 2>/dev/null && kill -KILL "$MASTER" 2>/dev/null || true
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- workspace
+
+rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data"
+mkdir -p "$B"/{conf,logs,raw,data,tmp,html/a,html/s,html/b,html/o}
+RUNS_TSV=$B/runs.tsv
+printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\n' > "$RUNS_TSV"
+
+# The page: identical bytes behind every arm's location.
+perl "$BENCH/gen-page.pl" 10240 > "$B/html/page.html"
+for d in a s b o; do cp "$B/html/page.html" "$B/html/$d/page.html"; done
+
+# A fresh random secret per run (48 base64 characters).
+SECRET_FILE=$B/secret
+perl -MMIME::Base64 -e 'open(my $r, "<", "/dev/urandom") or die; read($r, my $b, 36); print encode_base64($b, ""), "\n"' > "$SECRET_FILE"
+chmod 600 "$SECRET_FILE"
+SECRET=$(cat "$SECRET_FILE")
+
+USER_LINE=
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"
+
+# ---------------------------------------------------------------- stores
+
+declare -A STORE_N STORE_DIR STORE_MAP STORE_COOKIES
+for s in $SIZE_LIST; do
+    n=$(size_n "$s")
+    STORE_N[$s]=$n
+    STORE_DIR[$s]=$B/store-$s
+    if [ -n "${MAP_SIZE:-}" ]; then
+        STORE_MAP[$s]=$MAP_SIZE
+    elif [ "$n" -ge 5000000 ]; then
+        STORE_MAP[$s]=8g
+    else
+        STORE_MAP[$s]=2g
+    fi
+
+    log "store $s: generating $n profiles"
+    nd=$B/data/profiles-$s.ndjson
+    perl "$BENCH/gen-profiles.pl" "$n" > "$nd"
+
+    rm -rf "${STORE_DIR[$s]}"
+    "$OMNICTL" --store "${STORE_DIR[$s]}" --map-size "${STORE_MAP[$s]}" \
+        stat --create > /dev/null || die "omnictl stat --create failed"
+    t1=$(date +%s.%N)
+    "$OMNICTL" --store "${STORE_DIR[$s]}" --map-size "${STORE_MAP[$s]}" \
+        import "$nd" > "$B/logs/import-$s.log" 2>&1 \
+        || { cat "$B/logs/import-$s.log" >&2; die "import of $s profiles failed"; }
+    t2=$(date +%s.%N)
+    rm -f "$nd"
+    count=$("$OMNICTL" --store "${STORE_DIR[$s]}" stat | perl -ne 'print $1 if /"profiles":\s*(\d+)/')
+    [ "$count" = "$n" ] || die "store $s holds $count profiles, expected $n"
+    secs=$(echo "$t1 $t2" | awk '{printf "%.2f", $2 - $1}')
+    rate=$(echo "$n $secs" | awk '{ if ($2 > 0) printf "%.0f", $1 / $2; else print "-" }')
+    du_h=$(du -sh "${STORE_DIR[$s]}" | cut -f1)
+    log "store $s: imported $n profiles in ${secs}s ($rate/s), $du_h on disk"
+    echo "| $s | $n | ${secs} s | $rate | $du_h | ${STORE_MAP[$s]} |" >> "$B/data/imports.md"
+
+    # Cookies over ids 0 .. n-5: the last 4 ids stay untouched, for the
+    # verification requests of each configuration.
+    STORE_COOKIES[$s]=$B/data/cookies-$s.txt
+    perl "$BENCH/mint-cookies.pl" "$SECRET_FILE" "$n" "$COOKIES" 4 > "${STORE_COOKIES[$s]}"
+done
+
+# ---------------------------------------------------------------- nginx
+
+write_conf() {    # cfg workers size
+    local cfg=$1 workers=$2 size=$3 aff
+    if [ "$workers" = 1 ]; then aff=01; else aff="01 10"; fi
+    cat > "$B/conf/$cfg.conf" <<EOF
+# Generated by bench/run.sh: configuration "$cfg".
+load_module $MODULE;
+
+$USER_LINE
+worker_processes $workers;
+worker_cpu_affinity $aff;
+pid logs/$cfg.pid;
+error_log logs/$cfg.error.log info;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    types { text/html html; }
+    default_type application/octet-stream;
+
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+
+    open_file_cache max=64 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+
+    omni_secret "$SECRET";
+    omni_store ${STORE_DIR[$size]} map_size=${STORE_MAP[$size]}${QUEUE:+ queue=$QUEUE};
+
+    # Arms A and A': the module is loaded, "omni off" (the default).
+    server {
+        listen $HOST:$PORT_A;
+        server_name bench-plain;
+        root $B/html;
+
+        location /a/ { }
+
+        location /s/ {
+            sub_filter '</body>' '<div>x</div></body>';
+        }
+    }
+
+    # Arm B and "new visitor": "omni on"; "module off in location": /o/.
+    server {
+        listen $HOST:$PORT_B;
+        server_name bench-omni;
+        root $B/html;
+        omni on;
+
+        location /b/ { }
+
+        location /o/ {
+            omni off;
+        }
+    }
+}
+EOF
+}
+
+start_nginx() {   # cfg workers
+    local cfg=$1 workers=$2 i
+    "$NGINX" -t -q -p "$B/" -c "conf/$cfg.conf" -e "logs/$cfg.startup.log" \
+        || die "nginx -t failed for $cfg (see $B/logs/$cfg.error.log)"
+    "$NGINX" -p "$B/" -c "conf/$cfg.conf" -e "logs/$cfg.startup.log" \
+        || die "nginx did not start ($cfg)"
+    for i in $(seq 50); do
+        [ -s "$B/logs/$cfg.pid" ] && break
+        sleep 0.1
+    done
+    MASTER=$(cat "$B/logs/$cfg.pid" 2>/dev/null) || die "no pid file for $cfg"
+    for i in $(seq 50); do
+        WORKERS=$(pgrep -P "$MASTER" | tr '\n' ' ')
+        [ "$(echo $WORKERS | wc -w)" = "$workers" ] && break
+        sleep 0.1
+    done
+    [ "$(echo $WORKERS | wc -w)" = "$workers" ] \
+        || die "expected $workers worker(s) under master $MASTER, found: $WORKERS"
+    log "$cfg: nginx master $MASTER, workers $WORKERS"
+}
+
+stop_nginx() {
+    local i
+    [ -n "$MASTER" ] || return 0
+    kill -QUIT "$MASTER"
+    for i in $(seq 150); do
+        kill -0 "$MASTER" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$MASTER" 2>/dev/null; then
+        kill -KILL "$MASTER" 2>/dev/null || true
+        die "nginx master $MASTER did not exit within 30 s of SIGQUIT"
+    fi
+    MASTER=
+}
+
+# ---------------------------------------------------------------- measuring
+
+# utime+stime in ticks: the whole process (all threads, so the writer's pool
+# threads too) and the worker's main (event loop) thread alone.
+proc_ticks() {    # pid -> "total main"
+    local pid=$1 total main
+    total=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+    main=$(sed 's/^.*) //' "/proc/$pid/task/$pid/stat" | awk '{print $12 + $13}')
+    echo "$total $main"
+}
+
+workers_ticks() {
+    local t=0 m=0 pid a b
+    for pid in $WORKERS; do
+        read -r a b < <(proc_ticks "$pid") || die "worker $pid is gone"
+        t=$((t + a)); m=$((m + b))
+    done
+    echo "$t $m"
+}
+
+# All CPUs, from /proc/stat: busy ticks and steal ticks.
+sys_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $9 }' /proc/stat
+}
+
+arm_url() {
+    case $1 in
+        A)    echo "http://$HOST:$PORT_A/a/page.html" ;;
+        "A'") echo "http://$HOST:$PORT_A/s/page.html" ;;
+        B)    echo "http://$HOST:$PORT_B/b/page.html" ;;
+        off)  echo "http://$HOST:$PORT_B/o/page.html" ;;
+        new)  echo "http://$HOST:$PORT_B/b/page.html" ;;
+        *)    die "unknown arm $1" ;;
+    esac
+}
+
+# The "new visitor" arm sends the same cookie bytes under another name.
+arm_cookie_name() { if [ "$1" = new ]; then echo xxxx; else echo omni; fi; }
+
+declare -A OMNI_REQS    # requests sent to "omni on" arms, per config
+
+# Other processes on the machine (a shared 2-CPU VM) distort a run.  Before
+# each measured run, wait (bounded) until the machine is idle; after it, a
+# run during which more than NOISE_MAX % of one CPU went to other processes
+# is repeated once, within a budget of RETRY_BUDGET repetitions per bench.
+NOISE_MAX=${NOISE_MAX:-15}
+RETRY_BUDGET=${RETRY_BUDGET:-3}
+QUIET_BUDGET=${QUIET_BUDGET:-15}     # seconds of waiting in all
+QUIET_WAITED=0
+REPEATED=0
+NOISY_KEPT=0
+
+quiet_wait() {
+    local s0 s1 st busy i w0 w1 m
+    for i in $(seq 20); do
+        # The workers may still be draining the writer queue: not noise.
+        read -r w0 m < <(workers_ticks)
+        read -r s0 st < <(sys_ticks)
+        sleep 0.25
+        read -r w1 m < <(workers_ticks)
+        read -r s1 st < <(sys_ticks)
+        busy=$(( (s1 - s0 - (w1 - w0)) * 100 * 4 / CLK_TCK ))    # % of one CPU
+        [ "$busy" -le 10 ] && return 0
+        [ "$QUIET_WAITED" -ge "$QUIET_BUDGET" ] && return 0
+        [ "$i" = 1 ] && log "machine busy (${busy}% of a CPU outside the bench), waiting"
+        sleep 0.75
+        QUIET_WAITED=$((QUIET_WAITED + 1))
+    done
+}
+
+wrk_run() {   # cfg phase round arm seconds record(0|1)
+    local other
+    if [ "$6" = 1 ]; then
+        quiet_wait
+    fi
+    wrk_run1 "$@"
+    [ "$6" = 1 ] || return 0
+    other=$(tail -1 "$RUNS_TSV" | cut -f13)
+    if awk -v o="$other" -v m="$NOISE_MAX" 'BEGIN { exit !(o > m) }'; then
+        if [ "$REPEATED" -lt "$RETRY_BUDGET" ]; then
+            REPEATED=$((REPEATED + 1))
+            log "other processes took ${other}% of a CPU during that run: repeating it"
+            sed -i '$d' "$RUNS_TSV"
+            quiet_wait
+            wrk_run1 "$@"
+            other=$(tail -1 "$RUNS_TSV" | cut -f13)
+            if awk -v o="$other" -v m="$NOISE_MAX" 'BEGIN { exit !(o > m) }'; then
+                NOISY_KEPT=$((NOISY_KEPT + 1))
+            fi
+        else
+            NOISY_KEPT=$((NOISY_KEPT + 1))
+        fi
+    fi
+}
+
+wrk_run1() {   # cfg phase round arm seconds record(0|1)
+    local cfg=$1 phase=$2 round=$3 arm=$4 secs=$5 record=$6
+    local url name tag out tf w0 m0 w1 m1 s0 st0 s1 st1 line
+    url=$(arm_url "$arm")
+    name=$(arm_cookie_name "$arm")
+    tag="$cfg.$phase.$round.${arm//\'/p}"
+    out=$B/raw/$tag.out
+    tf=$B/raw/$tag.time
+
+    read -r w0 m0 < <(workers_ticks)
+    read -r s0 st0 < <(sys_ticks)
+    local TIMEFORMAT='%3U %3S' tstart
+    tstart=$(date +%s)
+    { time timeout $((secs + 30)) taskset -c $WRK_CPU wrk -t1 -c"$CONNS" \
+          -d"${secs}s" --latency --timeout 5s -s "$BENCH/wrk.lua" "$url" \
+          -- "$COOKIE_FILE" "$name" > "$out" 2>&1 ; } 2> "$tf" \
+        || { cat "$out" >&2; die "wrk failed: $cfg $arm"; }
+    read -r w1 m1 < <(workers_ticks)
+    read -r s1 st1 < <(sys_ticks)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$phase" "$round" "$arm" \
+        "$tstart" "$(date +%s)" >> "$B/data/timeline.tsv"
+
+    line=$(grep '^BENCH ' "$out") || { cat "$out" >&2; die "no BENCH line from wrk ($tag)"; }
+    eval "local ${line#BENCH }"
+    # shellcheck disable=SC2154
+    if [ "$err_status" != 0 ] || [ "$err_connect" != 0 ] || [ "$err_timeout" != 0 ]; then
+        cat "$out" >&2
+        die "$tag: wrk saw errors (status $err_status, connect $err_connect, timeout $err_timeout)"
+    fi
+    [ "$requests" -gt 0 ] || die "$tag: no requests completed"
+
+    if [ "$arm" = B ] || [ "$arm" = new ]; then
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests ))
+    fi
+
+    [ "$record" = 1 ] || return 0
+
+    read -r wu ws < "$tf"
+    perl -e '
+        my ($cfg, $phase, $round, $arm, $req, $dur, $p50, $p99,
+            $dw, $dm, $ds, $dst, $wrk, $tck) = @ARGV;
+        my $sec = $dur / 1e6;
+        my $ticks_us = 1e6 / $tck;
+        my $wrk_ticks = $wrk * $tck;
+        my $other = $ds - $dw - $wrk_ticks;
+        $other = 0 if $other < 0;
+        printf "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+            $cfg, $phase, $round, $arm, $req / $sec, $req, $p50, $p99,
+            $dw * $ticks_us / $req, $dm * $ticks_us / $req,
+            100 * $dw / $tck / $sec, 100 * $wrk / $sec,
+            100 * $other / $tck / $sec, 100 * $dst / $tck / $sec;
+    ' "$cfg" "$phase" "$round" "$arm" "$requests" "$duration_us" \
+      "$lat_p50" "$lat_p99" $((w1 - w0)) $((m1 - m0)) $((s1 - s0)) \
+      $((st1 - st0)) "$(echo "$wu $ws" | awk '{print $1 + $2}')" "$CLK_TCK" \
+      >> "$RUNS_TSV"
+    tail -1 "$RUNS_TSV" | awk -F'\t' '{printf "bench: %-6s %-4s round %s %-4s %8s req/s  p50 %5s us  p99 %6s us  %6s us CPU/req  (worker %s%%, wrk %s%%, other %s%%)\n", $1, $2, $3, $4, $5, $7, $8, $9, $11, $12, $13}' >&2
+}
+
+profile_field() {  # store id field
+    "$OMNICTL" --store "$1" get "$2" | perl -ne "print \$1 if /\"$3\":\\s*(\\d+)/"
+}
+
+# Before measuring: each arm answers as it should, and arm B really runs
+# the module's path (valid cookie, profile found, touch committed).
+verify() {   # cfg size reserve_index
+    local cfg=$1 size=$2 k=$3 id cookie hdr body v0 v1 i st
+    st=${STORE_DIR[$size]}
+    id=$(printf '%032x' $(( ${STORE_N[$size]} - 1 - k )))
+    cookie=$(perl "$BENCH/mint-cookies.pl" "$SECRET_FILE" --id "$id" | cut -d' ' -f2)
+    hdr=$B/raw/$cfg.verify.hdr
+    body=$B/raw/$cfg.verify.body
+
+    fetch() {  # arm cookie_header
+        curl -sS --max-time 5 -o "$body" -D "$hdr" -H "Cookie: $2" "$(arm_url "$1")" \
+            || die "$cfg: curl to arm $1 failed"
+        grep -q '^HTTP/1.1 200' "$hdr" || { cat "$hdr" >&2; die "$cfg: arm $1 did not answer 200"; }
+    }
+
+    fetch A "omni=$cookie"
+    [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm A body is not 10240 bytes"
+    grep -qi '^set-cookie' "$hdr" && die "$cfg: arm A (omni off) sent Set-Cookie"
+
+    fetch "A'" "omni=$cookie"
+    grep -q '<div>x</div></body>' "$body" || die "$cfg: arm A' has no sub_filter insertion"
+
+    fetch off "omni=$cookie"
+    grep -qi '^set-cookie' "$hdr" && die "$cfg: arm off (omni off in location) sent Set-Cookie"
+
+    v0=$(profile_field "$st" "$id" visits)
+    [ -n "$v0" ] || die "$cfg: profile $id not found in store $size"
+    fetch B "omni=$cookie"
+    [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm B body is not 10240 bytes"
+    if grep -qi '^set-cookie' "$hdr"; then
+        cat "$hdr" >&2
+        die "$cfg: arm B answered with Set-Cookie: the minted cookie was not accepted"
+    fi
+    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+    for i in $(seq 50); do
+        v1=$(profile_field "$st" "$id" visits)
+        [ "${v1:-0}" -gt "$v0" ] && break
+        sleep 0.1
+    done
+    [ "${v1:-0}" -gt "$v0" ] \
+        || die "$cfg: profile $id visits stayed at $v0 after an arm B request: no touch committed"
+    log "$cfg: verified: arm B cookie accepted, no Set-Cookie, profile $id visits $v0 -> $v1"
+
+    fetch new "xxxx=$cookie"
+    grep -qi '^set-cookie: omni=' "$hdr" || die "$cfg: new visitor got no Set-Cookie"
+    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+
+    if grep -q 'refused' "$B/logs/$cfg.error.log"; then
+        grep 'refused' "$B/logs/$cfg.error.log" >&2
+        die "$cfg: the module refused a cookie"
+    fi
+}
+
+# Writer health after a graceful stop: build/bench/data/health.{md,tsv}.
+health() {   # cfg size
+    local cfg=$1 size=$2 elog=$B/logs/$cfg.error.log
+    local committed dropped failed exits errs full refused profiles
+    read -r exits committed dropped failed < <(perl -ne '
+        if (/writer exit: (\d+) committed, (\d+) dropped, (\d+) failed/) {
+            $n++; $c += $1; $d += $2; $f += $3 }
+        END { printf "%d %d %d %d\n", $n, $c, $d, $f }' "$elog")
+    errs=$(grep -cE '\[(error|crit|alert|emerg)\]' "$elog" || true)
+    full=$(grep -c 'queue full' "$elog" || true)
+    refused=$(grep -c 'refused' "$elog" || true)
+    profiles=$("$OMNICTL" --store "${STORE_DIR[$size]}" stat | perl -ne 'print $1 if /"profiles":\s*(\d+)/')
+    echo "| $cfg | ${OMNI_REQS[$cfg]:-0} | $committed | $dropped | $failed | $exits | $full | $errs | $refused | $profiles |" >> "$B/data/health.md"
+    if [ "$dropped" != 0 ] || [ "$failed" != 0 ] || [ "$full" != 0 ]; then
+        log "$cfg: WARNING: writer dropped $dropped, failed $failed touchpoint(s)"
+        # Which runs the drops happened in: the writer logs a "queue full"
+        # line at the 1st, 10001st, 20001st ... drop.
+        perl -MTime::Local -e '
+            my ($cfg, $tl, $elog) = @ARGV;
+            open(my $t, "<", $tl) or exit;
+            # Only requests to "omni on" arms queue touches.
+            my @w = grep { $_->[0] eq $cfg && $_->[3] =~ /^(B|new)$/ }
+                    map { chomp; [split /\t/] } <$t>;
+            open(my $e, "<", $elog) or exit;
+            my %n;
+            while (<$e>) {
+                next unless m{^(\d+)/(\d+)/(\d+) (\d+):(\d+):(\d+) .*queue full};
+                my $ts = timelocal($6, $5, $4, $3, $2 - 1, $1);
+                my ($r) = grep { $ts >= $_->[4] && $ts <= $_->[5] + 1 } @w;
+                $n{$r ? ($r->[1] eq "warm" ? "warm-up $r->[3]"
+                                           : "$r->[1] round $r->[2] $r->[3]")
+                      : "between runs"}++;
+            }
+            print join(", ", map { "$_: $n{$_}" } sort keys %n);
+        ' "$cfg" "$B/data/timeline.tsv" "$elog" > "$B/data/drops-$cfg.txt"
+        log "$cfg: \"queue full\" lines by run: $(cat "$B/data/drops-$cfg.txt")"
+        echo "- $cfg: \"queue full\" lines (one per 10,000 drops) by run: $(cat "$B/data/drops-$cfg.txt")" >> "$B/data/drops.md"
+    fi
+    # The measured arms during which touches were dropped.
+    local darms=
+    if [ -s "$B/data/drops-$cfg.txt" ]; then
+        darms=$(grep -oE 'round [0-9]+ (B|new):' "$B/data/drops-$cfg.txt" \
+                | awk '{ sub(":", "", $3); print $3 }' | sort -u | paste -sd, -)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "${OMNI_REQS[$cfg]:-0}" \
+        "$committed" "$dropped" "$failed" "$darms" >> "$B/data/health.tsv"
+    if [ "$errs" != 0 ]; then
+        log "$cfg: WARNING: $errs error line(s) in $elog:"
+        grep -E '\[(error|crit|alert|emerg)\]' "$elog" | head -5 >&2
+    fi
+    log "$cfg: writer: $committed committed, $dropped dropped, $failed failed ($exits worker exit line(s)); ${OMNI_REQS[$cfg]:-0} requests to omni-on arms"
+}
+
+run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
+    local cfg=$1 workers=$2 size=$3 k=$4 arms=$5 newphase=$6 r arm
+    COOKIE_FILE=${STORE_COOKIES[$size]}
+    write_conf "$cfg" "$workers" "$size"
+    start_nginx "$cfg" "$workers"
+    verify "$cfg" "$size" "$k"
+
+    log "$cfg: warm-up ($WARM s per arm)"
+    for arm in $arms; do wrk_run "$cfg" warm 0 "$arm" "$WARM" 0; done
+
+    for r in $(seq "$RUNS"); do
+        for arm in $arms; do wrk_run "$cfg" core "$r" "$arm" "$DUR" 1; done
+    done
+
+    # New visitors add one profile per request: measured after the other
+    # arms so that the store size those saw is the nominal one, interleaved
+    # with A of their own phase.
+    if [ "$newphase" = 1 ]; then
+        wrk_run "$cfg" warm 0 new "$WARM" 0
+        for r in $(seq "$RUNS"); do
+            for arm in A new; do wrk_run "$cfg" new "$r" "$arm" "$DUR" 1; done
+        done
+    fi
+
+    stop_nginx
+    health "$cfg" "$size"
+}
+
+# ---------------------------------------------------------------- runs
+
+echo "| store | profiles | import time | profiles/s | on disk | map_size |" > "$B/data/imports.md.head"
+echo "|---|---:|---:|---:|---:|---|" >> "$B/data/imports.md.head"
+echo "| config | requests to omni-on arms | writer committed | dropped | failed | worker exit lines | \"queue full\" lines | error lines | \"refused\" lines | profiles after |" > "$B/data/health.md"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >> "$B/data/health.md"
+
+CONFIGS=
+for s in $SIZE_LIST; do
+    # W2_SIZE may have been added only for the 2-worker run.
+    if echo "$SIZES" | tr ' ' '\n' | grep -qx -- "$s"; then
+        if [ "$s" = "$SMALLEST" ]; then
+            run_config "1w-$s" 1 "$s" 0 "A A' B off" 1
+        else
+            run_config "1w-$s" 1 "$s" 0 "A A' B" 0
+        fi
+        CONFIGS="$CONFIGS 1w-$s"
+    fi
+done
+if [ "$W2" = 1 ]; then
+    run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "A A' B" 0
+    CONFIGS="$CONFIGS 2w-$W2_SIZE"
+fi
+
+# ---------------------------------------------------------------- report
+
+T1=$(date +%s)
+{
+    echo "# ngx_omni_module benchmark results"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain -uno 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
+    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r)"
+    echo "- module: build/ngx_http_omni_module.so, sha256 $MODULE_SUM… (snapshot in build/bench/bin)"
+    echo "- $("$NGINX" -v 2>&1), $({ wrk --version 2>&1 || true; } | head -1 | awk '{print $1, $2}')"
+    echo "- nginx worker(s) pinned to CPU $NGINX_CPU (2 workers: CPUs 0 and 1), wrk -t1 -c$CONNS pinned to CPU $WRK_CPU, loopback"
+    echo "- $RUNS interleaved round(s) of ${DUR} s per arm after ${WARM} s of warm-up per arm; QUICK=$QUICK; total bench time $((T1 - T0)) s"
+    echo "- noise control: runs during which other processes took more than ${NOISE_MAX}% of a CPU were repeated once: $REPEATED repeated, $NOISY_KEPT noisy run(s) kept (see the \"other CPU\" column); ${QUIET_WAITED} s spent waiting for an idle machine"
+    echo "- every request carries one of $COOKIES signed cookies for random existing profiles (the \"new visitor\" arm: the same bytes under another cookie name)"
+    echo
+    perl "$BENCH/report.pl" "$RUNS_TSV" "$SMALLEST" "$LARGEST" "$NOISE_MAX" "$B/data/health.tsv"
+    echo
+    echo "## Store import (omnictl import)"
+    echo
+    cat "$B/data/imports.md.head" "$B/data/imports.md"
+    echo
+    echo "## Writer health (after nginx -s quit)"
+    echo
+    cat "$B/data/health.md"
+    echo
+    [ -s "$B/data/drops.md" ] && { cat "$B/data/drops.md"; echo; }
+    echo "\"writer committed\" is the sum of the workers' \"writer exit: N committed\" lines; the batch flushed at exit is not counted in it."
+} > "$B/results.md"
+rm -f "$B/data/imports.md" "$B/data/imports.md.head" "$B/data/health.md"
+
+cat "$B/results.md"
+log "results: $B/results.md, raw runs: $RUNS_TSV ($((T1 - T0)) s)"
