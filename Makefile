@@ -72,7 +72,9 @@ $(BUILD)/nginx/objs/Makefile: config $(CORE_DIR) ngx_omni_module | deps
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(MOD_SRCS) $(CORE_SRCS) $(CORE_HDRS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_omni_module.so $@
+	@# Replace by rename: an nginx that has the old .so mapped keeps it.
+	cp $(BUILD)/nginx/objs/ngx_http_omni_module.so $@.tmp
+	mv -f $@.tmp $@
 
 test: all
 	prove -r t/
