@@ -18,7 +18,11 @@ static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
 static ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *json);
 static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
-    ngx_str_t *body);
+    ngx_str_t *body, ngx_str_t *cache_control);
+
+
+static ngx_str_t  ngx_http_omni_no_store = ngx_string("no-store");
+static ngx_str_t  ngx_http_omni_private = ngx_string("private, no-store");
 static ngx_int_t ngx_http_omni_admin_decide_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *field, const char *reason);
@@ -62,10 +66,8 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
     u_char                     *p;
     size_t                      len;
     ngx_int_t                   rc;
-    ngx_buf_t                  *b;
-    ngx_chain_t                 out;
+    ngx_str_t                   json;
     omni_token_t                tok;
-    ngx_table_elt_t            *h;
     ngx_http_omni_ctx_t        *ctx;
     ngx_http_omni_loc_conf_t   *olcf;
     ngx_http_omni_main_conf_t  *mcf;
@@ -118,48 +120,27 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
     omni_id_hex(tok.id, device);
 
     len = sizeof("{\"token\":\"\",\"device\":\"\",\"profile\":\"\","
-                 "\"expires\":}\n") - 1
+                 "\"expires\":}") - 1
           + OMNI_TOKEN_LEN + 2 * OMNI_ID_HEX_LEN + NGX_INT32_LEN;
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = b->last;
-    b->last = ngx_sprintf(p, "{\"token\":\"%s\",\"device\":\"%s\","
-                          "\"profile\":\"%*s\",\"expires\":%uD}\n",
-                          token, device, (size_t) OMNI_ID_HEX_LEN,
-                          ctx->pid_hex, tok.expires);
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    json.data = p;
+    json.len = ngx_sprintf(p, "{\"token\":\"%s\",\"device\":\"%s\","
+                           "\"profile\":\"%*s\",\"expires\":%uD}",
+                           token, device, (size_t) OMNI_ID_HEX_LEN,
+                           ctx->pid_hex, tok.expires)
+               - p;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
+    /* A token is a credential: no cache of any kind keeps it. */
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
 
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_omni_send_body(r, &json, &ngx_http_omni_no_store);
 }
 
 
@@ -240,13 +221,14 @@ ngx_http_omni_send_json_status(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.status = status;
 
-    return ngx_http_omni_send_body(r, json);
+    return ngx_http_omni_send_body(r, json, &ngx_http_omni_private);
 }
 
 
 /* Sends body plus a newline, never cacheable; content type already set. */
 static ngx_int_t
-ngx_http_omni_send_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_omni_send_body(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_str_t *cache_control)
 {
     ngx_int_t         rc;
     ngx_buf_t        *b;
@@ -263,7 +245,7 @@ ngx_http_omni_send_body(ngx_http_request_t *r, ngx_str_t *body)
     h->next = NULL;
 #endif
     ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "private, no-store");
+    h->value = *cache_control;
 
     if (r->headers_out.status == 0) {
         r->headers_out.status = NGX_HTTP_OK;
@@ -447,7 +429,7 @@ ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
         text = ctx->decision->text;
         ngx_str_set(&r->headers_out.content_type, "text/plain");
         r->headers_out.content_type_len = r->headers_out.content_type.len;
-        return ngx_http_omni_send_body(r, &text);
+        return ngx_http_omni_send_body(r, &text, &ngx_http_omni_private);
     }
 
     return ngx_http_omni_send_json(r, &ctx->decision->json);

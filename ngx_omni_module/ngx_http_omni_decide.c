@@ -185,8 +185,7 @@ ngx_int_t
 ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t json)
 {
-    int                          rc;
-    unsigned                     needs, s, kind, reading;
+    unsigned                     needs, s, reading;
     ngx_int_t                    ret;
     omni_rec_t                   rec;
     omni_eval_t                  ev;
@@ -273,7 +272,6 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
      */
     st = ngx_http_omni_worker_store();
     ret = NGX_OK;
-    rc = OMNI_NOTFOUND;
     reading = 0;
 
     if (st && (ctx->identity == NGX_HTTP_OMNI_ID_COOKIE
@@ -285,36 +283,10 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
         } else {
             reading = 1;
-            kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
-                   ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;
 
-            rc = ctx->pid_fixed
-                 ? OMNI_OK
-                 : omni_store_get_alias(st, kind, ctx->vid_hex,
-                                        OMNI_ID_HEX_LEN, ctx->pid);
-            if (rc == OMNI_NOTFOUND) {
-                ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
-                rc = OMNI_OK;
-            }
-
-            if (rc == OMNI_OK) {
-                rc = omni_store_get_profile(st, ctx->pid, &rec);
-            }
-
-            if (rc == OMNI_OK) {
+            if (ngx_http_omni_lookup(r, ctx, st, &rec) == OMNI_OK) {
                 ev.rec = &rec;
-                ctx->found = 1;
-                ctx->visits = rec.visits;
-                ctx->stage = rec.stage < OMNI_STAGE_MAX ? rec.stage : 0;
-
-            } else if (rc != OMNI_NOTFOUND) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "omni: profile lookup failed, deciding "
-                              "without it: %s", omni_store_error(st));
             }
-
-            ctx->resolved = 1;
-            omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
         }
     }
 

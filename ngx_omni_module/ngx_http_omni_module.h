@@ -187,6 +187,8 @@ ngx_int_t ngx_http_omni_store_init_worker(ngx_cycle_t *cycle);
 void ngx_http_omni_store_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_resolve(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
+int ngx_http_omni_lookup(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    omni_store_t *st, omni_rec_t *rec);
 omni_store_t *ngx_http_omni_worker_store(void);
 ngx_int_t ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st);
 ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,

@@ -438,11 +438,58 @@ failed:
 }
 
 
+/*
+ * Inside an open read window: the identity's alias, else the identity's
+ * own id, then its profile (zero-copy into rec).  Every reader of the
+ * profile on the request path goes through here.
+ */
+int
+ngx_http_omni_lookup(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    omni_store_t *st, omni_rec_t *rec)
+{
+    int       rc;
+    unsigned  kind;
+
+    kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
+                                                   : OMNI_ALIAS_COOKIE;
+
+    rc = ctx->pid_fixed
+         ? OMNI_OK
+         : omni_store_get_alias(st, kind, ctx->vid_hex, OMNI_ID_HEX_LEN,
+                                ctx->pid);
+
+    if (rc == OMNI_NOTFOUND) {
+        ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
+        rc = OMNI_OK;
+    }
+
+    if (rc == OMNI_OK) {
+        rc = omni_store_get_profile(st, ctx->pid, rec);
+    }
+
+    if (rc == OMNI_OK) {
+        ctx->found = 1;
+        ctx->visits = rec->visits;
+        ctx->stage = rec->stage < OMNI_STAGE_MAX ? rec->stage : 0;
+
+    } else if (rc != OMNI_NOTFOUND) {
+        ctx->store_error = 1;
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: profile lookup failed, serving without it: %s",
+                      omni_store_error(st));
+    }
+
+    ctx->resolved = 1;
+    omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
+
+    return rc;
+}
+
+
 ngx_int_t
 ngx_http_omni_resolve(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 {
     int            rc;
-    unsigned       kind;
     omni_rec_t     rec;
     omni_store_t  *st;
 
@@ -462,40 +509,11 @@ ngx_http_omni_resolve(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
-                                                   : OMNI_ALIAS_COOKIE;
-
-    rc = omni_store_get_alias(st, kind, ctx->vid_hex, OMNI_ID_HEX_LEN,
-                              ctx->pid);
-
-    if (rc == OMNI_NOTFOUND) {
-        ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
-        rc = OMNI_OK;
-    }
-
-    if (rc == OMNI_OK) {
-        rc = omni_store_get_profile(st, ctx->pid, &rec);
-    }
-
-    if (rc == OMNI_OK) {
-        ctx->found = 1;
-        ctx->visits = rec.visits;
-        ctx->stage = rec.stage < OMNI_STAGE_MAX ? rec.stage : 0;
-    }
+    rc = ngx_http_omni_lookup(r, ctx, st, &rec);
 
     omni_store_read_end(st);
 
-    omni_id_hex(ctx->pid, (char *) ctx->pid_hex);
-
-    if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
-        ctx->store_error = 1;
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "omni: profile lookup failed: %s",
-                      omni_store_error(st));
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return (rc == OMNI_OK || rc == OMNI_NOTFOUND) ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -30,14 +30,6 @@ omni_derive_stage(const omni_profile_t *p)
 }
 
 
-void
-omni_identity_alias(unsigned kind, const unsigned char *id, char *hex)
-{
-    (void) kind;
-    omni_id_hex(id, hex);
-}
-
-
 /* One impression per campaign in the touch's comma-separated list. */
 static int
 omni_touch_impressions(omni_profile_t *p, const omni_touch_t *t)
@@ -83,7 +75,8 @@ omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
     unsigned char   id[OMNI_ID_LEN];
     omni_profile_t  p;
 
-    omni_identity_alias(t->kind, t->id, hex);
+    /* Cookie and device aliases are the id's hex text. */
+    omni_id_hex(t->id, hex);
 
     rc = omni_wtxn_get_alias(w, t->kind, hex, OMNI_ID_HEX_LEN, id);
     linked = (rc == OMNI_OK);

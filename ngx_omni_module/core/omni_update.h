@@ -46,12 +46,6 @@ int omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t,
     unsigned char *pid);
 
 /*
- * Resolves an identity the way the request path does: the alias when
- * one exists, otherwise the profile keyed by the identity's own id.
- */
-void omni_identity_alias(unsigned kind, const unsigned char *id, char *hex);
-
-/*
  * Points alias (kind, value) at profile pid and records it in the
  * profile.  An alias that pointed at another profile is moved (merging
  * two profiles is the identity-stitching layer's job).
