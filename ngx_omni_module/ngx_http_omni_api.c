@@ -15,8 +15,6 @@ static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_decide_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
     ngx_str_t *json);
-static ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *json);
 static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
     ngx_str_t *body, ngx_str_t *cache_control);
 
@@ -213,7 +211,7 @@ ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_send_json_status(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json)
 {
@@ -222,6 +220,38 @@ ngx_http_omni_send_json_status(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
 
     return ngx_http_omni_send_body(r, json, &ngx_http_omni_private);
+}
+
+
+ngx_int_t
+ngx_http_omni_add_header(ngx_http_request_t *r, const char *key,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}
+
+
+/* 503 answers tell clients when to retry. */
+ngx_int_t
+ngx_http_omni_retry_after(ngx_http_request_t *r)
+{
+    return ngx_http_omni_add_header(r, "Retry-After", "1");
 }
 
 

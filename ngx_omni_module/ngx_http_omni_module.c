@@ -183,6 +183,27 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_events"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_omni_events_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_events_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_omni_events_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_upstream_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, upstream_events),
+      NULL },
+
     { ngx_string("omni_identify"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_omni_identify_endpoint,
@@ -348,6 +369,8 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->inject = NGX_CONF_UNSET;
     conf->fallback = NGX_CONF_UNSET;
     conf->private_cache = NGX_CONF_UNSET;
+    conf->events_max_body = NGX_CONF_UNSET_SIZE;
+    conf->upstream_events = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -371,6 +394,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->inject, prev->inject, 1);
     ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
     ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
+    ngx_conf_merge_value(conf->upstream_events, prev->upstream_events, 0);
 
     ngx_conf_merge_str_value(conf->json_key, prev->json_key, "");
 
@@ -607,6 +631,12 @@ ngx_http_omni_header_filter(ngx_http_request_t *r)
 
     } else {
         ctx = ngx_http_omni_get_ctx(r, 0);
+    }
+
+    if (olcf->upstream_events
+        && ngx_http_omni_events_upstream(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (ctx && ctx->set_cookie) {

@@ -7,6 +7,8 @@
  *   ngx_http_omni_writer.c    the writer task (thread pool, group commit)
  *   ngx_http_omni_api.c       HTTP endpoints (omni_identify, omni_decide,
  *                             omni_admin_decide, omni_feed)
+ *   ngx_http_omni_events.c    event ingest (omni_events, server keys,
+ *                             upstream X-Omni-Event signals)
  *
  * Everything that decides or encodes lives in core/ (plain C, no nginx
  * types), shared with omnictl.
@@ -26,6 +28,7 @@
 #include "omni_update.h"
 #include "omni_rules.h"
 #include "omni_scan.h"
+#include "omni_event.h"
 
 
 #define NGX_HTTP_OMNI_ID_NONE     0
@@ -65,6 +68,8 @@ typedef struct {
 
     ngx_str_t                   geoip_path;     /* empty: no geo */
     struct MMDB_s              *geoip;          /* opened at config */
+
+    ngx_array_t                *event_keys;     /* omni_events_key */
 } ngx_http_omni_main_conf_t;
 
 
@@ -88,7 +93,32 @@ typedef struct {
     ngx_array_t                *types;          /* injected types */
     ngx_array_t                *types_keys;
     ngx_hash_t                  types_hash;
+
+    size_t                      events_max_body; /* omni_events */
+    ngx_flag_t                  upstream_events;
 } ngx_http_omni_loc_conf_t;
+
+
+/*
+ * A job for the writer: events to apply durably.  The handler runs on the
+ * event loop once the transaction holding them is committed and synced
+ * (rc NGX_OK, status[] and pids[] filled), or has failed for good (rc
+ * NGX_ERROR; full when the store is full).
+ */
+typedef struct ngx_http_omni_wjob_s  ngx_http_omni_wjob_t;
+typedef void (*ngx_http_omni_wjob_pt)(ngx_http_omni_wjob_t *job);
+
+struct ngx_http_omni_wjob_s {
+    ngx_http_omni_wjob_t       *next;
+    omni_event_batch_t         *batch;          /* rc[i] != OK: skipped */
+    int                        *status;         /* OMNI_EVENT_* per event */
+    u_char                    (*pids)[OMNI_ID_LEN];
+    ngx_uint_t                  nevents;        /* valid events */
+    ngx_int_t                   rc;
+    unsigned                    full:1;
+    ngx_http_omni_wjob_pt       handler;
+    void                       *data;
+};
 
 
 /* One rendered slot of a decision. */
@@ -200,6 +230,8 @@ void ngx_http_omni_writer_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_writer_touch(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 ngx_uint_t ngx_http_omni_writer_busy(void);
+ngx_int_t ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job,
+    ngx_uint_t nevents);
 void ngx_http_omni_writer_resize_pending(void);
 
 /* rules */
@@ -233,5 +265,18 @@ char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_omni_feed_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *json);
+ngx_int_t ngx_http_omni_add_header(ngx_http_request_t *r, const char *key,
+    const char *value);
+ngx_int_t ngx_http_omni_retry_after(ngx_http_request_t *r);
+
+/* events */
+char *ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_omni_events_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_omni_events_upstream(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 
 #endif /* NGX_HTTP_OMNI_MODULE_H */

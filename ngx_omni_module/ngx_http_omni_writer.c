@@ -13,6 +13,14 @@
  * update, and each batch prunes the oldest touchpoints past the retention
  * limits (tp_max, tp_max_age), a bounded number per batch.
  *
+ * Events (omni_events, upstream signals) arrive as jobs: they join the
+ * next batch, after its touches, and their handlers run on the event
+ * loop once the batch is committed.  Commits are synced (the module
+ * never opens the store with MDB_NOSYNC), so a job's handler may
+ * acknowledge its events as durable.  Jobs are never dropped silently: a
+ * full queue refuses them up front (503), a batch that fails for good
+ * fails its jobs.
+ *
  * Map changes are handled on the event loop, where no transaction of this
  * process is open between tasks: MAP_RESIZED adopts the size another
  * process set; MAP_FULL adopts or doubles the map up to map_max.
@@ -23,10 +31,12 @@
 
 
 typedef struct {
-    omni_touch_t       *ops;
-    ngx_uint_t          n;
-    int                 rc;
-    char                err[512];
+    omni_touch_t          *ops;
+    ngx_uint_t             n;
+    ngx_http_omni_wjob_t  *jobs;
+    ngx_uint_t             nevents;
+    int                    rc;
+    char                   err[512];
 } ngx_http_omni_wtask_t;
 
 
@@ -42,6 +52,9 @@ typedef struct {
     u_char             *arena_inflight;
     size_t              arena_size;
     omni_touch_t       *inflight;
+    ngx_http_omni_wjob_t  *jobs;        /* pending event jobs */
+    ngx_http_omni_wjob_t **jobs_last;
+    ngx_uint_t          nevents;        /* events in pending jobs */
     ngx_uint_t          capacity;
     ngx_uint_t          retries;
 
@@ -52,6 +65,7 @@ typedef struct {
     ngx_log_t          *log;
 
     ngx_uint_t          committed;
+    ngx_uint_t          events;         /* events committed */
     ngx_uint_t          dropped;
     ngx_uint_t          failed;
 
@@ -71,7 +85,9 @@ static void ngx_http_omni_writer_done(ngx_event_t *ev);
 static void ngx_http_omni_writer_post(void);
 #endif
 static int ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
-    ngx_uint_t n, char *err, size_t errlen);
+    ngx_uint_t n, ngx_http_omni_wjob_t *jobs, char *err, size_t errlen);
+static void ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs,
+    ngx_int_t rc, ngx_uint_t full);
 
 
 ngx_int_t
@@ -102,6 +118,7 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.task->event.log = cycle->log;
 #endif
 
+    ngx_http_omni_w.jobs_last = &ngx_http_omni_w.jobs;
     ngx_http_omni_w.capacity = mcf->queue_size;
     ngx_http_omni_w.map_max = mcf->map_max;
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
@@ -320,19 +337,55 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 }
 
 
+/*
+ * Queues a job of nevents events.  NGX_DECLINED: no store; NGX_BUSY: the
+ * events queue (as large as the touch queue) is full, retry later.
+ */
+ngx_int_t
+ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job, ngx_uint_t nevents)
+{
+    if (ngx_http_omni_w.pending == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_omni_w.nevents + nevents > ngx_http_omni_w.capacity) {
+        return NGX_BUSY;
+    }
+
+    job->next = NULL;
+    job->nevents = nevents;
+    job->rc = NGX_OK;
+    job->full = 0;
+
+    *ngx_http_omni_w.jobs_last = job;
+    ngx_http_omni_w.jobs_last = &job->next;
+    ngx_http_omni_w.nevents += nevents;
+
+#if (NGX_THREADS)
+    if (!ngx_http_omni_w.busy) {
+        ngx_http_omni_writer_post();
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
 /* Applies a batch in one write transaction: all or nothing. */
 static int
 ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
-    ngx_uint_t n, char *err, size_t errlen)
+    ngx_uint_t n, ngx_http_omni_wjob_t *jobs, char *err, size_t errlen)
 {
-    int            rc;
-    char          *json;
-    size_t         len;
-    uint32_t       now, min_time;
-    unsigned       pruned;
-    ngx_uint_t     i;
-    omni_wtxn_t   *w;
-    unsigned char  pid[OMNI_ID_LEN];
+    int                    rc;
+    char                  *json;
+    size_t                 len;
+    uint32_t               now, min_time;
+    unsigned               pruned;
+    ngx_uint_t             i;
+    omni_wtxn_t           *w;
+    omni_event_batch_t    *b;
+    ngx_http_omni_wjob_t  *job;
+    unsigned char          pid[OMNI_ID_LEN];
 
     rc = omni_store_write_begin(st, &w);
     if (rc != OMNI_OK) {
@@ -359,6 +412,36 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
             free(json);
         }
 
+        if (rc != OMNI_OK) {
+            ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st),
+                        errlen);
+            omni_wtxn_abort(w);
+            return rc;
+        }
+    }
+
+    /* Events after the touches: a merge they cause sees every touch. */
+    for (job = jobs; job; job = job->next) {
+        b = job->batch;
+
+        for (i = 0; i < b->n; i++) {
+            if (b->rc[i] != OMNI_OK) {
+                continue;
+            }
+
+            rc = omni_event_apply(w, &b->events[i], &job->status[i],
+                                  job->pids[i]);
+            if (rc != OMNI_OK) {
+                ngx_cpystrn((u_char *) err,
+                            (u_char *) omni_store_error(st), errlen);
+                omni_wtxn_abort(w);
+                return rc;
+            }
+        }
+    }
+
+    if (jobs) {
+        rc = omni_event_prune(w, (uint32_t) time(NULL), 256);
         if (rc != OMNI_OK) {
             ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st),
                         errlen);
@@ -421,16 +504,23 @@ ngx_http_omni_writer_post(void)
 
     t->ops = ngx_http_omni_w.inflight;
     t->n = ngx_http_omni_w.npending;
+    t->jobs = ngx_http_omni_w.jobs;
+    t->nevents = ngx_http_omni_w.nevents;
     t->rc = OMNI_OK;
     t->err[0] = '\0';
 
     ngx_http_omni_w.npending = 0;
+    ngx_http_omni_w.jobs = NULL;
+    ngx_http_omni_w.jobs_last = &ngx_http_omni_w.jobs;
+    ngx_http_omni_w.nevents = 0;
     ngx_http_omni_w.retries = 0;
 
     if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
         != NGX_OK)
     {
         ngx_http_omni_w.failed += t->n;
+        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 0);
+        t->jobs = NULL;
         return;
     }
 
@@ -444,7 +534,8 @@ ngx_http_omni_writer_thread(void *data, ngx_log_t *log)
     ngx_http_omni_wtask_t  *t = data;
 
     t->rc = ngx_http_omni_writer_apply(ngx_http_omni_worker_store(), t->ops,
-                                       t->n, t->err, sizeof(t->err));
+                                       t->n, t->jobs, t->err,
+                                       sizeof(t->err));
 }
 
 
@@ -469,6 +560,7 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
 
     case OMNI_OK:
         ngx_http_omni_w.committed += t->n;
+        ngx_http_omni_writer_jobs_done(t->jobs, NGX_OK, 0);
         break;
 
     case OMNI_MAP_RESIZED:
@@ -518,21 +610,50 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
         }
 
         ngx_http_omni_w.dropped += t->n;
+        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 1);
         break;
 
     default:
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "omni: writer batch of %ui failed: %s", t->n, t->err);
+                      "omni: writer batch of %ui touches and %ui events "
+                      "failed: %s", t->n, t->nevents, t->err);
         ngx_http_omni_w.failed += t->n;
+        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 0);
         break;
     }
 
-    if (ngx_http_omni_w.npending && !ngx_exiting) {
+    t->jobs = NULL;
+
+    /* Waiting requests are served even while exiting gracefully. */
+    if ((ngx_http_omni_w.npending && !ngx_exiting) || ngx_http_omni_w.jobs) {
         ngx_http_omni_writer_post();
     }
 }
 
 #endif
+
+
+/* Hands each job its outcome; handlers may free the job. */
+static void
+ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs, ngx_int_t rc,
+    ngx_uint_t full)
+{
+    ngx_http_omni_wjob_t  *job, *next;
+
+    for (job = jobs; job; job = next) {
+        next = job->next;
+        job->rc = rc;
+        job->full = full;
+
+        if (rc == NGX_OK) {
+            ngx_http_omni_w.events += job->nevents;
+        }
+
+        if (job->handler) {
+            job->handler(job);
+        }
+    }
+}
 
 
 /*
@@ -565,36 +686,49 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
             ngx_http_omni_w.failed += t->n;
         }
 
+        ngx_http_omni_writer_jobs_done(t->jobs,
+                                       t->rc == OMNI_OK ? NGX_OK : NGX_ERROR,
+                                       0);
+        t->jobs = NULL;
         ngx_http_omni_w.busy = 0;
     }
 #endif
 
-    if (st && ngx_http_omni_w.npending) {
+    if (st && (ngx_http_omni_w.npending || ngx_http_omni_w.jobs)) {
         rc = ngx_http_omni_writer_apply(st, ngx_http_omni_w.pending,
                                         ngx_http_omni_w.npending,
+                                        ngx_http_omni_w.jobs,
                                         err, sizeof(err));
 
         if (rc != OMNI_OK) {
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                          "omni: flushing %ui queued touchpoint(s) on exit "
-                          "failed: %s", ngx_http_omni_w.npending, err);
+                          "omni: flushing %ui queued touchpoint(s) and %ui "
+                          "event(s) on exit failed: %s",
+                          ngx_http_omni_w.npending, ngx_http_omni_w.nevents,
+                          err);
             ngx_http_omni_w.failed += ngx_http_omni_w.npending;
 
         } else {
             ngx_http_omni_w.committed += ngx_http_omni_w.npending;
         }
 
+        /* Only upstream signals can be left here: nobody waits. */
+        ngx_http_omni_writer_jobs_done(ngx_http_omni_w.jobs,
+                                       rc == OMNI_OK ? NGX_OK : NGX_ERROR,
+                                       0);
+        ngx_http_omni_w.jobs = NULL;
         ngx_http_omni_w.npending = 0;
         ngx_http_omni_w.arena_used = 0;
     }
 
     if (ngx_http_omni_w.committed || ngx_http_omni_w.dropped
-        || ngx_http_omni_w.failed)
+        || ngx_http_omni_w.failed || ngx_http_omni_w.events)
     {
         ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                       "omni: writer exit: %ui committed, %ui dropped, "
-                      "%ui failed", ngx_http_omni_w.committed,
-                      ngx_http_omni_w.dropped, ngx_http_omni_w.failed);
+                      "%ui failed, %ui event(s)", ngx_http_omni_w.committed,
+                      ngx_http_omni_w.dropped, ngx_http_omni_w.failed,
+                      ngx_http_omni_w.events);
     }
 
     ngx_free(ngx_http_omni_w.pending);

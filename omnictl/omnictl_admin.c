@@ -326,7 +326,7 @@ omnictl_stat(omnictl_ctx_t *ctx)
     }
 
     obj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                    "s:s}",
+                    "s:I, s:s}",
                     "map_size", (json_int_t) s.map_size,
                     "map_used", (json_int_t) s.map_used,
                     "max_readers", (json_int_t) s.max_readers,
@@ -334,6 +334,7 @@ omnictl_stat(omnictl_ctx_t *ctx)
                     "profiles", (json_int_t) s.profiles,
                     "aliases", (json_int_t) s.aliases,
                     "touchpoints", (json_int_t) s.touchpoints,
+                    "seen", (json_int_t) s.seen,
                     "first_seq", (json_int_t) s.first_seq,
                     "last_seq", (json_int_t) s.last_seq,
                     "schema", (json_int_t) s.schema,

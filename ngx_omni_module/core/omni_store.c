@@ -17,6 +17,9 @@
 /* A touchpoint value: profile id, u32 BE time, then the JSON line. */
 #define OMNI_TP_HEADER  (OMNI_ID_LEN + 4)
 
+/* A seen_age key: u32 BE time, then the seen key. */
+#define OMNI_SEEN_AGE_HDR  4
+
 struct omni_store_s {
     MDB_env      *env;
     MDB_dbi       profiles;
@@ -24,6 +27,15 @@ struct omni_store_s {
     MDB_dbi       touchpoints;
     MDB_dbi       tpindex;
     MDB_dbi       meta;
+    MDB_dbi       seen;
+    MDB_dbi       seen_age;
+    /*
+     * Whether seen and seen_age are open.  A store created by an older
+     * build lacks them, and a handle that cannot create them (read-only,
+     * attach) then treats them as empty until a write transaction of
+     * this handle creates them (omni_wtxn_seen_dbs()).
+     */
+    int           has_seen;
     MDB_txn      *rtxn;             /* the reusable read transaction */
     unsigned      readonly:1;
     char          path[4096];
@@ -40,6 +52,11 @@ struct omni_wtxn_s {
     omni_store_t  *st;
     MDB_txn       *txn;
     uint64_t       next_seq;        /* 0: not looked up yet */
+    /* seen and seen_age opened by this transaction: published to the
+       handle on commit, closed by LMDB on abort */
+    MDB_dbi        seen;
+    MDB_dbi        seen_age;
+    unsigned       seen_open:1;
 };
 
 
@@ -106,6 +123,49 @@ omni_get_be64(const unsigned char *p)
 }
 
 
+static void
+omni_put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+
+static uint32_t
+omni_get_be32(const unsigned char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | (uint32_t) p[3];
+}
+
+
+/*
+ * The databases added after schema 1 was first released (seen,
+ * seen_age): created by a handle that may create, otherwise opened when
+ * present.  MDB_NOTFOUND is not an error here: an older store simply
+ * does not have them yet.
+ */
+static int
+omni_store_open_seen(omni_store_t *st, MDB_txn *txn, unsigned flags)
+{
+    int  rc;
+
+    rc = mdb_dbi_open(txn, "seen", flags, &st->seen);
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, "seen_age", flags, &st->seen_age);
+    }
+
+    if (rc == 0) {
+        st->has_seen = 1;
+        return 0;
+    }
+
+    return rc;
+}
+
+
 static int
 omni_store_open_dbs(omni_store_t *st, int create)
 {
@@ -139,6 +199,13 @@ omni_store_open_dbs(omni_store_t *st, int create)
     if (rc == 0) {
         what = "meta";
         rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
+    }
+    if (rc == 0) {
+        what = "seen";
+        rc = omni_store_open_seen(st, txn, flags);
+        if (rc == MDB_NOTFOUND && !create) {
+            rc = 0;
+        }
     }
 
     if (rc != 0) {
@@ -818,6 +885,14 @@ omni_store_stat(omni_store_t *st, omni_store_stat_t *s)
     }
     s->touchpoints = ms.ms_entries;
 
+    /* an older store without the seen database has seen nothing */
+    if (st->has_seen) {
+        if ((rc = mdb_stat(st->rtxn, st->seen, &ms)) != 0) {
+            goto failed;
+        }
+        s->seen = ms.ms_entries;
+    }
+
     ret = omni_store_edge_seq(st, st->rtxn, MDB_FIRST, &s->first_seq);
     if (ret == OMNI_OK) {
         ret = omni_store_edge_seq(st, st->rtxn, MDB_LAST, &s->last_seq);
@@ -873,6 +948,13 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
     }
 
     w->st = st;
+
+    if (st->has_seen) {
+        w->seen = st->seen;
+        w->seen_age = st->seen_age;
+        w->seen_open = 1;
+    }
+
     *wp = w;
 
     return OMNI_OK;
@@ -882,15 +964,32 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
 int
 omni_wtxn_commit(omni_wtxn_t *w)
 {
-    int            rc;
+    int            rc, publish;
+    MDB_dbi        seen, seen_age;
     omni_store_t  *st;
 
     st = w->st;
+    publish = w->seen_open && !st->has_seen;
+    seen = w->seen;
+    seen_age = w->seen_age;
+
     rc = mdb_txn_commit(w->txn);
     free(w);
 
     if (rc != 0) {
         return omni_store_fail(st, "mdb_txn_commit() failed", rc);
+    }
+
+    /*
+     * Handles opened inside a write transaction belong to the whole
+     * environment once it commits.  A handle's write transactions never
+     * run concurrently (one writer task, or omnictl), and its read side
+     * does not use these databases except in omni_store_stat().
+     */
+    if (publish) {
+        st->seen = seen;
+        st->seen_age = seen_age;
+        st->has_seen = 1;
     }
 
     return OMNI_OK;
@@ -1339,4 +1438,387 @@ omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
 
     /* The watermark cursors expire against (omni_store_feed()). */
     return last ? omni_wtxn_put_meta_u64(w, "tp_pruned", last) : OMNI_OK;
+}
+
+
+/* ---- identity stitching: the store half of omni_wtxn_merge() ---- */
+
+int
+omni_wtxn_del_record(omni_wtxn_t *w, const unsigned char *pid)
+{
+    int      rc;
+    MDB_val  key;
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_del(w->txn, w->st->profiles, &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_del(profiles) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_repoint_aliases(omni_wtxn_t *w, const unsigned char *from,
+    const unsigned char *to, unsigned *n)
+{
+    int          rc;
+    MDB_val      key, val, nval;
+    MDB_cursor  *cur;
+
+    *n = 0;
+
+    if (memcmp(from, to, OMNI_ID_LEN) == 0) {
+        return OMNI_OK;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->st->aliases, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (val.mv_size != OMNI_ID_LEN
+            || memcmp(val.mv_data, from, OMNI_ID_LEN) != 0)
+        {
+            continue;
+        }
+
+        /* same size: LMDB overwrites the value in place */
+        nval.mv_data = (void *) to;
+        nval.mv_size = OMNI_ID_LEN;
+
+        rc = mdb_cursor_put(cur, &key, &nval, MDB_CURRENT);
+        if (rc != 0) {
+            break;
+        }
+
+        (*n)++;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot repoint aliases", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+/*
+ * Walks from's tpindex entries the way forget does (seek to the first
+ * entry of the prefix, handle it, delete it, seek again), so the index
+ * changes under the cursor never matter.  The touchpoint keeps its seq,
+ * and therefore its place in the feed; only the owner in its header
+ * changes, which is what retention and forget read.
+ */
+int
+omni_wtxn_move_touchpoints(omni_wtxn_t *w, const unsigned char *from,
+    const unsigned char *to, unsigned *moved)
+{
+    int             rc;
+    size_t          cap;
+    MDB_val         key, val, tkey, nval;
+    MDB_cursor     *cur;
+    unsigned char  *buf, *nb;
+    unsigned char   kbuf[OMNI_ID_LEN + 8], ibuf[OMNI_ID_LEN + 8], seq[8];
+
+    *moved = 0;
+
+    if (memcmp(from, to, OMNI_ID_LEN) == 0) {
+        return OMNI_OK;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->st->tpindex, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    buf = NULL;
+    cap = 0;
+
+    memcpy(kbuf, from, OMNI_ID_LEN);
+    memset(kbuf + OMNI_ID_LEN, 0, 8);
+
+    for ( ;; ) {
+        key.mv_data = kbuf;
+        key.mv_size = sizeof(kbuf);
+
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc != 0) {
+            break;
+        }
+
+        if (key.mv_size != sizeof(kbuf)
+            || memcmp(key.mv_data, from, OMNI_ID_LEN) != 0)
+        {
+            rc = MDB_NOTFOUND;
+            break;
+        }
+
+        memcpy(seq, (unsigned char *) key.mv_data + OMNI_ID_LEN, 8);
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        tkey.mv_data = seq;
+        tkey.mv_size = 8;
+
+        rc = mdb_get(w->txn, w->st->touchpoints, &tkey, &val);
+
+        /* an entry whose touchpoint is gone, or a damaged one: dropped */
+        if (rc == MDB_NOTFOUND || (rc == 0 && val.mv_size < OMNI_TP_HEADER))
+        {
+            continue;
+        }
+
+        if (rc != 0) {
+            break;
+        }
+
+        /* val points into the map, which is read-only: copy, then write */
+        if (val.mv_size > cap) {
+            nb = realloc(buf, val.mv_size);
+            if (nb == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+
+            buf = nb;
+            cap = val.mv_size;
+        }
+
+        memcpy(buf, val.mv_data, val.mv_size);
+        memcpy(buf, to, OMNI_ID_LEN);
+
+        nval.mv_data = buf;
+        nval.mv_size = val.mv_size;
+
+        rc = mdb_put(w->txn, w->st->touchpoints, &tkey, &nval, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        memcpy(ibuf, to, OMNI_ID_LEN);
+        memcpy(ibuf + OMNI_ID_LEN, seq, 8);
+        tkey.mv_data = ibuf;
+        tkey.mv_size = sizeof(ibuf);
+        nval.mv_data = "";
+        nval.mv_size = 0;
+
+        rc = mdb_put(w->txn, w->st->tpindex, &tkey, &nval, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        (*moved)++;
+    }
+
+    mdb_cursor_close(cur);
+    free(buf);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot move touchpoints", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+/* ---- idempotency keys ---- */
+
+/*
+ * Makes seen and seen_age usable in this transaction.  A handle opened
+ * with the databases present (or able to create them) has them already;
+ * otherwise (read-only or attach open of an older store) they are
+ * opened here, and created when `create` is set.  OMNI_NOTFOUND: they
+ * do not exist and were not created.
+ */
+static int
+omni_wtxn_seen_dbs(omni_wtxn_t *w, int create)
+{
+    int       rc;
+    unsigned  flags;
+
+    if (w->seen_open) {
+        return OMNI_OK;
+    }
+
+    flags = create ? MDB_CREATE : 0;
+
+    rc = mdb_dbi_open(w->txn, "seen", flags, &w->seen);
+    if (rc == 0) {
+        rc = mdb_dbi_open(w->txn, "seen_age", flags, &w->seen_age);
+    }
+
+    if (rc == MDB_NOTFOUND && !create) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "cannot open the seen databases", rc);
+    }
+
+    w->seen_open = 1;
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len, uint32_t now)
+{
+    int            rc, ret;
+    MDB_val        k, v;
+    unsigned char  tbuf[4], abuf[OMNI_SEEN_AGE_HDR + OMNI_SEEN_KEY_MAX];
+
+    if (key == NULL || len == 0 || len > OMNI_SEEN_KEY_MAX) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "invalid idempotency key "
+                 "length %zu (1 to %d bytes)", len, OMNI_SEEN_KEY_MAX);
+        return OMNI_INVALID;
+    }
+
+    ret = omni_wtxn_seen_dbs(w, 1);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    omni_put_be32(tbuf, now);
+
+    k.mv_data = (void *) key;
+    k.mv_size = len;
+    v.mv_data = tbuf;
+    v.mv_size = sizeof(tbuf);
+
+    /* the first sighting stays: a duplicate never extends its life */
+    rc = mdb_put(w->txn, w->seen, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        return 1;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(seen) failed", rc);
+    }
+
+    memcpy(abuf, tbuf, OMNI_SEEN_AGE_HDR);
+    memcpy(abuf + OMNI_SEEN_AGE_HDR, key, len);
+
+    k.mv_data = abuf;
+    k.mv_size = OMNI_SEEN_AGE_HDR + len;
+    v.mv_data = "";
+    v.mv_size = 0;
+
+    rc = mdb_put(w->txn, w->seen_age, &k, &v, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(seen_age) failed", rc);
+    }
+
+    return 0;
+}
+
+
+int
+omni_wtxn_prune_seen(omni_wtxn_t *w, uint32_t before, unsigned budget,
+    unsigned *pruned)
+{
+    int            rc, ret;
+    size_t         klen;
+    uint32_t       t;
+    MDB_val        key, val, skey;
+    MDB_cursor    *cur;
+    unsigned char  kbuf[OMNI_SEEN_KEY_MAX];
+
+    *pruned = 0;
+
+    if (before == 0 || budget == 0) {
+        return OMNI_OK;
+    }
+
+    /* nothing to prune in a store that never recorded a key */
+    ret = omni_wtxn_seen_dbs(w, 0);
+    if (ret == OMNI_NOTFOUND) {
+        return OMNI_OK;
+    }
+
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->seen_age, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    /* oldest first: seen_age keys sort by their big-endian time */
+    while (*pruned < budget) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+        if (rc != 0) {
+            break;
+        }
+
+        t = 0;
+        klen = 0;
+
+        /* a damaged entry (too short or too long) reads as time 0: goes */
+        if (key.mv_size >= OMNI_SEEN_AGE_HDR
+            && key.mv_size <= OMNI_SEEN_AGE_HDR + OMNI_SEEN_KEY_MAX)
+        {
+            t = omni_get_be32(key.mv_data);
+            klen = key.mv_size - OMNI_SEEN_AGE_HDR;
+            memcpy(kbuf, (unsigned char *) key.mv_data + OMNI_SEEN_AGE_HDR,
+                   klen);
+        }
+
+        if (t >= before) {
+            break;
+        }
+
+        /*
+         * The key itself, unless it records another time: then this age
+         * entry is stale and the key's own entry decides when it goes.
+         */
+        if (klen) {
+            skey.mv_data = kbuf;
+            skey.mv_size = klen;
+
+            rc = mdb_get(w->txn, w->seen, &skey, &val);
+            if (rc == 0 && val.mv_size == 4
+                && omni_get_be32(val.mv_data) == t)
+            {
+                rc = mdb_del(w->txn, w->seen, &skey, NULL);
+            }
+
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+                break;
+            }
+        }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        (*pruned)++;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot prune idempotency keys", rc);
+    }
+
+    return OMNI_OK;
 }

@@ -11,6 +11,18 @@
  *   meta         "schema"            -> u32 schema version
  *                "tp_next"           -> u64 BE next touchpoint seq
  *                "tp_pruned"         -> u64 BE last seq retention removed
+ *   seen         idempotency key     -> u32 BE time first seen
+ *                (1 to OMNI_SEEN_KEY_MAX bytes, e.g. an event's messageId
+ *                 or an order id: omni_wtxn_seen())
+ *   seen_age     u32 BE time + key   -> "" (the seen keys in age order,
+ *                                       for omni_wtxn_prune_seen())
+ *
+ * seen and seen_age came after schema 1 and need no new schema version:
+ * an older build ignores them, and a store created by an older build
+ * gets them from the first handle that may create databases (any open
+ * but read-only and attach).  Read-only and attach handles treat them as
+ * empty while they are missing; an attach handle's write transaction
+ * creates them when it first records a key.
  *
  * Process model (after Kong's lua-resty-lmdb): a handle belongs to one
  * process and is never used across fork().  The read side keeps one read
@@ -33,6 +45,7 @@
 #define OMNI_SCHEMA_VERSION        1
 #define OMNI_STORE_DEFAULT_MAP     ((size_t) 1 << 30)      /* 1 GiB */
 #define OMNI_STORE_DEFAULT_READERS 126
+#define OMNI_SEEN_KEY_MAX          256     /* longest idempotency key */
 
 typedef struct omni_store_s  omni_store_t;
 typedef struct omni_wtxn_s   omni_wtxn_t;
@@ -102,6 +115,7 @@ typedef struct {
     uint64_t    profiles;
     uint64_t    aliases;
     uint64_t    touchpoints;
+    uint64_t    seen;           /* idempotency keys held */
     uint64_t    first_seq;
     uint64_t    last_seq;
     uint64_t    next_seq;       /* the next touchpoint's seq */
@@ -149,5 +163,50 @@ int omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
  */
 int omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
     uint32_t min_time, unsigned budget, unsigned *pruned);
+
+/*
+ * Identity stitching (omni_merge.h builds omni_wtxn_merge() on these).
+ *
+ * omni_wtxn_del_record() deletes the profile record only: its alias keys
+ * and touchpoints stay where they are (OMNI_NOTFOUND: no record).  Unlike
+ * forget, it is meant for a profile whose aliases and touchpoints were
+ * moved first.
+ */
+int omni_wtxn_del_record(omni_wtxn_t *w, const unsigned char *pid);
+/*
+ * Points every alias key that points at `from` at `to`, *n of them.  A
+ * scan of the whole aliases database (the keys a profile dropped at
+ * OMNI_MAX_ALIASES are listed nowhere else): for the rare profile at the
+ * bound, not for every merge.
+ */
+int omni_wtxn_repoint_aliases(omni_wtxn_t *w, const unsigned char *from,
+    const unsigned char *to, unsigned *n);
+/*
+ * Gives every touchpoint of `from` to `to`, *moved of them: the tpindex
+ * entries are re-keyed and the profile id in each touchpoint's 20-byte
+ * header is rewritten, so retention and forget of `to` find them.  Their
+ * seqs, and so their place in the feed, and their JSON lines (which name
+ * the profile id of the time they were recorded) do not change.
+ */
+int omni_wtxn_move_touchpoints(omni_wtxn_t *w, const unsigned char *from,
+    const unsigned char *to, unsigned *moved);
+
+/*
+ * Idempotency keys (event ingest: a messageId, an order id).  Records
+ * key (1 to OMNI_SEEN_KEY_MAX bytes, else OMNI_INVALID) as first seen at
+ * `now` and returns 0, or returns 1 when it was recorded already (a
+ * duplicate: its time is left as it was), or a negative OMNI_* error.
+ * Callers that share the databases give their keys distinct prefixes
+ * ("m:" + messageId, "o:" + order id, ...).
+ */
+int omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len,
+    uint32_t now);
+/*
+ * Forgets the oldest keys first seen before `before`, at most budget of
+ * them per call (*pruned), so a write transaction stays short.  After
+ * that a key counts as new again: keep them longer than any redelivery.
+ */
+int omni_wtxn_prune_seen(omni_wtxn_t *w, uint32_t before, unsigned budget,
+    unsigned *pruned);
 
 #endif /* OMNI_STORE_H */

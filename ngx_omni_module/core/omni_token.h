@@ -92,6 +92,8 @@ int omni_b64url_encode(const unsigned char *in, size_t len, char *out,
 int omni_b64url_decode(const char *in, size_t len, unsigned char *out,
     size_t outlen);
 
+#define OMNI_SHA256_HEX_LEN   64
+
 /* sha256 hex of a string (lowercased first when `lower`); out[65]. */
 void omni_sha256_hex(const char *in, size_t len, int lower, char *out);
 

@@ -1,0 +1,1457 @@
+/*
+ * Event ingest, first half: a Segment-shaped JSON event validated into
+ * omni_event_t (omni_event.h).  Every refusal names the field at fault,
+ * as a JSON path, and says why; nothing is half-accepted.
+ */
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "omni_event.h"
+#include "omni_token.h"
+
+
+/* Top-level members of a Segment call that are accepted (most ignored). */
+static const char  *omni_event_keys[] = {
+    "type", "event", "name", "category", "properties", "traits",
+    "messageId", "timestamp", "userId", "anonymousId", "profileId",
+    "context", "integrations", "sentAt", "originalTimestamp",
+    "receivedAt", "version", "writeKey", "channel", "_metadata", NULL
+};
+
+/* Traits a browser or an app may set on its own profile. */
+static const char  *omni_client_traits[] = {
+    "first_name", "firstName", "last_name", "lastName", "name", "locale",
+    "language", "timezone", NULL
+};
+
+static const struct {
+    const char  *name;
+    unsigned     id;
+    unsigned     server;        /* needs a server key */
+} omni_event_names[] = {
+    { "Product Viewed",   OMNI_EVN_PRODUCT_VIEWED,   0 },
+    { "Product Added",    OMNI_EVN_PRODUCT_ADDED,    0 },
+    { "Product Removed",  OMNI_EVN_PRODUCT_REMOVED,  0 },
+    { "Cart Viewed",      OMNI_EVN_CART_VIEWED,      0 },
+    { "Checkout Started", OMNI_EVN_CHECKOUT_STARTED, 0 },
+    { "Order Completed",  OMNI_EVN_ORDER_COMPLETED,  1 },
+    { "Product Reviewed", OMNI_EVN_PRODUCT_REVIEWED, 0 },
+    { "Email Opened",     OMNI_EVN_EMAIL_OPENED,     1 },
+    { "Email Clicked",    OMNI_EVN_EMAIL_CLICKED,    1 },
+    { "SMS Clicked",      OMNI_EVN_SMS_CLICKED,      1 },
+    { NULL, 0, 0 }
+};
+
+
+static int
+omni_ev_fail(omni_event_err_t *err, int rc, const char *path,
+    const char *field, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (field == NULL || field[0] == '\0') {
+        snprintf(err->field, sizeof(err->field), "%s",
+                 path[0] ? path : "event");
+
+    } else if (path[0]) {
+        snprintf(err->field, sizeof(err->field), "%s.%s", path, field);
+
+    } else {
+        snprintf(err->field, sizeof(err->field), "%s", field);
+    }
+
+    va_start(args, fmt);
+    vsnprintf(err->reason, sizeof(err->reason), fmt, args);
+    va_end(args);
+
+    return rc;
+}
+
+
+/* Depth of a JSON value, counted up to limit + 1. */
+static unsigned
+omni_ev_depth(json_t *v, unsigned limit)
+{
+    size_t       i;
+    json_t      *x;
+    unsigned     d, max;
+    const char  *k;
+
+    if (!json_is_object(v) && !json_is_array(v)) {
+        return 0;
+    }
+
+    if (limit == 0) {
+        return 1;
+    }
+
+    max = 0;
+
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x) {
+            d = omni_ev_depth(x, limit - 1);
+            if (d > max) {
+                max = d;
+            }
+        }
+
+    } else {
+        json_array_foreach(v, i, x) {
+            d = omni_ev_depth(x, limit - 1);
+            if (d > max) {
+                max = d;
+            }
+        }
+    }
+
+    return max + 1;
+}
+
+
+/* A printable string of 1..max bytes, without control characters. */
+static int
+omni_ev_text_ok(const char *s, size_t len, size_t max)
+{
+    size_t  i;
+
+    if (len == 0 || len > max) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * An optional string member of obj: OMNI_NOTFOUND when absent or null,
+ * OMNI_OK with *out pointing into the JSON, or OMNI_INVALID.
+ */
+static int
+omni_ev_str(omni_event_err_t *err, const char *path, json_t *obj,
+    const char *key, size_t max, const char **out, size_t *len)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v)) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (!json_is_string(v)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, key,
+                            "expected a string");
+    }
+
+    *out = json_string_value(v);
+    *len = json_string_length(v);
+
+    if (!omni_ev_text_ok(*out, *len, max)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, key,
+                            "expected 1 to %u characters without control "
+                            "characters", (unsigned) max);
+    }
+
+    return OMNI_OK;
+}
+
+
+/* An id that may be a string or an integer (order ids often are). */
+static int
+omni_ev_id(omni_event_err_t *err, const char *path, json_t *obj,
+    const char *key, char *buf, size_t size)
+{
+    int          rc;
+    size_t       len;
+    json_t      *v;
+    const char  *s;
+
+    v = json_object_get(obj, key);
+
+    if (json_is_integer(v)) {
+        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return OMNI_OK;
+    }
+
+    rc = omni_ev_str(err, path, obj, key, size - 1, &s, &len);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_ev_dup(omni_event_err_t *err, const char *path, json_t *obj,
+    const char *key, size_t max, char **out)
+{
+    int          rc;
+    size_t       len;
+    const char  *s;
+
+    *out = NULL;
+
+    rc = omni_ev_str(err, path, obj, key, max, &s, &len);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    *out = malloc(len + 1);
+    if (*out == NULL) {
+        return omni_ev_fail(err, OMNI_ERROR, path, key, "out of memory");
+    }
+
+    memcpy(*out, s, len);
+    (*out)[len] = '\0';
+
+    return OMNI_OK;
+}
+
+
+/* A finite number >= 0 (OMNI_NOTFOUND when absent). */
+static int
+omni_ev_amount(omni_event_err_t *err, const char *path, json_t *obj,
+    const char *key, double *out)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v)) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (!json_is_number(v) || !isfinite(json_number_value(v))
+        || json_number_value(v) < 0 || json_number_value(v) > 1e12)
+    {
+        return omni_ev_fail(err, OMNI_INVALID, path, key,
+                            "expected a number from 0 to 1e12");
+    }
+
+    *out = json_number_value(v);
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_ev_product(omni_event_err_t *err, const char *path, json_t *obj,
+    omni_event_product_t *pr, int need_sku)
+{
+    int      rc;
+    json_t  *v;
+    double   price;
+
+    memset(pr, 0, sizeof(omni_event_product_t));
+
+    if (!json_is_object(obj)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, NULL,
+                            "expected an object");
+    }
+
+    /* Segment's product_id, or sku (ours, and Segment's second key). */
+    rc = omni_ev_dup(err, path, obj, "sku", OMNI_EVENT_MAX_ID, &pr->sku);
+    if (rc == OMNI_NOTFOUND) {
+        rc = omni_ev_dup(err, path, obj, "product_id", OMNI_EVENT_MAX_ID,
+                         &pr->sku);
+        if (rc == OMNI_NOTFOUND && need_sku) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "sku",
+                                "required (sku or product_id)");
+        }
+    }
+
+    if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
+        return rc;
+    }
+
+    if ((rc = omni_ev_dup(err, path, obj, "name", OMNI_EVENT_MAX_STR,
+                          &pr->name)) < 0
+        || (rc = omni_ev_dup(err, path, obj, "category", OMNI_EVENT_MAX_STR,
+                             &pr->category)) < 0
+        || (rc = omni_ev_dup(err, path, obj, "url", OMNI_EVENT_MAX_STR,
+                             &pr->url)) < 0
+        || (rc = omni_ev_dup(err, path, obj, "image_url", OMNI_EVENT_MAX_STR,
+                             &pr->image)) < 0)
+    {
+        return rc;
+    }
+
+    if (pr->url && strncmp(pr->url, "https://", 8) != 0
+        && strncmp(pr->url, "http://", 7) != 0 && pr->url[0] != '/')
+    {
+        return omni_ev_fail(err, OMNI_INVALID, path, "url",
+                            "expected an http(s) URL or a path");
+    }
+
+    if (pr->image && strncmp(pr->image, "https://", 8) != 0
+        && strncmp(pr->image, "http://", 7) != 0 && pr->image[0] != '/')
+    {
+        return omni_ev_fail(err, OMNI_INVALID, path, "image_url",
+                            "expected an http(s) URL or a path");
+    }
+
+    rc = omni_ev_amount(err, path, obj, "price", &price);
+    if (rc == OMNI_INVALID) {
+        return rc;
+    }
+
+    pr->price = (rc == OMNI_OK) ? price : 0.0;
+
+    v = json_object_get(obj, "quantity");
+
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1
+            || json_integer_value(v) > 10000)
+        {
+            return omni_ev_fail(err, OMNI_INVALID, path, "quantity",
+                                "expected an integer from 1 to 10000");
+        }
+
+        pr->qty = (uint32_t) json_integer_value(v);
+    }
+
+    return OMNI_OK;
+}
+
+
+static void
+omni_ev_product_free(omni_event_product_t *pr)
+{
+    free(pr->sku);
+    free(pr->name);
+    free(pr->category);
+    free(pr->url);
+    free(pr->image);
+}
+
+
+/* An anonymousId or profileId: 32 hex digits or a UUID, as hex. */
+static int
+omni_ev_hex_id(omni_event_err_t *err, const char *path, json_t *obj,
+    const char *key, omni_event_ident_t *id, unsigned kind)
+{
+    int            rc;
+    size_t         len;
+    const char    *s;
+    unsigned char  raw[OMNI_ID_LEN];
+
+    rc = omni_ev_str(err, path, obj, key, 64, &s, &len);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    if (omni_id_parse(s, len, raw) != OMNI_OK) {
+        return omni_ev_fail(err, OMNI_INVALID, path, key,
+                            "expected 32 hex digits or a UUID");
+    }
+
+    id->kind = kind;
+    omni_id_hex(raw, id->value);
+    id->len = OMNI_ID_HEX_LEN;
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_ev_channel_name(const char *s, size_t len)
+{
+    /* Segment's context.channel values, then ours. */
+    if (len == 7 && memcmp(s, "browser", 7) == 0) {
+        return OMNI_CH_WEB;
+    }
+
+    if (len == 6 && memcmp(s, "mobile", 6) == 0) {
+        return OMNI_CH_APP;
+    }
+
+    if (len == 6 && memcmp(s, "server", 6) == 0) {
+        return OMNI_CH_OTHER;
+    }
+
+    return omni_channel_parse(s, len);
+}
+
+
+/* One trait value: a string, a number, a boolean (1 or 0) or null. */
+static int
+omni_ev_trait(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    const char *sub, const char *key, json_t *v)
+{
+    char         *k;
+    size_t        len;
+    omni_attr_t  *a;
+
+    k = strdup(key);
+    if (k == NULL) {
+        return omni_ev_fail(err, OMNI_ERROR, path, sub, "out of memory");
+    }
+
+    if (json_is_null(v)) {
+        ev->unset[ev->nunset++] = k;
+        return OMNI_OK;
+    }
+
+    a = &ev->traits[ev->ntraits];
+    a->key = k;
+    a->str = NULL;
+    a->num = 0.0;
+    a->type = OMNI_ATTR_NUM;
+    ev->ntraits++;
+
+    if (json_is_string(v)) {
+        len = json_string_length(v);
+
+        if (len > OMNI_MAX_STR
+            || memchr(json_string_value(v), '\0', len) != NULL)
+        {
+            return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                                "expected at most %d bytes without NUL",
+                                OMNI_MAX_STR);
+        }
+
+        a->type = OMNI_ATTR_STR;
+        a->str = strdup(json_string_value(v));
+
+        if (a->str == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, sub, "out of memory");
+        }
+
+    } else if (json_is_number(v) && isfinite(json_number_value(v))) {
+        a->num = json_number_value(v);
+
+    } else if (json_is_boolean(v)) {
+        a->num = json_is_true(v) ? 1.0 : 0.0;
+
+    } else {
+        return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                            "expected a string, number, boolean or null");
+    }
+
+    return OMNI_OK;
+}
+
+
+/* Identify traits: attributes, unset attributes and the email alias. */
+static int
+omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *traits, int client, omni_event_ident_t *email)
+{
+    char         key[160], sub[192], hex[OMNI_SHA256_HEX_LEN + 1];
+    size_t       len, klen;
+    json_t      *v, *x, *clean;
+    unsigned     j, n;
+    const char  *k, *k2, *s;
+
+    if (!json_is_object(traits)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "traits",
+                            "expected an object");
+    }
+
+    n = 0;
+    json_object_foreach(traits, k, v) {
+        n += json_is_object(v) ? (unsigned) json_object_size(v) : 1;
+    }
+
+    if (n > OMNI_EVENT_MAX_TRAITS) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "traits",
+                            "more than %d traits", OMNI_EVENT_MAX_TRAITS);
+    }
+
+    ev->traits = calloc(n ? n : 1, sizeof(omni_attr_t));
+    ev->unset = calloc(n ? n : 1, sizeof(char *));
+    clean = json_object();
+
+    if (ev->traits == NULL || ev->unset == NULL || clean == NULL) {
+        json_decref(clean);
+        return omni_ev_fail(err, OMNI_ERROR, path, "traits",
+                            "out of memory");
+    }
+
+    ev->traits_json = clean;
+
+    json_object_foreach(traits, k, v) {
+        klen = strlen(k);
+
+        if (klen == 5 && strcmp(k, "email") == 0) {
+            if (!json_is_string(v)) {
+                return omni_ev_fail(err, OMNI_INVALID, path, "traits.email",
+                                    "expected a string");
+            }
+
+            s = json_string_value(v);
+            len = json_string_length(v);
+
+            while (len && isspace((unsigned char) *s)) {
+                s++;
+                len--;
+            }
+
+            while (len && isspace((unsigned char) s[len - 1])) {
+                len--;
+            }
+
+            if (!omni_ev_text_ok(s, len, 254) || memchr(s, '@', len) == NULL)
+            {
+                return omni_ev_fail(err, OMNI_INVALID, path, "traits.email",
+                                    "expected an email address");
+            }
+
+            if (client) {
+                return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path,
+                                    "traits.email",
+                                    "linking an email address needs a "
+                                    "server key");
+            }
+
+            /* Only the hash is kept: the address never reaches the feed. */
+            omni_sha256_hex(s, len, 1, hex);
+            email->kind = OMNI_ALIAS_EMAIL;
+            memcpy(email->value, hex, OMNI_SHA256_HEX_LEN + 1);
+            email->len = OMNI_SHA256_HEX_LEN;
+            continue;
+        }
+
+        if (klen == 0 || klen > 64) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "traits",
+                                "a trait name must have 1 to 64 bytes");
+        }
+
+        if (client) {
+            for (j = 0; omni_client_traits[j]; j++) {
+                if (strcmp(k, omni_client_traits[j]) == 0) {
+                    break;
+                }
+            }
+
+            if (omni_client_traits[j] == NULL) {
+                snprintf(sub, sizeof(sub), "traits.%s", k);
+                return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, sub,
+                                    "this trait needs a server key (a "
+                                    "browser or app may set only names, "
+                                    "locale and timezone)");
+            }
+        }
+
+        /* One level of nesting (Segment's address) flattens to "a.b". */
+        if (json_is_object(v)) {
+            json_object_foreach(v, k2, x) {
+                snprintf(key, sizeof(key), "%s.%s", k, k2);
+                snprintf(sub, sizeof(sub), "traits.%s", key);
+
+                if (json_is_object(x) || json_is_array(x)) {
+                    return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                                        "traits nest at most one level");
+                }
+
+                if (strlen(k2) == 0 || strlen(key) > 64) {
+                    return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                                        "a trait name must have 1 to 64 "
+                                        "bytes");
+                }
+            }
+        }
+
+        if (json_is_array(v)) {
+            snprintf(sub, sizeof(sub), "traits.%s", k);
+            return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                                "arrays are not supported in traits");
+        }
+
+        if (json_object_set(clean, k, v) != 0) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "traits",
+                                "out of memory");
+        }
+    }
+
+    /* Second pass: the validated values, flattened. */
+    json_object_foreach(clean, k, v) {
+        if (json_is_object(v)) {
+            json_object_foreach(v, k2, x) {
+                snprintf(key, sizeof(key), "%s.%s", k, k2);
+                snprintf(sub, sizeof(sub), "traits.%s", key);
+
+                if (omni_ev_trait(ev, err, path, sub, key, x) != OMNI_OK) {
+                    return OMNI_INVALID;
+                }
+            }
+
+            continue;
+        }
+
+        snprintf(sub, sizeof(sub), "traits.%s", k);
+
+        if (omni_ev_trait(ev, err, path, sub, k, v) != OMNI_OK) {
+            return OMNI_INVALID;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t
+omni_ev_days(int64_t y, unsigned m, unsigned d)
+{
+    int64_t   era;
+    unsigned  yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned) (y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + (int64_t) doe - 719468;
+}
+
+
+static int
+omni_ev_digits(const char *s, size_t n, unsigned *out)
+{
+    size_t  i;
+
+    *out = 0;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+
+        *out = *out * 10 + (unsigned) (s[i] - '0');
+    }
+
+    return 1;
+}
+
+
+int
+omni_event_parse_time(const char *s, size_t len, uint32_t *out)
+{
+    static const unsigned char  mdays[] = {
+        31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
+
+    size_t    i;
+    int64_t   t, off;
+    unsigned  y, mo, d, h, mi, sec, oh, om;
+
+    /* YYYY-MM-DDTHH:MM:SS */
+    if (len < 20
+        || !omni_ev_digits(s, 4, &y) || s[4] != '-'
+        || !omni_ev_digits(s + 5, 2, &mo) || s[7] != '-'
+        || !omni_ev_digits(s + 8, 2, &d)
+        || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
+        || !omni_ev_digits(s + 11, 2, &h) || s[13] != ':'
+        || !omni_ev_digits(s + 14, 2, &mi) || s[16] != ':'
+        || !omni_ev_digits(s + 17, 2, &sec))
+    {
+        return OMNI_INVALID;
+    }
+
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1]
+        || h > 23 || mi > 59 || sec > 60)
+    {
+        return OMNI_INVALID;
+    }
+
+    i = 19;
+
+    /* fractional seconds are accepted and dropped */
+    if (i < len && s[i] == '.') {
+        i++;
+
+        if (i == len || s[i] < '0' || s[i] > '9') {
+            return OMNI_INVALID;
+        }
+
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+    }
+
+    off = 0;
+
+    if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-')
+               && omni_ev_digits(s + i + 1, 2, &oh) && s[i + 3] == ':'
+               && omni_ev_digits(s + i + 4, 2, &om)
+               && oh <= 23 && om <= 59)
+    {
+        off = (int64_t) (oh * 3600 + om * 60);
+        if (s[i] == '+') {
+            off = -off;
+        }
+
+        i += 6;
+    }
+
+    if (i != len) {
+        return OMNI_INVALID;
+    }
+
+    t = omni_ev_days(y, mo, d) * 86400 + h * 3600 + mi * 60
+        + (sec > 59 ? 59 : sec) + off;
+
+    if (t < 0 || t > (int64_t) UINT32_MAX) {
+        return OMNI_INVALID;
+    }
+
+    *out = (uint32_t) t;
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_ev_name_id(const char *name, unsigned *server)
+{
+    unsigned  i;
+
+    for (i = 0; omni_event_names[i].name; i++) {
+        if (strcmp(omni_event_names[i].name, name) == 0) {
+            *server = omni_event_names[i].server;
+            return (int) omni_event_names[i].id;
+        }
+    }
+
+    *server = 0;
+
+    return OMNI_EVN_OTHER;
+}
+
+
+/* The products of an event, into ev->products. */
+static int
+omni_ev_products(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *props, int required)
+{
+    int       rc;
+    char      sub[160];
+    size_t    i, n;
+    json_t   *arr, *x;
+
+    arr = json_object_get(props, "products");
+
+    if (arr == NULL || json_is_null(arr)) {
+        if (required) {
+            return omni_ev_fail(err, OMNI_INVALID, path,
+                                "properties.products",
+                                "required: the products ordered");
+        }
+
+        return OMNI_OK;
+    }
+
+    if (!json_is_array(arr)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "properties.products",
+                            "expected an array");
+    }
+
+    n = json_array_size(arr);
+
+    if (n > OMNI_EVENT_MAX_PRODUCTS || (required && n == 0)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "properties.products",
+                            "expected 1 to %d products",
+                            OMNI_EVENT_MAX_PRODUCTS);
+    }
+
+    if (n == 0) {
+        return OMNI_OK;
+    }
+
+    ev->products = calloc(n, sizeof(omni_event_product_t));
+    if (ev->products == NULL) {
+        return omni_ev_fail(err, OMNI_ERROR, path, "properties.products",
+                            "out of memory");
+    }
+
+    json_array_foreach(arr, i, x) {
+        snprintf(sub, sizeof(sub), "%s%sproperties.products[%u]", path,
+                 path[0] ? "." : "", (unsigned) i);
+
+        ev->nproducts++;
+        rc = omni_ev_product(err, sub, x, &ev->products[i], 1);
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+/* The event's own data, by what it is. */
+static int
+omni_ev_body(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *props)
+{
+    int     rc;
+    char    sub[160];
+    double  total;
+
+    snprintf(sub, sizeof(sub), "%s%sproperties", path, path[0] ? "." : "");
+
+    switch (ev->name_id) {
+
+    case OMNI_EVN_PRODUCT_VIEWED:
+    case OMNI_EVN_PRODUCT_ADDED:
+    case OMNI_EVN_PRODUCT_REMOVED:
+        ev->products = calloc(1, sizeof(omni_event_product_t));
+        if (ev->products == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "properties",
+                                "out of memory");
+        }
+
+        ev->nproducts = 1;
+
+        return omni_ev_product(err, sub, props, &ev->products[0], 1);
+
+    case OMNI_EVN_ORDER_COMPLETED:
+        ev->order_id = malloc(OMNI_EVENT_MAX_ID + 1);
+        if (ev->order_id == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "properties",
+                                "out of memory");
+        }
+
+        rc = omni_ev_id(err, sub, props, "order_id", ev->order_id,
+                        OMNI_EVENT_MAX_ID + 1);
+        if (rc == OMNI_NOTFOUND) {
+            return omni_ev_fail(err, OMNI_INVALID, sub, "order_id",
+                                "required for a purchase");
+        }
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        ev->revenue = -1;
+
+        rc = omni_ev_amount(err, sub, props, "total", &total);
+        if (rc == OMNI_NOTFOUND) {
+            rc = omni_ev_amount(err, sub, props, "revenue", &total);
+        }
+
+        if (rc == OMNI_INVALID) {
+            return rc;
+        }
+
+        if (rc == OMNI_OK) {
+            ev->revenue = total;
+        }
+
+        return omni_ev_products(ev, err, path, props, 1);
+
+    case OMNI_EVN_CART_VIEWED:
+    case OMNI_EVN_CHECKOUT_STARTED:
+        /* Validated, so the feed never carries a malformed product. */
+        return omni_ev_products(ev, err, path, props, 0);
+
+    default:
+        return OMNI_OK;
+    }
+}
+
+
+/* The identities an event names, with the trust rules applied. */
+static int
+omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *obj, const omni_event_ctx_t *c, omni_event_ident_t *email)
+{
+    int                  rc;
+    omni_event_ident_t  *id;
+    omni_event_ident_t   anon;
+
+    rc = omni_ev_id(err, path, obj, "userId", ev->user_id,
+                    sizeof(ev->user_id));
+    if (rc == OMNI_INVALID) {
+        return rc;
+    }
+
+    if (rc == OMNI_OK && c->trust == OMNI_TRUST_CLIENT) {
+        return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "userId",
+                            "naming a customer needs a server key");
+    }
+
+    if (json_object_get(obj, "profileId") != NULL
+        && c->trust == OMNI_TRUST_CLIENT)
+    {
+        return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "profileId",
+                            "naming a profile needs a server key");
+    }
+
+    memset(&anon, 0, sizeof(anon));
+
+    rc = omni_ev_hex_id(err, path, obj, "anonymousId", &anon, 'a');
+    if (rc == OMNI_INVALID) {
+        return rc;
+    }
+
+    if (c->trust == OMNI_TRUST_CLIENT) {
+        /*
+         * A browser or app speaks for itself only: the requesting
+         * visitor is the subject, and a body naming anybody else is a
+         * spoof.
+         */
+        id = &ev->idents[ev->nidents++];
+        id->kind = c->visitor_kind;
+        omni_id_hex(c->visitor, id->value);
+        id->len = OMNI_ID_HEX_LEN;
+
+        if (anon.kind && memcmp(anon.value, id->value, OMNI_ID_HEX_LEN)) {
+            return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path,
+                                "anonymousId",
+                                "does not match the requesting visitor; "
+                                "naming another visitor needs a server "
+                                "key");
+        }
+
+        return OMNI_OK;
+    }
+
+    /* Server trust: the body names the subject. */
+    rc = omni_ev_hex_id(err, path, obj, "profileId",
+                        &ev->idents[ev->nidents], 'p');
+    if (rc == OMNI_INVALID) {
+        return rc;
+    }
+
+    if (rc == OMNI_OK) {
+        ev->nidents++;
+    }
+
+    if (ev->user_id[0]) {
+        if (strlen(ev->user_id) > OMNI_ALIAS_MAX_LEN) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "userId",
+                                "longer than %d bytes", OMNI_ALIAS_MAX_LEN);
+        }
+
+        id = &ev->idents[ev->nidents++];
+        id->kind = OMNI_ALIAS_CUSTOMER;
+        id->len = strlen(ev->user_id);
+        memcpy(id->value, ev->user_id, id->len + 1);
+    }
+
+    if (anon.kind) {
+        ev->idents[ev->nidents++] = anon;
+
+    } else if (c->visitor_kind) {
+        /* An upstream's signal is about the visitor it answered. */
+        id = &ev->idents[ev->nidents++];
+        id->kind = c->visitor_kind;
+        omni_id_hex(c->visitor, id->value);
+        id->len = OMNI_ID_HEX_LEN;
+    }
+
+    if (email->kind) {
+        ev->idents[ev->nidents++] = *email;
+    }
+
+    if (ev->nidents == 0) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "userId",
+                            "an event needs userId, anonymousId, profileId "
+                            "or traits.email");
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_event_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
+    const char *path, omni_event_err_t *err)
+{
+    int                  rc, ch;
+    char                 sub[160];
+    size_t               len;
+    json_t              *v, *props, *traits, *ctxo;
+    unsigned             i, server;
+    uint32_t             t;
+    const char          *k, *s;
+    unsigned char        rnd[OMNI_ID_LEN];
+    omni_event_ident_t   email;
+
+    memset(ev, 0, sizeof(omni_event_t));
+    memset(&email, 0, sizeof(email));
+    ev->trust = c->trust;
+    ev->source = c->source;
+    ev->revenue = -1;
+
+    if (!json_is_object(obj)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, NULL,
+                            "expected an event object");
+    }
+
+    if (c->trust == OMNI_TRUST_CLIENT && c->visitor_kind == 0) {
+        return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "anonymousId",
+                            "no visitor: send the cookie or app token, or "
+                            "a server key");
+    }
+
+    json_object_foreach(obj, k, v) {
+        for (i = 0; omni_event_keys[i]; i++) {
+            if (strcmp(k, omni_event_keys[i]) == 0) {
+                break;
+            }
+        }
+
+        if (omni_event_keys[i] == NULL) {
+            return omni_ev_fail(err, OMNI_INVALID, path, k, "unknown field");
+        }
+    }
+
+    if (omni_ev_depth(obj, OMNI_EVENT_MAX_DEPTH) > OMNI_EVENT_MAX_DEPTH) {
+        return omni_ev_fail(err, OMNI_INVALID, path, NULL,
+                            "nested deeper than %d levels",
+                            OMNI_EVENT_MAX_DEPTH);
+    }
+
+    /* type */
+    rc = omni_ev_str(err, path, obj, "type", 16, &s, &len);
+    if (rc == OMNI_NOTFOUND) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "type",
+                            "required: track, identify, page or screen");
+    }
+
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    if (strcmp(s, "track") == 0) {
+        ev->type = OMNI_EV_TRACK;
+
+    } else if (strcmp(s, "identify") == 0) {
+        ev->type = OMNI_EV_IDENTIFY;
+
+    } else if (strcmp(s, "page") == 0) {
+        ev->type = OMNI_EV_PAGE;
+
+    } else if (strcmp(s, "screen") == 0) {
+        ev->type = OMNI_EV_SCREEN;
+
+    } else {
+        return omni_ev_fail(err, OMNI_INVALID, path, "type",
+                            "expected track, identify, page or screen "
+                            "(alias and group are not supported)");
+    }
+
+    /* event: required for track, its name otherwise */
+    server = 0;
+
+    if (ev->type == OMNI_EV_TRACK) {
+        rc = omni_ev_str(err, path, obj, "event", OMNI_EVENT_MAX_NAME, &s,
+                         &len);
+        if (rc == OMNI_NOTFOUND) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "event",
+                                "required for a track call");
+        }
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        memcpy(ev->name, s, len + 1);
+        ev->name_id = (unsigned) omni_ev_name_id(ev->name, &server);
+
+    } else {
+        strcpy(ev->name, ev->type == OMNI_EV_IDENTIFY ? "Identify"
+                         : ev->type == OMNI_EV_PAGE ? "Page Viewed"
+                                                    : "Screen Viewed");
+    }
+
+    /* messageId: the idempotency key; one is made up when absent */
+    rc = omni_ev_id(err, path, obj, "messageId", ev->message_id,
+                    sizeof(ev->message_id));
+    if (rc == OMNI_INVALID) {
+        return rc;
+    }
+
+    if (rc == OMNI_NOTFOUND) {
+        if (omni_id_random(rnd) != OMNI_OK) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "messageId",
+                                "no randomness");
+        }
+
+        memcpy(ev->message_id, "omni-", 5);
+        omni_id_hex(rnd, ev->message_id + 5);
+    }
+
+    /* timestamp */
+    ev->time = c->now;
+    v = json_object_get(obj, "timestamp");
+
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v)
+            || omni_event_parse_time(json_string_value(v),
+                                     json_string_length(v), &t)
+               != OMNI_OK)
+        {
+            return omni_ev_fail(err, OMNI_INVALID, path, "timestamp",
+                                "expected an ISO 8601 time such as "
+                                "2026-11-24T13:20:05Z");
+        }
+
+        if (t > c->now + OMNI_EVENT_MAX_FUTURE) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "timestamp",
+                                "more than a day in the future");
+        }
+
+        /* Small clock skew: never record the future. */
+        ev->time = t < c->now ? t : c->now;
+    }
+
+    /* properties */
+    props = json_object_get(obj, "properties");
+
+    if (props == NULL || json_is_null(props)) {
+        props = NULL;
+
+    } else if (!json_is_object(props)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "properties",
+                            "expected an object");
+    }
+
+    /* channel: properties.channel, then channel, then context.channel */
+    ch = -1;
+
+    rc = props ? omni_ev_str(err, path, props, "channel", 16, &s, &len)
+               : OMNI_NOTFOUND;
+    if (rc == OMNI_INVALID) {
+        snprintf(err->field, sizeof(err->field), "%s%sproperties.channel",
+                 path, path[0] ? "." : "");
+        return rc;
+    }
+
+    if (rc == OMNI_OK) {
+        ch = omni_ev_channel_name(s, len);
+        if (ch < 0) {
+            return omni_ev_fail(err, OMNI_INVALID, path,
+                                "properties.channel",
+                                "expected web, app, email, sms, pos, ads, "
+                                "call or other");
+        }
+    }
+
+    if (ch < 0) {
+        rc = omni_ev_str(err, path, obj, "channel", 16, &s, &len);
+        if (rc == OMNI_INVALID) {
+            return rc;
+        }
+
+        if (rc == OMNI_OK) {
+            ch = omni_ev_channel_name(s, len);
+            if (ch < 0) {
+                return omni_ev_fail(err, OMNI_INVALID, path, "channel",
+                                    "expected web, app, email, sms, pos, "
+                                    "ads, call, other, browser, mobile or "
+                                    "server");
+            }
+        }
+    }
+
+    ctxo = json_object_get(obj, "context");
+
+    if (ctxo != NULL && !json_is_null(ctxo) && !json_is_object(ctxo)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "context",
+                            "expected an object");
+    }
+
+    if (ch < 0 && json_is_object(ctxo)) {
+        v = json_object_get(ctxo, "channel");
+        if (json_is_string(v)) {
+            ch = omni_ev_channel_name(json_string_value(v),
+                                      json_string_length(v));
+        }
+    }
+
+    if (ch < 0) {
+        switch (ev->name_id) {
+        case OMNI_EVN_EMAIL_OPENED:
+        case OMNI_EVN_EMAIL_CLICKED:
+            ch = OMNI_CH_EMAIL;
+            break;
+        case OMNI_EVN_SMS_CLICKED:
+            ch = OMNI_CH_SMS;
+            break;
+        default:
+            ch = (c->channel < OMNI_CH_MAX) ? (int) c->channel
+                                            : OMNI_CH_OTHER;
+        }
+    }
+
+    ev->channel = (unsigned) ch;
+
+    /* trust: what a browser or app may not claim */
+    if (c->trust == OMNI_TRUST_CLIENT) {
+        if (server) {
+            return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "event",
+                                "\"%s\" needs a server key", ev->name);
+        }
+
+        if (ev->channel != c->channel
+            && !(ev->channel == OMNI_CH_WEB || ev->channel == OMNI_CH_APP))
+        {
+            return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "channel",
+                                "events of the %s channel need a server "
+                                "key", omni_channel_name(ev->channel));
+        }
+    }
+
+    /* identify: traits */
+    traits = json_object_get(obj, "traits");
+
+    if (traits == NULL && json_is_object(ctxo)) {
+        /* Segment puts an identified user's traits here on track calls */
+        v = json_object_get(ctxo, "traits");
+        if (json_is_object(v) && json_object_get(v, "email") != NULL
+            && c->trust == OMNI_TRUST_SERVER)
+        {
+            v = json_object_get(v, "email");
+            if (json_is_string(v)) {
+                s = json_string_value(v);
+                len = json_string_length(v);
+
+                if (omni_ev_text_ok(s, len, 254)
+                    && memchr(s, '@', len) != NULL)
+                {
+                    char  hex[OMNI_SHA256_HEX_LEN + 1];
+
+                    omni_sha256_hex(s, len, 1, hex);
+                    email.kind = OMNI_ALIAS_EMAIL;
+                    memcpy(email.value, hex, sizeof(hex));
+                    email.len = OMNI_SHA256_HEX_LEN;
+                }
+            }
+        }
+    }
+
+    if (traits != NULL && !json_is_null(traits)) {
+        if (ev->type != OMNI_EV_IDENTIFY) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "traits",
+                                "only identify calls carry traits (use "
+                                "properties)");
+        }
+
+        rc = omni_ev_traits(ev, err, path, traits,
+                            c->trust == OMNI_TRUST_CLIENT, &email);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+
+    rc = omni_ev_idents(ev, err, path, obj, c, &email);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    if (props) {
+        rc = omni_ev_body(ev, err, path, props);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        ev->properties = json_incref(props);
+
+    } else if (ev->name_id == OMNI_EVN_PRODUCT_VIEWED
+               || ev->name_id == OMNI_EVN_PRODUCT_ADDED
+               || ev->name_id == OMNI_EVN_PRODUCT_REMOVED
+               || ev->name_id == OMNI_EVN_ORDER_COMPLETED)
+    {
+        snprintf(sub, sizeof(sub), "\"%s\" needs properties", ev->name);
+        return omni_ev_fail(err, OMNI_INVALID, path, "properties", "%s",
+                            sub);
+    }
+
+    return OMNI_OK;
+}
+
+
+void
+omni_event_free(omni_event_t *ev)
+{
+    unsigned  i;
+
+    for (i = 0; i < ev->nproducts; i++) {
+        omni_ev_product_free(&ev->products[i]);
+    }
+
+    for (i = 0; i < ev->ntraits; i++) {
+        free(ev->traits[i].key);
+        free(ev->traits[i].str);
+    }
+
+    for (i = 0; i < ev->nunset; i++) {
+        free(ev->unset[i]);
+    }
+
+    free(ev->products);
+    free(ev->order_id);
+    free(ev->traits);
+    free(ev->unset);
+    json_decref(ev->properties);
+    json_decref(ev->traits_json);
+
+    memset(ev, 0, sizeof(omni_event_t));
+}
+
+
+int
+omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
+    const omni_event_ctx_t *c, omni_event_err_t *err)
+{
+    char          path[32];
+    size_t        i, n;
+    json_t       *root, *arr, *x;
+    const char   *k;
+    json_error_t  jerr;
+
+    memset(b, 0, sizeof(omni_event_batch_t));
+
+    /* JSON_REJECT_DUPLICATES: a key given twice is ambiguous. */
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                      &jerr);
+
+    if (root == NULL) {
+        snprintf(err->field, sizeof(err->field), "body");
+        snprintf(err->reason, sizeof(err->reason),
+                 "invalid JSON at line %d, column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        return OMNI_INVALID;
+    }
+
+    arr = NULL;
+
+    if (json_is_array(root)) {
+        arr = root;
+
+    } else if (json_is_object(root) && json_object_get(root, "batch")) {
+        json_object_foreach(root, k, x) {
+            if (strcmp(k, "batch") != 0 && strcmp(k, "context") != 0
+                && strcmp(k, "sentAt") != 0 && strcmp(k, "writeKey") != 0
+                && strcmp(k, "integrations") != 0)
+            {
+                json_decref(root);
+                return omni_ev_fail(err, OMNI_INVALID, "", k,
+                                    "unknown field next to \"batch\"");
+            }
+        }
+
+        arr = json_object_get(root, "batch");
+
+        if (!json_is_array(arr)) {
+            json_decref(root);
+            return omni_ev_fail(err, OMNI_INVALID, "", "batch",
+                                "expected an array of events");
+        }
+
+    } else if (!json_is_object(root)) {
+        json_decref(root);
+        return omni_ev_fail(err, OMNI_INVALID, "", "body",
+                            "expected an event object or a batch");
+    }
+
+    if (omni_ev_depth(root, OMNI_EVENT_MAX_DEPTH + 2)
+        > OMNI_EVENT_MAX_DEPTH + 2)
+    {
+        json_decref(root);
+        return omni_ev_fail(err, OMNI_INVALID, "", "body",
+                            "nested deeper than %d levels",
+                            OMNI_EVENT_MAX_DEPTH);
+    }
+
+    n = arr ? json_array_size(arr) : 1;
+
+    if (arr && (n == 0 || n > OMNI_EVENT_MAX_BATCH)) {
+        json_decref(root);
+        return omni_ev_fail(err, OMNI_INVALID, "", "batch",
+                            "expected 1 to %d events",
+                            OMNI_EVENT_MAX_BATCH);
+    }
+
+    b->batch = arr != NULL;
+    b->events = calloc(n, sizeof(omni_event_t));
+    b->rc = calloc(n, sizeof(int));
+    b->errs = calloc(n, sizeof(omni_event_err_t));
+
+    if (b->events == NULL || b->rc == NULL || b->errs == NULL) {
+        json_decref(root);
+        omni_event_batch_free(b);
+        return omni_ev_fail(err, OMNI_ERROR, "", "body", "out of memory");
+    }
+
+    b->n = (unsigned) n;
+
+    for (i = 0; i < n; i++) {
+        x = arr ? json_array_get(arr, i) : root;
+
+        if (arr) {
+            snprintf(path, sizeof(path), "batch[%u]", (unsigned) i);
+
+        } else {
+            path[0] = '\0';
+        }
+
+        b->rc[i] = omni_event_parse(&b->events[i], x, c, path, &b->errs[i]);
+
+        if (b->rc[i] != OMNI_OK) {
+            omni_event_free(&b->events[i]);
+        }
+    }
+
+    json_decref(root);
+
+    return OMNI_OK;
+}
+
+
+void
+omni_event_batch_free(omni_event_batch_t *b)
+{
+    unsigned  i;
+
+    for (i = 0; i < b->n; i++) {
+        if (b->rc[i] == OMNI_OK) {
+            omni_event_free(&b->events[i]);
+        }
+    }
+
+    free(b->events);
+    free(b->rc);
+    free(b->errs);
+
+    memset(b, 0, sizeof(omni_event_batch_t));
+}
+
+
+const char *
+omni_event_status_name(int status)
+{
+    switch (status) {
+    case OMNI_EVENT_ACCEPTED:
+        return "accepted";
+    case OMNI_EVENT_DUPLICATE:
+        return "duplicate";
+    default:
+        return "failed";
+    }
+}
