@@ -103,6 +103,9 @@ is($ev->{channel}, 'web', 'channel');
 is($ev->{properties}{sku}, 'SKU-1', 'properties as sent');
 is($ev->{context}{source}, 'client', 'source client');
 ok($ev->{seq} > 0, 'a cursor');
+my ($rc, $out) = omnictl('--store', main::store(), 'tail', '--after', '0');
+my ($line) = grep { /"m-1"/ } split /\n/, $out;
+is(scalar(() = $line =~ /"messageId"/g), 1, 'the feed line has one messageId (the event\'s)');
 # the same messageId again: a duplicate, nothing changes
 $r = main::post({ type => 'track', event => 'Product Added', messageId => 'm-1',
                   properties => { sku => 'SKU-1', quantity => 2 } },

@@ -525,6 +525,43 @@ omni_ev_steal(omni_wtxn_t *w, const unsigned char *owner, unsigned kind,
 
 
 /*
+ * A merge goes into the feed as a Segment "alias" call, so consumers that
+ * keyed anything by the old profile id can follow it:
+ *   {"messageId":"merge-OLD","type":"alias","event":"Profiles Merged",
+ *    "timestamp":...,"previousId":OLD,"profileId":NEW,...}
+ */
+static int
+omni_ev_merge_record(omni_wtxn_t *w, const omni_event_t *ev,
+    const unsigned char *keep, const unsigned char *gone)
+{
+    int        n;
+    char       line[512], ts[32];
+    char       k[OMNI_ID_HEX_LEN + 1], g[OMNI_ID_HEX_LEN + 1];
+    time_t     t;
+    struct tm  tm;
+
+    t = (time_t) ev->time;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    omni_id_hex(keep, k);
+    omni_id_hex(gone, g);
+
+    /* Only hex ids and a fixed text: nothing here needs escaping. */
+    n = snprintf(line, sizeof(line),
+                 "{\"messageId\":\"merge-%s\",\"type\":\"alias\","
+                 "\"event\":\"Profiles Merged\",\"timestamp\":\"%s\","
+                 "\"previousId\":\"%s\",\"profileId\":\"%s\","
+                 "\"channel\":\"%s\",\"context\":{\"cause\":\"%s\"}}",
+                 g, ts, g, k, omni_channel_name(ev->channel),
+                 ev->type == OMNI_EV_IDENTIFY ? "identify" : "event");
+
+    return omni_wtxn_append_touchpoint(w, keep, ev->time, line, (size_t) n,
+                                       NULL);
+}
+
+
+/*
  * Resolves the event's identities to one profile, stitching profiles of
  * the same person: the first one found is the target; every other one
  * is merged with it (omni_merge_pick() decides which id survives) unless
@@ -611,6 +648,11 @@ omni_ev_resolve(omni_wtxn_t *w, omni_event_t *ev, unsigned char *target,
         gone = pick ? target : found[i];
 
         rc = omni_wtxn_merge(w, keep, gone, now);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        rc = omni_ev_merge_record(w, ev, keep, gone);
         if (rc != OMNI_OK) {
             return rc;
         }
