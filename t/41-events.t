@@ -417,3 +417,45 @@ omni: upstream header "X-Omni-Event" refused: body: invalid JSON
 --- no_error_log
 [crit]
 [alert]
+
+=== TEST 8: a short server key does not start, naming the key and the file:line
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_events_key pos "short";
+--- config
+location = /omni/events { omni_events; }
+--- must_die
+qr/"omni_events_key" "pos" is too short: at least 32 characters .* in .*nginx\.conf:\d+/
+
+=== TEST 9: a duplicate key name does not start
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_events_key pos "srv-key-0123456789abcdef0123456789abcdef";
+omni_events_key pos "srv-key-fedcba9876543210fedcba9876543210";
+--- config
+location = /omni/events { omni_events; }
+--- must_die
+duplicate "omni_events_key" "pos"
+
+=== TEST 10: the documentation's example key does not start
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_events_key pos "CHANGE-ME-0123456789abcdef0123456789abcdef";
+--- config
+location = /omni/events { omni_events; }
+--- must_die
+is the documentation example
+
+=== TEST 11: max_body out of range does not start
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+--- config
+location = /omni/events { omni_events max_body=100; }
+--- must_die
+qr/invalid "max_body" "100" \(1k to 16m\) in .*nginx\.conf:\d+/
+
+=== TEST 12: omni_events without a secret does not start
+--- config
+location = /omni/events { omni_events; }
+--- must_die
+qr/"omni_events" directive requires "omni_secret" earlier in the http block/
