@@ -85,6 +85,19 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "Points an alias at an existing profile (moving it away from the\n"
       "profile that had it) and records it in the profile.\n" },
 
+    { "event", omnictl_event, 0, 1, 0,
+      "event [FILE|-]",
+      "Applies Segment-shaped events (docs/events.md) from FILE or standard\n"
+      "input, one event, batch or array per line, exactly as nginx's\n"
+      "omni_events endpoint does with a server key: deduplication by\n"
+      "messageId and order id, identity stitching, the feed.  Prints one\n"
+      "JSON line per event: {\"line\",\"messageId\",\"status\",\"profile\"}\n"
+      "(status accepted, duplicate, invalid with field and reason, or\n"
+      "failed).  A line that is not JSON is reported on standard error as\n"
+      "\"line N: field: reason\" and skipped; the valid events of the other\n"
+      "lines are applied, 1000 per transaction.  Exit status 1 when any\n"
+      "line or event was invalid.\n" },
+
     { "token", omnictl_token, 0, 0,
       OMNICTL_OPT_DEVICE | OMNICTL_OPT_TTL | OMNICTL_OPT_PROFILE,
       "token [--device ID] [--ttl TTL] [--profile ID]",

@@ -150,6 +150,7 @@ double omnictl_now(void);
 int omnictl_import(omnictl_ctx_t *ctx);
 int omnictl_export(omnictl_ctx_t *ctx);
 int omnictl_get(omnictl_ctx_t *ctx);
+int omnictl_event(omnictl_ctx_t *ctx);
 int omnictl_put(omnictl_ctx_t *ctx);
 int omnictl_forget(omnictl_ctx_t *ctx);
 int omnictl_link(omnictl_ctx_t *ctx);

@@ -459,3 +459,43 @@ qr/invalid "max_body" "100" \(1k to 16m\) in .*nginx\.conf:\d+/
 location = /omni/events { omni_events; }
 --- must_die
 qr/"omni_events" directive requires "omni_secret" earlier in the http block/
+
+=== TEST 13: omnictl event applies a file with the same core: shared idempotency, stitching and feed, while nginx serves
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_events_key main "srv-key-0123456789abcdef0123456789abcdef";
+--- config
+location = /omni/events { omni_events; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my $file = "$OmniTest::PREFIX/pos.ndjson";
+open(my $fh, '>', $file) or die;
+print $fh $main::JSON->encode({ type => 'track', event => 'Order Completed', userId => 'C-55', messageId => 'till-1',
+                                properties => { order_id => 'T-1', channel => 'pos', products => [ { sku => 'S', price => 9 } ] } }), "\n";
+print $fh "\n";
+print $fh $main::JSON->encode({ batch => [ { type => 'identify', userId => 'C-55', traits => { tier => 'gold' } },
+                                           { type => 'track', event => 'Product Added', userId => 'C-55' } ] }), "\n";
+print $fh "{broken\n";
+close $fh;
+my ($rc, $out, $err) = omnictl('--store', main::store(), 'event', $file);
+is($rc, 1, 'exit 1: a line and an event were invalid');
+like($err, qr/^omnictl: event: line 4: body: invalid JSON/m, 'the bad line is named');
+my @res = map { JSON::PP::decode_json($_) } split /\n/, $out;
+is(scalar @res, 3, 'one result per event');
+is_deeply([ map { $_->{status} } @res ], [qw(accepted accepted invalid)], 'statuses');
+is($res[0]{line}, 1, 'line numbers');
+is($res[2]{line}, 3, 'the batch line');
+is($res[2]{field}, 'batch[1].properties', 'the invalid event names its field');
+my $p = main::profile('customer:C-55');
+is($p->{orders}, 1, 'the order is stored');
+is($p->{attributes}{tier}, 'gold', 'the trait too');
+my $r = main::post({ type => 'track', event => 'Order Completed', userId => 'C-55', messageId => 'till-1',
+                     properties => { order_id => 'T-1', products => [ { sku => 'S' } ] } }, main::server());
+is($r->{json}{status}, 'duplicate', 'nginx knows omnictl\'s messageId: one idempotency store');
+my ($ev) = grep { $_->{messageId} eq 'till-1' } values %{ { map { $_->{messageId} => $_ } @{ main::feed() } } };
+is($ev->{context}{source}, 'cli', 'the feed says where it came from');
+--- no_error_log
+[error]
