@@ -71,6 +71,14 @@ typedef struct {
 
     time_t              full_logged;    /* when "full" was last logged */
 
+    /*
+     * Armed while event jobs are queued or in flight.  A suspended
+     * request has no timer of its own, and a worker that is exiting
+     * gracefully leaves as soon as no timers are left: this one keeps
+     * it until every waiting request has its answer.
+     */
+    ngx_event_t         hold;
+
     unsigned            busy:1;
     unsigned            resize_pending:1;
 } ngx_http_omni_writer_t;
@@ -88,6 +96,7 @@ static int ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
     ngx_uint_t n, ngx_http_omni_wjob_t *jobs, char *err, size_t errlen);
 static void ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs,
     ngx_int_t rc, ngx_uint_t full);
+static void ngx_http_omni_writer_hold(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -119,6 +128,9 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
 #endif
 
     ngx_http_omni_w.jobs_last = &ngx_http_omni_w.jobs;
+    ngx_http_omni_w.hold.handler = ngx_http_omni_writer_hold;
+    ngx_http_omni_w.hold.log = cycle->log;
+    ngx_http_omni_w.hold.data = &ngx_http_omni_w;
     ngx_http_omni_w.capacity = mcf->queue_size;
     ngx_http_omni_w.map_max = mcf->map_max;
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
@@ -360,6 +372,10 @@ ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job, ngx_uint_t nevents)
     *ngx_http_omni_w.jobs_last = job;
     ngx_http_omni_w.jobs_last = &job->next;
     ngx_http_omni_w.nevents += nevents;
+
+    if (!ngx_http_omni_w.hold.timer_set) {
+        ngx_add_timer(&ngx_http_omni_w.hold, 1000);
+    }
 
 #if (NGX_THREADS)
     if (!ngx_http_omni_w.busy) {
@@ -628,9 +644,34 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
     if ((ngx_http_omni_w.npending && !ngx_exiting) || ngx_http_omni_w.jobs) {
         ngx_http_omni_writer_post();
     }
+
+    if (ngx_http_omni_w.hold.timer_set
+        && !(ngx_http_omni_w.busy && t->jobs != NULL))
+    {
+        /* Nobody waits any more: an exiting worker may leave now. */
+        ngx_del_timer(&ngx_http_omni_w.hold);
+    }
 }
 
 #endif
+
+
+/* Re-armed for as long as events are queued or being written. */
+static void
+ngx_http_omni_writer_hold(ngx_event_t *ev)
+{
+#if (NGX_THREADS)
+    ngx_http_omni_wtask_t  *t;
+
+    t = ngx_http_omni_w.task ? ngx_http_omni_w.task->ctx : NULL;
+
+    if (ngx_http_omni_w.jobs
+        || (ngx_http_omni_w.busy && t != NULL && t->jobs != NULL))
+    {
+        ngx_add_timer(ev, 1000);
+    }
+#endif
+}
 
 
 /* Hands each job its outcome; handlers may free the job. */
