@@ -499,3 +499,35 @@ my ($ev) = grep { $_->{messageId} eq 'till-1' } values %{ { map { $_->{messageId
 is($ev->{context}{source}, 'cli', 'the feed says where it came from');
 --- no_error_log
 [error]
+
+=== TEST 14: a full store (map_max reached): events answer 503 with Retry-After and nothing half-written; pages are still served
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=1m map_max=1m tp_max=0;
+--- config
+location = /omni/events { omni on; omni_events max_body=1m; }
+location / { omni on; return 200 "page\n"; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my $r;
+my $i = 0;
+my $big = 'x' x 900;
+wait_for(sub {
+    $i++;
+    $r = main::post({ batch => [ map { { type => 'track', event => 'Product Viewed', messageId => "f$i-$_",
+                                         properties => { sku => "S$i-$_", name => $big, note => $big } } } 1 .. 50 ] },
+                    Cookie => main::cookie());
+    $r->{status} != 200 }, 20, 0);
+is($r->{status}, 503, "the store fills up (after $i batches): 503");
+is($r->{json}{error}, 'unavailable', 'unavailable');
+is($r->{json}{results}[0]{status}, 'failed', 'each event: failed');
+is($r->{headers}{'retry-after'}, '1', 'Retry-After');
+my ($rc, $out) = omnictl('--store', main::store(), 'tail', '--after', '0', '--limit', '100000');
+ok(!grep({ /"f$i-/ } split /\n/, $out), 'nothing of the refused batch is stored');
+is(http_get('/p', Cookie => main::cookie())->{status}, 200, 'pages are still served');
+--- error_log
+store is full at map_max
+--- no_error_log
+[crit]
