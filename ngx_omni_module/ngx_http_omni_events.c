@@ -328,7 +328,14 @@ static ngx_int_t
 ngx_http_omni_events_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_http_omni_ctx_t       *ctx;
     ngx_http_omni_loc_conf_t  *olcf;
+
+    /* The events are this request's record, not a page view. */
+    ctx = ngx_http_omni_get_ctx(r, 0);
+    if (ctx) {
+        ctx->touched = 1;
+    }
 
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_omni_events_error(r, NGX_HTTP_NOT_ALLOWED, "method",
@@ -488,6 +495,15 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
                                   NGX_HTTP_UNAUTHORIZED, "unauthorized",
                                   field, reason));
         return;
+    }
+
+    /* A server speaks for others: it gets no visitor cookie. */
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (ctx && ectx->trust == OMNI_TRUST_SERVER
+        && ctx->identity == NGX_HTTP_OMNI_ID_NEW)
+    {
+        ctx->set_cookie = 0;
     }
 
     ngx_memzero(&ec, sizeof(omni_event_ctx_t));

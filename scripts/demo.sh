@@ -40,6 +40,10 @@ start() {
         (umask 077; openssl rand -base64 48 | tr -d '\n' > "$DEMO/secret")
     fi
 
+    if [ ! -s "$DEMO/events.key" ]; then
+        (umask 077; openssl rand -hex 32 | tr -d '\n' > "$DEMO/events.key")
+    fi
+
     user_line="# workers run as the nginx default user"
     if [ "$(id -u)" = 0 ]; then
         # Root runs the demo from a private checkout: let the workers
@@ -51,6 +55,7 @@ start() {
         -e "s|@ROOT@|$ROOT|g" -e "s|@DEMO@|$DEMO|g" \
         -e "s|@USER@|$user_line|" \
         -e "s|@SECRET@|\"$(cat "$DEMO/secret")\"|" \
+        -e "s|@EVENTS_KEY@|\"$(cat "$DEMO/events.key")\"|" \
         "$ROOT/demo/nginx.conf.in" > "$DEMO/conf/nginx.conf"
 
     # Seed the store (replaces the demo profiles; visitors' own stay).
@@ -83,6 +88,17 @@ demo: nginx with ngx_omni_module on http://127.0.0.1:$PORT/
 
   An app token:
     curl -s -X POST http://127.0.0.1:$PORT/omni/identify
+
+  Ana buys her cart's Trail Runner 42 at the store's till (a trusted POS
+  event): her next page drops the cart offer and asks for a review.
+    curl -s -H "Authorization: Bearer \$(cat $DEMO/events.key)" \\
+         -H 'Content-Type: application/json' \\
+         -d '{"type":"track","event":"Order Completed","userId":"cust-1001","properties":{"order_id":"POS-1","channel":"pos","products":[{"sku":"TRAIL-42","price":129}]}}' \\
+         http://127.0.0.1:$PORT/omni/events
+    curl -s -b 'omni=$ana' http://127.0.0.1:$PORT/
+
+  The feed other channels read:
+    curl -s 'http://127.0.0.1:$PORT/omni/feed?after=0'
 
   Store:   $OMNICTL --store $DEMO/store stat
   Logs:    $DEMO/logs/

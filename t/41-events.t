@@ -114,6 +114,7 @@ is($r->{status}, 200, 'duplicate: 200');
 is($r->{json}{status}, 'duplicate', 'duplicate');
 is(main::profile($main::VID)->{cart}{items}[0]{qty}, 2, 'quantity unchanged');
 is(scalar(grep { $_->{messageId} eq 'm-1' } @{ main::feed() }), 1, 'one feed record');
+ok(!grep({ ($_->{type} // '') eq 'page' } @{ main::feed() }), 'an events request is not also a page view');
 # Product Removed, Product Viewed, Cart Viewed
 for my $e ({ event => 'Product Removed', properties => { sku => 'SKU-1', quantity => 1 } },
            { event => 'Product Viewed', properties => { product_id => 'SKU-9', category => 'bags', price => 10 } },
@@ -185,6 +186,7 @@ omni_events_key current "srv-key-0123456789abcdef0123456789abcdef";
 omni_events_key previous "old-key-fedcba9876543210fedcba9876543210";
 --- config
 location = /omni/events { omni_events; }
+location = /omni/events-on { omni on; omni_events; }
 --- request
 GET /omni/events
 --- error_code: 405
@@ -226,6 +228,9 @@ for my $b (@bad) {
     like($r->{headers}{'www-authenticate'}, qr/^Bearer/, 'WWW-Authenticate');
 }
 is(main::profile('customer:C-100')->{orders}, 3, 'refused requests stored nothing');
+$r = main::post($order->(20), Authorization => "Bearer $main::KEY", path => '/omni/events-on');
+is($r->{status}, 200, 'a server event in an "omni on" location');
+ok(!$r->{headers}{'set-cookie'}, 'gets no visitor cookie: a server is not a visitor');
 --- error_log
 omni: events: Authorization refused: invalid server key
 --- no_error_log
