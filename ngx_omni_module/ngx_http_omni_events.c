@@ -210,6 +210,7 @@ ngx_http_omni_events_auth(ngx_http_request_t *r, u_char *body, size_t len,
     ngx_uint_t                   i;
     unsigned int                 mdlen;
     ngx_table_elt_t             *auth, *sig;
+    ngx_http_omni_ctx_t         *ctx;
     ngx_http_omni_event_key_t   *k;
     ngx_http_omni_main_conf_t   *mcf;
     u_char                       digest[SHA256_DIGEST_LENGTH];
@@ -253,6 +254,16 @@ ngx_http_omni_events_auth(ngx_http_request_t *r, u_char *body, size_t len,
                 *trust = OMNI_TRUST_SERVER;
                 return NGX_OK;
             }
+        }
+
+        /*
+         * Not a server key: it may be an app's own token, which apps may
+         * send as a bearer too (omni_token_header): then a client.
+         */
+        ctx = ngx_http_omni_identify(r);
+
+        if (ctx && ctx->identity == NGX_HTTP_OMNI_ID_TOKEN) {
+            return NGX_OK;
         }
 
         *reason = "invalid server key";

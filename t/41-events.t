@@ -159,6 +159,14 @@ for my $c (@cases) {
     is($r->{json}{field}, $c->[1], "$what: names $c->[1]");
     like($r->{json}{reason}, $c->[2], "$what: the reason");
 }
+# an app may send its token as a bearer: a client, not a failed server key
+my $r0 = main::post({ type => 'track', event => 'Product Viewed', properties => { sku => 'APP-1' } },
+                    Authorization => 'Bearer ' . main::token());
+is($r0->{status}, 200, 'app token as Authorization: Bearer: a client event') or diag $r0->{content};
+is($r0->{json}{profile}, $main::DEV, 'for the device');
+$r0 = main::post({ type => 'track', event => 'Order Completed', properties => { order_id => 'x', products => [ { sku => 'X' } ] } },
+                 Authorization => 'Bearer ' . main::token());
+is($r0->{status}, 403, 'and still only a client: 403 for a purchase');
 # a browser may name itself, and set its own name
 my $r = main::post({ type => 'identify', anonymousId => $main::VID,
                      traits => { first_name => 'Ana' } }, Cookie => main::cookie());
