@@ -544,3 +544,27 @@ is(http_get('/p', Cookie => main::cookie())->{status}, 200, 'pages are still ser
 store is full at map_max
 --- no_error_log
 [crit]
+
+=== TEST 15: floods: limit_req in front of omni_events answers 429; the store's growth per visitor is bounded
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+limit_req_zone $binary_remote_addr zone=ev:1m rate=5r/s;
+--- config
+location = /omni/events { omni on; limit_req zone=ev burst=10 nodelay; limit_req_status 429; omni_events; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my %st;
+for my $i (1 .. 40) {
+    my $r = main::post({ type => 'track', event => 'Product Viewed', properties => { sku => "F-$i" } },
+                       Cookie => main::cookie());
+    $st{ $r->{status} }++;
+}
+ok($st{200} && $st{200} <= 12, "a burst is accepted ($st{200})");
+ok($st{429} && $st{429} >= 28, "the flood gets 429 ($st{429})");
+my $p = main::profile($main::VID);
+ok(@{ $p->{views} } <= 20, 'recently viewed stays bounded (20)');
+--- error_log
+limiting requests
