@@ -52,6 +52,7 @@ typedef struct {
     u_char             *arena_inflight;
     size_t              arena_size;
     omni_touch_t       *inflight;
+    u_char            (*pids)[OMNI_ID_LEN];   /* of the batch's touches */
     ngx_http_omni_wjob_t  *jobs;        /* pending event jobs */
     ngx_http_omni_wjob_t **jobs_last;
     ngx_uint_t          nevents;        /* events in pending jobs */
@@ -142,6 +143,8 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
                                         * sizeof(omni_touch_t), cycle->log);
     ngx_http_omni_w.inflight = ngx_alloc(mcf->queue_size
                                          * sizeof(omni_touch_t), cycle->log);
+    ngx_http_omni_w.pids = ngx_alloc(mcf->queue_size * OMNI_ID_LEN,
+                                     cycle->log);
 
     /*
      * The strings of queued touches (campaigns, rules, path, referrer,
@@ -154,6 +157,7 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
                                                cycle->log);
 
     if (ngx_http_omni_w.pending == NULL || ngx_http_omni_w.inflight == NULL
+        || ngx_http_omni_w.pids == NULL
         || ngx_http_omni_w.arena == NULL
         || ngx_http_omni_w.arena_inflight == NULL)
     {
@@ -401,7 +405,6 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
     omni_wtxn_t           *w;
     omni_event_batch_t    *b;
     ngx_http_omni_wjob_t  *job;
-    unsigned char          pid[OMNI_ID_LEN];
 
     rc = omni_store_write_begin(st, &w);
     if (rc != OMNI_OK) {
@@ -409,24 +412,35 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
         return rc;
     }
 
+    /*
+     * The touches first, grouped so that each profile of the batch is
+     * read and written once; then their touchpoints, in arrival order.
+     */
+    rc = n ? omni_apply_touches(w, ops, n, ngx_http_omni_w.pids) : OMNI_OK;
+
+    if (rc != OMNI_OK) {
+        ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st), errlen);
+        omni_wtxn_abort(w);
+        return rc;
+    }
+
     for (i = 0; i < n; i++) {
-        rc = omni_apply_touch(w, &ops[i], pid);
-
-        if (rc == OMNI_OK && ops[i].record) {
-            /* The touchpoint commits with its touch, or neither does. */
-            json = omni_feed_record(&ops[i], pid, &len);
-
-            if (json == NULL) {
-                ngx_cpystrn((u_char *) err, (u_char *) "out of memory",
-                            errlen);
-                omni_wtxn_abort(w);
-                return OMNI_ERROR;
-            }
-
-            rc = omni_wtxn_append_touchpoint(w, pid, ops[i].time, json, len,
-                                             NULL);
-            free(json);
+        if (!ops[i].record) {
+            continue;
         }
+
+        /* The touchpoint commits with its touch, or neither does. */
+        json = omni_feed_record(&ops[i], ngx_http_omni_w.pids[i], &len);
+
+        if (json == NULL) {
+            ngx_cpystrn((u_char *) err, (u_char *) "out of memory", errlen);
+            omni_wtxn_abort(w);
+            return OMNI_ERROR;
+        }
+
+        rc = omni_wtxn_append_touchpoint(w, ngx_http_omni_w.pids[i],
+                                         ops[i].time, json, len, NULL);
+        free(json);
 
         if (rc != OMNI_OK) {
             ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st),
@@ -776,6 +790,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     ngx_free(ngx_http_omni_w.inflight);
     ngx_free(ngx_http_omni_w.arena);
     ngx_free(ngx_http_omni_w.arena_inflight);
+    ngx_free(ngx_http_omni_w.pids);
     ngx_http_omni_w.pending = NULL;
     ngx_http_omni_w.inflight = NULL;
 }

@@ -39,11 +39,36 @@ typedef struct {
 /*
  * Resolves the identity to its profile (creating the profile, keyed by
  * the visitor id, on first sight), then updates last seen, the visit
- * count, the impression counters and the journey stage.  pid receives the profile id when not
- * NULL.
+ * count, the impression counters and the journey stage.  pid receives
+ * the profile id when not NULL.
  */
 int omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t,
     unsigned char *pid);
+
+/*
+ * Applies ops[0..n) with the same result as n calls of omni_apply_touch()
+ * in order (profile records, aliases, profile ids), but resolves each
+ * identity once and reads, decodes, encodes and writes each profile once
+ * however many of the touches it gets.  pids[i], when pids is not NULL,
+ * receives ops[i]'s profile id.  On an error the transaction holds part
+ * of the batch: abort it.
+ */
+int omni_apply_touches(omni_wtxn_t *w, const omni_touch_t *ops, size_t n,
+    unsigned char (*pids)[OMNI_ID_LEN]);
+
+/* What a batch took, added to by omni_apply_touches_stat(). */
+typedef struct {
+    size_t          touches;
+    size_t          identities;         /* distinct (kind, id) */
+    size_t          profiles;           /* distinct profiles: a record
+                                           write each when grouped */
+    size_t          sequential;         /* touches applied one by one:
+                                           the rare batches and profiles
+                                           grouping cannot take */
+} omni_touches_stat_t;
+
+int omni_apply_touches_stat(omni_wtxn_t *w, const omni_touch_t *ops,
+    size_t n, unsigned char (*pids)[OMNI_ID_LEN], omni_touches_stat_t *stat);
 
 /*
  * Points alias (kind, value) at profile pid and records it in the
