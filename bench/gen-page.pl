@@ -1,7 +1,10 @@
 #!/usr/bin/perl
 # Writes a deterministic HTML page of exactly SIZE bytes (default 10240) to
 # stdout: a small shop-like page whose body ends with "</body></html>\n", so
-# sub_filter '</body>' (and later the module's injection) has one match.
+# sub_filter '</body>' and the module's pixel injection have one match, with
+# the module's slot markers (docs/directives.md, omni_inject) for the slots
+# the seed and generated rules use: <!--omni:slot topbar-->, hero, aside
+# and footer.
 use strict;
 use warnings;
 
@@ -17,10 +20,13 @@ my $head = <<'HTML';
 <link rel="stylesheet" href="/static/shop.css">
 </head>
 <body>
+<!--omni:slot topbar-->
 <header><h1>Bench shop</h1><nav><a href="/">Home</a> <a href="/cart">Cart</a></nav></header>
+<!--omni:slot hero-->
 <main>
 HTML
-my $tail = "</main>\n<footer>&copy; bench</footer>\n</body></html>\n";
+my $tail = "<aside><!--omni:slot aside--></aside>\n</main>\n"
+         . "<footer><!--omni:slot footer-->&copy; bench</footer>\n</body></html>\n";
 
 my $out = $head;
 my $i = 0;

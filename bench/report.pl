@@ -6,9 +6,9 @@
 #
 #   report.pl runs.tsv SMALLEST_SIZE LARGEST_SIZE [NOISE_MAX [HEALTH_TSV]]
 #
-# HEALTH_TSV: lines "config requests_to_omni_arms committed dropped failed";
-# a configuration whose writer dropped touches gets a warning: its B and
-# "new visitor" numbers did less than the whole path.
+# HEALTH_TSV: lines "config requests_to_omni_arms committed dropped failed
+# arms_with_drops"; a configuration whose writer dropped touches gets a
+# warning: its F, B and "new visitor" numbers did less than the whole path.
 use strict;
 use warnings;
 
@@ -78,7 +78,8 @@ sub ratio_str {
 my %label = (
     'A'   => 'A: static page, omni off',
     "A'"  => "A': A + one sub_filter",
-    'B'   => 'B: omni on, valid cookie, profile hit, touch queued',
+    'F'   => 'F: foundation: cookie verified, profile hit, touch (omni_inject off)',
+    'B'   => 'B: full path: F + rules, geo lookup, banner and pixels injected',
     'off' => 'module off in location (omni off in an omni-on server)',
     'new' => 'new visitor: omni on, no cookie (mint + Set-Cookie + new profile)',
 );
@@ -97,7 +98,8 @@ print "Median and range over the interleaved rounds; latency: median of the",
       " runs' wrk p50/p99; CPU: worker utime+stime (all threads, writer",
       " included) ÷ requests, and the event-loop thread alone;",
       " \"other CPU\": busy CPU time on the machine not spent by the nginx",
-      " workers or wrk (noise from other processes).\n\n";
+      " workers or wrk (noise from other processes); bytes: response bytes",
+      " (headers included) per request, as wrk counted them.\n\n";
 
 for my $c (@configs) {
     my $core = $runs{$c}{core} || {};
@@ -122,11 +124,11 @@ for my $c (@configs) {
              . " CPU during these runs (limit %s%%).\n\n", $other, $noise_max;
     }
     print "| arm | req/s median | req/s range | vs A | p50 µs | p99 µs |",
-          " CPU µs/req | event loop µs/req | worker CPU | other CPU | runs |\n";
-    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+          " CPU µs/req | event loop µs/req | worker CPU | other CPU | bytes/resp | runs |\n";
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
     my @rows;
-    for my $arm ('A', "A'", 'B', 'off') {
+    for my $arm ('A', "A'", 'F', 'B', 'off') {
         push @rows, [$label{$arm}, $core->{$arm}, $core->{A}] if $core->{$arm};
     }
     if ($newp->{new}) {
@@ -139,13 +141,14 @@ for my $c (@configs) {
         my ($name, $list, $base) = @$row;
         my ($lo, $hi) = minmax(col($list, 'rps'));
         my $r = ratio($list, $base);
-        printf "| %s | %.0f | %.0f–%.0f | %s | %.0f | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %d |\n",
+        my $bytes = median(grep { defined } col($list, 'bytes_req'));
+        printf "| %s | %.0f | %.0f–%.0f | %s | %.0f | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %s | %d |\n",
             $name, median(col($list, 'rps')), $lo, $hi,
             $r ? sprintf('%s (%s–%s)', pct($r->{med}), pct($r->{lo}), pct($r->{hi})) : '',
             median(col($list, 'p50_us')), median(col($list, 'p99_us')),
             median(col($list, 'cpu_us_req')), median(col($list, 'cpu_main_us_req')),
             median(col($list, 'worker_cpu_pct')), median(col($list, 'other_cpu_pct')),
-            scalar @$list;
+            defined $bytes ? sprintf('%.0f', $bytes) : '', scalar @$list;
     }
     print "\n";
 
@@ -172,16 +175,22 @@ for my $c (@configs) {
                         cpu_ratio($newp->{new}, $newp->{A}), '≥ 97%', $r->{med} >= 0.97 ? 'met' : 'NOT met'];
     }
     if ($core->{B} && $core->{A}) {
-        my $d = median(col($core->{B}, 'cpu_us_req'))
-              - median(col($core->{A}, 'cpu_us_req'));
+        my $mc = sub { median(col($core->{$_[0]}, $_[1])) };
+        my $d = $mc->('B', 'cpu_us_req') - $mc->('A', 'cpu_us_req');
+        my $f = $core->{F}
+              ? sprintf('; of which F − A (foundation) %.2f µs, B − F'
+                        . ' (rules, geo, injection, impressions) %.2f µs',
+                        $mc->('F', 'cpu_us_req') - $mc->('A', 'cpu_us_req'),
+                        $mc->('B', 'cpu_us_req') - $mc->('F', 'cpu_us_req'))
+              : '';
         push @targets, ['P4', "added worker CPU per request, B − A, $c",
-                        sprintf('%.2f µs (B %.2f, A %.2f)', $d,
-                                median(col($core->{B}, 'cpu_us_req')),
-                                median(col($core->{A}, 'cpu_us_req'))),
+                        sprintf('%.2f µs (B %.2f, A %.2f)%s', $d,
+                                $mc->('B', 'cpu_us_req'),
+                                $mc->('A', 'cpu_us_req'), $f),
                         sprintf('event loop only: %.2f µs',
-                                median(col($core->{B}, 'cpu_main_us_req'))
-                                - median(col($core->{A}, 'cpu_main_us_req'))),
-                        '≤ 5 µs (full path)', 'foundation path only'];
+                                $mc->('B', 'cpu_main_us_req')
+                                - $mc->('A', 'cpu_main_us_req')),
+                        '≤ 5 µs (full path)', $d <= 5 ? 'met' : 'NOT met'];
     }
 }
 
@@ -239,7 +248,9 @@ print "\n\"From CPU µs/request\": the same ratio computed as worker CPU per",
       " request of the baseline ÷ that of the arm, which holds while the",
       " worker is the bottleneck and is far less sensitive to other",
       " processes than requests/s.\n";
-print "\nArm B here is the foundation path (cookie verified, profile",
-      " lookup, touch queued to the writer). The full arm B of the GUIDE",
-      " (100 rules, geo lookup, banner and pixel injected) comes with the",
-      " rules issue.\n";
+print "\nArm B is the GUIDE's full path: signed cookie verified, profile",
+      " hit, the bench's rule set, a geo lookup (omni_geoip, client address",
+      " from X-Forwarded-For), banner(s) and pixels injected, touchpoint",
+      " recorded with the impressions. Arm F is the foundation path alone",
+      " (omni_inject off: no decision); the \"new visitor\" arm runs on F's",
+      " location.\n";

@@ -8,6 +8,14 @@
 #   QUICK=1 ./bench/run.sh         # smoke run: 1 run of 2 s per arm, 1k store
 #   SIZES="1k 1M 10M" ./bench/run.sh
 #
+# Arms: A (static page, omni off), A' (A + one sub_filter), F (foundation:
+# cookie verified, profile hit, touch recorded; omni_inject off), B (the
+# GUIDE's full path: F + RULES rules, a geo lookup, a banner and pixels
+# injected), "off" (omni off in a location), "new" (no cookie, on F's
+# location).  Every arm gets the same requests: a signed cookie, a browser
+# User-Agent and an X-Forwarded-For address (realip) from the bench's
+# MaxMind DB.
+#
 # Environment:
 #   DUR=5         seconds per measured run            (QUICK: 2)
 #   RUNS=5        interleaved rounds                  (QUICK: 1)
@@ -16,10 +24,15 @@
 #                 also gets the "module off in location" and "new visitor"
 #                 arms                                 (QUICK: 1k)
 #   EXTRA_SIZES=  sizes appended to SIZES, e.g. EXTRA_SIZES=10M
-#   W2=1          also run 2 workers (arms A, A', B) on the W2_SIZE store
+#   W2=1          also run 2 workers (arms A, A', F, B) on the W2_SIZE store
 #   W2_SIZE=      store for the 2-worker run (default: the largest size)
 #   CONNS=32      wrk connections (one wrk thread)
 #   COOKIES=10000 distinct signed cookies per store, random profile ids
+#                 outside the rules' global holdout
+#   RULES=100     rules for arm B: the seed rules of rules/ plus generated ones
+#                 (bench/gen-rules.pl)
+#   GEO_NETS=4096 /24 networks in the bench's MaxMind DB (bench/gen-geo.pl)
+#   INJECT_MIN=300  bytes per response arm B must average above arm A
 #   MAP_SIZE=     omni_store map_size (default 2g, 8g from 5M profiles up)
 #   PORT_BASE=18480  two loopback ports: PORT_BASE (omni off) and +1 (omni on)
 #   QUEUE=        omni_store queue= (the writer queue per worker; module default)
@@ -52,6 +65,8 @@ SIZES="$SIZES ${EXTRA_SIZES:-}"
 W2=${W2:-1}
 CONNS=${CONNS:-32}
 COOKIES=${COOKIES:-10000}
+RULES=${RULES:-100}
+GEO_NETS=${GEO_NETS:-4096}
 PORT_A=${PORT_BASE:-18480}
 PORT_B=$((PORT_A + 1))
 HOST=127.0.0.1
@@ -65,9 +80,13 @@ log() { echo "bench: $*" >&2; }
 
 # ---------------------------------------------------------------- preflight
 
-for tool in "$NGINX" wrk taskset curl perl; do
+for tool in "$NGINX" wrk taskset curl perl mmdblookup; do
     command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
 done
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null \
+    || die "MaxMind::DB::Writer missing (libmaxmind-db-writer-perl, scripts/install-deps.sh)"
+perl "$BENCH/mint-cookies.pl" --selftest > /dev/null \
+    || die "bench/mint-cookies.pl: the holdout bucket (SipHash-2-4) fails its test vectors"
 [ -f "$MODULE" ] || die "$MODULE missing: make module"
 [ -x "$OMNICTL" ] || die "$OMNICTL missing: make omnictl"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (nginx on CPU $NGINX_CPU, wrk on CPU $WRK_CPU)"
@@ -138,14 +157,45 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- workspace
 
-rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data"
-mkdir -p "$B"/{conf,logs,raw,data,tmp,html/a,html/s,html/b,html/o}
+rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data" "$B/rules" "$B/html"
+mkdir -p "$B"/{conf,logs,raw,data,tmp,rules,html/a,html/s,html/f,html/b,html/o}
 RUNS_TSV=$B/runs.tsv
-printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\n' > "$RUNS_TSV"
+printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\tbytes_req\n' > "$RUNS_TSV"
 
-# The page: identical bytes behind every arm's location.
+# The page: identical bytes behind every arm's location, with the slot
+# markers of the rules (topbar, hero, aside, footer) and one </body>.
 perl "$BENCH/gen-page.pl" 10240 > "$B/html/page.html"
-for d in a s b o; do cp "$B/html/page.html" "$B/html/$d/page.html"; done
+for d in a s f b o; do cp "$B/html/page.html" "$B/html/$d/page.html"; done
+
+# Arm B's rules: the seed rules, plus generated ones up to RULES.
+cp "$ROOT"/rules/*.json "$B/rules/"
+rules_count() {
+    "$OMNICTL" rules check "$1" --json | perl -ne 'print $1 if /"rules":(\d+)/'
+}
+SEED_RULES=$(rules_count "$B/rules") || die "the seed rules do not compile"
+[ "$RULES" -ge "$SEED_RULES" ] || die "RULES=$RULES: there are $SEED_RULES seed rules"
+perl "$BENCH/gen-rules.pl" "$B/rules" $((RULES - SEED_RULES)) \
+    || die "bench/gen-rules.pl failed"
+"$OMNICTL" rules check "$B/rules" > "$B/logs/rules-check.log" 2>&1 \
+    || { cat "$B/logs/rules-check.log" >&2; die "the bench rules do not compile"; }
+[ "$(rules_count "$B/rules")" = "$RULES" ] || die "expected $RULES rules in $B/rules"
+log "rules: $SEED_RULES seed + $((RULES - SEED_RULES)) generated in $B/rules"
+
+# The global holdout sees nothing: the cookies are for profiles outside it.
+HOLDOUT=$(perl -MJSON::PP -e '
+    for my $f (@ARGV) {
+        open(my $fh, "<", $f) or next;
+        my $d = eval { decode_json(do { local $/; <$fh> }) } or next;
+        my $h = ref $d eq "HASH" && $d->{settings} && $d->{settings}{holdout} or next;
+        print "$h->{id}:$h->{percent}";
+    }' "$B"/rules/*.json)
+OUTSIDE=${HOLDOUT:+--outside=$HOLDOUT}
+
+# The geo database and the client addresses wrk sends in X-Forwarded-For.
+IPS_FILE=$B/data/ips.txt
+GEO_NEAR_IP=$(perl "$BENCH/gen-geo.pl" "$B/geo.mmdb" "$IPS_FILE" "$GEO_NETS") \
+    || die "bench/gen-geo.pl failed"
+log "geo: $B/geo.mmdb, $GEO_NETS networks ($(du -h "$B/geo.mmdb" | cut -f1)), $(wc -l < "$IPS_FILE") client addresses"
 
 # A fresh random secret per run (48 base64 characters).
 SECRET_FILE=$B/secret
@@ -173,7 +223,7 @@ for s in $SIZE_LIST; do
 
     log "store $s: generating $n profiles"
     nd=$B/data/profiles-$s.ndjson
-    perl "$BENCH/gen-profiles.pl" "$n" > "$nd"
+    perl "$BENCH/gen-profiles.pl" "$n" "$T0" > "$nd"
 
     rm -rf "${STORE_DIR[$s]}"
     "$OMNICTL" --store "${STORE_DIR[$s]}" --map-size "${STORE_MAP[$s]}" \
@@ -192,10 +242,10 @@ for s in $SIZE_LIST; do
     log "store $s: imported $n profiles in ${secs}s ($rate/s), $du_h on disk"
     echo "| $s | $n | ${secs} s | $rate | $du_h | ${STORE_MAP[$s]} |" >> "$B/data/imports.md"
 
-    # Cookies over ids 0 .. n-5: the last 4 ids stay untouched, for the
-    # verification requests of each configuration.
+    # Cookies over ids 0 .. n-17 outside the holdout: the last 16 ids stay
+    # untouched, for the verification requests of each configuration.
     STORE_COOKIES[$s]=$B/data/cookies-$s.txt
-    perl "$BENCH/mint-cookies.pl" "$SECRET_FILE" "$n" "$COOKIES" 4 > "${STORE_COOKIES[$s]}"
+    perl "$BENCH/mint-cookies.pl" $OUTSIDE "$SECRET_FILE" "$n" "$COOKIES" 16 > "${STORE_COOKIES[$s]}"
 done
 
 # ---------------------------------------------------------------- nginx
@@ -239,6 +289,12 @@ http {
 
     omni_secret "$SECRET";
     omni_store ${STORE_DIR[$size]} map_size=${STORE_MAP[$size]}${QUEUE:+ queue=$QUEUE};
+    omni_rules $B/rules;
+    omni_geoip $B/geo.mmdb;
+
+    # Every arm: the client address from X-Forwarded-For (wrk.lua).
+    set_real_ip_from $HOST;
+    real_ip_header X-Forwarded-For;
 
     # Arms A and A': the module is loaded, "omni off" (the default).
     server {
@@ -253,12 +309,17 @@ http {
         }
     }
 
-    # Arm B and "new visitor": "omni on"; "module off in location": /o/.
+    # "omni on": arm F and "new visitor" /f/ (no decision: omni_inject
+    # off), arm B /b/ (the full path), "module off in location" /o/.
     server {
         listen $HOST:$PORT_B;
         server_name bench-omni;
         root $B/html;
         omni on;
+
+        location /f/ {
+            omni_inject off;
+        }
 
         location /b/ { }
 
@@ -335,9 +396,10 @@ arm_url() {
     case $1 in
         A)    echo "http://$HOST:$PORT_A/a/page.html" ;;
         "A'") echo "http://$HOST:$PORT_A/s/page.html" ;;
+        F)    echo "http://$HOST:$PORT_B/f/page.html" ;;
         B)    echo "http://$HOST:$PORT_B/b/page.html" ;;
         off)  echo "http://$HOST:$PORT_B/o/page.html" ;;
-        new)  echo "http://$HOST:$PORT_B/b/page.html" ;;
+        new)  echo "http://$HOST:$PORT_B/f/page.html" ;;
         *)    die "unknown arm $1" ;;
     esac
 }
@@ -346,6 +408,8 @@ arm_url() {
 arm_cookie_name() { if [ "$1" = new ]; then echo xxxx; else echo omni; fi; }
 
 declare -A OMNI_REQS    # requests sent to "omni on" arms, per config
+declare -A A_BYTES      # response bytes per request of arm A, per config
+INJECT_MIN=${INJECT_MIN:-300}   # B must average this many bytes more than A
 
 # Other processes on the machine (a shared 2-CPU VM) distort a run.  Before
 # each measured run, wait (bounded) until the machine is idle; after it, a
@@ -416,7 +480,7 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     tstart=$(date +%s)
     { time timeout $((secs + 30)) taskset -c $WRK_CPU wrk -t1 -c"$CONNS" \
           -d"${secs}s" --latency --timeout 5s -s "$BENCH/wrk.lua" "$url" \
-          -- "$COOKIE_FILE" "$name" > "$out" 2>&1 ; } 2> "$tf" \
+          -- "$COOKIE_FILE" "$name" "$IPS_FILE" > "$out" 2>&1 ; } 2> "$tf" \
         || { cat "$out" >&2; die "wrk failed: $cfg $arm"; }
     read -r w1 m1 < <(workers_ticks)
     read -r s1 st1 < <(sys_ticks)
@@ -432,8 +496,19 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     fi
     [ "$requests" -gt 0 ] || die "$tag: no requests completed"
 
-    if [ "$arm" = B ] || [ "$arm" = new ]; then
-        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests ))
+    case $arm in
+        B|F|new) OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests )) ;;
+    esac
+
+    # Arm B must have injected into (nearly) every response: its responses
+    # average at least INJECT_MIN bytes more than A's (the banners and
+    # pixels add about 500; a held-out or undecided visitor gets nothing).
+    local breq=$((bytes / requests))
+    if [ "$arm" = A ]; then
+        A_BYTES[$cfg]=$breq
+    elif [ "$arm" = B ] && [ -n "${A_BYTES[$cfg]:-}" ] \
+         && [ "$breq" -lt $(( ${A_BYTES[$cfg]} + INJECT_MIN )) ]; then
+        die "$tag: arm B responses average $breq bytes, A's ${A_BYTES[$cfg]}: banners and pixels were not injected into every response"
     fi
 
     [ "$record" = 1 ] || return 0
@@ -441,21 +516,22 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     read -r wu ws < "$tf"
     perl -e '
         my ($cfg, $phase, $round, $arm, $req, $dur, $p50, $p99,
-            $dw, $dm, $ds, $dst, $wrk, $tck) = @ARGV;
+            $dw, $dm, $ds, $dst, $wrk, $tck, $bytes) = @ARGV;
         my $sec = $dur / 1e6;
         my $ticks_us = 1e6 / $tck;
         my $wrk_ticks = $wrk * $tck;
         my $other = $ds - $dw - $wrk_ticks;
         $other = 0 if $other < 0;
-        printf "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+        printf "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\n",
             $cfg, $phase, $round, $arm, $req / $sec, $req, $p50, $p99,
             $dw * $ticks_us / $req, $dm * $ticks_us / $req,
             100 * $dw / $tck / $sec, 100 * $wrk / $sec,
-            100 * $other / $tck / $sec, 100 * $dst / $tck / $sec;
+            100 * $other / $tck / $sec, 100 * $dst / $tck / $sec,
+            $bytes / $req;
     ' "$cfg" "$phase" "$round" "$arm" "$requests" "$duration_us" \
       "$lat_p50" "$lat_p99" $((w1 - w0)) $((m1 - m0)) $((s1 - s0)) \
       $((st1 - st0)) "$(echo "$wu $ws" | awk '{print $1 + $2}')" "$CLK_TCK" \
-      >> "$RUNS_TSV"
+      "$bytes" >> "$RUNS_TSV"
     tail -1 "$RUNS_TSV" | awk -F'\t' '{printf "bench: %-6s %-4s round %s %-4s %8s req/s  p50 %5s us  p99 %6s us  %6s us CPU/req  (worker %s%%, wrk %s%%, other %s%%)\n", $1, $2, $3, $4, $5, $7, $8, $9, $11, $12, $13}' >&2
 }
 
@@ -463,18 +539,38 @@ profile_field() {  # store id field
     "$OMNICTL" --store "$1" get "$2" | perl -ne "print \$1 if /\"$3\":\\s*(\\d+)/"
 }
 
-# Before measuring: each arm answers as it should, and arm B really runs
-# the module's path (valid cookie, profile found, touch committed).
+# The User-Agent of wrk.lua, for the verification requests.
+BROWSER_UA="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+
+wait_touch() {   # cfg store id visits_before arm -> visits after
+    local v1 i
+    for i in $(seq 50); do
+        v1=$(profile_field "$2" "$3" visits)
+        [ "${v1:-0}" -gt "$4" ] && break
+        sleep 0.1
+    done
+    [ "${v1:-0}" -gt "$4" ] \
+        || die "$1: profile $3 visits stayed at $4 after an arm $5 request: no touch committed"
+    echo "$v1"
+}
+
+# Before measuring: each arm answers as it should; arm F really runs the
+# foundation path (valid cookie, profile found, touch committed) and arm B
+# the full path (the same, plus a banner in the hero slot, the retargeting
+# pixels before </body>, the showroom banner for an address near a store,
+# i.e. the geo lookup, and the country in the committed touchpoint).
 verify() {   # cfg size reserve_index
-    local cfg=$1 size=$2 k=$3 id cookie hdr body v0 v1 i st
+    local cfg=$1 size=$2 k=$3 id cookie hdr body v0 v1 j st bid bline got seq tp
     st=${STORE_DIR[$size]}
     id=$(printf '%032x' $(( ${STORE_N[$size]} - 1 - k )))
     cookie=$(perl "$BENCH/mint-cookies.pl" "$SECRET_FILE" --id "$id" | cut -d' ' -f2)
     hdr=$B/raw/$cfg.verify.hdr
     body=$B/raw/$cfg.verify.body
 
-    fetch() {  # arm cookie_header
-        curl -sS --max-time 5 -o "$body" -D "$hdr" -H "Cookie: $2" "$(arm_url "$1")" \
+    fetch() {  # arm cookie_header [x_forwarded_for]
+        curl -sS --max-time 5 -o "$body" -D "$hdr" -H "Cookie: $2" \
+            -H "User-Agent: $BROWSER_UA" ${3:+-H "X-Forwarded-For: $3"} \
+            "$(arm_url "$1")" \
             || die "$cfg: curl to arm $1 failed"
         grep -q '^HTTP/1.1 200' "$hdr" || { cat "$hdr" >&2; die "$cfg: arm $1 did not answer 200"; }
     }
@@ -491,21 +587,69 @@ verify() {   # cfg size reserve_index
 
     v0=$(profile_field "$st" "$id" visits)
     [ -n "$v0" ] || die "$cfg: profile $id not found in store $size"
-    fetch B "omni=$cookie"
-    [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm B body is not 10240 bytes"
+    fetch F "omni=$cookie"
+    [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm F body is not 10240 bytes (injected?)"
+    if grep -qi '^set-cookie' "$hdr"; then
+        cat "$hdr" >&2
+        die "$cfg: arm F answered with Set-Cookie: the minted cookie was not accepted"
+    fi
+    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+    v1=$(wait_touch "$cfg" "$st" "$id" "$v0" F)
+    log "$cfg: verified: arm F cookie accepted, no Set-Cookie, profile $id visits $v0 -> $v1"
+
+    # Arm B: a reserved profile outside the holdout, from an address near
+    # the Lisbon showroom (its first visit there: under the showroom's cap).
+    bid=
+    for j in 0 1 2 3 4 5; do
+        bid=$(printf '%032x' $(( ${STORE_N[$size]} - 5 - 6 * k - j )))
+        if bline=$(perl "$BENCH/mint-cookies.pl" $OUTSIDE "$SECRET_FILE" --id "$bid"); then
+            break
+        fi
+        bline=
+    done
+    [ -n "$bline" ] || die "$cfg: no reserved profile outside the holdout"
+    v0=$(profile_field "$st" "$bid" visits)
+    [ -n "$v0" ] || die "$cfg: profile $bid not found in store $size"
+    fetch B "omni=${bline#* }" "$GEO_NEAR_IP"
+    cp "$body" "$B/raw/$cfg.verify-B.html"
     if grep -qi '^set-cookie' "$hdr"; then
         cat "$hdr" >&2
         die "$cfg: arm B answered with Set-Cookie: the minted cookie was not accepted"
     fi
     OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
-    for i in $(seq 50); do
-        v1=$(profile_field "$st" "$id" visits)
-        [ "${v1:-0}" -gt "$v0" ] && break
-        sleep 0.1
-    done
-    [ "${v1:-0}" -gt "$v0" ] \
-        || die "$cfg: profile $id visits stayed at $v0 after an arm B request: no touch committed"
-    log "$cfg: verified: arm B cookie accepted, no Set-Cookie, profile $id visits $v0 -> $v1"
+    got=$(perl -0777 -ne '
+        my @e;
+        # The hero marker replaced by a banner (any rule of the hero slot).
+        my ($hero) = m{</header>\n<div class="omni omni-([\w-]+)};
+        push @e, "no banner in the hero slot" unless $hero;
+        push @e, "the hero marker is still there" if /<!--omni:slot hero-->/;
+        # The showroom banner (geo: near Lisbon) in the aside slot.
+        push @e, "no showroom banner for an address near Lisbon (geo)"
+            unless m{<aside><div class="omni omni-showroom">.*Lisbon Baixa}s;
+        # The SUMMIT-PRO retargeting pixels, right before </body>.
+        my ($tail) = m{</footer>\n(.*)</body>}s;
+        push @e, "no retargeting pixel before </body>"
+            unless defined $tail
+                && $tail =~ m{<img src="https://ads\.example\.com/rt\?event=interest}
+                && $tail =~ m{<script async src="https://tags\.example\.com/retarget\.js};
+        print @e ? "FAIL: " . join("; ", @e) : "hero $hero, showroom, pixels";
+    ' "$body")
+    case $got in
+        FAIL*) die "$cfg: arm B: ${got#FAIL: } (response in $B/raw/$cfg.verify-B.html)" ;;
+    esac
+    grep -qi '^cache-control: private' "$hdr" || die "$cfg: arm B response not marked private"
+    v1=$(wait_touch "$cfg" "$st" "$bid" "$v0" B)
+    seq=$("$OMNICTL" --store "$st" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/')
+    tp=$("$OMNICTL" --store "$st" tail --after $((seq - 1)) --limit 1)
+    case $tp in
+        *"\"profileId\":\"$bid\""*"\"country\":\"PT\""*) ;;
+        *) die "$cfg: arm B: the last touchpoint is not the verified request with its country: $tp" ;;
+    esac
+    case $tp in
+        *showroom-invite*summit-retarget*|*summit-retarget*showroom-invite*) ;;
+        *) die "$cfg: arm B: the touchpoint does not list the shown rules: $tp" ;;
+    esac
+    log "$cfg: verified: arm B $got injected, profile $bid visits $v0 -> $v1, touchpoint with country PT"
 
     fetch new "xxxx=$cookie"
     grep -qi '^set-cookie: omni=' "$hdr" || die "$cfg: new visitor got no Set-Cookie"
@@ -515,6 +659,26 @@ verify() {   # cfg size reserve_index
         grep 'refused' "$B/logs/$cfg.error.log" >&2
         die "$cfg: the module refused a cookie"
     fi
+}
+
+# After arm B's measured runs: its last touchpoints in the feed show that
+# the measured requests ran the full path, not just the verified one: each
+# lists the SUMMIT-PRO retargeting rule (pixels injected) and, when the
+# client address is in the database (~96%), the country (geo looked up).
+feed_check() {   # cfg size
+    local cfg=$1 st=${STORE_DIR[$2]} seq out n geo px
+    sleep 1    # the writer's last batch
+    seq=$("$OMNICTL" --store "$st" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/')
+    out=$("$OMNICTL" --store "$st" tail --after $((seq > 20000 ? seq - 20000 : 0)) --limit 20000 \
+          | perl -ne 'next unless m{"path":"/b/page\.html"};
+                      $n++; $g++ if /"country":"[A-Z]{2}"/; $p++ if /"summit-retarget"/;
+                      END { printf "%d %d %d\n", $n, $g, $p }')
+    read -r n geo px <<< "$out"
+    [ "$n" -gt 0 ] || die "$cfg: no arm B touchpoint among the last 20,000 of the feed"
+    echo "- $cfg: of the last $n arm-B touchpoints, $((100 * px / n))% list the retargeting rule (pixels), $((100 * geo / n))% carry a country (geo lookup)" >> "$B/data/feed.md"
+    log "$cfg: feed: $n arm B touchpoints, $px with the retargeting rule, $geo with a country"
+    [ $((100 * px / n)) -ge 99 ] || die "$cfg: only $px of $n arm B touchpoints list the retargeting rule"
+    [ $((100 * geo / n)) -ge 80 ] || die "$cfg: only $geo of $n arm B touchpoints carry a country: no geo lookup?"
 }
 
 # Writer health after a graceful stop: build/bench/data/health.{md,tsv}.
@@ -538,7 +702,7 @@ health() {   # cfg size
             my ($cfg, $tl, $elog) = @ARGV;
             open(my $t, "<", $tl) or exit;
             # Only requests to "omni on" arms queue touches.
-            my @w = grep { $_->[0] eq $cfg && $_->[3] =~ /^(B|new)$/ }
+            my @w = grep { $_->[0] eq $cfg && $_->[3] =~ /^(B|F|new)$/ }
                     map { chomp; [split /\t/] } <$t>;
             open(my $e, "<", $elog) or exit;
             my %n;
@@ -558,7 +722,7 @@ health() {   # cfg size
     # The measured arms during which touches were dropped.
     local darms=
     if [ -s "$B/data/drops-$cfg.txt" ]; then
-        darms=$(grep -oE 'round [0-9]+ (B|new):' "$B/data/drops-$cfg.txt" \
+        darms=$(grep -oE 'round [0-9]+ (B|F|new):' "$B/data/drops-$cfg.txt" \
                 | awk '{ sub(":", "", $3); print $3 }' | sort -u | paste -sd, -)
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "${OMNI_REQS[$cfg]:-0}" \
@@ -583,6 +747,7 @@ run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     for r in $(seq "$RUNS"); do
         for arm in $arms; do wrk_run "$cfg" core "$r" "$arm" "$DUR" 1; done
     done
+    feed_check "$cfg" "$size"
 
     # New visitors add one profile per request: measured after the other
     # arms so that the store size those saw is the nominal one, interleaved
@@ -610,15 +775,15 @@ for s in $SIZE_LIST; do
     # W2_SIZE may have been added only for the 2-worker run.
     if echo "$SIZES" | tr ' ' '\n' | grep -qx -- "$s"; then
         if [ "$s" = "$SMALLEST" ]; then
-            run_config "1w-$s" 1 "$s" 0 "A A' B off" 1
+            run_config "1w-$s" 1 "$s" 0 "A A' F B off" 1
         else
-            run_config "1w-$s" 1 "$s" 0 "A A' B" 0
+            run_config "1w-$s" 1 "$s" 0 "A A' F B" 0
         fi
         CONFIGS="$CONFIGS 1w-$s"
     fi
 done
 if [ "$W2" = 1 ]; then
-    run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "A A' B" 0
+    run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "A A' F B" 0
     CONFIGS="$CONFIGS 2w-$W2_SIZE"
 fi
 
@@ -635,7 +800,8 @@ T1=$(date +%s)
     echo "- nginx worker(s) pinned to CPU $NGINX_CPU (2 workers: CPUs 0 and 1), wrk -t1 -c$CONNS pinned to CPU $WRK_CPU, loopback"
     echo "- $RUNS interleaved round(s) of ${DUR} s per arm after ${WARM} s of warm-up per arm; QUICK=$QUICK; total bench time $((T1 - T0)) s"
     echo "- noise control: runs during which other processes took more than ${NOISE_MAX}% of a CPU were repeated once: $REPEATED repeated, $NOISY_KEPT noisy run(s) kept (see the \"other CPU\" column); ${QUIET_WAITED} s spent waiting for an idle machine"
-    echo "- every request carries one of $COOKIES signed cookies for random existing profiles (the \"new visitor\" arm: the same bytes under another cookie name)"
+    echo "- every request carries one of $COOKIES signed cookies for random existing profiles outside the global holdout${HOLDOUT:+ ($HOLDOUT%)} (the \"new visitor\" arm: the same bytes under another cookie name), a browser User-Agent and X-Forwarded-For (realip) from $(wc -l < "$IPS_FILE") addresses"
+    echo "- arm B: $RULES rules ($SEED_RULES seed rules of rules/, $((RULES - SEED_RULES)) generated by bench/gen-rules.pl), omni_geoip with a generated GeoIP2-City database of $GEO_NETS networks"
     echo
     perl "$BENCH/report.pl" "$RUNS_TSV" "$SMALLEST" "$LARGEST" "$NOISE_MAX" "$B/data/health.tsv"
     echo
@@ -646,6 +812,8 @@ T1=$(date +%s)
     echo "## Writer health (after nginx -s quit)"
     echo
     cat "$B/data/health.md"
+    echo
+    cat "$B/data/feed.md"
     echo
     [ -s "$B/data/drops.md" ] && { cat "$B/data/drops.md"; echo; }
     echo "\"writer committed\" is the sum of the workers' \"writer exit: N committed\" lines; the batch flushed at exit is not counted in it."
