@@ -15,9 +15,11 @@
  *
  * Events (omni_events, upstream signals) arrive as jobs: they join the
  * next batch, after its touches, and their handlers run on the event
- * loop once the batch is committed.  Commits are synced (the module
- * never opens the store with MDB_NOSYNC), so a job's handler may
- * acknowledge its events as durable.  Jobs are never dropped silently: a
+ * loop once the batch is committed and synced: the store is opened with
+ * MDB_NOMETASYNC (a traffic batch costs one fsync, and an OS crash may
+ * undo the last one but never breaks the database), and a batch with
+ * events is synced in full (omni_store_sync()) before its handlers run,
+ * so they may acknowledge their events as durable.  Jobs are never dropped silently: a
  * full queue refuses them up front (503), a batch that fails for good
  * fails its jobs.
  *
@@ -503,6 +505,15 @@ ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
     }
 
     rc = omni_wtxn_commit(w);
+
+    /*
+     * The store commits without syncing its meta page (nometasync): a
+     * batch whose events will be acknowledged is made durable here.
+     */
+    if (rc == OMNI_OK && jobs) {
+        rc = omni_store_sync(st);
+    }
+
     if (rc != OMNI_OK) {
         ngx_cpystrn((u_char *) err, (u_char *) omni_store_error(st), errlen);
     }

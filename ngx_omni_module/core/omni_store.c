@@ -348,6 +348,10 @@ omni_store_open(omni_store_t **stp, const char *path,
     if (opts->readonly) {
         flags |= MDB_RDONLY;
     }
+    if (opts->nometasync) {
+        flags |= MDB_NOMETASYNC;
+    }
+
     if (opts->nosync) {
         flags |= MDB_NOSYNC;
     }

@@ -55,6 +55,10 @@ typedef struct {
     unsigned    max_readers;    /* 0: OMNI_STORE_DEFAULT_READERS */
     int         readonly;
     int         nosync;         /* bulk loads: caller syncs at the end */
+    int         nometasync;     /* commits sync data, not the meta page:
+                                   the last commit may be undone by an OS
+                                   crash (never the database's integrity)
+                                   until omni_store_sync() */
     int         create;         /* create the directory when missing */
     int         attach;         /* open existing databases read-only:
                                    never wait on the writer lock */
