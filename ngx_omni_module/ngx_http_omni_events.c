@@ -780,6 +780,13 @@ ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job)
     text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
 
+    /*
+     * The events are done with: free them now rather than with the
+     * request's pool, which a lingering close may keep for seconds.
+     * (The pool cleanup then finds an empty batch.)
+     */
+    omni_event_batch_free(b);
+
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -205,21 +205,35 @@ omni_ev_cart_remove(omni_profile_t *p, const char *sku, uint32_t qty)
 }
 
 
+/* Whether the purchase history already has the order. */
+static int
+omni_ev_has_order(const omni_profile_t *p, const char *order_id)
+{
+    unsigned  j;
+
+    for (j = 0; j < p->npurchases; j++) {
+        if (p->purchases[j].order_id
+            && strcmp(p->purchases[j].order_id, order_id) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 omni_ev_purchase(omni_profile_t *p, const omni_event_t *ev)
 {
     double            total;
-    unsigned          i, j;
+    unsigned          i;
     omni_purchase_t  *pu;
 
     /* An order already in the history changes nothing (idempotency
        also holds for an order older than the dedupe window). */
-    for (j = 0; j < p->npurchases; j++) {
-        if (p->purchases[j].order_id
-            && strcmp(p->purchases[j].order_id, ev->order_id) == 0)
-        {
-            return OMNI_NOTFOUND;
-        }
+    if (omni_ev_has_order(p, ev->order_id)) {
+        return OMNI_NOTFOUND;
     }
 
     total = 0.0;
@@ -840,6 +854,17 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
     if (created) {
         p.created = ev->time;
         p.updated = ev->time;
+    }
+
+    /*
+     * An order the profile already has is a duplicate that changes
+     * nothing: found before any identity is linked below, or another
+     * profile would lose its alias for an event that was not applied.
+     */
+    if (ev->order_id && omni_ev_has_order(&p, ev->order_id)) {
+        *status = OMNI_EVENT_DUPLICATE;
+        omni_profile_free(&p);
+        return OMNI_OK;
     }
 
     for (i = 0; i < ev->nidents; i++) {

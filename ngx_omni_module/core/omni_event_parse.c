@@ -418,12 +418,13 @@ omni_ev_trait(omni_event_t *ev, omni_event_err_t *err, const char *path,
     if (json_is_string(v)) {
         len = json_string_length(v);
 
-        if (len > OMNI_MAX_STR
-            || memchr(json_string_value(v), '\0', len) != NULL)
+        /* empty is fine; control characters are not (docs: limits) */
+        if (len > 0 && !omni_ev_text_ok(json_string_value(v), len,
+                                        OMNI_MAX_STR))
         {
             return omni_ev_fail(err, OMNI_INVALID, path, sub,
-                                "expected at most %d bytes without NUL",
-                                OMNI_MAX_STR);
+                                "expected at most %d bytes without control "
+                                "characters", OMNI_MAX_STR);
         }
 
         a->type = OMNI_ATTR_STR;
@@ -448,16 +449,47 @@ omni_ev_trait(omni_event_t *ev, omni_event_err_t *err, const char *path,
 }
 
 
+/*
+ * An email address as an alias: the sha256 of the trimmed, lowercased
+ * address (the address itself is never kept).  OMNI_INVALID when it is
+ * not an address.
+ */
+static int
+omni_ev_email(const char *s, size_t len, omni_event_ident_t *email)
+{
+    while (len && isspace((unsigned char) *s)) {
+        s++;
+        len--;
+    }
+
+    while (len && isspace((unsigned char) s[len - 1])) {
+        len--;
+    }
+
+    if (!omni_ev_text_ok(s, len, 254) || memchr(s, '@', len) == NULL) {
+        return OMNI_INVALID;
+    }
+
+    omni_sha256_hex(s, len, 1, email->value);
+    email->kind = OMNI_ALIAS_EMAIL;
+    email->len = OMNI_SHA256_HEX_LEN;
+
+    return OMNI_OK;
+}
+
+
 /* Identify traits: attributes, unset attributes and the email alias. */
 static int
 omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
     json_t *traits, int client, omni_event_ident_t *email)
 {
-    char         key[160], sub[192], hex[OMNI_SHA256_HEX_LEN + 1];
-    size_t       len, klen;
-    json_t      *v, *x, *clean;
-    unsigned     j, n;
-    const char  *k, *k2, *s;
+    int                  rc;
+    char                 key[160], sub[192];
+    size_t               klen;
+    json_t              *v, *x, *clean;
+    unsigned             j, n;
+    const char          *k, *k2;
+    omni_event_ident_t   addr;
 
     if (!json_is_object(traits)) {
         return omni_ev_fail(err, OMNI_INVALID, path, "traits",
@@ -495,19 +527,10 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
                                     "expected a string");
             }
 
-            s = json_string_value(v);
-            len = json_string_length(v);
-
-            while (len && isspace((unsigned char) *s)) {
-                s++;
-                len--;
-            }
-
-            while (len && isspace((unsigned char) s[len - 1])) {
-                len--;
-            }
-
-            if (!omni_ev_text_ok(s, len, 254) || memchr(s, '@', len) == NULL)
+            /* Only the hash is kept: the address never reaches the feed. */
+            if (omni_ev_email(json_string_value(v), json_string_length(v),
+                              &addr)
+                != OMNI_OK)
             {
                 return omni_ev_fail(err, OMNI_INVALID, path, "traits.email",
                                     "expected an email address");
@@ -520,17 +543,14 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
                                     "server key");
             }
 
-            /* Only the hash is kept: the address never reaches the feed. */
-            omni_sha256_hex(s, len, 1, hex);
-            email->kind = OMNI_ALIAS_EMAIL;
-            memcpy(email->value, hex, OMNI_SHA256_HEX_LEN + 1);
-            email->len = OMNI_SHA256_HEX_LEN;
+            *email = addr;
             continue;
         }
 
-        if (klen == 0 || klen > 64) {
+        if (!omni_ev_text_ok(k, klen, 64)) {
             return omni_ev_fail(err, OMNI_INVALID, path, "traits",
-                                "a trait name must have 1 to 64 bytes");
+                                "a trait name must have 1 to 64 bytes "
+                                "without control characters");
         }
 
         if (client) {
@@ -540,7 +560,8 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
                 }
             }
 
-            if (omni_client_traits[j] == NULL) {
+            /* "name": {"tier": ...} would flatten to any attribute */
+            if (omni_client_traits[j] == NULL || json_is_object(v)) {
                 snprintf(sub, sizeof(sub), "traits.%s", k);
                 return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, sub,
                                     "this trait needs a server key (a "
@@ -560,10 +581,11 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
                                         "traits nest at most one level");
                 }
 
-                if (strlen(k2) == 0 || strlen(key) > 64) {
+                if (k2[0] == '\0' || !omni_ev_text_ok(key, strlen(key), 64))
+                {
                     return omni_ev_fail(err, OMNI_INVALID, path, sub,
                                         "a trait name must have 1 to 64 "
-                                        "bytes");
+                                        "bytes without control characters");
                 }
             }
         }
@@ -587,8 +609,9 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
                 snprintf(key, sizeof(key), "%s.%s", k, k2);
                 snprintf(sub, sizeof(sub), "traits.%s", key);
 
-                if (omni_ev_trait(ev, err, path, sub, key, x) != OMNI_OK) {
-                    return OMNI_INVALID;
+                rc = omni_ev_trait(ev, err, path, sub, key, x);
+                if (rc != OMNI_OK) {
+                    return rc;
                 }
             }
 
@@ -597,8 +620,9 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
 
         snprintf(sub, sizeof(sub), "traits.%s", k);
 
-        if (omni_ev_trait(ev, err, path, sub, k, v) != OMNI_OK) {
-            return OMNI_INVALID;
+        rc = omni_ev_trait(ev, err, path, sub, k, v);
+        if (rc != OMNI_OK) {
+            return rc;
         }
     }
 
@@ -672,6 +696,13 @@ omni_event_parse_time(const char *s, size_t len, uint32_t *out)
         return OMNI_INVALID;
     }
 
+    /* February 29th only in a leap year */
+    if (mo == 2 && d == 29
+        && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+    {
+        return OMNI_INVALID;
+    }
+
     i = 19;
 
     /* fractional seconds are accepted and dropped */
@@ -703,9 +734,9 @@ omni_event_parse_time(const char *s, size_t len, uint32_t *out)
         }
 
         i += 6;
-    }
 
-    if (i != len) {
+    } else {
+        /* no zone (a local time of unknown offset), or trailing bytes */
         return OMNI_INVALID;
     }
 
@@ -977,8 +1008,8 @@ omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
 }
 
 
-int
-omni_event_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
+static int
+omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     const char *path, omni_event_err_t *err)
 {
     int                  rc, ch;
@@ -1226,21 +1257,11 @@ omni_event_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
         if (json_is_object(v) && json_object_get(v, "email") != NULL
             && c->trust == OMNI_TRUST_SERVER)
         {
+            /* hashed as traits.email is; not an address: ignored */
             v = json_object_get(v, "email");
             if (json_is_string(v)) {
-                s = json_string_value(v);
-                len = json_string_length(v);
-
-                if (omni_ev_text_ok(s, len, 254)
-                    && memchr(s, '@', len) != NULL)
-                {
-                    char  hex[OMNI_SHA256_HEX_LEN + 1];
-
-                    omni_sha256_hex(s, len, 1, hex);
-                    email.kind = OMNI_ALIAS_EMAIL;
-                    memcpy(email.value, hex, sizeof(hex));
-                    email.len = OMNI_SHA256_HEX_LEN;
-                }
+                (void) omni_ev_email(json_string_value(v),
+                                     json_string_length(v), &email);
             }
         }
     }
@@ -1283,6 +1304,23 @@ omni_event_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     }
 
     return OMNI_OK;
+}
+
+
+int
+omni_event_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
+    const char *path, omni_event_err_t *err)
+{
+    int  rc;
+
+    rc = omni_ev_parse(ev, obj, c, path, err);
+
+    if (rc != OMNI_OK) {
+        /* nothing is half-accepted, and nothing is left to free */
+        omni_event_free(ev);
+    }
+
+    return rc;
 }
 
 
@@ -1339,6 +1377,16 @@ omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
         return OMNI_INVALID;
     }
 
+    /* Nesting first: nothing of a too deep body is looked at. */
+    if (omni_ev_depth(root, OMNI_EVENT_MAX_DEPTH + 2)
+        > OMNI_EVENT_MAX_DEPTH + 2)
+    {
+        json_decref(root);
+        return omni_ev_fail(err, OMNI_INVALID, "", "body",
+                            "nested deeper than %d levels",
+                            OMNI_EVENT_MAX_DEPTH);
+    }
+
     arr = NULL;
 
     if (json_is_array(root)) {
@@ -1350,9 +1398,11 @@ omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
                 && strcmp(k, "sentAt") != 0 && strcmp(k, "writeKey") != 0
                 && strcmp(k, "integrations") != 0)
             {
-                json_decref(root);
-                return omni_ev_fail(err, OMNI_INVALID, "", k,
+                /* k lives in root: named before root is freed */
+                (void) omni_ev_fail(err, OMNI_INVALID, "", k,
                                     "unknown field next to \"batch\"");
+                json_decref(root);
+                return OMNI_INVALID;
             }
         }
 
@@ -1368,15 +1418,6 @@ omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
         json_decref(root);
         return omni_ev_fail(err, OMNI_INVALID, "", "body",
                             "expected an event object or a batch");
-    }
-
-    if (omni_ev_depth(root, OMNI_EVENT_MAX_DEPTH + 2)
-        > OMNI_EVENT_MAX_DEPTH + 2)
-    {
-        json_decref(root);
-        return omni_ev_fail(err, OMNI_INVALID, "", "body",
-                            "nested deeper than %d levels",
-                            OMNI_EVENT_MAX_DEPTH);
     }
 
     n = arr ? json_array_size(arr) : 1;
@@ -1412,10 +1453,6 @@ omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
         }
 
         b->rc[i] = omni_event_parse(&b->events[i], x, c, path, &b->errs[i]);
-
-        if (b->rc[i] != OMNI_OK) {
-            omni_event_free(&b->events[i]);
-        }
     }
 
     json_decref(root);

@@ -274,6 +274,21 @@ sub _listening {
     return $s ? 1 : 0;
 }
 
+# Connections to 127.0.0.1:$port that nginx still holds open (any state
+# but LISTEN and TIME_WAIT, which belongs to no process).
+sub _open_connections {
+    my ($port) = @_;
+    open my $fh, '<', '/proc/net/tcp' or return 0;
+    my $want = sprintf ':%04X', $port;
+    my $n = 0;
+    while (<$fh>) {
+        my (undef, $local, undef, $state) = split;
+        $n++ if $state && $state ne '0A' && $state ne '06'
+                && $local =~ /\Q$want\E$/;
+    }
+    return $n;
+}
+
 sub _read_pid {
     my ($prefix) = @_;
     my $text = _slurp("$prefix/logs/nginx.pid") // return undef;
@@ -396,6 +411,7 @@ sub _start {
 
     if (_valgrind()) {
         my @vg = ('valgrind', '--tool=memcheck', '--leak-check=full',
+                  '--keep-debuginfo=yes',
                   '--num-callers=30', "--error-exitcode=$VALGRIND_EXIT",
                   "--log-file=$prefix/logs/valgrind.log");
         _spew("$prefix/conf/valgrind.supp", _valgrind_suppressions());
@@ -483,6 +499,11 @@ sub _stop {
     my $pid = $SRV{pid} or return (1);
     my $grace = _stop_timeout();
     my @log;
+
+    # A single process (valgrind) exits on SIGQUIT without waiting for
+    # its connections: let the ones clients already closed (lingering
+    # close) finish first, or their memory is reported as lost.
+    wait_for(sub { !_open_connections($SRV{port}) }, 5) if $SRV{child} && $SRV{port};
 
     # With master_process off (valgrind) a signal arriving just before
     # epoll_wait() is only acted on at the next event, so SIGQUIT is
