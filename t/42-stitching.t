@@ -211,10 +211,13 @@ main::import_profiles(
     purchases => [ { sku => 'P1', order_id => 'o-1', channel => 'web', time => $now - 5 * 86400, price => 10, qty => 1 } ] },
   { id => 'bbbb0000000000000000000000000002', created => $now - 2 * 86400, updated => $now - 3600,
     visits => 2, segments => ['s-b', 'both'], attributes => { city => 'Lisbon' },
-    aliases => [ { type => 'device', id => 'bbbb00000000000000000000000000d2' }, { type => 'customer', id => 'C-3' } ],
+    aliases => [ { type => 'device', id => 'bbbb00000000000000000000000000d2' }, { type => 'customer', id => 'C-3' },
+                 { type => 'email', id => 'e3@example.com' } ],
     cart => { updated_at => $now - 3600, items => [ { sku => 'NEW', qty => 2, price => 7 } ] },
     orders => 2, revenue => 20,
     purchases => [ { sku => 'P2', order_id => 'o-2', channel => 'pos', time => $now - 4 * 86400, price => 20, qty => 1 } ] },
+  { id => 'ffff0000000000000000000000000006', created => $now - 86400, visits => 1,
+    aliases => [ { type => 'customer', id => 'C-F' }, { type => 'cookie', id => 'ffff00000000000000000000000000c6' } ] },
   map { { id => sprintf('cccc%028x', $_), created => $now - 86400, visits => 1,
           aliases => [ { type => 'cookie', id => sprintf('cccc%026xc1', $_) } ] } } 1 .. 12,
 );
@@ -271,5 +274,13 @@ is(scalar(grep { main::profile('cookie:' . sprintf('cccc%026xc1', $_))->{id} eq 
    'every cookie resolves to the customer');
 my $merges = grep { ($_->{type} // '') eq 'alias' } @{ main::feed() };
 is($merges, 13, 'one merge record per merged profile');
+# another customer's email is never taken: customer C-F's cookie with C-3's email
+$r = main::post({ type => 'identify', anonymousId => 'ffff00000000000000000000000000c6',
+                  traits => { email => 'E3@example.com' } }, %auth);
+is($r->{status}, 200, 'an identify naming two customers: 200');
+is($r->{json}{profile}, 'ffff0000000000000000000000000006', 'applied to the cookie\'s customer');
+is(main::profile('email:e3@example.com')->{id}, 'bbbb0000000000000000000000000002', 'the email stays with C-3');
+ok(main::profile('customer:C-F'), 'C-F is not merged into C-3');
+isnt(main::profile('customer:C-F')->{id}, main::profile('customer:C-3')->{id}, 'two customers, two profiles');
 --- no_error_log
 [error]

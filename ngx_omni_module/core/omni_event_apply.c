@@ -517,6 +517,28 @@ omni_ev_has_customer(const omni_profile_t *p)
 }
 
 
+/* 1 when the profile holds a customer id, 0 when not, or an error. */
+static int
+omni_ev_owner_is_customer(omni_wtxn_t *w, const unsigned char *owner)
+{
+    int             rc;
+    omni_profile_t  p;
+
+    rc = omni_wtxn_get_profile(w, owner, &p);
+
+    if (rc == OMNI_OK) {
+        rc = omni_ev_has_customer(&p);
+
+    } else if (rc == OMNI_NOTFOUND) {
+        rc = 0;
+    }
+
+    omni_profile_free(&p);
+
+    return rc;
+}
+
+
 /* Takes alias (kind, value) away from profile owner (not the target). */
 static int
 omni_ev_steal(omni_wtxn_t *w, const unsigned char *owner, unsigned kind,
@@ -874,10 +896,27 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
             continue;
         }
 
-        /* An alias still held by another profile moves here. */
+        /*
+         * An alias still held by another profile moves here: a cookie or
+         * a device changes hands with its user.  A customer's email or
+         * customer id never does: it stays with that customer, and this
+         * event does not link it.
+         */
         rc = omni_wtxn_get_alias(w, kind, ev->idents[i].value,
                                  ev->idents[i].len, owner);
         if (rc == OMNI_OK && memcmp(owner, pid, OMNI_ID_LEN) != 0) {
+            if (kind == OMNI_ALIAS_EMAIL || kind == OMNI_ALIAS_CUSTOMER) {
+                rc = omni_ev_owner_is_customer(w, owner);
+
+                if (rc == 1) {
+                    continue;
+                }
+
+                if (rc < 0) {
+                    goto failed;
+                }
+            }
+
             rc = omni_ev_steal(w, owner, kind, ev->idents[i].value,
                                ev->idents[i].len);
         }
