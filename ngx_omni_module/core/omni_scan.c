@@ -251,6 +251,19 @@ omni_scan_next(omni_scan_t *s, const unsigned char **pos,
             break;
         }
 
+        /*
+         * Most '<' start ordinary tags: a marker needs "<!-" or "</b"
+         * ("</body>" only until the first one).  Rule those out from the
+         * next bytes when they are here, without setting up a matcher.
+         */
+        if (p + 2 < end
+            && !(p[1] == '!' && p[2] == '-')
+            && !(p[1] == '/' && !s->body_seen && (p[2] | 0x20) == 'b'))
+        {
+            p++;
+            continue;
+        }
+
         /* Try to match a marker at p, in place. */
         memset(&m, 0, sizeof(omni_matcher_t));
         m.i = 1;
