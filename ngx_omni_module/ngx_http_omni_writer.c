@@ -19,9 +19,9 @@
  * MDB_NOMETASYNC (a traffic batch costs one fsync, and an OS crash may
  * undo the last one but never breaks the database), and a batch with
  * events is synced in full (omni_store_sync()) before its handlers run,
- * so they may acknowledge their events as durable.  Jobs are never dropped silently: a
- * full queue refuses them up front (503), a batch that fails for good
- * fails its jobs.
+ * so they may acknowledge their events as durable.  Jobs are never
+ * dropped silently: a full queue refuses them up front (503), a batch
+ * that fails for good fails its jobs.
  *
  * Map changes are handled on the event loop, where no transaction of this
  * process is open between tasks: MAP_RESIZED adopts the size another

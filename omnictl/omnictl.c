@@ -116,7 +116,8 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "cookie).  Prints {\"cookie\":...,\"visitor\":...}.\n"
       "  --device ID         the visitor id (default: a random one)\n"
       "  --profile ID        also link the visitor to this existing profile\n"
-      "                      (needs --store), so the browser is that person\n" },
+      "                      (needs --store): the browser is that person\n"
+    },
 
     { "stat", omnictl_stat, 0, 0, OMNICTL_OPT_CREATE,
       "stat [--create]",

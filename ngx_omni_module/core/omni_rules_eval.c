@@ -174,11 +174,13 @@ omni_run_cart(omni_run_t *run)
                                               ci.category.len);
 
             if (run->cart_sku[run->ncart] >= 0) {
-                run->fbits[OMNI_FK_CSKU] |= omni_fbit(run->cart_sku[run->ncart]);
+                run->fbits[OMNI_FK_CSKU] |=
+                                      omni_fbit(run->cart_sku[run->ncart]);
             }
 
             if (run->cart_cat[run->ncart] >= 0) {
-                run->fbits[OMNI_FK_CCAT] |= omni_fbit(run->cart_cat[run->ncart]);
+                run->fbits[OMNI_FK_CCAT] |=
+                                      omni_fbit(run->cart_cat[run->ncart]);
             }
 
             run->ncart++;

@@ -551,7 +551,8 @@ omni_store_alias_get(omni_store_t *st, MDB_txn *txn, unsigned kind,
     }
 
     if (val.mv_size != OMNI_ID_LEN) {
-        snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt alias entry (%zu bytes)",
+        snprintf(omni_store_err, OMNI_ERR_LEN,
+                 "corrupt alias entry (%zu bytes)",
                  val.mv_size);
         return OMNI_INVALID;
     }
