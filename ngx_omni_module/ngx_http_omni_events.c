@@ -50,6 +50,8 @@ static ngx_int_t ngx_http_omni_events_handler(ngx_http_request_t *r);
 static void ngx_http_omni_events_body(ngx_http_request_t *r);
 static void ngx_http_omni_events_done(ngx_http_omni_wjob_t *job);
 static ngx_int_t ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job);
+static ngx_int_t ngx_http_omni_events_send(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *root);
 static ngx_int_t ngx_http_omni_events_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *field,
     const char *reason);
@@ -701,9 +703,7 @@ ngx_http_omni_events_done(ngx_http_omni_wjob_t *job)
 static ngx_int_t
 ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job)
 {
-    char                *text;
     json_t              *root, *results, *o;
-    ngx_str_t            json;
     ngx_uint_t           i, status, accepted, dups, failed;
     ngx_http_request_t  *r;
     omni_event_batch_t  *b;
@@ -777,9 +777,6 @@ ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job)
         json_object_set_new(root, "error", json_string("unavailable"));
     }
 
-    text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
     /*
      * The events are done with: free them now rather than with the
      * request's pool, which a lingering close may keep for seconds.
@@ -787,47 +784,20 @@ ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job)
      */
     omni_event_batch_free(b);
 
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    json.len = ngx_strlen(text);
-    json.data = ngx_pnalloc(r->pool, json.len);
-
-    if (json.data == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(json.data, text, json.len);
-    free(text);
-
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        (void) ngx_http_omni_retry_after(r);
-    }
-
-    return ngx_http_omni_send_json_status(r, status, &json);
+    return ngx_http_omni_events_send(r, status, root);
 }
 
 
+/* Sends root (a reference this takes) as the JSON answer. */
 static ngx_int_t
-ngx_http_omni_events_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *error, const char *field, const char *reason)
+ngx_http_omni_events_send(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *root)
 {
-    char        *text;
-    json_t      *o;
-    ngx_int_t    rc;
-    ngx_str_t    json;
+    char       *text;
+    ngx_str_t   json;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", error,
-                  "field", field, "reason", reason);
-    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
 
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -856,6 +826,25 @@ ngx_http_omni_events_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_omni_send_json_status(r, status, &json);
+}
+
+
+static ngx_int_t
+ngx_http_omni_events_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *field, const char *reason)
+{
+    json_t      *o;
+    ngx_int_t    rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", error,
+                  "field", field, "reason", reason);
+
+    return ngx_http_omni_events_send(r, status, o);
 }
 
 

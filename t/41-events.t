@@ -13,6 +13,7 @@ use warnings;
 use lib 't/lib';
 use OmniTest;
 use OmniCookie;
+use OmniEvents;
 use Digest::SHA qw(hmac_sha256_hex sha256_hex);
 use JSON::PP ();
 
@@ -26,39 +27,8 @@ our $JSON = JSON::PP->new->canonical;
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0] // $VID) }
 sub token  { mint_token(TEST_SECRET, $_[0] // $DEV) }
-sub store  { "$OmniTest::PREFIX/store" }
-
-sub iso {
-    my @t = gmtime($_[0]);
-    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900, $t[4] + 1,
-                   @t[3, 2, 1, 0];
-}
-
-# POST /omni/events; the answer with its JSON decoded into {json}.
-sub post {
-    my ($body, %h) = @_;
-    $body = $JSON->encode($body) if ref $body;
-    my $r = http_request('POST', $h{path} // '/omni/events', $body,
-                         headers => { 'Content-Type' => 'application/json',
-                                      map { $_ => $h{$_} } grep { $_ ne 'path' } keys %h });
-    $r->{json} = eval { JSON::PP::decode_json($r->{content}) };
-    return $r;
-}
 
 sub server { (Authorization => "Bearer $KEY") }
-
-# A profile from the store, by id or alias ("customer:C1").
-sub profile {
-    my ($which) = @_;
-    my @arg = $which =~ /:/ ? ('--alias', $which) : ($which);
-    my ($rc, $out) = omnictl('--store', store(), 'get', @arg);
-    return $rc == 0 ? JSON::PP::decode_json($out) : undef;
-}
-
-sub feed {
-    my ($rc, $out) = omnictl('--store', store(), 'tail', '--after', '0');
-    return [ map { JSON::PP::decode_json($_) } split /\n/, $out ];
-}
 
 run_blocks();
 

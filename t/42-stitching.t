@@ -13,6 +13,7 @@ use warnings;
 use lib 't/lib';
 use OmniTest;
 use OmniCookie;
+use OmniEvents;
 use JSON::PP ();
 use POSIX ();
 
@@ -24,33 +25,6 @@ our $JSON = JSON::PP->new->canonical;
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0] // $VID) }
 sub token  { mint_token(TEST_SECRET, $_[0] // $DEV) }
-sub store  { "$OmniTest::PREFIX/store" }
-
-sub iso {
-    my @t = gmtime($_[0]);
-    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900, $t[4] + 1,
-                   @t[3, 2, 1, 0];
-}
-
-sub post {
-    my ($body, %h) = @_;
-    my $r = http_request('POST', '/omni/events', $JSON->encode($body),
-                         headers => { 'Content-Type' => 'application/json', %h });
-    $r->{json} = eval { JSON::PP::decode_json($r->{content}) };
-    return $r;
-}
-
-sub profile {
-    my ($which) = @_;
-    my @arg = $which =~ /:/ ? ('--alias', $which) : ($which);
-    my ($rc, $out) = omnictl('--store', store(), 'get', @arg);
-    return $rc == 0 ? JSON::PP::decode_json($out) : undef;
-}
-
-sub feed {
-    my ($rc, $out) = omnictl('--store', store(), 'tail', '--after', '0');
-    return [ map { JSON::PP::decode_json($_) } split /\n/, $out ];
-}
 
 sub decide {
     my $r = http_get('/omni/decide', 'X-Omni-Token' => token(@_));

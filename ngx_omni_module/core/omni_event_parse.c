@@ -14,6 +14,7 @@
 
 #include "omni_event.h"
 #include "omni_token.h"
+#include "omni_tz.h"
 
 
 /* Top-level members of a Segment call that are accepted (most ignored). */
@@ -630,23 +631,6 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
 }
 
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t
-omni_ev_days(int64_t y, unsigned m, unsigned d)
-{
-    int64_t   era;
-    unsigned  yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned) (y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-
-    return era * 146097 + (int64_t) doe - 719468;
-}
-
-
 static int
 omni_ev_digits(const char *s, size_t n, unsigned *out)
 {
@@ -740,7 +724,7 @@ omni_event_parse_time(const char *s, size_t len, uint32_t *out)
         return OMNI_INVALID;
     }
 
-    t = omni_ev_days(y, mo, d) * 86400 + h * 3600 + mi * 60
+    t = omni_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60
         + (sec > 59 ? 59 : sec) + off;
 
     if (t < 0 || t > (int64_t) UINT32_MAX) {
