@@ -82,12 +82,24 @@ typedef struct {
      */
     ngx_event_t         hold;
 
+    /*
+     * Touches wait for a batch: they are written when
+     * NGX_HTTP_OMNI_BATCH_MIN have queued up or NGX_HTTP_OMNI_BATCH_DELAY
+     * after the first one, whichever comes first, so that one commit
+     * carries many of them even at moderate rates.  Events never wait.
+     */
+    ngx_event_t         flush;
+
     unsigned            busy:1;
     unsigned            resize_pending:1;
 } ngx_http_omni_writer_t;
 
 
 static ngx_http_omni_writer_t  ngx_http_omni_w;
+
+
+#define NGX_HTTP_OMNI_BATCH_MIN    256
+#define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
 
 
 #if (NGX_THREADS)
@@ -100,6 +112,10 @@ static int ngx_http_omni_writer_apply(omni_store_t *st, omni_touch_t *ops,
 static void ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs,
     ngx_int_t rc, ngx_uint_t full);
 static void ngx_http_omni_writer_hold(ngx_event_t *ev);
+#if (NGX_THREADS)
+static void ngx_http_omni_writer_flush(ngx_event_t *ev);
+static void ngx_http_omni_writer_schedule(void);
+#endif
 
 
 ngx_int_t
@@ -134,6 +150,13 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.hold.handler = ngx_http_omni_writer_hold;
     ngx_http_omni_w.hold.log = cycle->log;
     ngx_http_omni_w.hold.data = &ngx_http_omni_w;
+#if (NGX_THREADS)
+    ngx_http_omni_w.flush.handler = ngx_http_omni_writer_flush;
+    ngx_http_omni_w.flush.log = cycle->log;
+    ngx_http_omni_w.flush.data = &ngx_http_omni_w;
+    /* pending touches never hold an exiting worker: exit flushes them */
+    ngx_http_omni_w.flush.cancelable = 1;
+#endif
     ngx_http_omni_w.capacity = mcf->queue_size;
     ngx_http_omni_w.map_max = mcf->map_max;
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
@@ -346,9 +369,7 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     ngx_memcpy(op->country, ctx->country, sizeof(op->country));
 
 #if (NGX_THREADS)
-    if (!ngx_http_omni_w.busy) {
-        ngx_http_omni_writer_post();
-    }
+    ngx_http_omni_writer_schedule();
 #endif
 
     return NGX_OK;
@@ -533,6 +554,10 @@ ngx_http_omni_writer_post(void)
 
     t = ngx_http_omni_w.task->ctx;
 
+    if (ngx_http_omni_w.flush.timer_set) {
+        ngx_del_timer(&ngx_http_omni_w.flush);
+    }
+
     /* The queue becomes the batch; the old batch buffer the queue. */
     tmp = ngx_http_omni_w.inflight;
     ngx_http_omni_w.inflight = ngx_http_omni_w.pending;
@@ -666,8 +691,11 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
     t->jobs = NULL;
 
     /* Waiting requests are served even while exiting gracefully. */
-    if ((ngx_http_omni_w.npending && !ngx_exiting) || ngx_http_omni_w.jobs) {
+    if (ngx_http_omni_w.jobs) {
         ngx_http_omni_writer_post();
+
+    } else if (!ngx_exiting) {
+        ngx_http_omni_writer_schedule();
     }
 
     if (ngx_http_omni_w.hold.timer_set
@@ -675,6 +703,45 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
     {
         /* Nobody waits any more: an exiting worker may leave now. */
         ngx_del_timer(&ngx_http_omni_w.hold);
+    }
+}
+
+#endif
+
+
+#if (NGX_THREADS)
+
+/*
+ * After a touch is queued or a batch is done: write now when a batch is
+ * full, or when the batching delay has passed (the flush timer).
+ */
+static void
+ngx_http_omni_writer_schedule(void)
+{
+    if (ngx_http_omni_w.busy || ngx_http_omni_w.npending == 0) {
+        return;
+    }
+
+    if (ngx_http_omni_w.npending >= NGX_HTTP_OMNI_BATCH_MIN) {
+        if (ngx_http_omni_w.flush.timer_set) {
+            ngx_del_timer(&ngx_http_omni_w.flush);
+        }
+
+        ngx_http_omni_writer_post();
+        return;
+    }
+
+    if (!ngx_http_omni_w.flush.timer_set) {
+        ngx_add_timer(&ngx_http_omni_w.flush, NGX_HTTP_OMNI_BATCH_DELAY);
+    }
+}
+
+
+static void
+ngx_http_omni_writer_flush(ngx_event_t *ev)
+{
+    if (!ngx_http_omni_w.busy && ngx_http_omni_w.npending) {
+        ngx_http_omni_writer_post();
     }
 }
 
