@@ -19,6 +19,8 @@
  *     ngx_http_realip_module has already replaced when it is configured.
  *   - Any failure means "no geo" (geo conditions are false) and a debug
  *     line; a request never fails because of the database.
+ *   - Each worker remembers the answers for the last few thousand
+ *     addresses (a visitor's pages come from one address).
  */
 
 #include <math.h>
@@ -29,6 +31,8 @@
 
 
 static void ngx_http_omni_geoip_cleanup(void *data);
+static ngx_int_t ngx_http_omni_geo_fill(ngx_http_request_t *r,
+    omni_geo_t *out);
 static ngx_int_t ngx_http_omni_geo_find(ngx_http_request_t *r,
     MMDB_entry_s *entry);
 static size_t ngx_http_omni_geo_string(MMDB_entry_s *entry,
@@ -315,17 +319,144 @@ ngx_http_omni_geo_double(MMDB_entry_s *entry, const char *const *path,
 }
 
 
+/*
+ * A per-worker cache of what the database says about an address: a
+ * visitor's pages come from one address, and a lookup with its five
+ * field walks costs far more than a cache probe.  Direct-mapped, keyed
+ * by the address bytes, and tied to the database it was filled from (a
+ * reload in a single-process nginx opens a new one).
+ */
+
+#define NGX_HTTP_OMNI_GEO_CACHE  4096               /* a power of two */
+
+typedef struct {
+    u_char          addr[16];
+    u_char          len;                /* 0: empty; 4 or 16 */
+    u_char          found;
+    omni_geo_t      geo;
+} ngx_http_omni_geo_slot_t;
+
+static ngx_http_omni_geo_slot_t  *ngx_http_omni_geo_cache;
+static struct MMDB_s             *ngx_http_omni_geo_cache_db;
+
+
+static ngx_http_omni_geo_slot_t *
+ngx_http_omni_geo_slot(ngx_http_request_t *r, u_char *addr, size_t *len)
+{
+    uint32_t                    h;
+    struct sockaddr            *sa;
+    ngx_http_omni_main_conf_t  *mcf;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6        *sin6;
+#endif
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+    sa = r->connection->sockaddr;
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        ngx_memcpy(addr, &((struct sockaddr_in *) sa)->sin_addr, 4);
+        *len = 4;
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            ngx_memcpy(addr, sin6->sin6_addr.s6_addr + 12, 4);
+            *len = 4;
+
+        } else {
+            ngx_memcpy(addr, sin6->sin6_addr.s6_addr, 16);
+            *len = 16;
+        }
+
+        break;
+#endif
+
+    default:
+        return NULL;
+    }
+
+    if (ngx_http_omni_geo_cache == NULL
+        || ngx_http_omni_geo_cache_db != mcf->geoip)
+    {
+        if (ngx_http_omni_geo_cache == NULL) {
+            ngx_http_omni_geo_cache = ngx_alloc(NGX_HTTP_OMNI_GEO_CACHE
+                                          * sizeof(ngx_http_omni_geo_slot_t),
+                                          r->connection->log);
+            if (ngx_http_omni_geo_cache == NULL) {
+                return NULL;
+            }
+        }
+
+        /* empty slots have len 0 */
+        ngx_memzero(ngx_http_omni_geo_cache,
+                    NGX_HTTP_OMNI_GEO_CACHE
+                    * sizeof(ngx_http_omni_geo_slot_t));
+        ngx_http_omni_geo_cache_db = mcf->geoip;
+    }
+
+    h = ngx_crc32_short(addr, *len);
+
+    return &ngx_http_omni_geo_cache[h & (NGX_HTTP_OMNI_GEO_CACHE - 1)];
+}
+
+
 /* The omni_geo_pt callback: data is the request. */
 int
 ngx_http_omni_geo_lookup(void *data, omni_geo_t *out)
 {
     ngx_http_request_t *r = data;
 
+    int                        rc;
+    size_t                     len;
+    u_char                     addr[16];
+    ngx_http_omni_geo_slot_t  *slot;
+
+    len = 0;
+    slot = ngx_http_omni_geo_slot(r, addr, &len);
+
+    if (slot && slot->len == len && ngx_memcmp(slot->addr, addr, len) == 0)
+    {
+        if (!slot->found) {
+            return OMNI_NOTFOUND;
+        }
+
+        *out = slot->geo;
+        return OMNI_OK;
+    }
+
+    rc = ngx_http_omni_geo_fill(r, out);
+
+    /* A failed lookup (not "not found") is not remembered. */
+    if (slot && rc != NGX_ERROR) {
+        ngx_memcpy(slot->addr, addr, len);
+        slot->len = (u_char) len;
+        slot->found = (rc == NGX_OK);
+
+        if (rc == NGX_OK) {
+            slot->geo = *out;
+        }
+    }
+
+    return rc == NGX_OK ? OMNI_OK : OMNI_NOTFOUND;
+}
+
+
+/* The database's answer for the request's address, into out. */
+static ngx_int_t
+ngx_http_omni_geo_fill(ngx_http_request_t *r, omni_geo_t *out)
+{
     double         lat, lon;
+    ngx_int_t      rc;
     MMDB_entry_s   entry;
 
-    if (ngx_http_omni_geo_find(r, &entry) != NGX_OK) {
-        return OMNI_NOTFOUND;
+    rc = ngx_http_omni_geo_find(r, &entry);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     (void) ngx_http_omni_geo_string(&entry, ngx_http_omni_geo_country,
@@ -355,7 +486,7 @@ ngx_http_omni_geo_lookup(void *data, omni_geo_t *out)
                    out->city, out->has_location ? out->lat : 0.0,
                    out->has_location ? out->lon : 0.0);
 
-    return OMNI_OK;
+    return NGX_OK;
 }
 
 
