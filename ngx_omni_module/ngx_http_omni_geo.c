@@ -405,6 +405,15 @@ ngx_http_omni_geo_slot(ngx_http_request_t *r, u_char *addr, size_t *len)
 }
 
 
+void
+ngx_http_omni_geo_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_free(ngx_http_omni_geo_cache);
+    ngx_http_omni_geo_cache = NULL;
+    ngx_http_omni_geo_cache_db = NULL;
+}
+
+
 /* The omni_geo_pt callback: data is the request. */
 int
 ngx_http_omni_geo_lookup(void *data, omni_geo_t *out)

@@ -250,6 +250,7 @@ ngx_int_t ngx_http_omni_add_decision_variables(ngx_conf_t *cf);
 /* geo */
 char *ngx_http_omni_geoip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 int ngx_http_omni_geo_lookup(void *data, omni_geo_t *out);
+void ngx_http_omni_geo_exit_worker(ngx_cycle_t *cycle);
 
 /* filter */
 ngx_int_t ngx_http_omni_filter_init(ngx_conf_t *cf);
