@@ -164,9 +164,10 @@ omni_bytes_dup(omni_bytes_t b)
  * present is added to it, an older hour is inserted in place (clock skew,
  * imports), and when the table is full the oldest bucket goes, or the new
  * one when it is older than every bucket kept.  Counts saturate at the
- * u16 the record stores.
+ * u16 the record stores.  Shared with the touch fast path (omni_splice.c)
+ * so that both apply impressions alike.
  */
-static void
+void
 omni_impr_add_bucket(omni_impr_t *im, uint32_t hour, uint32_t count)
 {
     unsigned  i, nb;
@@ -739,6 +740,40 @@ omni_sect_end(omni_buf_t *b, omni_sect_w_t *s, unsigned type)
 }
 
 
+/*
+ * Writes the fixed header of p with nsect sections into the
+ * OMNI_REC_HDR_LEN bytes at d, which the caller zero-filled.  Shared
+ * with the touch fast path (omni_splice.c).
+ */
+void
+omni_rec_put_header(unsigned char *d, const omni_profile_t *p,
+    unsigned nsect)
+{
+    unsigned  i;
+
+    omni_wr16(d + OMNI_OFF_MAGIC, OMNI_REC_MAGIC);
+    d[OMNI_OFF_MAJOR] = OMNI_REC_MAJOR;
+    d[OMNI_OFF_MINOR] = OMNI_REC_MINOR;
+    omni_wr16(d + OMNI_OFF_HLEN, OMNI_REC_HDR_LEN);
+    omni_wr16(d + OMNI_OFF_NSECT, nsect);
+    memcpy(d + OMNI_OFF_ID, p->id, OMNI_ID_LEN);
+    omni_wr32(d + OMNI_OFF_CREATED, p->created);
+    omni_wr32(d + OMNI_OFF_UPDATED, p->updated);
+    omni_wr32(d + OMNI_OFF_VISITS, p->visits);
+    omni_wr32(d + OMNI_OFF_VISIT_LAST, p->visit_last);
+    omni_wr32(d + OMNI_OFF_CONSENT, p->consent);
+    d[OMNI_OFF_STAGE] = (unsigned char) p->stage;
+    /* flags and both reserved fields stay zero */
+
+    for (i = 0; i < OMNI_CH_MAX; i++) {
+        omni_wr32(d + OMNI_OFF_LAST_SEEN + 4 * i, p->last_seen[i]);
+    }
+
+    omni_wr32(d + OMNI_OFF_ORDERS, p->orders);
+    omni_wrf64(d + OMNI_OFF_REVENUE, p->revenue);
+}
+
+
 int
 omni_profile_encode(const omni_profile_t *p, unsigned char **out,
     size_t *len)
@@ -863,26 +898,7 @@ omni_profile_encode(const omni_profile_t *p, unsigned char **out,
         goto failed;
     }
 
-    omni_wr16(b.data + OMNI_OFF_MAGIC, OMNI_REC_MAGIC);
-    b.data[OMNI_OFF_MAJOR] = OMNI_REC_MAJOR;
-    b.data[OMNI_OFF_MINOR] = OMNI_REC_MINOR;
-    omni_wr16(b.data + OMNI_OFF_HLEN, OMNI_REC_HDR_LEN);
-    omni_wr16(b.data + OMNI_OFF_NSECT, nsect);
-    memcpy(b.data + OMNI_OFF_ID, p->id, OMNI_ID_LEN);
-    omni_wr32(b.data + OMNI_OFF_CREATED, p->created);
-    omni_wr32(b.data + OMNI_OFF_UPDATED, p->updated);
-    omni_wr32(b.data + OMNI_OFF_VISITS, p->visits);
-    omni_wr32(b.data + OMNI_OFF_VISIT_LAST, p->visit_last);
-    omni_wr32(b.data + OMNI_OFF_CONSENT, p->consent);
-    b.data[OMNI_OFF_STAGE] = (unsigned char) p->stage;
-    /* flags and both reserved fields stay zero */
-
-    for (i = 0; i < OMNI_CH_MAX; i++) {
-        omni_wr32(b.data + OMNI_OFF_LAST_SEEN + 4 * i, p->last_seen[i]);
-    }
-
-    omni_wr32(b.data + OMNI_OFF_ORDERS, p->orders);
-    omni_wrf64(b.data + OMNI_OFF_REVENUE, p->revenue);
+    omni_rec_put_header(b.data, p, nsect);
 
     /* sections, in type order, each with its table entry */
 

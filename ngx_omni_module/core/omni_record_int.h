@@ -1,11 +1,13 @@
 /*
  * Private to the record codec (omni_record.c reads, omni_profile.c
- * writes): the fixed header offsets and limits of the layout documented
- * in omni_record.h.
+ * writes, omni_splice.c splices): the fixed header offsets and limits of
+ * the layout documented in omni_record.h.
  */
 
 #ifndef OMNI_RECORD_INT_H
 #define OMNI_RECORD_INT_H
+
+#include "omni_record.h"
 
 /* The shortest header any writer may produce: magic .. profile id. */
 #define OMNI_REC_MIN_HDR      24
@@ -32,5 +34,14 @@
 #define OMNI_OFF_ORDERS       80
 #define OMNI_OFF_RESERVED2    84
 #define OMNI_OFF_REVENUE      88
+
+
+/*
+ * Encoder pieces the touch fast path (omni_splice.c) shares with
+ * omni_profile_encode(), so that a spliced record is written alike.
+ */
+void omni_rec_put_header(unsigned char *d, const omni_profile_t *p,
+    unsigned nsect);
+void omni_impr_add_bucket(omni_impr_t *im, uint32_t hour, uint32_t count);
 
 #endif /* OMNI_RECORD_INT_H */

@@ -1099,6 +1099,59 @@ omni_wtxn_put_record(omni_wtxn_t *w, const omni_profile_t *p)
 }
 
 
+/*
+ * The zero-copy twins of get_profile and put_record, for the touch fast
+ * path (omni_splice.h): LMDB's pointer into the transaction's pages, and
+ * bytes stored as they are.
+ */
+int
+omni_wtxn_get_rec(omni_wtxn_t *w, const unsigned char *pid, omni_rec_t *rec)
+{
+    int      rc;
+    MDB_val  key, val;
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = mdb_get(w->txn, w->st->profiles, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_get(profiles) failed", rc);
+    }
+
+    if (omni_rec_parse(rec, val.mv_data, val.mv_size) != OMNI_OK) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "corrupt profile record");
+        return OMNI_INVALID;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_put_raw(omni_wtxn_t *w, const unsigned char *pid,
+    const void *data, size_t len)
+{
+    int      rc;
+    MDB_val  key, val;
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+    val.mv_data = (void *) data;
+    val.mv_size = len;
+
+    rc = mdb_put(w->txn, w->st->profiles, &key, &val, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(profiles) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
 int
 omni_wtxn_get_alias(omni_wtxn_t *w, unsigned kind, const void *val,
     size_t len, unsigned char *pid)

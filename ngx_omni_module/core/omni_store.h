@@ -141,6 +141,16 @@ int omni_wtxn_get_profile(omni_wtxn_t *w, const unsigned char *pid,
 int omni_wtxn_put_profile(omni_wtxn_t *w, const omni_profile_t *p);
 /* Encodes and stores p only: for writers that know its aliases are set. */
 int omni_wtxn_put_record(omni_wtxn_t *w, const omni_profile_t *p);
+/*
+ * The stored record as it is, zero-copy: rec points into the transaction
+ * and is valid until its next write or its end.  OMNI_NOTFOUND,
+ * OMNI_INVALID (omni_rec_parse() refuses it) or an error.
+ */
+int omni_wtxn_get_rec(omni_wtxn_t *w, const unsigned char *pid,
+    omni_rec_t *rec);
+/* Stores record bytes under pid as they are (omni_splice.h builds them). */
+int omni_wtxn_put_raw(omni_wtxn_t *w, const unsigned char *pid,
+    const void *data, size_t len);
 int omni_wtxn_get_alias(omni_wtxn_t *w, unsigned kind, const void *val,
     size_t len, unsigned char *pid);
 int omni_wtxn_put_alias(omni_wtxn_t *w, unsigned kind, const void *val,

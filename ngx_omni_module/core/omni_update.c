@@ -2,32 +2,72 @@
  * Profile updates shared by the module's writer task and omnictl.
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "omni_splice.h"
 #include "omni_update.h"
+
+
+int  omni_update_splice = 1;
+
+
+/* The stage from the counts it depends on: the fast path has no profile. */
+static unsigned
+omni_stage_of(uint32_t orders, unsigned ncart, uint32_t visits,
+    unsigned nviews)
+{
+    if (orders >= 5) {
+        return OMNI_STAGE_LOYAL;
+    }
+
+    if (orders >= 1) {
+        return OMNI_STAGE_CUSTOMER;
+    }
+
+    if (ncart > 0) {
+        return OMNI_STAGE_CART;
+    }
+
+    if (visits >= 2 || nviews > 0) {
+        return OMNI_STAGE_BROWSING;
+    }
+
+    return OMNI_STAGE_NEW;
+}
 
 
 unsigned
 omni_derive_stage(const omni_profile_t *p)
 {
-    if (p->orders >= 5) {
-        return OMNI_STAGE_LOYAL;
+    return omni_stage_of(p->orders, p->ncart, p->visits, p->nviews);
+}
+
+
+/*
+ * The next campaign of a touch's comma-separated list at *c (before
+ * end), its length in *n; NULL at the end.  Empty entries and entries
+ * longer than OMNI_MAX_STR are skipped.
+ */
+static const char *
+omni_campaign_next(const char **c, const char *end, size_t *n)
+{
+    const char  *name, *comma;
+
+    while (*c < end) {
+        name = *c;
+        comma = memchr(name, ',', (size_t) (end - name));
+
+        *n = (size_t) ((comma ? comma : end) - name);
+        *c = comma ? comma + 1 : end;
+
+        if (*n > 0 && *n <= OMNI_MAX_STR) {
+            return name;
+        }
     }
 
-    if (p->orders >= 1) {
-        return OMNI_STAGE_CUSTOMER;
-    }
-
-    if (p->ncart > 0) {
-        return OMNI_STAGE_CART;
-    }
-
-    if (p->visits >= 2 || p->nviews > 0) {
-        return OMNI_STAGE_BROWSING;
-    }
-
-    return OMNI_STAGE_NEW;
+    return NULL;
 }
 
 
@@ -37,7 +77,7 @@ omni_touch_impressions(omni_profile_t *p, const omni_touch_t *t)
 {
     char         name[OMNI_MAX_STR + 1];
     size_t       n;
-    const char  *c, *end, *comma;
+    const char  *c, *end, *campaign;
 
     if (t->campaigns == NULL) {
         return OMNI_OK;
@@ -46,40 +86,24 @@ omni_touch_impressions(omni_profile_t *p, const omni_touch_t *t)
     c = t->campaigns;
     end = c + t->campaigns_len;
 
-    while (c < end) {
-        comma = memchr(c, ',', (size_t) (end - c));
-        n = (size_t) ((comma ? comma : end) - c);
+    while ((campaign = omni_campaign_next(&c, end, &n)) != NULL) {
+        memcpy(name, campaign, n);
+        name[n] = '\0';
 
-        if (n > 0 && n <= OMNI_MAX_STR) {
-            memcpy(name, c, n);
-            name[n] = '\0';
-
-            if (omni_profile_add_impression(p, name, t->time) != OMNI_OK) {
-                return OMNI_ERROR;
-            }
+        if (omni_profile_add_impression(p, name, t->time) != OMNI_OK) {
+            return OMNI_ERROR;
         }
-
-        c += n + 1;
     }
 
     return OMNI_OK;
 }
 
 
-/*
- * What one touch changes in its profile: the identity's alias, the
- * visit count, last seen, the impression counters and the journey
- * stage.  hex is the identity's alias value (its id in hex).
- */
-static int
-omni_touch_profile(omni_profile_t *p, const omni_touch_t *t,
-    const char *hex)
+/* The header fields a touch changes, but the stage. */
+static void
+omni_touch_visit(omni_profile_t *p, const omni_touch_t *t)
 {
     uint32_t  timeout;
-
-    if (omni_profile_add_alias(p, t->kind, hex, OMNI_ID_HEX_LEN) != OMNI_OK) {
-        return OMNI_ERROR;
-    }
 
     /* A visit ends after visit_timeout seconds without a request. */
     timeout = t->visit_timeout ? t->visit_timeout
@@ -100,6 +124,23 @@ omni_touch_profile(omni_profile_t *p, const omni_touch_t *t,
     if (t->time > p->updated) {
         p->updated = t->time;
     }
+}
+
+
+/*
+ * What one touch changes in its profile: the identity's alias, the
+ * visit count, last seen, the impression counters and the journey
+ * stage.  hex is the identity's alias value (its id in hex).
+ */
+static int
+omni_touch_profile(omni_profile_t *p, const omni_touch_t *t,
+    const char *hex)
+{
+    if (omni_profile_add_alias(p, t->kind, hex, OMNI_ID_HEX_LEN) != OMNI_OK) {
+        return OMNI_ERROR;
+    }
+
+    omni_touch_visit(p, t);
 
     if (omni_touch_impressions(p, t) != OMNI_OK) {
         return OMNI_ERROR;
@@ -111,14 +152,119 @@ omni_touch_profile(omni_profile_t *p, const omni_touch_t *t,
 }
 
 
+/*
+ * The fast path: touches ops[order[0..n)] (ops[0..n) when order is
+ * NULL), every one of a known visitor of profile pid, applied to its
+ * stored record by splicing (omni_splice.h).  *done tells whether the
+ * record was written; when it was not, nothing was, and the full path
+ * must apply the touches.  That is the case for
+ *
+ *   - a record that is missing, refused, under another id, or not
+ *     canonical (omni_splice_open());
+ *   - a touch whose alias the profile does not list (dropped at
+ *     OMNI_MAX_ALIASES): omni_profile_add_alias() would add it back;
+ *   - a touch of an alias kind omni_profile_add_alias() refuses, or
+ *     with a NUL in its campaigns (omni_touch_impressions() would cut the
+ *     name there, or fail): the full path's result, or its error;
+ *   - no memory for the record.
+ *
+ * Otherwise the record is what omni_touch_profile() for each touch in
+ * order, between a decode and an encode, would give.
+ */
+static int
+omni_touch_splice(omni_wtxn_t *w, omni_splice_t *s,
+    const unsigned char *pid, const omni_touch_t *ops,
+    const uint32_t *order, uint32_t n, int *done)
+{
+    int                   rc;
+    char                  hex[OMNI_ID_HEX_LEN + 1];
+    size_t                len, cn;
+    uint32_t              k;
+    omni_rec_t            rec;
+    const char           *c, *end, *campaign;
+    omni_profile_t        hdr;
+    const omni_touch_t   *t;
+    const unsigned char  *data;
+
+    *done = 0;
+
+    if (!omni_update_splice) {
+        return OMNI_OK;
+    }
+
+    for (k = 0; k < n; k++) {
+        t = &ops[order ? order[k] : k];
+
+        if (t->kind == 0 || t->kind > 0xff
+            || (t->campaigns != NULL
+                && memchr(t->campaigns, '\0', t->campaigns_len) != NULL))
+        {
+            return OMNI_OK;
+        }
+    }
+
+    if (omni_wtxn_get_rec(w, pid, &rec) != OMNI_OK
+        || memcmp(rec.id, pid, OMNI_ID_LEN) != 0
+        || !omni_splice_open(s, &rec))
+    {
+        return OMNI_OK;
+    }
+
+    for (k = 0; k < n; k++) {
+        t = &ops[order ? order[k] : k];
+        omni_id_hex(t->id, hex);
+
+        if (!omni_splice_has_alias(s, t->kind, hex, OMNI_ID_HEX_LEN)) {
+            return OMNI_OK;
+        }
+    }
+
+    omni_splice_header(s, &hdr);
+
+    for (k = 0; k < n; k++) {
+        t = &ops[order ? order[k] : k];
+
+        omni_touch_visit(&hdr, t);
+
+        if (t->campaigns != NULL) {
+            c = t->campaigns;
+            end = c + t->campaigns_len;
+
+            while ((campaign = omni_campaign_next(&c, end, &cn)) != NULL) {
+                /* cannot fail: the names are checked above and here */
+                if (omni_splice_impression(s, campaign, cn, t->time)
+                    != OMNI_OK)
+                {
+                    return OMNI_OK;
+                }
+            }
+        }
+
+        hdr.stage = omni_stage_of(hdr.orders, s->ncart, hdr.visits,
+                                  s->nviews);
+    }
+
+    if (omni_splice_build(s, &hdr, &data, &len) != OMNI_OK) {
+        return OMNI_OK;
+    }
+
+    rc = omni_wtxn_put_raw(w, pid, data, len);
+
+    *done = (rc == OMNI_OK);
+
+    return rc;
+}
+
+
 int
 omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
 {
-    int             rc;
+    int             rc, done;
     char            hex[OMNI_ID_HEX_LEN + 1];
     unsigned        linked;
     unsigned char   id[OMNI_ID_LEN];
     omni_profile_t  p;
+    omni_splice_t   s;
 
     /* Cookie and device aliases are the id's hex text. */
     omni_id_hex(t->id, hex);
@@ -132,6 +278,20 @@ omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t, unsigned char *pid)
 
     } else if (rc != OMNI_OK) {
         return rc;
+    }
+
+    if (linked) {
+        omni_splice_init(&s);
+        rc = omni_touch_splice(w, &s, id, t, NULL, 1, &done);
+        omni_splice_free(&s);
+
+        if (rc != OMNI_OK || done) {
+            if (rc == OMNI_OK && pid) {
+                memcpy(pid, id, OMNI_ID_LEN);
+            }
+
+            return rc;
+        }
     }
 
     rc = omni_wtxn_get_profile(w, id, &p);
@@ -236,12 +396,14 @@ typedef struct {
     uint32_t              nidents;
     uint32_t              ngroups;
     uint32_t              sequential;   /* touches applied one by one */
+    uint32_t              spliced;      /* profiles the fast path wrote */
     uint32_t             *op_ident;     /* each touch's identity */
     uint32_t             *order;        /* touches grouped by profile */
     uint32_t             *itab;         /* identities by (kind, id) */
     uint32_t             *gtab;         /* groups by profile id */
     omni_ident_t         *idents;
     omni_group_t         *groups;
+    omni_splice_t         splice;       /* its buffer serves every group */
 } omni_batch_t;
 
 
@@ -298,7 +460,8 @@ omni_batch_init(omni_batch_t *b, omni_wtxn_t *w, const omni_touch_t *ops,
     size_t          m, size;
     unsigned char  *mem;
 
-    memset(b, 0, sizeof(omni_batch_t));
+    memset(b, 0, offsetof(omni_batch_t, splice));
+    omni_splice_init(&b->splice);
 
     /* Hash tables at most half full. */
     for (m = 16; m < 2 * (size_t) n; m *= 2) { /* void */ }
@@ -335,6 +498,7 @@ omni_batch_free(omni_batch_t *b)
 {
     /* idents heads the block */
     free(b->idents);
+    omni_splice_free(&b->splice);
 }
 
 
@@ -661,12 +825,31 @@ static int
 omni_batch_apply_group(omni_batch_t *b, omni_group_t *g,
     unsigned char (*pids)[OMNI_ID_LEN])
 {
-    int                  rc;
+    int                  rc, done;
     char                 hex[OMNI_ID_HEX_LEN + 1];
     uint32_t             k, i;
     omni_ident_t        *id;
     omni_profile_t       p;
     const omni_touch_t  *t;
+
+    /* Known visitors only: a first sight writes aliases. */
+    if (!g->first_sight) {
+        rc = omni_touch_splice(b->w, &b->splice, g->pid, b->ops,
+                               b->order + g->start, g->n, &done);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        if (done) {
+            b->spliced++;
+
+            for (k = 0; pids && k < g->n; k++) {
+                memcpy(pids[b->order[g->start + k]], g->pid, OMNI_ID_LEN);
+            }
+
+            return OMNI_OK;
+        }
+    }
 
     rc = omni_wtxn_get_profile(b->w, g->pid, &p);
 
@@ -808,6 +991,7 @@ omni_apply_touches_stat(omni_wtxn_t *w, const omni_touch_t *ops, size_t n,
         stat->identities += b.nidents;
         stat->profiles += b.ngroups;
         stat->sequential += b.sequential;
+        stat->spliced += b.spliced;
     }
 
     omni_batch_free(&b);

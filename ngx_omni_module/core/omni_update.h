@@ -49,9 +49,9 @@ int omni_apply_touch(omni_wtxn_t *w, const omni_touch_t *t,
  * Applies ops[0..n) with the same result as n calls of omni_apply_touch()
  * in order (profile records, aliases, profile ids), but resolves each
  * identity once and reads, decodes, encodes and writes each profile once
- * however many of the touches it gets.  pids[i], when pids is not NULL,
- * receives ops[i]'s profile id.  On an error the transaction holds part
- * of the batch: abort it.
+ * however many of the touches it gets (or splices it: omni_splice.h).
+ * pids[i], when pids is not NULL, receives ops[i]'s profile id.  On an
+ * error the transaction holds part of the batch: abort it.
  */
 int omni_apply_touches(omni_wtxn_t *w, const omni_touch_t *ops, size_t n,
     unsigned char (*pids)[OMNI_ID_LEN]);
@@ -65,10 +65,20 @@ typedef struct {
     size_t          sequential;         /* touches applied one by one:
                                            the rare batches and profiles
                                            grouping cannot take */
+    size_t          spliced;            /* profiles written by the fast
+                                           path (omni_splice.h) */
 } omni_touches_stat_t;
 
 int omni_apply_touches_stat(omni_wtxn_t *w, const omni_touch_t *ops,
     size_t n, unsigned char (*pids)[OMNI_ID_LEN], omni_touches_stat_t *stat);
+
+/*
+ * The fast path (omni_splice.h), on by default: a touch of a known
+ * visitor whose profile lists its alias updates the stored record by
+ * splicing when that gives the very bytes decoding, changing and
+ * encoding it would.  0 turns it off: for tests and benchmarks only.
+ */
+extern int omni_update_splice;
 
 /*
  * Points alias (kind, value) at profile pid and records it in the

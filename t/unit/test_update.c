@@ -8,11 +8,12 @@
  * (a profile listing an alias that points elsewhere, records the encoder
  * never writes), which must fall back and still agree.
  *
- * A micro-benchmark of the writer's work, touch by touch and batched,
- * prints as TAP comments (never asserted).
+ * Micro-benchmarks of the writer's work, touch by touch and batched,
+ * and of the touch fast path (omni_splice.h) against the full decode and
+ * encode on realistic profiles, print as TAP comments (never asserted;
+ * t/unit/test_splice.c holds the fast path to the full path's bytes).
  */
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,177 +27,7 @@
 #include "omni_feed.h"
 #include "omni_update.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND()  RUNNING_ON_VALGRIND
-#endif
-#endif
-
-#ifndef UNDER_VALGRIND
-#define UNDER_VALGRIND()  0
-#endif
-
-#define MAP_SIZE  ((size_t) 512 << 20)
-
-
-static uint64_t  rnd_state;
-
-
-static uint32_t
-rnd(void)
-{
-    rnd_state ^= rnd_state >> 12;
-    rnd_state ^= rnd_state << 25;
-    rnd_state ^= rnd_state >> 27;
-
-    return (uint32_t) ((rnd_state * 0x2545f4914f6cdd1dULL) >> 32);
-}
-
-
-/* ---- stores in temporary directories ---- */
-
-static omni_store_t *
-store_open(const char *dir)
-{
-    char               err[512];
-    omni_store_t      *st;
-    omni_store_opts_t  opts;
-
-    memset(&opts, 0, sizeof(opts));
-    opts.create = 1;
-    opts.nosync = 1;
-    opts.map_size = MAP_SIZE;
-
-    if (omni_store_open(&st, dir, &opts, err, sizeof(err)) != OMNI_OK) {
-        printf("# %s\n", err);
-        return NULL;
-    }
-
-    return st;
-}
-
-
-static omni_store_t *
-store_new(char *dir)
-{
-    strcpy(dir, "/tmp/omni-test-update-XXXXXX");
-
-    if (mkdtemp(dir) == NULL) {
-        return NULL;
-    }
-
-    return store_open(dir);
-}
-
-
-static void
-store_remove(const char *dir)
-{
-    DIR            *d;
-    char            path[512];
-    struct dirent  *e;
-
-    d = opendir(dir);
-    if (d == NULL) {
-        return;
-    }
-
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    }
-
-    closedir(d);
-    rmdir(dir);
-}
-
-
-/* ---- LMDB directly: comparing stores, writing odd records ---- */
-
-static int
-raw_open(const char *dir, unsigned flags, MDB_env **env)
-{
-    if (mdb_env_create(env) != 0) {
-        return -1;
-    }
-
-    mdb_env_set_maxdbs(*env, 16);
-    mdb_env_set_mapsize(*env, MAP_SIZE);
-
-    if (mdb_env_open(*env, dir, flags, 0640) != 0) {
-        mdb_env_close(*env);
-        return -1;
-    }
-
-    return 0;
-}
-
-
-/*
- * Whether database `name` holds the same keys and values in both stores
- * (closed); *count gets the number of entries.
- */
-static int
-db_same(const char *a, const char *b, const char *name, size_t *count)
-{
-    int          same, ra, rb;
-    MDB_env     *env[2];
-    MDB_txn     *txn[2];
-    MDB_dbi      dbi[2];
-    MDB_val      k[2], v[2];
-    MDB_cursor  *cur[2];
-    unsigned     i;
-
-    *count = 0;
-
-    if (raw_open(a, MDB_RDONLY, &env[0]) != 0) {
-        return 0;
-    }
-
-    if (raw_open(b, MDB_RDONLY, &env[1]) != 0) {
-        mdb_env_close(env[0]);
-        return 0;
-    }
-
-    for (i = 0; i < 2; i++) {
-        mdb_txn_begin(env[i], NULL, MDB_RDONLY, &txn[i]);
-        mdb_dbi_open(txn[i], name, 0, &dbi[i]);
-        mdb_cursor_open(txn[i], dbi[i], &cur[i]);
-    }
-
-    same = 1;
-    ra = mdb_cursor_get(cur[0], &k[0], &v[0], MDB_FIRST);
-    rb = mdb_cursor_get(cur[1], &k[1], &v[1], MDB_FIRST);
-
-    while (ra == 0 && rb == 0) {
-        if (k[0].mv_size != k[1].mv_size || v[0].mv_size != v[1].mv_size
-            || memcmp(k[0].mv_data, k[1].mv_data, k[0].mv_size) != 0
-            || memcmp(v[0].mv_data, v[1].mv_data, v[0].mv_size) != 0)
-        {
-            same = 0;
-            break;
-        }
-
-        (*count)++;
-        ra = mdb_cursor_get(cur[0], &k[0], &v[0], MDB_NEXT);
-        rb = mdb_cursor_get(cur[1], &k[1], &v[1], MDB_NEXT);
-    }
-
-    if (ra != rb) {
-        same = 0;
-    }
-
-    for (i = 0; i < 2; i++) {
-        mdb_cursor_close(cur[i]);
-        mdb_txn_abort(txn[i]);
-        mdb_env_close(env[i]);
-    }
-
-    return same;
-}
+#include "store_helpers.h"
 
 
 /* Stores a raw profile record under key pid (the store closed). */
@@ -1143,6 +974,301 @@ bench(void)
 }
 
 
+/*
+ * The fast path (omni_splice.h) against the full decode and encode, on
+ * realistic profiles: a returning shopper's (bench/gen-profiles.pl) with
+ * its cookie and an email alias, segments, attributes, views, now and
+ * then a cart, a purchase and event counters, and impressions of a few
+ * campaigns over several hours: about 1 KB encoded.
+ */
+static int
+bench_profile(omni_profile_t *p, uint32_t i)
+{
+    int            rc;
+    char           v[80];
+    uint32_t       k, n, now;
+    unsigned char  id[OMNI_ID_LEN];
+    static const char  *segs[] = { "newsletter", "outdoor", "runners" };
+    static const char  *camps[] = {
+        "spring-sale", "free-shipping", "summit-retarget", "review-request",
+        "cart-abandon", "vip-early-access", "escalation-premium", "welcome"
+    };
+
+    now = 1700100000;
+    make_id(id, 1, i);
+    omni_profile_init(p, id);
+
+    p->created = now - (30 + i % 60) * 86400;
+    p->updated = p->visit_last = p->last_seen[OMNI_CH_WEB] = now - 7200;
+    p->visits = 3 + i % 17;
+
+    omni_id_hex(id, v);
+    rc = omni_profile_add_alias(p, OMNI_ALIAS_COOKIE, v, OMNI_ID_HEX_LEN);
+    snprintf(v, sizeof(v), "%064x", i);
+    rc = rc ? rc : omni_profile_add_alias(p, OMNI_ALIAS_EMAIL, v, 64);
+
+    for (k = 0; k < 3; k++) {
+        if (i % (k + 2) == 0) {
+            rc = rc ? rc : omni_profile_add_segment(p, segs[k],
+                                                    strlen(segs[k]));
+        }
+    }
+
+    snprintf(v, sizeof(v), "%04u-%03u", 1000 + i % 900, i % 1000);
+    rc = rc ? rc : omni_profile_set_attr_str(p, "first_name", "Ana");
+    rc = rc ? rc : omni_profile_set_attr_str(p, "tier", "silver");
+    rc = rc ? rc : omni_profile_set_attr_str(p, "lang", "pt");
+    rc = rc ? rc : omni_profile_set_attr_str(p, "zip", v);
+    rc = rc ? rc : omni_profile_set_attr_num(p, "age", 20 + i % 50);
+
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    p->views = calloc(6, sizeof(omni_view_t));
+    p->cart = calloc(1, sizeof(omni_cart_item_t));
+    p->purchases = calloc(1, sizeof(omni_purchase_t));
+    p->events = calloc(1, sizeof(omni_evcount_t));
+
+    if (!p->views || !p->cart || !p->purchases || !p->events) {
+        return OMNI_ERROR;
+    }
+
+    for (k = 0; k < 2 + i % 5; k++) {
+        omni_view_t  *vw = &p->views[p->nviews++];
+
+        snprintf(v, sizeof(v), "SKU-%u", (i + k * 7) % 500);
+        vw->sku = strdup(v);
+        vw->category = strdup(k % 2 ? "premium" : "shoes");
+        vw->time = now - 86400 * (k + 1) - i % 3600;
+        vw->price = 119.0 + k;
+    }
+
+    if (i % 5 == 1) {
+        p->cart_updated = now - 3 * 3600;
+        p->cart[0].sku = strdup("JKT-7");
+        p->cart[0].name = strdup("Ridge 7 jacket");
+        p->cart[0].category = strdup("jackets");
+        p->cart[0].url = strdup("/product/jkt-7.html");
+        p->cart[0].qty = 1;
+        p->cart[0].price = 189.0;
+        p->ncart = 1;
+    }
+
+    if (i % 7 == 3) {
+        snprintf(v, sizeof(v), "O-%u", i);
+        p->purchases[0].sku = strdup("SOCK-3");
+        p->purchases[0].order_id = strdup(v);
+        p->purchases[0].category = strdup("socks");
+        p->purchases[0].time = now - 20 * 86400;
+        p->purchases[0].price = 19.9;
+        p->purchases[0].qty = 1;
+        p->npurchases = 1;
+        p->orders = 1;
+        p->revenue = 19.9;
+    }
+
+    if (i % 3 == 0) {
+        p->events[0].name = strdup("Newsletter Opened");
+        p->events[0].count = 1 + i % 9;
+        p->events[0].last = now - 5 * 86400;
+        p->nevents = 1;
+    }
+
+    /* a few campaigns, shown over the last hours */
+    n = 3 + i % 5;
+
+    for (k = 0; k < n * 3 && rc == OMNI_OK; k++) {
+        rc = omni_profile_add_impression(p, camps[(i + k) % n],
+                                         now - 7200 - (k % 6) * 3600);
+    }
+
+    p->stage = omni_derive_stage(p);
+
+    return rc;
+}
+
+
+/* Touches/s (CPU) of one arm on a fresh store of nprof such profiles. */
+static double
+bench_splice_run(const omni_touch_t *ops, size_t n, size_t batch,
+    uint32_t nprof, int batched, int splice, size_t *spliced)
+{
+    int                  rc;
+    char                 dir[64];
+    size_t               i, j, len;
+    double               t0, t1;
+    omni_wtxn_t         *w;
+    omni_store_t        *st;
+    omni_profile_t       p;
+    omni_touches_stat_t  stat;
+    unsigned char        (*pids)[OMNI_ID_LEN];
+
+    st = store_new(dir);
+    pids = calloc(batch, OMNI_ID_LEN);
+
+    if (st == NULL || pids == NULL
+        || omni_store_write_begin(st, &w) != OMNI_OK)
+    {
+        free(pids);
+        return 0;
+    }
+
+    rc = OMNI_OK;
+
+    for (i = 0; i < nprof && rc == OMNI_OK; i++) {
+        rc = bench_profile(&p, (uint32_t) i);
+        rc = rc ? rc : omni_wtxn_put_profile(w, &p);
+        omni_profile_free(&p);
+    }
+
+    if (rc != OMNI_OK || omni_wtxn_commit(w) != OMNI_OK) {
+        free(pids);
+        omni_store_close(st);
+        store_remove(dir);
+        return 0;
+    }
+
+    memset(&stat, 0, sizeof(stat));
+    omni_update_splice = splice;
+    rc = OMNI_OK;
+
+    t0 = cpu_s();
+
+    for (i = 0; i < n && rc == OMNI_OK; i += batch) {
+        len = n - i < batch ? n - i : batch;
+
+        rc = omni_store_write_begin(st, &w);
+        if (rc != OMNI_OK) {
+            break;
+        }
+
+        if (batched) {
+            rc = omni_apply_touches_stat(w, ops + i, len, pids, &stat);
+
+        } else {
+            for (j = 0; j < len && rc == OMNI_OK; j++) {
+                rc = omni_apply_touch(w, &ops[i + j], pids[j]);
+            }
+        }
+
+        if (rc != OMNI_OK) {
+            omni_wtxn_abort(w);
+            break;
+        }
+
+        rc = omni_wtxn_commit(w);
+    }
+
+    t1 = cpu_s();
+
+    omni_update_splice = 1;
+    *spliced += stat.spliced;
+
+    free(pids);
+    omni_store_close(st);
+    store_remove(dir);
+
+    return rc == OMNI_OK ? (double) n / (t1 - t0) : 0;
+}
+
+
+/*
+ * Uniform traffic of known visitors over 10k and 100k realistic
+ * profiles, campaigns in half the touches, in the writer's batches of
+ * 256 and one by one: touches/s with the fast path and without.
+ */
+static void
+bench_splice(void)
+{
+    size_t         n, batch, s, rounds, k, a, spliced;
+    double         r[4][16], m[4];
+    uint32_t       nprof, v;
+    omni_touch_t  *ops;
+    const char    *env;
+    unsigned char  id[OMNI_ID_LEN];
+    static const uint32_t  sizes[] = { 10000, 100000 };
+    static const char     *lists[] = {
+        "spring-sale", "spring-sale,free-shipping", "summit-retarget",
+        "review-request,welcome", "black-friday"
+    };
+
+    n = 200000;
+    batch = 256;
+    rounds = 1;
+
+    env = getenv("OMNI_BENCH_TOUCHES");
+
+    if (env) {
+        n = (size_t) strtoul(env, NULL, 10);
+
+    } else if (UNDER_VALGRIND()) {
+        n = 3000;
+    }
+
+    env = getenv("OMNI_BENCH_ROUNDS");
+
+    if (env) {
+        rounds = (size_t) strtoul(env, NULL, 10);
+        rounds = rounds < 1 ? 1 : rounds > 16 ? 16 : rounds;
+    }
+
+    ops = calloc(n ? n : 1, sizeof(omni_touch_t));
+    if (ops == NULL) {
+        ok(0, "fast path benchmark: memory");
+        return;
+    }
+
+    for (s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        nprof = UNDER_VALGRIND() ? sizes[s] / 50 : sizes[s];
+        rnd_state = 0xfa57fa57fa57fa57ULL;
+
+        for (k = 0; k < n; k++) {
+            v = rnd() % nprof;
+            make_id(id, 1, v);
+            touch_init(&ops[k], OMNI_ALIAS_COOKIE, id,
+                       1700100000 + (uint32_t) (k / 20));
+
+            if (rnd() % 2) {
+                ops[k].campaigns = lists[rnd() % 5];
+                ops[k].campaigns_len = strlen(ops[k].campaigns);
+            }
+        }
+
+        spliced = 0;
+
+        for (k = 0; k < rounds; k++) {
+            for (a = 0; a < 4; a++) {
+                r[a][k] = bench_splice_run(ops, n, batch, nprof, a >> 1,
+                                           a & 1, &spliced);
+            }
+        }
+
+        for (a = 0; a < 4; a++) {
+            qsort(r[a], rounds, sizeof(double), cmp_double);
+            m[a] = r[a][rounds / 2];
+        }
+
+        printf("# fast path: %zu touches over %u realistic profiles, "
+               "uniform, campaigns in half (per CPU second, median of "
+               "%zu):\n"
+               "#   one by one:         %.0f touches/s full path, "
+               "%.0f fast path (%.2fx)\n"
+               "#   batches of %zu:     %.0f touches/s full path, "
+               "%.0f fast path (%.2fx)\n",
+               n, nprof, rounds,
+               m[0], m[1], m[0] > 0 ? m[1] / m[0] : 0,
+               batch, m[2], m[3], m[2] > 0 ? m[3] / m[2] : 0);
+
+        ok(m[0] > 0 && m[1] > 0 && m[2] > 0 && m[3] > 0,
+           "fast path benchmark ran: %u profiles", nprof);
+        ok(spliced > 0, "fast path benchmark: the fast path was taken");
+    }
+
+    free(ops);
+}
+
+
 int
 main(void)
 {
@@ -1152,6 +1278,7 @@ main(void)
     test_alias_shared();
     test_foreign_records();
     bench();
+    bench_splice();
 
     return done_testing();
 }
