@@ -159,6 +159,7 @@ test_keyring(void)
     ok(rc != OMNI_OK && kr.n == 2,
        "keyring_add rejects a single repeated character");
 
+    omni_keyring_free(&kr);
     memset(&kr, 0, sizeof(omni_keyring_t));
 
     for (i = 0; i < OMNI_MAX_SECRETS; i++) {
@@ -176,6 +177,8 @@ test_keyring(void)
     rc = omni_keyring_add(&kr, KEY_B, strlen(KEY_B), err, sizeof(err));
     ok(rc != OMNI_OK && kr.n == OMNI_MAX_SECRETS,
        "keyring_add rejects secret number %d", OMNI_MAX_SECRETS + 1);
+
+    omni_keyring_free(&kr);
 }
 
 
@@ -260,6 +263,11 @@ test_sign_verify(void)
                     &v),
            OMNI_OK, "a cookie is accepted as a cookie");
     t.kind = OMNI_KIND_TOKEN;
+
+    omni_keyring_free(&a);
+    omni_keyring_free(&ba);
+    omni_keyring_free(&b);
+    omni_keyring_free(&none);
 }
 
 
@@ -303,6 +311,8 @@ test_wire_format(void)
     omni_b64url_encode(raw, sizeof(raw), want, sizeof(want));
     is_int(verify_n(&a, OMNI_KIND_COOKIE, want, OMNI_TOKEN_LEN, 0, &v),
            OMNI_TOKEN_BAD_VERSION, "version 2 is refused");
+
+    omni_keyring_free(&a);
 }
 
 
@@ -415,6 +425,8 @@ test_tampering(void)
     is_int(verify_n(&a, OMNI_KIND_TOKEN, tok, OMNI_TOKEN_LEN, 1700000001,
                     &v),
            OMNI_OK, "the untouched token still verifies");
+
+    omni_keyring_free(&a);
 }
 
 
