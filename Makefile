@@ -4,6 +4,7 @@
 #   make test       everything, then prove -r t/
 #   make demo       nginx on 127.0.0.1:8080 with the demo shop
 #   make bench      wrk benchmarks (see docs/performance.md)
+#   make writer-bench  the writer's records/s outside nginx (bench/writer.sh)
 
 SHELL      := /bin/bash
 BUILD      := $(CURDIR)/build
@@ -29,7 +30,7 @@ MOD_SRCS   := $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 MODULE     := $(BUILD)/ngx_http_omni_module.so
 OMNICTL    := $(BUILD)/omnictl
 
-.PHONY: all deps module omnictl unit test demo demo-stop bench clean
+.PHONY: all deps module omnictl unit test demo demo-stop bench writer-bench clean
 
 all: module omnictl unit
 
@@ -87,6 +88,12 @@ demo-stop:
 
 bench: all
 	./bench/run.sh
+
+# The writer's batch loop outside nginx (bench/writer-bench.c), built like
+# the unit tests.
+writer-bench: $(BUILD)/writer-bench
+$(BUILD)/writer-bench: bench/writer-bench.c $(BUILD)/libomnicore.a
+	$(CC) $(OMNI_CFLAGS) -o $@ $< $(BUILD)/libomnicore.a $(OMNI_LIBS)
 
 clean:
 	rm -rf $(BUILD)

@@ -3,7 +3,11 @@
 # sprintf("%032x", i) for i in 0 .. N-1, content deterministic in i, times
 # relative to NOW (default: the current time).
 #
-#   gen-profiles.pl N [NOW]
+#   gen-profiles.pl [--aliases] N [NOW]
+#
+# --aliases: each profile also lists its cookie alias (the visitor id is the
+# profile id), as a returning visitor's profile does once the writer has
+# seen its cookie (bench/writer.sh: the writer's steady state).
 #
 # Every profile looks like a returning shopper of the demo shop (about
 # 0.6 KB encoded): segments, attributes, recent views of TRAIL-42 and of
@@ -21,7 +25,8 @@
 use strict;
 use warnings;
 
-my $n = shift // die "usage: gen-profiles.pl N [NOW]\n";
+my $aliases = @ARGV && $ARGV[0] eq '--aliases' ? shift : 0;
+my $n = shift // die "usage: gen-profiles.pl [--aliases] N [NOW]\n";
 my $now = shift // time();
 my $day = 86400;
 my @names = qw(Ana Ben Chloe Dario Eva Femi Greta Hugo Ines Jon);
@@ -43,6 +48,7 @@ for my $i (0 .. $n - 1) {
                     $i, $now - (30 + $i % 60) * $day, $seen, 3 + $i % 17, $seen,
                     $customer ? 'customer' : $cart ? 'cart' : 'browsing', $seen,
                     $i % 4 == 0 ? sprintf(',"app":%d', $now - 3 * $day) : '');
+    $p .= sprintf('"aliases":[{"type":"cookie","id":"%032x"}],', $i) if $aliases;
     $p .= sprintf('"orders":1,"revenue":19.9,') if $customer;
     $p .= '"segments":[' . join(',', @seg) . '],' if @seg;
     $p .= sprintf('"attributes":{"first_name":"%s","tier":"%s","lang":"%s",'

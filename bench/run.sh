@@ -42,9 +42,21 @@
 #   RETRY_BUDGET=3  ... at most this many times per bench
 #   QUIET_BUDGET=15 seconds, in all, of waiting for an idle machine before runs
 #
+# Touchpoints and events (GUIDE P7):
+#   EVENTS=1      the events arm: wrk POSTs a client "Product Added" event per
+#                 request (bench/events.lua) to an omni_events location, 1
+#                 worker, at each of EVENTS_CONNS connections; every event
+#                 answered 200 must then be in the store's feed
+#   EVENTS_CONNS="1 8 32 128"
+#   EVENTS_SIZE=  the store for the events arm (default: the largest size)
+#   FSYNC_COUNT=500  fdatasync() latency samples on the store's filesystem
+#   WRITER=1      the writer outside nginx: bench/writer.sh (WRITER_* there)
+# For arms F, B and "new", every measured run also counts the touchpoints
+# the writer committed during it (the feed's last seq before and after).
+#
 # Output: a markdown table on stdout and in build/bench/results.md; every
-# run's raw numbers in build/bench/runs.tsv, wrk output in build/bench/raw/.
-# Only ever talks to 127.0.0.1.
+# run's raw numbers in build/bench/runs.tsv (events: events.tsv), wrk output
+# in build/bench/raw/.  Only ever talks to 127.0.0.1.
 
 set -euo pipefail
 
@@ -67,6 +79,10 @@ CONNS=${CONNS:-32}
 COOKIES=${COOKIES:-10000}
 RULES=${RULES:-100}
 GEO_NETS=${GEO_NETS:-4096}
+EVENTS=${EVENTS:-1}
+EVENTS_CONNS=${EVENTS_CONNS:-1 8 32 128}
+FSYNC_COUNT=${FSYNC_COUNT:-500}
+WRITER=${WRITER:-1}
 PORT_A=${PORT_BASE:-18480}
 PORT_B=$((PORT_A + 1))
 HOST=127.0.0.1
@@ -89,6 +105,13 @@ perl "$BENCH/mint-cookies.pl" --selftest > /dev/null \
     || die "bench/mint-cookies.pl: the holdout bucket (SipHash-2-4) fails its test vectors"
 [ -f "$MODULE" ] || die "$MODULE missing: make module"
 [ -x "$OMNICTL" ] || die "$OMNICTL missing: make omnictl"
+[ -f "$ROOT/build/libomnicore.a" ] || die "build/libomnicore.a missing: make"
+# The writer bench and the fsync probe (bench/writer-bench.c), built like
+# the unit tests and linked against the core library as it is built (never
+# rebuilt here, always relinked: -W).
+make -s -C "$ROOT" -o "$ROOT/build/libomnicore.a" -W bench/writer-bench.c \
+    "$ROOT/build/writer-bench" >&2 \
+    || die "cannot build build/writer-bench (make writer-bench)"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (nginx on CPU $NGINX_CPU, wrk on CPU $WRK_CPU)"
 { wrk --version 2>&1 || true; } | grep -q "^wrk" || die "wrk does not run"
 
@@ -106,8 +129,13 @@ SIZE_LIST=$(for s in $SIZES; do echo "$(size_n "$s") $s"; done | sort -n -u -k1,
 SMALLEST=$(echo "$SIZE_LIST" | head -1)
 LARGEST=$(echo "$SIZE_LIST" | tail -1)
 W2_SIZE=${W2_SIZE:-$LARGEST}
+EVENTS_SIZE=${EVENTS_SIZE:-$LARGEST}
 echo "$SIZE_LIST" | grep -qx -- "$W2_SIZE" || SIZE_LIST="$SIZE_LIST
 $W2_SIZE"
+if [ "$EVENTS" = 1 ]; then
+    echo "$SIZE_LIST" | grep -qx -- "$EVENTS_SIZE" || SIZE_LIST="$SIZE_LIST
+$EVENTS_SIZE"
+fi
 
 for p in $PORT_A $PORT_B; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
@@ -135,8 +163,10 @@ snapshot() {   # src dst
 mkdir -p "$B/bin"
 snapshot "$MODULE" "$B/bin/ngx_http_omni_module.so"
 snapshot "$OMNICTL" "$B/bin/omnictl"
+snapshot "$ROOT/build/writer-bench" "$B/bin/writer-bench"
 MODULE=$B/bin/ngx_http_omni_module.so
 OMNICTL=$B/bin/omnictl
+WRITER_BENCH=$B/bin/writer-bench
 MODULE_SUM=$(sha256sum "$MODULE" | cut -c1-12)
 
 # ---------------------------------------------------------------- cleanup
@@ -160,7 +190,10 @@ trap 'exit 130' INT TERM
 rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data" "$B/rules" "$B/html"
 mkdir -p "$B"/{conf,logs,raw,data,tmp,rules,html/a,html/s,html/f,html/b,html/o}
 RUNS_TSV=$B/runs.tsv
-printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\tbytes_req\n' > "$RUNS_TSV"
+printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\tbytes_req\ttouchpoints\n' > "$RUNS_TSV"
+# The events arm: the same first 14 columns (other_cpu_pct is the 13th).
+EVENTS_TSV=$B/events.tsv
+printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\tconns\tp90_us\tmax_us\taccepted\tstored\tmissing\n' > "$EVENTS_TSV"
 
 # The page: identical bytes behind every arm's location, with the slot
 # markers of the rules (topbar, hero, aside, footer) and one </body>.
@@ -310,7 +343,8 @@ http {
     }
 
     # "omni on": arm F and "new visitor" /f/ (no decision: omni_inject
-    # off), arm B /b/ (the full path), "module off in location" /o/.
+    # off), arm B /b/ (the full path), "module off in location" /o/, the
+    # events arm /omni/events.
     server {
         listen $HOST:$PORT_B;
         server_name bench-omni;
@@ -325,6 +359,10 @@ http {
 
         location /o/ {
             omni off;
+        }
+
+        location = /omni/events {
+            omni_events;
         }
     }
 }
@@ -400,6 +438,7 @@ arm_url() {
         B)    echo "http://$HOST:$PORT_B/b/page.html" ;;
         off)  echo "http://$HOST:$PORT_B/o/page.html" ;;
         new)  echo "http://$HOST:$PORT_B/f/page.html" ;;
+        ev*)  echo "http://$HOST:$PORT_B/omni/events" ;;
         *)    die "unknown arm $1" ;;
     esac
 }
@@ -440,22 +479,55 @@ quiet_wait() {
     done
 }
 
+# The feed's last sequence number: the writer appends one touchpoint per
+# touch and one record per event, so its growth during a run is what the
+# writer committed for it.
+feed_seq() {   # store
+    "$OMNICTL" --store "$1" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/'
+}
+
+# The same, once the writer has drained its queue: the feed has not grown
+# and the workers have used no CPU time (their writer threads included)
+# for two polls in a row.  A full queue's batch can take a second.
+feed_seq_drained() {   # store
+    local a b i t0 t1 m still=0
+    a=$(feed_seq "$1")
+    read -r t0 m < <(workers_ticks)
+    for i in $(seq 100); do
+        sleep 0.25
+        b=$(feed_seq "$1")
+        read -r t1 m < <(workers_ticks)
+        if [ "$a" = "$b" ] && [ $((t1 - t0)) -le 1 ]; then
+            still=$((still + 1))
+            [ "$still" -ge 2 ] && break
+        else
+            still=0
+        fi
+        a=$b
+        t0=$t1
+    done
+    echo "$a"
+}
+
+arm_tsv() { case $1 in ev*) echo "$EVENTS_TSV" ;; *) echo "$RUNS_TSV" ;; esac; }
+
 wrk_run() {   # cfg phase round arm seconds record(0|1)
-    local other
+    local other tsv
+    tsv=$(arm_tsv "$4")
     if [ "$6" = 1 ]; then
         quiet_wait
     fi
     wrk_run1 "$@"
     [ "$6" = 1 ] || return 0
-    other=$(tail -1 "$RUNS_TSV" | cut -f13)
+    other=$(tail -1 "$tsv" | cut -f13)
     if awk -v o="$other" -v m="$NOISE_MAX" 'BEGIN { exit !(o > m) }'; then
         if [ "$REPEATED" -lt "$RETRY_BUDGET" ]; then
             REPEATED=$((REPEATED + 1))
             log "other processes took ${other}% of a CPU during that run: repeating it"
-            sed -i '$d' "$RUNS_TSV"
+            sed -i '$d' "$tsv"
             quiet_wait
             wrk_run1 "$@"
-            other=$(tail -1 "$RUNS_TSV" | cut -f13)
+            other=$(tail -1 "$tsv" | cut -f13)
             if awk -v o="$other" -v m="$NOISE_MAX" 'BEGIN { exit !(o > m) }'; then
                 NOISY_KEPT=$((NOISY_KEPT + 1))
             fi
@@ -468,19 +540,35 @@ wrk_run() {   # cfg phase round arm seconds record(0|1)
 wrk_run1() {   # cfg phase round arm seconds record(0|1)
     local cfg=$1 phase=$2 round=$3 arm=$4 secs=$5 record=$6
     local url name tag out tf w0 m0 w1 m1 s0 st0 s1 st1 line
+    local seq0='' seq1='' tps='' conns=$CONNS script=$BENCH/wrk.lua
+    local -a args
     url=$(arm_url "$arm")
     name=$(arm_cookie_name "$arm")
     tag="$cfg.$phase.$round.${arm//\'/p}"
     out=$B/raw/$tag.out
     tf=$B/raw/$tag.time
+    args=(-- "$COOKIE_FILE" "$name" "$IPS_FILE")
+
+    case $arm in
+        ev*)
+            # One unique messageId prefix per run (a repeated run too).
+            conns=${arm#ev}
+            script=$BENCH/events.lua
+            args=(-- "$COOKIE_FILE" "$tag.$(date +%s%N)" "$B/raw/$tag.ids")
+            seq0=$(feed_seq "$CUR_STORE")
+            ;;
+        B|F|new)
+            [ "$record" = 1 ] && seq0=$(feed_seq "$CUR_STORE")
+            ;;
+    esac
 
     read -r w0 m0 < <(workers_ticks)
     read -r s0 st0 < <(sys_ticks)
     local TIMEFORMAT='%3U %3S' tstart
     tstart=$(date +%s)
-    { time timeout $((secs + 30)) taskset -c $WRK_CPU wrk -t1 -c"$CONNS" \
-          -d"${secs}s" --latency --timeout 5s -s "$BENCH/wrk.lua" "$url" \
-          -- "$COOKIE_FILE" "$name" "$IPS_FILE" > "$out" 2>&1 ; } 2> "$tf" \
+    { time timeout $((secs + 30)) taskset -c $WRK_CPU wrk -t1 -c"$conns" \
+          -d"${secs}s" --latency --timeout 5s -s "$script" "$url" \
+          "${args[@]}" > "$out" 2>&1 ; } 2> "$tf" \
         || { cat "$out" >&2; die "wrk failed: $cfg $arm"; }
     read -r w1 m1 < <(workers_ticks)
     read -r s1 st1 < <(sys_ticks)
@@ -496,9 +584,49 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     fi
     [ "$requests" -gt 0 ] || die "$tag: no requests completed"
 
+    if [ -n "$seq0" ]; then
+        seq1=$(feed_seq_drained "$CUR_STORE")
+        tps=$((seq1 - seq0))
+    fi
+
     case $arm in
         B|F|new) OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests )) ;;
     esac
+
+    # The events arm: every request answered 200 "accepted" (a read error,
+    # i.e. a connection closed without an answer, is a failure too), and
+    # every one of them in the feed, from the client, under its messageId.
+    local stored='' missing=''
+    if [ "${arm#ev}" != "$arm" ]; then
+        # shellcheck disable=SC2154
+        if [ "$err_read" != 0 ] || [ "$err_write" != 0 ] || [ "$non200" != 0 ] \
+           || [ "$other200" != 0 ] || [ "$accepted" != "$requests" ]; then
+            cat "$out" >&2
+            die "$tag: events not all accepted: $requests answered, $accepted accepted, $other200 other 200, $non200 not 200, read errors $err_read"
+        fi
+        [ "$(wc -l < "$B/raw/$tag.ids")" = "$accepted" ] \
+            || die "$tag: $accepted events accepted but $(wc -l < "$B/raw/$tag.ids") messageIds written"
+        read -r stored missing < <("$OMNICTL" --store "$CUR_STORE" tail --after "$seq0" \
+            | perl -e '
+                my $ids = shift;
+                open(my $f, "<", $ids) or die "$ids: $!\n";
+                my %want = map { chomp; $_ => 1 } <$f>;
+                my $stored = 0;
+                while (<STDIN>) {
+                    next unless /"context":\{"source":"client"\}/
+                             && /"event":"Product Added"/
+                             && /"messageId":"([^"]+)"/;
+                    $stored++;
+                    delete $want{$1};
+                }
+                printf "%d %d\n", $stored, scalar keys %want;
+            ' "$B/raw/$tag.ids")
+        [ "$missing" = 0 ] \
+            || die "$tag: $missing of the $accepted events answered 200 are not in the store's feed"
+        [ "$stored" = "$tps" ] \
+            || log "$tag: note: the feed grew by $tps records, $stored of them this run's events"
+        rm -f "$B/raw/$tag.ids"
+    fi
 
     # Arm B must have injected into (nearly) every response: its responses
     # average at least INJECT_MIN bytes more than A's (the banners and
@@ -513,26 +641,34 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
 
     [ "$record" = 1 ] || return 0
 
+    local tsv extra
+    tsv=$(arm_tsv "$arm")
+    if [ "$tsv" = "$EVENTS_TSV" ]; then
+        extra="$conns	$lat_p90	$lat_max	$accepted	$stored	$missing"
+    else
+        extra="$(awk -v b="$bytes" -v r="$requests" 'BEGIN { printf "%.0f", b / r }')	$tps"
+    fi
     read -r wu ws < "$tf"
     perl -e '
         my ($cfg, $phase, $round, $arm, $req, $dur, $p50, $p99,
-            $dw, $dm, $ds, $dst, $wrk, $tck, $bytes) = @ARGV;
+            $dw, $dm, $ds, $dst, $wrk, $tck, $extra) = @ARGV;
         my $sec = $dur / 1e6;
         my $ticks_us = 1e6 / $tck;
         my $wrk_ticks = $wrk * $tck;
         my $other = $ds - $dw - $wrk_ticks;
         $other = 0 if $other < 0;
-        printf "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\n",
+        printf "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\n",
             $cfg, $phase, $round, $arm, $req / $sec, $req, $p50, $p99,
             $dw * $ticks_us / $req, $dm * $ticks_us / $req,
             100 * $dw / $tck / $sec, 100 * $wrk / $sec,
-            100 * $other / $tck / $sec, 100 * $dst / $tck / $sec,
-            $bytes / $req;
+            100 * $other / $tck / $sec, 100 * $dst / $tck / $sec, $extra;
     ' "$cfg" "$phase" "$round" "$arm" "$requests" "$duration_us" \
       "$lat_p50" "$lat_p99" $((w1 - w0)) $((m1 - m0)) $((s1 - s0)) \
       $((st1 - st0)) "$(echo "$wu $ws" | awk '{print $1 + $2}')" "$CLK_TCK" \
-      "$bytes" >> "$RUNS_TSV"
-    tail -1 "$RUNS_TSV" | awk -F'\t' '{printf "bench: %-6s %-4s round %s %-4s %8s req/s  p50 %5s us  p99 %6s us  %6s us CPU/req  (worker %s%%, wrk %s%%, other %s%%)\n", $1, $2, $3, $4, $5, $7, $8, $9, $11, $12, $13}' >&2
+      "$extra" >> "$tsv"
+    tail -1 "$tsv" | awk -F'\t' '{printf "bench: %-6s %-4s round %s %-5s %8s req/s  p50 %5s us  p99 %6s us  %6s us CPU/req  (worker %s%%, wrk %s%%, other %s%%)\n", $1, $2, $3, $4, $5, $7, $8, $9, $11, $12, $13}' >&2
+    [ -n "$tps" ] && log "$tag: the writer committed $tps touchpoint(s)/record(s) for $requests answered requests"
+    return 0
 }
 
 profile_field() {  # store id field
@@ -737,6 +873,7 @@ health() {   # cfg size
 run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     local cfg=$1 workers=$2 size=$3 k=$4 arms=$5 newphase=$6 r arm
     COOKIE_FILE=${STORE_COOKIES[$size]}
+    CUR_STORE=${STORE_DIR[$size]}
     write_conf "$cfg" "$workers" "$size"
     start_nginx "$cfg" "$workers"
     verify "$cfg" "$size" "$k"
@@ -763,6 +900,57 @@ run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     health "$cfg" "$size"
 }
 
+# The events arm (GUIDE P7: "a durable event's p99 is bounded by one
+# fsync"): 1 worker, wrk POSTing one client event per request at each of
+# EVENTS_CONNS connections, interleaved rounds; before it, the fdatasync()
+# latency of the store's filesystem.
+run_events() {   # cfg size
+    local cfg=$1 size=$2 r c line cookie mid seq0 hdr body elog
+    COOKIE_FILE=${STORE_COOKIES[$size]}
+    CUR_STORE=${STORE_DIR[$size]}
+    elog=$B/logs/$cfg.error.log
+    write_conf "$cfg" 1 "$size"
+    start_nginx "$cfg" 1
+
+    # A bare fdatasync() on the store's filesystem, nginx idle.
+    taskset -c "$NGINX_CPU" "$WRITER_BENCH" --fsync "$CUR_STORE" \
+        --count "$FSYNC_COUNT" > "$B/data/fsync.txt" \
+        || die "writer-bench --fsync failed"
+    log "$cfg: fdatasync on the store's filesystem: $(tr '\n' ' ' < "$B/data/fsync.txt")"
+
+    # One event by curl: 200, accepted, and in the feed as the client's.
+    cookie=$(head -1 "$COOKIE_FILE" | cut -d' ' -f2)
+    mid="verify-$(date +%s%N)"
+    hdr=$B/raw/$cfg.verify.hdr
+    body=$B/raw/$cfg.verify.body
+    seq0=$(feed_seq "$CUR_STORE")
+    curl -sS --max-time 5 -o "$body" -D "$hdr" -H "Cookie: omni=$cookie" \
+        -H "User-Agent: $BROWSER_UA" -H 'Content-Type: application/json' \
+        --data-binary "{\"type\":\"track\",\"event\":\"Product Added\",\"messageId\":\"$mid\",\"properties\":{\"sku\":\"JKT-7\",\"price\":189,\"quantity\":1}}" \
+        "$(arm_url ev1)" || die "$cfg: curl to the events location failed"
+    grep -q '^HTTP/1.1 200' "$hdr" && grep -q '"status":"accepted"' "$body" \
+        || { cat "$hdr" "$body" >&2; die "$cfg: the verification event was not accepted"; }
+    "$OMNICTL" --store "$CUR_STORE" tail --after "$seq0" \
+        | grep -q "\"messageId\":\"$mid\".*\"source\":\"client\"" \
+        || die "$cfg: the event answered 200 is not in the feed right after"
+    log "$cfg: verified: a client event answered 200 accepted is in the feed"
+
+    log "$cfg: warm-up ($WARM s per level)"
+    for c in $EVENTS_CONNS; do wrk_run "$cfg" warm 0 "ev$c" "$WARM" 0; done
+    for r in $(seq "$RUNS"); do
+        for c in $EVENTS_CONNS; do wrk_run "$cfg" events "$r" "ev$c" "$DUR" 1; done
+    done
+
+    stop_nginx
+    line=$(grep -h 'writer exit' "$elog" | tail -1 | sed 's/.*omni: //; s/,* while.*//')
+    log "$cfg: $line"
+    echo "$line" > "$B/data/events-writer.txt"
+    if grep -qE '\[(error|crit|alert|emerg)\]' "$elog"; then
+        grep -E '\[(error|crit|alert|emerg)\]' "$elog" | head -5 >&2
+        die "$cfg: error lines in $elog"
+    fi
+}
+
 # ---------------------------------------------------------------- runs
 
 echo "| store | profiles | import time | profiles/s | on disk | map_size |" > "$B/data/imports.md.head"
@@ -786,6 +974,15 @@ if [ "$W2" = 1 ]; then
     run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "A A' F B" 0
     CONFIGS="$CONFIGS 2w-$W2_SIZE"
 fi
+if [ "$EVENTS" = 1 ]; then
+    run_events "ev-$EVENTS_SIZE" "$EVENTS_SIZE"
+fi
+if [ "$WRITER" = 1 ]; then
+    log "the writer outside nginx: bench/writer.sh"
+    QUICK=$QUICK WRITER_OUT=$B/writer OMNICTL=$OMNICTL WRITER_BENCH=$WRITER_BENCH \
+        WRITER_CPU=$NGINX_CPU "$BENCH/writer.sh" > "$B/data/writer.md" \
+        || die "bench/writer.sh failed"
+fi
 
 # ---------------------------------------------------------------- report
 
@@ -805,6 +1002,10 @@ T1=$(date +%s)
     echo
     perl "$BENCH/report.pl" "$RUNS_TSV" "$SMALLEST" "$LARGEST" "$NOISE_MAX" "$B/data/health.tsv"
     echo
+    perl "$BENCH/report-p7.pl" "$RUNS_TSV" "$B/data/health.tsv" "$EVENTS_TSV" \
+        "$B/data/fsync.txt" "$B/data/writer.md" "$NOISE_MAX" "$CONNS" \
+        "$B/data/events-writer.txt"
+    echo
     echo "## Store import (omnictl import)"
     echo
     cat "$B/data/imports.md.head" "$B/data/imports.md"
@@ -816,7 +1017,7 @@ T1=$(date +%s)
     cat "$B/data/feed.md"
     echo
     [ -s "$B/data/drops.md" ] && { cat "$B/data/drops.md"; echo; }
-    echo "\"writer committed\" is the sum of the workers' \"writer exit: N committed\" lines; the batch flushed at exit is not counted in it."
+    echo "\"writer committed\" is the sum of the workers' \"writer exit: N committed\" lines (the batch in flight and the queue flushed at exit included)."
 } > "$B/results.md"
 rm -f "$B/data/imports.md" "$B/data/imports.md.head" "$B/data/health.md"
 
