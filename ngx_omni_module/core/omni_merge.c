@@ -878,7 +878,7 @@ omni_wtxn_merge(omni_wtxn_t *w, const unsigned char *keep,
         }
     }
 
-    rc = omni_wtxn_move_touchpoints(w, gone, keep, &n);
+    rc = omni_wtxn_record_merge(w, keep, gone);
     if (rc != OMNI_OK) {
         goto done;
     }

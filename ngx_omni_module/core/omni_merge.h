@@ -71,7 +71,10 @@ int omni_merge_pick(const omni_profile_t *a, const omni_profile_t *b);
  *     gone's record, and, when that record is at OMNI_MAX_ALIASES (it may
  *     have dropped older keys), every key found pointing at gone by a
  *     scan of the aliases database;
- *   - gone's touchpoints become keep's (omni_wtxn_move_touchpoints());
+ *   - the merge is recorded (omni_wtxn_record_merge()): forget of keep
+ *     then deletes gone's touchpoints too, and those of any profile
+ *     merged into gone before; the touchpoints themselves are not
+ *     rewritten (the feed keeps their original profileId);
  *   - gone's record is deleted and keep's written.
  *
  * Any error is returned as is, with the transaction half done: the

@@ -20,6 +20,9 @@
 /* A seen_age key: u32 BE time, then the seen key. */
 #define OMNI_SEEN_AGE_HDR  4
 
+/* A merged key: the kept profile's id, then the merged-away one's. */
+#define OMNI_MERGED_KEY  (2 * OMNI_ID_LEN)
+
 struct omni_store_s {
     MDB_env      *env;
     MDB_dbi       profiles;
@@ -29,13 +32,16 @@ struct omni_store_s {
     MDB_dbi       meta;
     MDB_dbi       seen;
     MDB_dbi       seen_age;
+    MDB_dbi       merged;
     /*
-     * Whether seen and seen_age are open.  A store created by an older
-     * build lacks them, and a handle that cannot create them (read-only,
-     * attach) then treats them as empty until a write transaction of
-     * this handle creates them (omni_wtxn_seen_dbs()).
+     * Whether seen and seen_age (merged) are open.  A store created by
+     * an older build lacks them, and a handle that cannot create them
+     * (read-only, attach) then treats them as empty until a write
+     * transaction of this handle creates them (omni_wtxn_seen_dbs(),
+     * omni_wtxn_merged_dbs()).
      */
     int           has_seen;
+    int           has_merged;
     MDB_txn      *rtxn;             /* the reusable read transaction */
     unsigned      readonly:1;
     char          path[4096];
@@ -56,7 +62,9 @@ struct omni_wtxn_s {
        handle on commit, closed by LMDB on abort */
     MDB_dbi        seen;
     MDB_dbi        seen_age;
+    MDB_dbi        merged;          /* the same for merged */
     unsigned       seen_open:1;
+    unsigned       merged_open:1;
 };
 
 
@@ -166,6 +174,41 @@ omni_store_open_seen(omni_store_t *st, MDB_txn *txn, unsigned flags)
 }
 
 
+/* The same for merged (after schema 1 too). */
+static int
+omni_store_open_merged(omni_store_t *st, MDB_txn *txn, unsigned flags)
+{
+    int  rc;
+
+    rc = mdb_dbi_open(txn, "merged", flags, &st->merged);
+    if (rc == 0) {
+        st->has_merged = 1;
+    }
+
+    return rc;
+}
+
+
+/*
+ * tpindex (profile id + seq) is no longer written or read: forget scans
+ * the touchpoints' headers instead.  A store written by an older build
+ * may still hold entries; a handle that may write empties it once.
+ */
+static int
+omni_store_drop_tpindex(MDB_txn *txn, MDB_dbi dbi)
+{
+    int       rc;
+    MDB_stat  ms;
+
+    rc = mdb_stat(txn, dbi, &ms);
+    if (rc != 0 || ms.ms_entries == 0) {
+        return rc;
+    }
+
+    return mdb_drop(txn, dbi, 0);
+}
+
+
 static int
 omni_store_open_dbs(omni_store_t *st, int create)
 {
@@ -195,6 +238,9 @@ omni_store_open_dbs(omni_store_t *st, int create)
     if (rc == 0) {
         what = "tpindex";
         rc = mdb_dbi_open(txn, "tpindex", flags, &st->tpindex);
+        if (rc == 0 && create) {
+            rc = omni_store_drop_tpindex(txn, st->tpindex);
+        }
     }
     if (rc == 0) {
         what = "meta";
@@ -203,6 +249,13 @@ omni_store_open_dbs(omni_store_t *st, int create)
     if (rc == 0) {
         what = "seen";
         rc = omni_store_open_seen(st, txn, flags);
+        if (rc == MDB_NOTFOUND && !create) {
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        what = "merged";
+        rc = omni_store_open_merged(st, txn, flags);
         if (rc == MDB_NOTFOUND && !create) {
             rc = 0;
         }
@@ -325,7 +378,7 @@ omni_store_open(omni_store_t **stp, const char *path,
         return OMNI_ERROR;
     }
 
-    mdb_env_set_maxdbs(st->env, 8);
+    mdb_env_set_maxdbs(st->env, 16);
     mdb_env_set_maxreaders(st->env, opts->max_readers
                                     ? opts->max_readers
                                     : OMNI_STORE_DEFAULT_READERS);
@@ -960,6 +1013,11 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
         w->seen_open = 1;
     }
 
+    if (st->has_merged) {
+        w->merged = st->merged;
+        w->merged_open = 1;
+    }
+
     *wp = w;
 
     return OMNI_OK;
@@ -969,14 +1027,16 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
 int
 omni_wtxn_commit(omni_wtxn_t *w)
 {
-    int            rc, publish;
-    MDB_dbi        seen, seen_age;
+    int            rc, publish, publish_merged;
+    MDB_dbi        seen, seen_age, merged;
     omni_store_t  *st;
 
     st = w->st;
     publish = w->seen_open && !st->has_seen;
+    publish_merged = w->merged_open && !st->has_merged;
     seen = w->seen;
     seen_age = w->seen_age;
+    merged = w->merged;
 
     rc = mdb_txn_commit(w->txn);
     free(w);
@@ -995,6 +1055,11 @@ omni_wtxn_commit(omni_wtxn_t *w)
         st->seen = seen;
         st->seen_age = seen_age;
         st->has_seen = 1;
+    }
+
+    if (publish_merged) {
+        st->merged = merged;
+        st->has_merged = 1;
     }
 
     return OMNI_OK;
@@ -1211,16 +1276,153 @@ omni_wtxn_del_alias(omni_wtxn_t *w, unsigned kind, const void *v,
 }
 
 
+/*
+ * Makes merged usable in this transaction, the way omni_wtxn_seen_dbs()
+ * does for seen: opened here by a handle that did not have it, created
+ * when `create` is set.  OMNI_NOTFOUND: it does not exist (no merges).
+ */
+static int
+omni_wtxn_merged_dbs(omni_wtxn_t *w, int create)
+{
+    int  rc;
+
+    if (w->merged_open) {
+        return OMNI_OK;
+    }
+
+    rc = mdb_dbi_open(w->txn, "merged", create ? MDB_CREATE : 0, &w->merged);
+
+    if (rc == MDB_NOTFOUND && !create) {
+        return OMNI_NOTFOUND;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "cannot open the merged database",
+                               rc);
+    }
+
+    w->merged_open = 1;
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, OMNI_ID_LEN);
+}
+
+
+/*
+ * The ids whose touchpoints are pid's, sorted for bsearch(): pid and
+ * every profile merged into it.  Its merged entries (pid + X) are
+ * deleted on the way.  *ids is malloc()ed.
+ */
+static int
+omni_wtxn_merged_take(omni_wtxn_t *w, const unsigned char *pid,
+    unsigned char **idsp, size_t *nidsp)
+{
+    int             rc, ret;
+    size_t          n, cap;
+    MDB_val         key, val;
+    MDB_cursor     *cur;
+    unsigned char  *ids, *nb;
+
+    *idsp = NULL;
+    *nidsp = 0;
+
+    cap = 8;
+    ids = malloc(cap * OMNI_ID_LEN);
+    if (ids == NULL) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "out of memory");
+        return OMNI_ERROR;
+    }
+
+    memcpy(ids, pid, OMNI_ID_LEN);
+    n = 1;
+
+    ret = omni_wtxn_merged_dbs(w, 0);
+    if (ret == OMNI_NOTFOUND) {
+        goto done;
+    }
+
+    if (ret != OMNI_OK) {
+        free(ids);
+        return ret;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->merged, &cur);
+    if (rc != 0) {
+        free(ids);
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    key.mv_data = (void *) pid;
+    key.mv_size = OMNI_ID_LEN;
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (key.mv_size < OMNI_ID_LEN
+            || memcmp(key.mv_data, pid, OMNI_ID_LEN) != 0)
+        {
+            break;
+        }
+
+        if (key.mv_size == OMNI_MERGED_KEY) {
+            if (n == cap) {
+                nb = realloc(ids, 2 * cap * OMNI_ID_LEN);
+                if (nb == NULL) {
+                    rc = ENOMEM;
+                    break;
+                }
+
+                ids = nb;
+                cap *= 2;
+            }
+
+            memcpy(ids + n * OMNI_ID_LEN,
+                   (unsigned char *) key.mv_data + OMNI_ID_LEN, OMNI_ID_LEN);
+            n++;
+        }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        free(ids);
+        return omni_store_fail(w->st, "cannot delete merged entries", rc);
+    }
+
+    qsort(ids, n, OMNI_ID_LEN, omni_id_cmp);
+
+done:
+
+    *idsp = ids;
+    *nidsp = n;
+
+    return OMNI_OK;
+}
+
+
 int
 omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     unsigned *naliases, unsigned *ntouchpoints)
 {
     int             rc, ret;
+    size_t          nids;
     unsigned        i;
-    MDB_val         key, val, tkey;
+    MDB_val         key, val;
     MDB_cursor     *cur;
     omni_profile_t  p;
-    unsigned char   owner[OMNI_ID_LEN], kbuf[OMNI_ID_LEN + 8];
+    unsigned char   owner[OMNI_ID_LEN], *ids;
 
     *naliases = 0;
     *ntouchpoints = 0;
@@ -1284,37 +1486,31 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
         return omni_store_fail(w->st, "cannot delete aliases", rc);
     }
 
-    /* Touchpoints, found through the per-profile index. */
-    rc = mdb_cursor_open(w->txn, w->st->tpindex, &cur);
+    /*
+     * Touchpoints: one scan of the log's headers for those of pid and of
+     * every profile merged into it (their headers keep the id they were
+     * recorded under).  Reads do not dirty pages; only the deletes do.
+     */
+    ret = omni_wtxn_merged_take(w, pid, &ids, &nids);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->st->touchpoints, &cur);
     if (rc != 0) {
+        free(ids);
         return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
     }
 
-    memcpy(kbuf, pid, OMNI_ID_LEN);
-    memset(kbuf + OMNI_ID_LEN, 0, 8);
-    key.mv_data = kbuf;
-    key.mv_size = sizeof(kbuf);
-
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
          rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE))
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
     {
-        if (key.mv_size != sizeof(kbuf)
-            || memcmp(key.mv_data, pid, OMNI_ID_LEN) != 0)
+        if (val.mv_size < OMNI_TP_HEADER
+            || bsearch(val.mv_data, ids, nids, OMNI_ID_LEN, omni_id_cmp)
+               == NULL)
         {
-            break;
-        }
-
-        tkey.mv_data = (unsigned char *) key.mv_data + OMNI_ID_LEN;
-        tkey.mv_size = 8;
-
-        rc = mdb_del(w->txn, w->st->touchpoints, &tkey, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND) {
-            break;
-        }
-
-        if (rc == 0) {
-            (*ntouchpoints)++;
+            continue;
         }
 
         rc = mdb_cursor_del(cur, 0);
@@ -1322,11 +1518,11 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
             break;
         }
 
-        key.mv_data = kbuf;
-        key.mv_size = sizeof(kbuf);
+        (*ntouchpoints)++;
     }
 
     mdb_cursor_close(cur);
+    free(ids);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
         return omni_store_fail(w->st, "cannot delete touchpoints", rc);
@@ -1351,7 +1547,7 @@ omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
     int            rc, ret;
     uint64_t       last, next;
     MDB_val        key, val;
-    unsigned char  kbuf[8], ibuf[OMNI_ID_LEN + 8], *v;
+    unsigned char  kbuf[8], *v;
 
     if (w->next_seq == 0) {
         ret = omni_store_edge_seq(w->st, w->txn, MDB_LAST, &last);
@@ -1388,18 +1584,6 @@ omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
     v[OMNI_ID_LEN + 3] = (unsigned char) time;
     memcpy(v + OMNI_TP_HEADER, data, len);
 
-    memcpy(ibuf, pid, OMNI_ID_LEN);
-    memcpy(ibuf + OMNI_ID_LEN, kbuf, 8);
-    key.mv_data = ibuf;
-    key.mv_size = sizeof(ibuf);
-    val.mv_data = "";
-    val.mv_size = 0;
-
-    rc = mdb_put(w->txn, w->st->tpindex, &key, &val, 0);
-    if (rc != 0) {
-        return omni_store_fail(w->st, "mdb_put(tpindex) failed", rc);
-    }
-
     if (seq) {
         *seq = w->next_seq;
     }
@@ -1417,10 +1601,9 @@ omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
     int            rc;
     uint32_t       t;
     uint64_t       last;
-    MDB_val        key, val, ikey;
+    MDB_val        key, val;
     MDB_stat       ms;
     MDB_cursor    *cur;
-    unsigned char  ibuf[OMNI_ID_LEN + 8];
     const unsigned char  *v;
 
     *pruned = 0;
@@ -1461,18 +1644,6 @@ omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
             && !(min_time && t < min_time))
         {
             break;
-        }
-
-        if (val.mv_size >= OMNI_TP_HEADER && key.mv_size == 8) {
-            memcpy(ibuf, v, OMNI_ID_LEN);
-            memcpy(ibuf + OMNI_ID_LEN, key.mv_data, 8);
-            ikey.mv_data = ibuf;
-            ikey.mv_size = sizeof(ibuf);
-
-            rc = mdb_del(w->txn, w->st->tpindex, &ikey, NULL);
-            if (rc != 0 && rc != MDB_NOTFOUND) {
-                break;
-            }
         }
 
         if (key.mv_size == 8) {
@@ -1575,121 +1746,91 @@ omni_wtxn_repoint_aliases(omni_wtxn_t *w, const unsigned char *from,
 
 
 /*
- * Walks from's tpindex entries the way forget does (seek to the first
- * entry of the prefix, handle it, delete it, seek again), so the index
- * changes under the cursor never matter.  The touchpoint keeps its seq,
- * and therefore its place in the feed; only the owner in its header
- * changes, which is what retention and forget read.
+ * gone + X becomes keep + X, one entry at a time: each step seeks to the
+ * first entry of gone's prefix again, so the puts never matter to the
+ * cursor.  An entry gone + keep (keep was merged into gone once and has
+ * come back) is dropped: a profile is never merged into itself.
  */
 int
-omni_wtxn_move_touchpoints(omni_wtxn_t *w, const unsigned char *from,
-    const unsigned char *to, unsigned *moved)
+omni_wtxn_record_merge(omni_wtxn_t *w, const unsigned char *keep,
+    const unsigned char *gone)
 {
-    int             rc;
-    size_t          cap;
-    MDB_val         key, val, tkey, nval;
-    MDB_cursor     *cur;
-    unsigned char  *buf, *nb;
-    unsigned char   kbuf[OMNI_ID_LEN + 8], ibuf[OMNI_ID_LEN + 8], seq[8];
+    int            rc, ret;
+    MDB_val        key, val, nkey, nval;
+    MDB_cursor    *cur;
+    unsigned char  kbuf[OMNI_MERGED_KEY];
 
-    *moved = 0;
-
-    if (memcmp(from, to, OMNI_ID_LEN) == 0) {
+    if (memcmp(keep, gone, OMNI_ID_LEN) == 0) {
         return OMNI_OK;
     }
 
-    rc = mdb_cursor_open(w->txn, w->st->tpindex, &cur);
+    ret = omni_wtxn_merged_dbs(w, 1);
+    if (ret != OMNI_OK) {
+        return ret;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->merged, &cur);
     if (rc != 0) {
         return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
     }
 
-    buf = NULL;
-    cap = 0;
-
-    memcpy(kbuf, from, OMNI_ID_LEN);
-    memset(kbuf + OMNI_ID_LEN, 0, 8);
+    nval.mv_data = "";
+    nval.mv_size = 0;
 
     for ( ;; ) {
-        key.mv_data = kbuf;
-        key.mv_size = sizeof(kbuf);
+        /* the bare 16-byte prefix sorts before every key it starts */
+        key.mv_data = (void *) gone;
+        key.mv_size = OMNI_ID_LEN;
 
         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
         if (rc != 0) {
             break;
         }
 
-        if (key.mv_size != sizeof(kbuf)
-            || memcmp(key.mv_data, from, OMNI_ID_LEN) != 0)
+        if (key.mv_size != OMNI_MERGED_KEY
+            || memcmp(key.mv_data, gone, OMNI_ID_LEN) != 0)
         {
             rc = MDB_NOTFOUND;
             break;
         }
 
-        memcpy(seq, (unsigned char *) key.mv_data + OMNI_ID_LEN, 8);
+        memcpy(kbuf, keep, OMNI_ID_LEN);
+        memcpy(kbuf + OMNI_ID_LEN, (unsigned char *) key.mv_data + OMNI_ID_LEN,
+               OMNI_ID_LEN);
 
         rc = mdb_cursor_del(cur, 0);
         if (rc != 0) {
             break;
         }
 
-        tkey.mv_data = seq;
-        tkey.mv_size = 8;
-
-        rc = mdb_get(w->txn, w->st->touchpoints, &tkey, &val);
-
-        /* an entry whose touchpoint is gone, or a damaged one: dropped */
-        if (rc == MDB_NOTFOUND || (rc == 0 && val.mv_size < OMNI_TP_HEADER))
-        {
+        if (memcmp(kbuf + OMNI_ID_LEN, keep, OMNI_ID_LEN) == 0) {
             continue;
         }
 
+        nkey.mv_data = kbuf;
+        nkey.mv_size = OMNI_MERGED_KEY;
+
+        rc = mdb_put(w->txn, w->merged, &nkey, &nval, 0);
         if (rc != 0) {
             break;
         }
-
-        /* val points into the map, which is read-only: copy, then write */
-        if (val.mv_size > cap) {
-            nb = realloc(buf, val.mv_size);
-            if (nb == NULL) {
-                rc = ENOMEM;
-                break;
-            }
-
-            buf = nb;
-            cap = val.mv_size;
-        }
-
-        memcpy(buf, val.mv_data, val.mv_size);
-        memcpy(buf, to, OMNI_ID_LEN);
-
-        nval.mv_data = buf;
-        nval.mv_size = val.mv_size;
-
-        rc = mdb_put(w->txn, w->st->touchpoints, &tkey, &nval, 0);
-        if (rc != 0) {
-            break;
-        }
-
-        memcpy(ibuf, to, OMNI_ID_LEN);
-        memcpy(ibuf + OMNI_ID_LEN, seq, 8);
-        tkey.mv_data = ibuf;
-        tkey.mv_size = sizeof(ibuf);
-        nval.mv_data = "";
-        nval.mv_size = 0;
-
-        rc = mdb_put(w->txn, w->st->tpindex, &tkey, &nval, 0);
-        if (rc != 0) {
-            break;
-        }
-
-        (*moved)++;
     }
 
     mdb_cursor_close(cur);
-    free(buf);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
-        return omni_store_fail(w->st, "cannot move touchpoints", rc);
+        return omni_store_fail(w->st, "cannot re-point merged entries", rc);
+    }
+
+    memcpy(kbuf, keep, OMNI_ID_LEN);
+    memcpy(kbuf + OMNI_ID_LEN, gone, OMNI_ID_LEN);
+
+    nkey.mv_data = kbuf;
+    nkey.mv_size = OMNI_MERGED_KEY;
+
+    rc = mdb_put(w->txn, w->merged, &nkey, &nval, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(merged) failed", rc);
     }
 
     return OMNI_OK;

@@ -5,9 +5,11 @@
  * databases:
  *   profiles     16-byte profile id  -> profile record (omni_record.h)
  *   aliases      kind byte + value   -> 16-byte profile id
- *   touchpoints  u64 big-endian seq  -> touchpoint (JSON line)
- *   tpindex      profile id + seq    -> "" (so forget finds a profile's
- *                                       touchpoints without a scan)
+ *   touchpoints  u64 big-endian seq  -> 20-byte header (profile id,
+ *                                       u32 BE time) + JSON line
+ *   tpindex      no longer written or read (forget scans the
+ *                touchpoints' headers); emptied by any handle that may
+ *                create databases, kept so older builds still open
  *   meta         "schema"            -> u32 schema version
  *                "tp_next"           -> u64 BE next touchpoint seq
  *                "tp_pruned"         -> u64 BE last seq retention removed
@@ -16,13 +18,17 @@
  *                 or an order id: omni_wtxn_seen())
  *   seen_age     u32 BE time + key   -> "" (the seen keys in age order,
  *                                       for omni_wtxn_prune_seen())
+ *   merged       kept profile id +   -> "" (every profile merged into the
+ *                merged-away id         kept one, directly or through a
+ *                                       chain: forget deletes their
+ *                                       touchpoints too)
  *
- * seen and seen_age came after schema 1 and need no new schema version:
- * an older build ignores them, and a store created by an older build
- * gets them from the first handle that may create databases (any open
- * but read-only and attach).  Read-only and attach handles treat them as
- * empty while they are missing; an attach handle's write transaction
- * creates them when it first records a key.
+ * seen, seen_age and merged came after schema 1 and need no new schema
+ * version: an older build ignores them, and a store created by an older
+ * build gets them from the first handle that may create databases (any
+ * open but read-only and attach).  Read-only and attach handles treat
+ * them as empty while they are missing; an attach handle's write
+ * transaction creates them when it first records a key or a merge.
  *
  * Process model (after Kong's lua-resty-lmdb): a handle belongs to one
  * process and is never used across fork().  The read side keeps one read
@@ -157,7 +163,12 @@ int omni_wtxn_put_alias(omni_wtxn_t *w, unsigned kind, const void *val,
     size_t len, const unsigned char *pid);
 int omni_wtxn_del_alias(omni_wtxn_t *w, unsigned kind, const void *val,
     size_t len);
-/* Removes the profile, every alias pointing at it, and its touchpoints. */
+/*
+ * Removes the profile, every alias pointing at it, and its touchpoints:
+ * those recorded under its id or under the id of any profile merged
+ * into it (one scan of the touchpoints' headers), and its merged
+ * entries.
+ */
 int omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     unsigned *naliases, unsigned *ntouchpoints);
 /*
@@ -170,7 +181,7 @@ int omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
 int omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
     uint32_t time, const void *data, size_t len, uint64_t *seq);
 /*
- * Retention: deletes the oldest touchpoints (and their tpindex entries)
+ * Retention: deletes the oldest touchpoints (the front of the log only)
  * while there are more than max_count (0: no limit) or they are older
  * than min_time (0: no limit), at most budget of them per call so a
  * write transaction stays short.
@@ -183,8 +194,8 @@ int omni_wtxn_prune_touchpoints(omni_wtxn_t *w, uint64_t max_count,
  *
  * omni_wtxn_del_record() deletes the profile record only: its alias keys
  * and touchpoints stay where they are (OMNI_NOTFOUND: no record).  Unlike
- * forget, it is meant for a profile whose aliases and touchpoints were
- * moved first.
+ * forget, it is meant for a profile whose aliases were moved and whose
+ * merge was recorded first.
  */
 int omni_wtxn_del_record(omni_wtxn_t *w, const unsigned char *pid);
 /*
@@ -196,14 +207,14 @@ int omni_wtxn_del_record(omni_wtxn_t *w, const unsigned char *pid);
 int omni_wtxn_repoint_aliases(omni_wtxn_t *w, const unsigned char *from,
     const unsigned char *to, unsigned *n);
 /*
- * Gives every touchpoint of `from` to `to`, *moved of them: the tpindex
- * entries are re-keyed and the profile id in each touchpoint's 20-byte
- * header is rewritten, so retention and forget of `to` find them.  Their
- * seqs, and so their place in the feed, and their JSON lines (which name
- * the profile id of the time they were recorded) do not change.
+ * Records that gone was merged into keep: merged gets keep + gone, and
+ * every entry gone + X (profiles merged into gone before) becomes
+ * keep + X, so forget of keep finds the touchpoints of all of them.
+ * The touchpoints themselves are not touched: their headers and JSON
+ * lines keep the profile id they were recorded under, and their seqs.
  */
-int omni_wtxn_move_touchpoints(omni_wtxn_t *w, const unsigned char *from,
-    const unsigned char *to, unsigned *moved);
+int omni_wtxn_record_merge(omni_wtxn_t *w, const unsigned char *keep,
+    const unsigned char *gone);
 
 /*
  * Idempotency keys (event ingest: a messageId, an order id).  Records

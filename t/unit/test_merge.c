@@ -802,7 +802,7 @@ rm_store(const char *path)
 
 /*
  * Raw LMDB access, for what the store API does not show: which
- * databases exist, tpindex entries, a touchpoint's header.
+ * databases exist, their entries, a touchpoint's header.
  */
 typedef struct {
     MDB_env  *env;
@@ -820,7 +820,7 @@ raw_open(raw_t *r, const char *path, int write)
         return -1;
     }
 
-    mdb_env_set_maxdbs(r->env, 8);
+    mdb_env_set_maxdbs(r->env, 16);
     mdb_env_set_mapsize(r->env, (size_t) 64 << 20);
 
     if (mdb_env_open(r->env, path, write ? 0 : MDB_RDONLY, 0640) != 0
@@ -875,57 +875,6 @@ raw_count(const char *path, const char *db)
 }
 
 
-/* tpindex entries of pid, and how many of their touchpoints name pid. */
-static int
-raw_check_tp(const char *path, const unsigned char *pid, unsigned *n,
-    unsigned *owned)
-{
-    int          rc;
-    raw_t        r;
-    MDB_val      k, v, tk, tv;
-    MDB_dbi      tpi, tps;
-    MDB_cursor  *cur;
-
-    *n = 0;
-    *owned = 0;
-
-    if (raw_open(&r, path, 0) != 0) {
-        return -1;
-    }
-
-    mdb_dbi_open(r.txn, "tpindex", 0, &tpi);
-    mdb_dbi_open(r.txn, "touchpoints", 0, &tps);
-    mdb_cursor_open(r.txn, tpi, &cur);
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (k.mv_size != OMNI_ID_LEN + 8
-            || memcmp(k.mv_data, pid, OMNI_ID_LEN) != 0)
-        {
-            continue;
-        }
-
-        (*n)++;
-
-        tk.mv_data = (unsigned char *) k.mv_data + OMNI_ID_LEN;
-        tk.mv_size = 8;
-
-        if (mdb_get(r.txn, tps, &tk, &tv) == 0 && tv.mv_size >= OMNI_ID_LEN
-            && memcmp(tv.mv_data, pid, OMNI_ID_LEN) == 0)
-        {
-            (*owned)++;
-        }
-    }
-
-    mdb_cursor_close(cur);
-    raw_close(&r, 0);
-
-    return 0;
-}
-
-
 /* Every touchpoint whose header names pid. */
 static unsigned
 raw_tp_owned(const char *path, const unsigned char *pid)
@@ -961,7 +910,10 @@ raw_tp_owned(const char *path, const unsigned char *pid)
 }
 
 
-/* A store as a build before "seen" created it: five databases. */
+/*
+ * A store as a build before "seen" (and "merged") created it: five
+ * databases, one profile with one tpindex entry.
+ */
 static int
 make_old_store(const char *path)
 {
@@ -972,7 +924,7 @@ make_old_store(const char *path)
     MDB_dbi         dbi;
     MDB_val         k, v;
     omni_profile_t  p;
-    unsigned char  *data;
+    unsigned char  *data, ibuf[OMNI_ID_LEN + 8];
     size_t          len;
 
     if (mkdir(path, 0750) != 0 || raw_open(&r, path, 1) != 0) {
@@ -1003,6 +955,17 @@ make_old_store(const char *path)
     v.mv_size = len;
     mdb_put(r.txn, dbi, &k, &v, 0);
     free(data);
+
+    /* a tpindex entry, as the builds that wrote it left them */
+    memcpy(ibuf, p.id, OMNI_ID_LEN);
+    memset(ibuf + OMNI_ID_LEN, 0, 8);
+    ibuf[OMNI_ID_LEN + 7] = 1;
+    mdb_dbi_open(r.txn, "tpindex", 0, &dbi);
+    k.mv_data = ibuf;
+    k.mv_size = sizeof(ibuf);
+    v.mv_data = "";
+    v.mv_size = 0;
+    mdb_put(r.txn, dbi, &k, &v, 0);
     omni_profile_free(&p);
 
     raw_close(&r, 1);
@@ -1073,7 +1036,7 @@ test_store_merge(void)
     size_t          len1, len2;
     feed_t          feed;
     uint64_t        first;
-    unsigned        i, n, owned, na, nt, pruned;
+    unsigned        i, n, na, nt, pruned;
     omni_wtxn_t    *w;
     omni_store_t   *st;
     unsigned char   keep[OMNI_ID_LEN], gone[OMNI_ID_LEN], other[OMNI_ID_LEN];
@@ -1186,42 +1149,37 @@ test_store_merge(void)
 
     omni_store_close(st);
 
-    raw_check_tp(path, keep, &n, &owned);
-    ok(n == 4 && owned == 4, "tpindex re-keyed: keep has 4 (got %u, %u)",
-       n, owned);
-    raw_check_tp(path, gone, &n, &owned);
-    is_int(n, 0, "no tpindex entry of gone is left");
-    is_int(raw_tp_owned(path, gone), 0, "no touchpoint header names gone");
-    is_int(raw_tp_owned(path, keep), 4, "four touchpoint headers name keep");
+    /* the merge is recorded; the touchpoints are not rewritten */
+    is_int(raw_count(path, "merged"), 1, "merged: one entry, keep + gone");
+    is_int(raw_count(path, "tpindex"), 0, "appends write no tpindex entry");
+    is_int(raw_tp_owned(path, gone), 3, "gone's 3 headers keep their id");
+    is_int(raw_tp_owned(path, keep), 1, "keep's own one");
     is_int(raw_tp_owned(path, other), 1, "another profile's untouched");
 
-    /* retention after the move: the oldest (seq 1, moved) goes */
+    /* retention after the merge: the oldest (seq 1, gone's) goes */
     st = open_store(path, 0);
     omni_store_write_begin(st, &w);
     is_int(omni_wtxn_prune_touchpoints(w, 0, 101, 100, &pruned), OMNI_OK,
-           "prune after the move");
+           "prune after the merge");
     is_int(pruned, 1, "pruned 1");
     omni_wtxn_commit(w);
     omni_store_close(st);
 
-    raw_check_tp(path, keep, &n, &owned);
-    ok(n == 3 && owned == 3,
-       "pruning removed the moved touchpoint's index entry (got %u, %u)",
-       n, owned);
-    is_int(raw_count(path, "tpindex"), 4, "tpindex: 3 of keep, 1 other");
+    is_int(raw_tp_owned(path, gone), 2, "pruning removed gone's oldest");
     is_int(raw_count(path, "touchpoints"), 4, "touchpoints: 4 left");
 
-    /* forget of keep takes the moved touchpoints */
+    /* forget of keep takes gone's touchpoints too */
     st = open_store(path, 0);
     omni_store_write_begin(st, &w);
     is_int(omni_wtxn_forget(w, keep, &na, &nt), OMNI_OK, "forget keep");
     omni_wtxn_commit(w);
-    is_int(nt, 3, "forget removed keep's 3 touchpoints, moved ones too");
+    is_int(nt, 3, "forget removed keep's 1 and merged gone's 2 touchpoints");
     is_int(na, 4, "forget removed keep's 4 aliases");
     omni_store_close(st);
 
     is_int(raw_count(path, "touchpoints"), 1, "only the other's is left");
-    is_int(raw_count(path, "tpindex"), 1, "and its index entry");
+    is_int(raw_tp_owned(path, other), 1, "and it is the other's");
+    is_int(raw_count(path, "merged"), 0, "forget removed keep's merged entry");
 
     /*
      * A missing keep is created; gone at the alias bound has keys its
@@ -1271,20 +1229,110 @@ test_store_merge(void)
     }
     is_int(n, OMNI_MAX_ALIASES, "every alias in gone's record -> keep");
 
-    n = 0;
-    is_int(omni_wtxn_move_touchpoints(w, keep, keep, &n), OMNI_OK,
-           "move_touchpoints onto itself: OMNI_OK");
-    is_int(n, 0, "nothing moved");
+    is_int(omni_wtxn_record_merge(w, keep, keep), OMNI_OK,
+           "record_merge of a profile with itself: OMNI_OK");
     is_int(omni_wtxn_del_record(w, gone), OMNI_NOTFOUND,
            "del_record of a missing record: OMNI_NOTFOUND");
     omni_wtxn_abort(w);
 
     omni_store_close(st);
 
-    is_int(raw_tp_owned(path, keep), 1, "the touchpoint moved to keep");
+    is_int(raw_tp_owned(path, gone), 1, "the touchpoint names gone still");
+    is_int(raw_count(path, "merged"), 1, "the merge is recorded");
+
+    st = open_store(path, 0);
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_forget(w, keep, &na, &nt), OMNI_OK,
+           "forget the created keep");
+    omni_wtxn_commit(w);
+    omni_store_close(st);
+    is_int(nt, 1, "forget removed gone's touchpoint");
+    is_int(raw_count(path, "merged"), 0, "and the merged entry");
 
     omni_profile_free(&k);
     omni_profile_free(&g);
+    rm_store(path);
+}
+
+
+/* A -> B -> C, then forget(C): every touchpoint of the three goes. */
+static void
+test_merge_chain(void)
+{
+    char            path[128];
+    unsigned        na, nt, pruned;
+    omni_wtxn_t    *w;
+    omni_store_t   *st;
+    omni_profile_t  pa, pb, pc, pd;
+
+    snprintf(path, sizeof(path), "%s/chain", tmpdir);
+
+    st = open_store(path, 'c');
+    ok(st != NULL, "chain: store created");
+    if (st == NULL) {
+        return;
+    }
+
+    mkprofile(&pa, 11, 100, 100);
+    mkprofile(&pb, 12, 100, 100);
+    mkprofile(&pc, 13, 100, 100);
+    mkprofile(&pd, 14, 100, 100);
+    omni_profile_add_alias(&pa, OMNI_ALIAS_COOKIE, "cookie-a", 8);
+
+    omni_store_write_begin(st, &w);
+    omni_wtxn_put_profile(w, &pa);
+    omni_wtxn_put_profile(w, &pb);
+    omni_wtxn_put_profile(w, &pc);
+    omni_wtxn_put_profile(w, &pd);
+    tp(w, pa.id, 100);      /* seq 1: pruned below */
+    tp(w, pa.id, 101);
+    tp(w, pb.id, 102);
+    tp(w, pd.id, 103);      /* another profile's */
+    tp(w, pc.id, 104);
+    tp(w, pb.id, 105);
+    is_int(omni_wtxn_commit(w), OMNI_OK, "chain: four profiles, six touches");
+
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_merge(w, pb.id, pa.id, NOW), OMNI_OK, "merge A into B");
+    is_int(omni_wtxn_commit(w), OMNI_OK, "commit");
+
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_merge(w, pc.id, pb.id, NOW), OMNI_OK, "merge B into C");
+    is_int(omni_wtxn_commit(w), OMNI_OK, "commit");
+
+    omni_store_write_begin(st, &w);
+    tp(w, pc.id, 106);
+    is_int(omni_wtxn_prune_touchpoints(w, 6, 0, 100, &pruned), OMNI_OK,
+           "chain: retention to 6 touchpoints");
+    is_int(pruned, 1, "chain: the oldest (A's) pruned");
+    omni_wtxn_commit(w);
+    omni_store_close(st);
+
+    is_int(raw_count(path, "merged"), 2, "merged: C + A and C + B");
+    is_int(raw_count(path, "touchpoints"), 6, "six touchpoints");
+    is_int(raw_tp_owned(path, pa.id), 1, "A's remaining one names A");
+
+    st = open_store(path, 0);
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_forget(w, pb.id, &na, &nt), OMNI_NOTFOUND,
+           "forget B (merged away): OMNI_NOTFOUND");
+    omni_wtxn_abort(w);
+
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_forget(w, pc.id, &na, &nt), OMNI_OK, "forget C");
+    omni_wtxn_commit(w);
+    is_int(nt, 5, "forget C removed A's 1, B's 2 and C's 2 touchpoints");
+    is_int(na, 1, "forget C removed A's alias");
+    omni_store_close(st);
+
+    is_int(raw_count(path, "touchpoints"), 1, "only D's touchpoint is left");
+    is_int(raw_tp_owned(path, pd.id), 1, "and it is D's");
+    is_int(raw_count(path, "merged"), 0, "no merged entry is left");
+
+    omni_profile_free(&pa);
+    omni_profile_free(&pb);
+    omni_profile_free(&pc);
+    omni_profile_free(&pd);
     rm_store(path);
 }
 
@@ -1378,15 +1426,16 @@ test_seen(void)
 }
 
 
-/* A store from a build without seen/seen_age, in every open mode. */
+/* A store from a build without seen/seen_age/merged, in every mode. */
 static void
 test_old_store(void)
 {
     char               path[128], path2[128];
-    unsigned           pruned;
+    unsigned           pruned, na, nt;
     omni_wtxn_t       *w;
     omni_store_t      *st;
     omni_store_stat_t  s;
+    omni_profile_t     p, q;
 
     snprintf(path, sizeof(path), "%s/old", tmpdir);
     snprintf(path2, sizeof(path2), "%s/old2", tmpdir);
@@ -1422,8 +1471,24 @@ test_old_store(void)
            "attach: seen creates the databases");
     omni_wtxn_abort(w);
 
+    /* merged: forget without it, merge creates it */
+    mkprofile(&p, 21, 100, 100);
+    omni_store_write_begin(st, &w);
+    omni_wtxn_put_profile(w, &p);
+    tp(w, p.id, 100);
+    is_int(omni_wtxn_forget(w, p.id, &na, &nt), OMNI_OK,
+           "attach: forget with no merged database");
+    is_int(nt, 1, "attach: forget found the touchpoint");
+    omni_wtxn_put_profile(w, &p);
+    is_int(omni_wtxn_merge(w, p.id + 0, (unsigned char *) "\xa0nothing-there!",
+                           NOW), OMNI_OK, "attach: merge of nothing");
+    omni_wtxn_abort(w);
+    omni_profile_free(&p);
+
     omni_store_close(st);
     is_int(raw_count(path, "seen"), -1, "aborted: still no seen database");
+    is_int(raw_count(path, "merged"), -1, "aborted: no merged database");
+    is_int(raw_count(path, "tpindex"), 1, "attach: tpindex left as it was");
 
     /* abort, then commit, on one handle */
     st = open_store(path, 'a');
@@ -1439,7 +1504,24 @@ test_old_store(void)
     omni_wtxn_abort(w);
     ok(omni_store_stat(st, &s) == OMNI_OK && s.seen == 1,
        "attach: stat, seen 1");
+
+    /* an attach handle's merge creates merged; its next forget uses it */
+    mkprofile(&p, 21, 100, 100);
+    mkprofile(&q, 22, 100, 100);
+    omni_store_write_begin(st, &w);
+    omni_wtxn_put_profile(w, &p);
+    omni_wtxn_put_profile(w, &q);
+    tp(w, q.id, 100);
+    is_int(omni_wtxn_merge(w, p.id, q.id, NOW), OMNI_OK, "attach: merge");
+    is_int(omni_wtxn_commit(w), OMNI_OK, "attach: commit the merge");
+    omni_store_write_begin(st, &w);
+    is_int(omni_wtxn_forget(w, p.id, &na, &nt), OMNI_OK, "attach: forget");
+    is_int(nt, 1, "attach: forget took the merged profile's touchpoint");
+    is_int(omni_wtxn_commit(w), OMNI_OK, "attach: commit the forget");
+    omni_profile_free(&p);
+    omni_profile_free(&q);
     omni_store_close(st);
+    is_int(raw_count(path, "merged"), 0, "attach: merged emptied");
 
     is_int(raw_count(path, "seen"), 1, "seen created, one key");
     is_int(raw_count(path, "seen_age"), 1, "seen_age created, one entry");
@@ -1456,6 +1538,8 @@ test_old_store(void)
     omni_store_close(st);
     ok(raw_count(path2, "seen") == 0 && raw_count(path2, "seen_age") == 0,
        "writer open: seen and seen_age created, empty");
+    is_int(raw_count(path2, "merged"), 0, "writer open: merged created");
+    is_int(raw_count(path2, "tpindex"), 0, "writer open: tpindex emptied");
 
     st = open_store(path2, 'a');
     omni_store_write_begin(st, &w);
@@ -1489,6 +1573,7 @@ main(void)
     test_pick();
     test_deterministic();
     test_store_merge();
+    test_merge_chain();
     test_seen();
     test_old_store();
 
