@@ -858,7 +858,10 @@ health() {   # cfg size
     # The measured arms during which touches were dropped.
     local darms=
     if [ -s "$B/data/drops-$cfg.txt" ]; then
-        darms=$(grep -oE 'round [0-9]+ (B|F|new):' "$B/data/drops-$cfg.txt" \
+        # (no measured arm at all when only warm-ups dropped: grep finds
+        # nothing, which must not end the script under pipefail)
+        darms=$( { grep -oE 'round [0-9]+ (B|F|new):' \
+                       "$B/data/drops-$cfg.txt" || true; } \
                 | awk '{ sub(":", "", $3); print $3 }' | sort -u | paste -sd, -)
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "${OMNI_REQS[$cfg]:-0}" \
