@@ -1,0 +1,126 @@
+/*
+ * Private to the store (omni_store.c: environment, profiles and aliases;
+ * omni_store_log.c: the touchpoint log, feed, retention and forget;
+ * omni_store_ident.c: merges and idempotency keys): the handle and
+ * transaction structures and the helpers they share.
+ */
+
+#ifndef OMNI_STORE_INT_H
+#define OMNI_STORE_INT_H
+
+#include <lmdb.h>
+
+#include "omni_store.h"
+
+#define OMNI_ERR_LEN   512
+
+/* A touchpoint value: profile id, u32 BE time, then the JSON line. */
+#define OMNI_TP_HEADER  (OMNI_ID_LEN + 4)
+
+/* A seen_age key: u32 BE time, then the seen key. */
+#define OMNI_SEEN_AGE_HDR  4
+
+/* A merged key: the kept profile's id, then the merged-away one's. */
+#define OMNI_MERGED_KEY  (2 * OMNI_ID_LEN)
+
+struct omni_store_s {
+    MDB_env      *env;
+    MDB_dbi       profiles;
+    MDB_dbi       aliases;
+    MDB_dbi       touchpoints;
+    MDB_dbi       tpindex;
+    MDB_dbi       meta;
+    MDB_dbi       seen;
+    MDB_dbi       seen_age;
+    MDB_dbi       merged;
+    /*
+     * Whether seen and seen_age (merged) are open.  A store created by
+     * an older build lacks them, and a handle that cannot create them
+     * (read-only, attach) then treats them as empty until a write
+     * transaction of this handle creates them (omni_wtxn_seen_dbs(),
+     * omni_wtxn_merged_dbs()).
+     */
+    int           has_seen;
+    int           has_merged;
+    MDB_txn      *rtxn;             /* the reusable read transaction */
+    unsigned      readonly:1;
+    char          path[4096];
+};
+
+
+/* Error text, per thread (omni_store.c). */
+extern __thread char  omni_store_err[OMNI_ERR_LEN];
+
+struct omni_wtxn_s {
+    omni_store_t  *st;
+    MDB_txn       *txn;
+    uint64_t       next_seq;        /* 0: not looked up yet */
+    /* seen and seen_age opened by this transaction: published to the
+       handle on commit, closed by LMDB on abort */
+    MDB_dbi        seen;
+    MDB_dbi        seen_age;
+    MDB_dbi        merged;          /* the same for merged */
+    unsigned       seen_open:1;
+    unsigned       merged_open:1;
+};
+
+
+int omni_store_fail(omni_store_t *st, const char *what, int rc);
+int omni_alias_key(MDB_val *key, unsigned char *buf, unsigned kind,
+    const void *val, size_t len);
+int omni_store_meta_u64(omni_store_t *st, MDB_txn *txn, const char *name,
+    uint64_t *v);
+int omni_wtxn_put_meta_u64(omni_wtxn_t *w, const char *name, uint64_t v);
+int omni_store_edge_seq(omni_store_t *st, MDB_txn *txn, MDB_cursor_op op,
+    uint64_t *seq);
+/* memcmp of two profile ids, for qsort() and bsearch() */
+int omni_id_cmp(const void *a, const void *b);
+int omni_wtxn_merged_take(omni_wtxn_t *w, const unsigned char *pid,
+    unsigned char **idsp, size_t *nidsp);
+
+
+static inline void
+omni_put_be64(unsigned char *p, uint64_t v)
+{
+    int  i;
+
+    for (i = 7; i >= 0; i--) {
+        p[i] = (unsigned char) v;
+        v >>= 8;
+    }
+}
+
+
+static inline uint64_t
+omni_get_be64(const unsigned char *p)
+{
+    int       i;
+    uint64_t  v;
+
+    v = 0;
+    for (i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+
+    return v;
+}
+
+
+static inline void
+omni_put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+
+static inline uint32_t
+omni_get_be32(const unsigned char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | (uint32_t) p[3];
+}
+
+#endif /* OMNI_STORE_INT_H */
