@@ -24,28 +24,13 @@
 #include "omni_event.h"
 #include "omni_merge.h"
 #include "omni_update.h"
+#include "omni_record_int.h"
 
 
 static char *
 omni_ev_strdup(const char *s)
 {
     return s ? strdup(s) : NULL;
-}
-
-
-static int
-omni_ev_grow(void **arr, unsigned n, size_t size)
-{
-    void  *a;
-
-    a = realloc(*arr, (size_t) (n + 1) * size);
-    if (a == NULL) {
-        return OMNI_ERROR;
-    }
-
-    *arr = a;
-
-    return OMNI_OK;
 }
 
 
@@ -69,7 +54,7 @@ omni_ev_view(omni_profile_t *p, const omni_event_product_t *pr, uint32_t t)
         }
     }
 
-    if (omni_ev_grow((void **) &p->views, p->nviews, sizeof(omni_view_t))
+    if (omni_grow((void **) &p->views, p->nviews, sizeof(omni_view_t))
         != OMNI_OK)
     {
         return OMNI_ERROR;
@@ -156,7 +141,7 @@ omni_ev_cart_add(omni_profile_t *p, const omni_event_product_t *pr)
         }
     }
 
-    if (omni_ev_grow((void **) &p->cart, p->ncart, sizeof(omni_cart_item_t))
+    if (omni_grow((void **) &p->cart, p->ncart, sizeof(omni_cart_item_t))
         != OMNI_OK)
     {
         return OMNI_ERROR;
@@ -230,16 +215,12 @@ omni_ev_purchase(omni_profile_t *p, const omni_event_t *ev)
     unsigned          i;
     omni_purchase_t  *pu;
 
-    /* An order already in the history changes nothing (idempotency
-       also holds for an order older than the dedupe window). */
-    if (omni_ev_has_order(p, ev->order_id)) {
-        return OMNI_NOTFOUND;
-    }
-
+    /* (an order already in the history never gets here: apply stops it
+       as a duplicate before linking anything) */
     total = 0.0;
 
     for (i = 0; i < ev->nproducts; i++) {
-        if (omni_ev_grow((void **) &p->purchases, p->npurchases,
+        if (omni_grow((void **) &p->purchases, p->npurchases,
                          sizeof(omni_purchase_t))
             != OMNI_OK)
         {
@@ -301,7 +282,7 @@ omni_ev_count(omni_profile_t *p, const char *name, uint32_t t)
         }
     }
 
-    if (omni_ev_grow((void **) &p->events, p->nevents,
+    if (omni_grow((void **) &p->events, p->nevents,
                      sizeof(omni_evcount_t))
         != OMNI_OK)
     {
@@ -336,10 +317,7 @@ omni_ev_unset(omni_profile_t *p, const char *key)
 }
 
 
-/*
- * The change an event means.  OMNI_NOTFOUND: nothing to change (an order
- * the history already has).
- */
+/* The change an event means. */
 static int
 omni_ev_mutate(omni_profile_t *p, const omni_event_t *ev)
 {
@@ -415,9 +393,6 @@ omni_ev_mutate(omni_profile_t *p, const omni_event_t *ev)
 
     case OMNI_EVN_ORDER_COMPLETED:
         rc = omni_ev_purchase(p, ev);
-        if (rc == OMNI_NOTFOUND) {
-            return rc;
-        }
 
         if (rc == OMNI_OK && ev->time > p->cart_updated) {
             p->cart_updated = ev->time;
@@ -667,8 +642,8 @@ omni_ev_resolve(omni_wtxn_t *w, omni_event_t *ev, unsigned char *target,
             return rc;
         }
 
-        if (omni_ev_has_customer(&pt) && omni_ev_has_customer(&px)
-            && omni_ev_other_customer(&px, "") && !ev->user_id[0])
+        if (!ev->user_id[0]
+            && omni_ev_has_customer(&pt) && omni_ev_has_customer(&px))
         {
             /* Two customers and no userId to tell: no merge. */
             omni_profile_free(&pt);
@@ -936,13 +911,6 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
 
     /* 3. the change */
     rc = omni_ev_mutate(&p, ev);
-
-    if (rc == OMNI_NOTFOUND) {
-        /* an order the profile already has: a duplicate */
-        *status = OMNI_EVENT_DUPLICATE;
-        omni_profile_free(&p);
-        return OMNI_OK;
-    }
 
     if (rc != OMNI_OK) {
         goto failed;

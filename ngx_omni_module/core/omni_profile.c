@@ -1129,7 +1129,7 @@ omni_str_ok(const char *s, size_t len, size_t max, int empty_ok)
 }
 
 
-static int
+int
 omni_grow(void **arr, unsigned n, size_t size)
 {
     void  *a;

@@ -43,5 +43,7 @@
 void omni_rec_put_header(unsigned char *d, const omni_profile_t *p,
     unsigned nsect);
 void omni_impr_add_bucket(omni_impr_t *im, uint32_t hour, uint32_t count);
+/* Room for one more element of size bytes in *arr (n in use). */
+int omni_grow(void **arr, unsigned n, size_t size);
 
 #endif /* OMNI_RECORD_INT_H */

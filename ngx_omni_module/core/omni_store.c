@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <lmdb.h>
 
-#include "omni_store.h"
-
 #include "omni_store_int.h"
 
 
