@@ -383,6 +383,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_omni_loc_conf_t *conf = child;
 
     ngx_uint_t                  i;
+    ngx_http_core_loc_conf_t   *clcf;
     ngx_http_omni_main_conf_t  *mcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -429,6 +430,20 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_omni_merge_cookie(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->events_max_body != NGX_CONF_UNSET_SIZE) {
+        /*
+         * An omni_events location keeps event bodies in memory: a body
+         * larger than client_body_buffer_size would go to a temporary
+         * file and be read back on the event loop.  (The core module's
+         * configuration is merged before ours.)
+         */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->client_body_buffer_size < conf->events_max_body) {
+            clcf->client_body_buffer_size = conf->events_max_body;
+        }
     }
 
     if (conf->enable) {

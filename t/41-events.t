@@ -538,3 +538,23 @@ my $p = main::profile($main::VID);
 ok(@{ $p->{views} } <= 20, 'recently viewed stays bounded (20)');
 --- error_log
 limiting requests
+
+=== TEST 16: an events body larger than client_body_buffer_size but within max_body stays in memory (never a temporary file read back on the event loop)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+location = /omni/events { omni on; client_body_buffer_size 8k; omni_events max_body=256k; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my $r = main::post({ batch => [ map { { type => 'track', event => 'Product Viewed', messageId => "big-$_",
+                                        properties => { sku => "S-$_", note => 'n' x 900 } } } 1 .. 60 ] },
+                   Cookie => main::cookie());
+ok(length($main::JSON->encode({ x => 'n' x 900 })) * 60 > 40000, 'a body of more than 40 KB');
+is($r->{status}, 200, 'accepted') or diag $r->{content};
+is($r->{json}{accepted}, 60, 'all 60 events');
+--- no_error_log
+buffered to a temporary file
+[error]
