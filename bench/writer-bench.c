@@ -1,16 +1,11 @@
 /*
  * The writer's committed touchpoints per second (GUIDE P7: "the writer
  * commits at least 200k records/s"), outside nginx: realistic touches
- * replayed through exactly the per-batch code path of
- * ngx_http_omni_writer_apply() (ngx_omni_module/ngx_http_omni_writer.c),
- * on a store opened like the module's workers (attach, MDB_NOMETASYNC:
- * one fdatasync per commit):
- *
- *   omni_store_write_begin
- *   omni_apply_touches                      (grouped by profile)
- *   omni_feed_record + omni_wtxn_append_touchpoint, for each touch
- *   omni_wtxn_prune_touchpoints             (tp_max, budget 2n + 64)
- *   omni_wtxn_commit
+ * replayed through omni_batch_apply() (core/omni_batch.h), the very
+ * call the module's writer makes for each batch, on a store opened like
+ * the module's workers (attach, MDB_NOMETASYNC: one fdatasync per
+ * commit): touches grouped by profile, their touchpoints, retention
+ * (tp_max, budget 2n + 64), commit.
  *
  * The touches are built before the clock starts (in nginx the event loop
  * queues them); everything the pool thread does is timed, commit and
@@ -57,6 +52,7 @@
 #include <unistd.h>
 
 #include "omni_feed.h"
+#include "omni_batch.h"
 #include "omni_store.h"
 #include "omni_update.h"
 
@@ -289,66 +285,28 @@ make_touches(omni_touch_t *ops, size_t n, uint32_t nprof, uint32_t now)
 }
 
 
-/* ---- the writer's batch (ngx_http_omni_writer_apply, no event jobs) ---- */
+/* ---- the writer's batch: the core entry point the module calls ---- */
 
 static int
 writer_batch(omni_store_t *st, omni_touch_t *ops, size_t n,
     unsigned char (*pids)[OMNI_ID_LEN], uint64_t tp_max, double *commit_s)
 {
-    int           rc;
-    char         *json;
-    size_t        i, len;
-    double        t0;
-    uint32_t      now, min_time;
-    unsigned      pruned;
-    omni_wtxn_t  *w;
-
-    rc = omni_store_write_begin(st, &w);
-    if (rc != OMNI_OK) {
-        return rc;
-    }
-
-    rc = n ? omni_apply_touches(w, ops, n, pids) : OMNI_OK;
-    if (rc != OMNI_OK) {
-        omni_wtxn_abort(w);
-        return rc;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (!ops[i].record) {
-            continue;
-        }
-
-        json = omni_feed_record(&ops[i], pids[i], &len);
-        if (json == NULL) {
-            omni_wtxn_abort(w);
-            return OMNI_ERROR;
-        }
-
-        rc = omni_wtxn_append_touchpoint(w, pids[i], ops[i].time, json, len,
-                                         NULL);
-        free(json);
-
-        if (rc != OMNI_OK) {
-            omni_wtxn_abort(w);
-            return rc;
-        }
-    }
+    int                rc;
+    omni_batch_t       b;
+    omni_batch_opts_t  opts;
 
     /* The module's defaults: tp_max 1000000, tp_max_age 7 days. */
-    now = (uint32_t) time(NULL);
-    min_time = now - 7 * 86400;
+    memset(&opts, 0, sizeof(opts));
+    opts.tp_max = tp_max;
+    opts.tp_max_age = 7 * 86400;
 
-    rc = omni_wtxn_prune_touchpoints(w, tp_max, min_time,
-                                     (unsigned) (2 * n + 64), &pruned);
-    if (rc != OMNI_OK) {
-        omni_wtxn_abort(w);
-        return rc;
-    }
+    memset(&b, 0, sizeof(b));
+    b.touches = ops;
+    b.ntouches = n;
+    b.pids = pids;
 
-    t0 = now_wall();
-    rc = omni_wtxn_commit(w);
-    *commit_s += now_wall() - t0;
+    rc = omni_batch_apply(st, &opts, &b);
+    *commit_s += b.commit_s;
 
     return rc;
 }

@@ -44,26 +44,6 @@ static ngx_http_variable_t  ngx_http_omni_decision_vars[] = {
 };
 
 
-ngx_uint_t
-ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
-{
-    ngx_http_omni_loc_conf_t  *olcf;
-
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
-
-    if (ctx->pid_fixed && ctx->channel >= 0) {
-        return (ngx_uint_t) ctx->channel;
-    }
-
-    if (olcf->channel != NGX_CONF_UNSET) {
-        return (ngx_uint_t) olcf->channel;
-    }
-
-    return ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
-                                                   : OMNI_CH_WEB;
-}
-
-
 /* Sec-GPC: 1 or DNT: 1: the visitor refuses tracking, so no pixels. */
 static ngx_uint_t
 ngx_http_omni_no_ads(ngx_http_request_t *r)

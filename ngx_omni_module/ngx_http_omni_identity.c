@@ -801,3 +801,27 @@ ngx_http_omni_attr_variable(ngx_http_request_t *r,
 
     return NGX_OK;
 }
+
+
+/*
+ * The channel a request speaks for: the admin's, the location's
+ * omni_channel, else app for an app token and web for a cookie.
+ */
+ngx_uint_t
+ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (ctx->pid_fixed && ctx->channel >= 0) {
+        return (ngx_uint_t) ctx->channel;
+    }
+
+    if (olcf->channel != NGX_CONF_UNSET) {
+        return (ngx_uint_t) olcf->channel;
+    }
+
+    return ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
+                                                   : OMNI_CH_WEB;
+}

@@ -4,6 +4,7 @@
  *   ngx_http_omni_module.c    directives, conf create/merge, lifecycle
  *   ngx_http_omni_identity.c  signed cookie and app token, variables
  *   ngx_http_omni_store.c     per-worker LMDB handle, reader checks, lookups
+ *   ngx_http_omni_queue.c     the shared touch queue and the writer lease
  *   ngx_http_omni_writer.c    the writer task (thread pool, group commit)
  *   ngx_http_omni_api.c       HTTP endpoints (omni_identify, omni_decide,
  *                             omni_admin_decide, omni_feed)
@@ -56,6 +57,7 @@ typedef struct {
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;
 #endif
+    ngx_shm_zone_t             *queue_zone;     /* ngx_http_omni_queue.c */
 
     time_t                      visit_timeout;
     ngx_uint_t                  tp_max;         /* touchpoints kept */
@@ -119,6 +121,29 @@ struct ngx_http_omni_wjob_s {
     ngx_http_omni_wjob_pt       handler;
     void                       *data;
 };
+
+
+/*
+ * The shared touch queue (ngx_http_omni_queue.c), at the start of the
+ * "omni_store" zone.  head and tail are byte positions that never wrap.
+ */
+#define NGX_HTTP_OMNI_QREC_AVG  512     /* ring bytes per queue= touch */
+
+typedef struct {
+    ngx_atomic_t                lease;          /* the writer's pid */
+    uint64_t                    id;             /* random, never 0 */
+    size_t                      size;           /* of ring */
+    volatile uint64_t           head;           /* written by the writer */
+    volatile uint64_t           tail;           /* under the mutex */
+    ngx_atomic_t                queued;
+    ngx_atomic_t                dropped;
+    ngx_atomic_t                committed;
+    ngx_atomic_t                failed;
+    ngx_atomic_t                consumed;       /* touches behind head */
+    ngx_atomic_t                batches;
+    ngx_atomic_t                takeovers;
+    u_char                      ring[];
+} ngx_http_omni_queue_t;
 
 
 /* One rendered slot of a decision. */
@@ -205,6 +230,8 @@ ngx_table_elt_t *ngx_http_omni_header_in(ngx_http_request_t *r,
     u_char *name, size_t len);
 ngx_int_t ngx_http_omni_set_cookie(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
+ngx_uint_t ngx_http_omni_channel(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 char *ngx_http_omni_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_merge_cookie(ngx_conf_t *cf,
@@ -224,8 +251,26 @@ ngx_int_t ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st);
 ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_str_t *key, ngx_str_t *value);
 
+/* queue */
+ngx_int_t ngx_http_omni_queue_add(ngx_conf_t *cf,
+    ngx_http_omni_main_conf_t *mcf);
+ngx_int_t ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle);
+ngx_http_omni_queue_t *ngx_http_omni_queue(void);
+ngx_int_t ngx_http_omni_queue_touch(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_uint_t channel);
+ngx_uint_t ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu,
+    uint64_t from, uint64_t to, omni_touch_t *ops, ngx_uint_t max,
+    uint32_t visit_timeout, uint64_t *end);
+void ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
+    ngx_uint_t n);
+ngx_uint_t ngx_http_omni_queue_pending(ngx_http_omni_queue_t *qu);
+ngx_uint_t ngx_http_omni_queue_holder(void);
+ngx_uint_t ngx_http_omni_lease_try(ngx_log_t *log);
+void ngx_http_omni_lease_release(void);
+
 /* writer */
 ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);
+void ngx_http_omni_writer_kick(void);
 void ngx_http_omni_writer_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_writer_touch(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
@@ -243,8 +288,6 @@ omni_ruleset_t *ngx_http_omni_rules_current(void);
 /* decision */
 ngx_int_t ngx_http_omni_decide(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_uint_t json);
-ngx_uint_t ngx_http_omni_channel(ngx_http_request_t *r,
-    ngx_http_omni_ctx_t *ctx);
 ngx_int_t ngx_http_omni_add_decision_variables(ngx_conf_t *cf);
 
 /* geo */

@@ -176,7 +176,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_size_value(mcf->map_size, OMNI_STORE_DEFAULT_MAP);
     ngx_conf_init_size_value(mcf->map_max, mcf->map_size * 8);
     ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
-    ngx_conf_init_uint_value(mcf->queue_size, 16384);
+    ngx_conf_init_uint_value(mcf->queue_size, 65536);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);
@@ -224,6 +224,11 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     omni_store_close(st);
+
+    /* The shared touch queue and the writer lease. */
+    if (ngx_http_omni_queue_add(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 

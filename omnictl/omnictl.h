@@ -19,6 +19,7 @@
 #include "omni_record.h"
 #include "omni_json.h"
 #include "omni_store.h"
+#include "omni_batch.h"
 #include "omni_update.h"
 #include "omni_token.h"
 
@@ -129,6 +130,9 @@ int omnictl_usage_error(omnictl_ctx_t *ctx, const char *fmt, ...)
 int omnictl_open(omnictl_ctx_t *ctx, int mode, omni_store_t **stp);
 int omnictl_write(omnictl_ctx_t *ctx, omni_store_t *st,
     omnictl_write_pt step, void *arg);
+/* omni_batch_apply() (omni_batch.h), map changes handled as above. */
+int omnictl_batch(omnictl_ctx_t *ctx, omni_store_t *st,
+    const omni_batch_opts_t *opts, omni_batch_t *b);
 int omnictl_grow(omnictl_ctx_t *ctx, omni_store_t *st);
 int omnictl_parse_size(const char *s, size_t *size);
 int omnictl_parse_ttl(const char *s, uint32_t *ttl);

@@ -18,6 +18,7 @@
 
 #include "omnictl.h"
 #include "omni_event.h"
+#include "omni_batch.h"
 
 
 #define OMNICTL_EVENT_CHUNK  1000
@@ -39,34 +40,54 @@ typedef struct {
 } omnictl_event_run_t;
 
 
-/* Applies the events of one chunk, in one transaction. */
+/*
+ * Applies the events of one chunk in one transaction, through the write
+ * path's core entry point (omni_batch.h), committed and synced.
+ */
 static int
-omnictl_event_step(omni_wtxn_t *w, void *arg)
+omnictl_event_step(omnictl_ctx_t *ctx, omni_store_t *st,
+    omnictl_event_run_t *run)
 {
-    int                    rc;
-    unsigned               l, e, e0, e1;
-    omnictl_event_run_t   *run = arg;
-    omnictl_event_line_t  *ln;
+    int                   rc;
+    unsigned              l, n;
+    omni_batch_t          b;
+    omni_batch_opts_t     opts;
+    omni_batch_events_t  *groups, *g, **last;
 
-    for (l = run->from_line; l <= run->to_line && l < run->nlines; l++) {
-        ln = &run->lines[l];
-        e0 = (l == run->from_line) ? run->from_event : 0;
-        e1 = (l == run->to_line) ? run->to_event : ln->batch.n;
+    n = run->to_line - run->from_line + 1;
 
-        for (e = e0; e < e1; e++) {
-            if (ln->batch.rc[e] != OMNI_OK) {
-                continue;
-            }
-
-            rc = omni_event_apply(w, &ln->batch.events[e], &ln->status[e],
-                                  ln->pids[e]);
-            if (rc != OMNI_OK) {
-                return rc;
-            }
-        }
+    groups = calloc(n, sizeof(omni_batch_events_t));
+    if (groups == NULL) {
+        return OMNI_ERROR;
     }
 
-    return omni_event_prune(w, (uint32_t) time(NULL), 256);
+    memset(&b, 0, sizeof(b));
+    last = &b.events;
+
+    for (l = run->from_line; l <= run->to_line && l < run->nlines; l++) {
+        g = &groups[l - run->from_line];
+        g->batch = &run->lines[l].batch;
+        g->from = (l == run->from_line) ? run->from_event : 0;
+        g->to = (l == run->to_line) ? run->to_event : g->batch->n;
+        g->status = run->lines[l].status;
+        g->pids = run->lines[l].pids;
+
+        if (g->from >= g->to) {
+            continue;
+        }
+
+        *last = g;
+        last = &g->next;
+    }
+
+    memset(&opts, 0, sizeof(opts));
+    opts.sync = 1;
+
+    rc = b.events ? omnictl_batch(ctx, st, &opts, &b) : OMNI_OK;
+
+    free(groups);
+
+    return rc;
 }
 
 
@@ -236,7 +257,7 @@ omnictl_event(omnictl_ctx_t *ctx)
         run.to_line = l;
         run.to_event = e;
 
-        rc = omnictl_write(ctx, st, omnictl_event_step, &run);
+        rc = omnictl_event_step(ctx, st, &run);
 
         /* report this chunk's events */
         for (; run.from_line < run.nlines; run.from_line++) {

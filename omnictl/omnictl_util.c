@@ -163,6 +163,42 @@ omnictl_write(omnictl_ctx_t *ctx, omni_store_t *st, omnictl_write_pt step,
 }
 
 
+/*
+ * omni_batch_apply() with omnictl_write()'s answer to map changes: a
+ * full map is doubled and a map another process grew is adopted, then
+ * the same batch is applied again (it is all or nothing).
+ */
+int
+omnictl_batch(omnictl_ctx_t *ctx, omni_store_t *st,
+    const omni_batch_opts_t *opts, omni_batch_t *b)
+{
+    int  rc, attempt;
+
+    for (attempt = 0; /* void */; attempt++) {
+
+        rc = omni_batch_apply(st, opts, b);
+
+        if (rc == OMNI_OK || attempt >= OMNICTL_MAX_RETRIES) {
+            return rc;
+        }
+
+        if (rc == OMNI_MAP_RESIZED) {
+            rc = omni_store_set_map_size(st, 0);
+
+        } else if (rc == OMNI_MAP_FULL) {
+            rc = omnictl_grow(ctx, st);
+
+        } else {
+            return rc;
+        }
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+}
+
+
 /* "4g", "512m", "1048576", "64MiB": binary units, case-insensitive. */
 int
 omnictl_parse_size(const char *s, size_t *size)

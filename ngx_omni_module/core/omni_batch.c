@@ -1,0 +1,246 @@
+/*
+ * omni_batch_apply(): the write path's one entry point (omni_batch.h).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "omni_batch.h"
+#include "omni_feed.h"
+#include "omni_store_int.h"
+
+
+/* meta "queue": u64 BE queue id, u64 BE position */
+#define OMNI_QUEUE_META  "queue"
+
+
+static double
+omni_batch_clock(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+static int
+omni_batch_touchpoints(omni_wtxn_t *w, omni_batch_t *b)
+{
+    int      rc;
+    char    *json;
+    size_t   i, len;
+
+    for (i = 0; i < b->ntouches; i++) {
+        if (!b->touches[i].record) {
+            continue;
+        }
+
+        /* The touchpoint commits with its touch, or neither does. */
+        json = omni_feed_record(&b->touches[i], b->pids[i], &len);
+        if (json == NULL) {
+            snprintf(omni_store_err, OMNI_ERR_LEN,
+                     "touchpoint: out of memory");
+            return OMNI_ERROR;
+        }
+
+        rc = omni_wtxn_append_touchpoint(w, b->pids[i], b->touches[i].time,
+                                         json, len, NULL);
+        free(json);
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_batch_events(omni_wtxn_t *w, omni_batch_t *b)
+{
+    int                   rc;
+    unsigned              i, to;
+    omni_batch_events_t  *g;
+
+    for (g = b->events; g; g = g->next) {
+        to = g->to ? g->to : g->batch->n;
+
+        for (i = g->from; i < to && i < g->batch->n; i++) {
+            if (g->batch->rc[i] != OMNI_OK) {
+                continue;
+            }
+
+            rc = omni_event_apply(w, &g->batch->events[i], &g->status[i],
+                                  g->pids[i]);
+            if (rc != OMNI_OK) {
+                return rc;
+            }
+
+            b->nevents++;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+static int
+omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos)
+{
+    int            rc;
+    MDB_val        key, val;
+    unsigned char  buf[16];
+
+    omni_put_be64(buf, id);
+    omni_put_be64(buf + 8, pos);
+
+    key.mv_data = (void *) OMNI_QUEUE_META;
+    key.mv_size = sizeof(OMNI_QUEUE_META) - 1;
+    val.mv_data = buf;
+    val.mv_size = sizeof(buf);
+
+    rc = mdb_put(w->txn, w->st->meta, &key, &val, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(meta queue) failed", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
+    omni_batch_t *b)
+{
+    int           rc;
+    double        t0;
+    uint32_t      min_time;
+    unsigned      pruned;
+    omni_wtxn_t  *w;
+
+    b->nevents = 0;
+    b->pruned = 0;
+
+    if (b->now == 0) {
+        b->now = (uint32_t) time(NULL);
+    }
+
+    rc = omni_store_write_begin(st, &w);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    if (b->ntouches) {
+        rc = omni_apply_touches(w, b->touches, b->ntouches, b->pids);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+
+        rc = omni_batch_touchpoints(w, b);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+    }
+
+    if (b->events) {
+        rc = omni_batch_events(w, b);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+
+        rc = omni_event_prune(w, b->now, 256);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+    }
+
+    /*
+     * Retention: a bounded number of the oldest touchpoints per batch
+     * (twice what it appended, and some), so the log converges to its
+     * limits without ever holding the write lock for long.
+     */
+    min_time = 0;
+
+    if (opts->tp_max_age && b->now > opts->tp_max_age) {
+        min_time = b->now - opts->tp_max_age;
+    }
+
+    if (opts->tp_max || min_time) {
+        rc = omni_wtxn_prune_touchpoints(w, opts->tp_max, min_time,
+                                         (unsigned) (2 * b->ntouches + 64),
+                                         &pruned);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+
+        b->pruned = pruned;
+    }
+
+    if (b->queue_id) {
+        rc = omni_batch_queue_put(w, b->queue_id, b->queue_pos);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+    }
+
+    t0 = omni_batch_clock();
+    rc = omni_wtxn_commit(w);
+
+    /*
+     * A store opened with nometasync commits its data but not its meta
+     * page: a batch whose events will be acknowledged is made durable
+     * here, with one more sync.
+     */
+    if (rc == OMNI_OK && opts->sync && (b->events || opts->always_sync)) {
+        rc = omni_store_sync(st);
+    }
+
+    b->commit_s = omni_batch_clock() - t0;
+
+    return rc;
+
+failed:
+
+    omni_wtxn_abort(w);
+    return rc;
+}
+
+
+int
+omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos)
+{
+    int       rc;
+    MDB_txn  *txn;
+    MDB_val   key, val;
+
+    *pos = 0;
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_begin(queue) failed", rc);
+    }
+
+    key.mv_data = (void *) OMNI_QUEUE_META;
+    key.mv_size = sizeof(OMNI_QUEUE_META) - 1;
+
+    rc = mdb_get(txn, st->meta, &key, &val);
+
+    if (rc == 0 && val.mv_size == 16
+        && omni_get_be64(val.mv_data) == queue_id)
+    {
+        *pos = omni_get_be64((unsigned char *) val.mv_data + 8);
+
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return omni_store_fail(st, "mdb_get(meta queue) failed", rc);
+    }
+
+    mdb_txn_abort(txn);
+
+    return OMNI_OK;
+}

@@ -1,0 +1,579 @@
+/*
+ * The shared touch queue and the writer lease.
+ *
+ * One shared-memory zone per store ("omni_store"), created like
+ * limit_req's zones: it survives HUP (a reload with the same queue size
+ * reuses it, queued touches included), and nginx's master releases its
+ * mutex when a worker dies holding it.
+ *
+ * The zone holds:
+ *
+ *   - a byte ring of touches.  Every worker appends (under the zone's
+ *     mutex, a copy of a few hundred bytes, never a wait on anything but
+ *     another worker's copy); exactly one worker, the writer, consumes.
+ *     A record is published by moving the tail past it, last, so a
+ *     worker killed half-way through a copy leaves nothing behind.
+ *     When the ring is full a touch is dropped and counted.
+ *
+ *   - the writer lease: the pid of the one worker whose writer task
+ *     consumes the ring and commits to LMDB.  Every worker checks the
+ *     lease on a timer (NGX_HTTP_OMNI_LEASE_CHECK): a free lease (the
+ *     holder exited) or one whose holder is dead (kill -9) is taken with
+ *     a compare-and-swap, so exactly one worker holds it.  The holder
+ *     advances the ring's head only after a batch committed, and the
+ *     batch's end position is committed with it (meta "queue"), so a
+ *     new holder after a crash neither loses nor repeats a batch.
+ *
+ *   - counters every worker adds to: touches queued, dropped, committed,
+ *     failed, batches and lease takeovers.
+ *
+ * The ring's positions are byte counts since the zone was created (they
+ * never wrap); a record starts on an 8-byte boundary, and one that would
+ * not fit before the end of the ring is preceded by a pad record.
+ */
+
+#include "ngx_http_omni_module.h"
+#include "omni_feed.h"
+#include "omni_batch.h"
+
+#include <openssl/rand.h>
+
+
+#define NGX_HTTP_OMNI_REC_PAD     0
+#define NGX_HTTP_OMNI_REC_TOUCH   1
+
+/* The longest decision lists a touch keeps (campaigns, rules shown). */
+#define NGX_HTTP_OMNI_MAX_LIST    1024
+
+#define NGX_HTTP_OMNI_LEASE_CHECK 200          /* ms */
+
+
+/* A queued touch: this header, then its strings in order. */
+typedef struct {
+    uint32_t            len;            /* whole record, 8-byte multiple */
+    u_char              type;
+    u_char              kind;
+    u_char              channel;
+    u_char              record;
+    uint32_t            time;
+    uint32_t            visit_timeout;
+    u_char              id[OMNI_ID_LEN];
+    char                country[3];
+    u_char              reserved;
+    uint16_t            lens[7];        /* campaigns, rules, path,
+                                           referrer, utm x 3 */
+    uint16_t            reserved2;
+} ngx_http_omni_qrec_t;
+
+
+static ngx_int_t ngx_http_omni_queue_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_omni_lease_handler(ngx_event_t *ev);
+
+
+static ngx_shm_zone_t  *ngx_http_omni_queue_zone;
+static ngx_event_t      ngx_http_omni_lease_ev;
+
+
+ngx_int_t
+ngx_http_omni_queue_add(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
+{
+    size_t      size;
+    ngx_str_t   name;
+
+    ngx_str_set(&name, "omni_store");
+
+    /*
+     * The ring, the zone header and the slab pool's own pages.  The size
+     * depends only on queue=, so a reload that keeps it keeps the zone.
+     */
+    size = mcf->queue_size * NGX_HTTP_OMNI_QREC_AVG;
+    size += sizeof(ngx_http_omni_queue_t) + size / 32 + 64 * ngx_pagesize;
+
+    mcf->queue_zone = ngx_shared_memory_add(cf, &name, size,
+                                            &ngx_http_omni_module);
+    if (mcf->queue_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->queue_zone->init = ngx_http_omni_queue_init_zone;
+    mcf->queue_zone->data = mcf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t                      ring;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_omni_queue_t      *q;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        /* A reload: the old zone, queued touches and lease included. */
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    ring = mcf->queue_size * NGX_HTTP_OMNI_QREC_AVG;
+
+    q = ngx_slab_calloc(shpool, sizeof(ngx_http_omni_queue_t) + ring);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->size = ring;
+
+    /* Tells this zone's batches from any other's in meta "queue". */
+    if (RAND_bytes((u_char *) &q->id, sizeof(q->id)) != 1 || q->id == 0) {
+        q->id = ((uint64_t) ngx_time() << 20) ^ (uint64_t) ngx_pid ^ 1;
+    }
+
+    shpool->data = q;
+    shm_zone->data = q;
+
+    shpool->log_ctx = (u_char *) " in omni_store zone";
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_http_omni_queue_t *
+ngx_http_omni_queue(void)
+{
+    if (ngx_http_omni_queue_zone == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_omni_queue_zone->data;
+}
+
+
+static ngx_shmtx_t *
+ngx_http_omni_queue_mutex(void)
+{
+    return &((ngx_slab_pool_t *) ngx_http_omni_queue_zone->shm.addr)->mutex;
+}
+
+
+/* ---- producers: every worker, on the event loop ---- */
+
+static u_char *
+ngx_http_omni_queue_str(u_char *p, uint16_t *len, const u_char *s,
+    size_t n, size_t max)
+{
+    if (s == NULL) {
+        *len = 0;
+        return p;
+    }
+
+    n = ngx_min(n, max);
+    *len = (uint16_t) n;
+
+    return ngx_cpymem(p, s, n);
+}
+
+
+/* A query argument, %XX-decoded into p. */
+static u_char *
+ngx_http_omni_queue_arg(ngx_http_request_t *r, u_char *p, uint16_t *len,
+    const char *name)
+{
+    u_char     *dst, *src;
+    ngx_str_t   arg;
+
+    *len = 0;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK
+        || arg.len == 0)
+    {
+        return p;
+    }
+
+    arg.len = ngx_min(arg.len, OMNI_FEED_MAX_UTM * 3);
+
+    /* Decoding never grows a string. */
+    dst = p;
+    src = arg.data;
+    ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+
+    *len = (uint16_t) ngx_min((size_t) (dst - p), OMNI_FEED_MAX_UTM);
+
+    return p + *len;
+}
+
+
+/*
+ * Queues the request's touch: serialized on the stack, then copied into
+ * the ring under the zone's mutex.  NGX_DECLINED when the ring is full
+ * (counted as dropped).
+ */
+ngx_int_t
+ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_uint_t channel)
+{
+    u_char                 *p, *q, *end;
+    size_t                  len, off, pad;
+    uint64_t                tail;
+    ngx_http_request_t     *m;
+    ngx_http_omni_qrec_t   *h;
+    ngx_http_omni_queue_t  *qu;
+
+    /* The header and the longest strings it may carry. */
+    u_char  buf[sizeof(ngx_http_omni_qrec_t) + 2 * NGX_HTTP_OMNI_MAX_LIST
+                + OMNI_FEED_MAX_PATH + OMNI_FEED_MAX_REF
+                + 3 * OMNI_FEED_MAX_UTM * 3 + 8];
+
+    qu = ngx_http_omni_queue();
+    if (qu == NULL) {
+        return NGX_DECLINED;
+    }
+
+    m = r->main;
+    h = (ngx_http_omni_qrec_t *) buf;
+    ngx_memzero(h, sizeof(ngx_http_omni_qrec_t));
+
+    h->type = NGX_HTTP_OMNI_REC_TOUCH;
+    h->kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
+                                                      : OMNI_ALIAS_COOKIE;
+    h->channel = (u_char) channel;
+    h->record = 1;
+    h->time = (uint32_t) ngx_time();
+    ngx_memcpy(h->id, ctx->vid, OMNI_ID_LEN);
+    ngx_memcpy(h->country, ctx->country, sizeof(h->country));
+
+    p = buf + sizeof(ngx_http_omni_qrec_t);
+
+    /* What this response showed counts against frequency caps. */
+    if (ctx->impressions && ctx->decision) {
+        p = ngx_http_omni_queue_str(p, &h->lens[0],
+                                    ctx->decision->campaigns.data,
+                                    ctx->decision->campaigns.len,
+                                    NGX_HTTP_OMNI_MAX_LIST);
+        p = ngx_http_omni_queue_str(p, &h->lens[1],
+                                    ctx->decision->rules.data,
+                                    ctx->decision->rules.len,
+                                    NGX_HTTP_OMNI_MAX_LIST);
+    }
+
+    /* The path the client asked for, before any internal redirect. */
+    len = m->unparsed_uri.len;
+    q = ngx_strlchr(m->unparsed_uri.data, m->unparsed_uri.data + len, '?');
+    if (q) {
+        len = q - m->unparsed_uri.data;
+    }
+
+    p = ngx_http_omni_queue_str(p, &h->lens[2], m->unparsed_uri.data, len,
+                                OMNI_FEED_MAX_PATH);
+
+    if (m->headers_in.referer) {
+        p = ngx_http_omni_queue_str(p, &h->lens[3],
+                                    m->headers_in.referer->value.data,
+                                    m->headers_in.referer->value.len,
+                                    OMNI_FEED_MAX_REF);
+    }
+
+    p = ngx_http_omni_queue_arg(m, p, &h->lens[4], "utm_source");
+    p = ngx_http_omni_queue_arg(m, p, &h->lens[5], "utm_medium");
+    p = ngx_http_omni_queue_arg(m, p, &h->lens[6], "utm_campaign");
+
+    len = ngx_align(p - buf, 8);
+    h->len = (uint32_t) len;
+
+    ngx_shmtx_lock(ngx_http_omni_queue_mutex());
+
+    tail = qu->tail;
+    off = tail % qu->size;
+    pad = (qu->size - off < len) ? qu->size - off : 0;
+
+    if (tail + pad + len - qu->head > qu->size) {
+        ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
+
+        /* Overload: drop and count, never block the request. */
+        if (ngx_atomic_fetch_add(&qu->dropped, 1) % 10000 == 0) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "omni: writer queue full (%uz bytes), %uA "
+                          "touchpoint(s) dropped so far", qu->size,
+                          qu->dropped);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (pad) {
+        end = qu->ring + off;
+        ((ngx_http_omni_qrec_t *) end)->len = (uint32_t) pad;
+        ((ngx_http_omni_qrec_t *) end)->type = NGX_HTTP_OMNI_REC_PAD;
+        tail += pad;
+        off = 0;
+    }
+
+    ngx_memcpy(qu->ring + off, buf, len);
+
+    /* Published last: the writer never sees half a record. */
+    ngx_memory_barrier();
+    qu->tail = tail + len;
+
+    ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
+
+    (void) ngx_atomic_fetch_add(&qu->queued, 1);
+
+    return NGX_OK;
+}
+
+
+/* ---- the consumer: the lease holder's writer task, in a pool thread ---- */
+
+/*
+ * Decodes the records at [from, to), at most max touches, into ops: the
+ * strings point into the ring, which no producer overwrites before the
+ * head moves past them.  Returns the count; *end is where decoding
+ * stopped.
+ */
+ngx_uint_t
+ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
+    uint64_t to, omni_touch_t *ops, ngx_uint_t max, uint32_t visit_timeout,
+    uint64_t *end)
+{
+    u_char                *p;
+    ngx_uint_t             n;
+    omni_touch_t          *t;
+    ngx_http_omni_qrec_t  *h;
+
+    n = 0;
+
+    while (from < to && n < max) {
+        h = (ngx_http_omni_qrec_t *) (qu->ring + from % qu->size);
+
+        if (h->len < 8 || h->len > to - from) {
+            /* Cannot happen short of memory corruption: skip it all. */
+            from = to;
+            break;
+        }
+
+        from += h->len;
+
+        if (h->type != NGX_HTTP_OMNI_REC_TOUCH) {
+            continue;
+        }
+
+        t = &ops[n++];
+        ngx_memzero(t, sizeof(omni_touch_t));
+
+        t->kind = h->kind;
+        ngx_memcpy(t->id, h->id, OMNI_ID_LEN);
+        t->channel = h->channel;
+        t->time = h->time;
+        t->visit_timeout = visit_timeout;
+        t->record = h->record;
+        ngx_memcpy(t->country, h->country, sizeof(t->country));
+
+        p = (u_char *) h + sizeof(ngx_http_omni_qrec_t);
+
+#define ngx_http_omni_queue_field(s, l, i)                                    \
+        (s) = h->lens[i] ? (const char *) p : NULL;                           \
+        (l) = h->lens[i];                                                     \
+        p += h->lens[i]
+
+        ngx_http_omni_queue_field(t->campaigns, t->campaigns_len, 0);
+        ngx_http_omni_queue_field(t->rules, t->rules_len, 1);
+        ngx_http_omni_queue_field(t->path, t->path_len, 2);
+        ngx_http_omni_queue_field(t->referrer, t->referrer_len, 3);
+        ngx_http_omni_queue_field(t->utm[0], t->utm_len[0], 4);
+        ngx_http_omni_queue_field(t->utm[1], t->utm_len[1], 5);
+        ngx_http_omni_queue_field(t->utm[2], t->utm_len[2], 6);
+
+#undef ngx_http_omni_queue_field
+    }
+
+    *end = from;
+
+    return n;
+}
+
+
+/*
+ * The writer is done with everything before pos (n touches more):
+ * producers may reuse it.
+ */
+void
+ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
+    ngx_uint_t n)
+{
+    ngx_memory_barrier();
+    qu->head = pos;
+    (void) ngx_atomic_fetch_add(&qu->consumed, n);
+}
+
+
+/* Touches queued and not yet consumed (approximately, while it moves). */
+ngx_uint_t
+ngx_http_omni_queue_pending(ngx_http_omni_queue_t *qu)
+{
+    ngx_atomic_uint_t  queued, consumed;
+
+    consumed = qu->consumed;
+    queued = qu->queued;
+
+    return queued > consumed ? (ngx_uint_t) (queued - consumed) : 0;
+}
+
+
+/* ---- the writer lease ---- */
+
+ngx_uint_t
+ngx_http_omni_queue_holder(void)
+{
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    return qu != NULL && qu->lease == (ngx_atomic_uint_t) ngx_pid;
+}
+
+
+/*
+ * Takes the lease when it is free or its holder is gone.  A holder that
+ * died (kill -9, a crash) may have committed a batch without moving the
+ * head past it: the store's meta "queue" says where its last batch
+ * ended, and the head moves there first.
+ */
+static ngx_uint_t
+ngx_http_omni_lease_take(ngx_log_t *log)
+{
+    uint64_t                pos;
+    ngx_pid_t               pid;
+    omni_store_t           *st;
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+    st = ngx_http_omni_worker_store();
+
+    if (qu == NULL || st == NULL) {
+        return 0;
+    }
+
+    pid = (ngx_pid_t) qu->lease;
+
+    if (pid == ngx_pid) {
+        return 1;
+    }
+
+    if (pid != 0 && (kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH)) {
+        return 0;
+    }
+
+    if (!ngx_atomic_cmp_set(&qu->lease, (ngx_atomic_uint_t) pid,
+                            (ngx_atomic_uint_t) ngx_pid))
+    {
+        return 0;
+    }
+
+    if (omni_store_queue_pos(st, qu->id, &pos) != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "omni: reading the queue position failed: %s",
+                      omni_store_error(st));
+        pos = 0;
+    }
+
+    if (pos > qu->head && pos <= qu->tail) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "omni: %uL queued byte(s) were committed by the "
+                      "previous writer already", pos - qu->head);
+        ngx_http_omni_queue_consumed(qu, pos, 0);
+    }
+
+    if (pid != 0) {
+        (void) ngx_atomic_fetch_add(&qu->takeovers, 1);
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "omni: writer taken over from process %P, which "
+                      "is gone", pid);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, log, 0, "omni: this worker is the "
+                      "store's writer");
+    }
+
+    return 1;
+}
+
+
+void
+ngx_http_omni_lease_release(void)
+{
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    if (qu != NULL) {
+        (void) ngx_atomic_cmp_set(&qu->lease, (ngx_atomic_uint_t) ngx_pid,
+                                  0);
+    }
+}
+
+
+/*
+ * Exit: takes the lease if it is free, so the last worker to leave
+ * writes what the others queued.  1: this process holds it.
+ */
+ngx_uint_t
+ngx_http_omni_lease_try(ngx_log_t *log)
+{
+    return ngx_http_omni_lease_take(log);
+}
+
+
+static void
+ngx_http_omni_lease_handler(ngx_event_t *ev)
+{
+    if (ngx_http_omni_lease_take(ev->log)) {
+        ngx_http_omni_writer_kick();
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_OMNI_LEASE_CHECK);
+    }
+}
+
+
+ngx_int_t
+ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_omni_main_conf_t  *mcf;
+
+    ngx_http_omni_queue_zone = NULL;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
+
+    if (mcf == NULL || mcf->queue_zone == NULL
+        || ngx_http_omni_worker_store() == NULL)
+    {
+        return NGX_OK;
+    }
+
+    ngx_http_omni_queue_zone = mcf->queue_zone;
+
+    ngx_memzero(&ngx_http_omni_lease_ev, sizeof(ngx_event_t));
+    ngx_http_omni_lease_ev.handler = ngx_http_omni_lease_handler;
+    ngx_http_omni_lease_ev.log = cycle->log;
+    ngx_http_omni_lease_ev.data = mcf;
+    /* a lease check never holds an exiting worker */
+    ngx_http_omni_lease_ev.cancelable = 1;
+
+    (void) ngx_http_omni_lease_take(cycle->log);
+
+    ngx_add_timer(&ngx_http_omni_lease_ev, NGX_HTTP_OMNI_LEASE_CHECK);
+
+    return NGX_OK;
+}
