@@ -8,6 +8,7 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "omni_batch.h"
 
 
 typedef size_t (*ngx_http_omni_render_pt)(ngx_http_request_t *r,
@@ -161,10 +162,109 @@ ngx_http_omni_render_hdr(ngx_http_request_t *r, omni_eval_t *ev,
 }
 
 
+#define NGX_HTTP_OMNI_EXTRA_MAX  64
+
+
+/* A request that ends without queuing its touch gives its entries back. */
+static void
+ngx_http_omni_decide_cleanup(void *data)
+{
+    ngx_http_omni_ctx_t  *ctx = data;
+
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    if (ctx->nact && qu) {
+        ngx_http_omni_queue_lock();
+        ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact, 0);
+        ngx_http_omni_queue_unlock();
+        ctx->nact = 0;
+    }
+}
+
+
+/*
+ * Exact frequency caps across workers (ngx_http_omni_activity.c): the
+ * capped campaigns the decision shows are reserved under the zone's
+ * mutex if the caps still hold with what other requests reserved since
+ * the decision looked; if not, it decides again counting those, and the
+ * third time it decides under the mutex.
+ */
+static ngx_int_t
+ngx_http_omni_decide_reserve(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, omni_ruleset_t *set, omni_eval_t *ev,
+    omni_decision_t *d, uint64_t snap, omni_impr_extra_t *extra)
+{
+    ngx_uint_t              tries, ncamp;
+    uint64_t                camps[NGX_HTTP_OMNI_ACT_MAX];
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    if (ctx->nact == 0) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_omni_decide_cleanup;
+        cln->data = ctx;
+    }
+
+    for (tries = 0; /* void */; tries++) {
+        ncamp = omni_decision_campaigns(set, d, camps,
+                                        NGX_HTTP_OMNI_ACT_MAX);
+
+        ngx_http_omni_queue_lock();
+
+        /* a decision made again (JSON after HTML) replaces its entries */
+        if (ctx->nact) {
+            ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact, 0);
+            ctx->nact = 0;
+        }
+
+        if (ncamp == 0) {
+            break;
+        }
+
+        ev->nextra = (unsigned) ngx_http_omni_activity_get(qu, ctx->pid,
+                                                  snap, extra,
+                                                  NGX_HTTP_OMNI_EXTRA_MAX);
+        ev->extra = extra;
+
+        if (!omni_decision_caps_hold(set, ev, d)) {
+            if (tries < 2) {
+                ngx_http_omni_queue_unlock();
+                (void) omni_decide(set, ev, d);
+                continue;
+            }
+
+            (void) omni_decide(set, ev, d);
+            ncamp = omni_decision_campaigns(set, d, camps,
+                                            NGX_HTTP_OMNI_ACT_MAX);
+        }
+
+        ngx_http_omni_activity_reserve(qu, ctx->pid, camps, ncamp, ev->now,
+                                       ctx->act_seq, r->connection->log);
+        ctx->nact = ncamp;
+        break;
+    }
+
+    ngx_http_omni_queue_unlock();
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t json)
 {
+    uint64_t                     snap;
+    omni_impr_extra_t            extra[NGX_HTTP_OMNI_EXTRA_MAX];
+    ngx_http_omni_queue_t       *qu;
     unsigned                     needs, s, reading;
     ngx_int_t                    ret;
     omni_rec_t                   rec;
@@ -270,7 +370,37 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         }
     }
 
+    /*
+     * Impressions other requests showed that this snapshot does not hold
+     * yet count against caps too (ngx_http_omni_activity.c).
+     */
+    qu = (needs & OMNI_NEED_CAPS) ? ngx_http_omni_queue() : NULL;
+    snap = 0;
+
+    if (qu) {
+        if (reading
+            && omni_store_read_queue_pos(st, qu->id, &snap) != OMNI_OK)
+        {
+            snap = 0;
+        }
+
+        ngx_http_omni_queue_lock();
+        ev.nextra = (unsigned) ngx_http_omni_activity_get(qu, ctx->pid, snap,
+                                                  extra,
+                                                  NGX_HTTP_OMNI_EXTRA_MAX);
+        ngx_http_omni_queue_unlock();
+        ev.extra = extra;
+    }
+
     omni_decide(set, &ev, &d);
+
+    if (qu
+        && ngx_http_omni_decide_reserve(r, ctx, set, &ev, &d, snap, extra)
+           != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
 
     /* A country some rule looked up goes into the touchpoint. */
     if (ev.geo_state == 1 && ngx_strlen(ev.geo_value.country) == 2) {

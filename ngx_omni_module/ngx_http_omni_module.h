@@ -37,6 +37,8 @@
 #define NGX_HTTP_OMNI_ID_TOKEN    2
 #define NGX_HTTP_OMNI_ID_NEW      3
 
+#define NGX_HTTP_OMNI_ACT_MAX     8      /* reservations per request */
+
 #define NGX_HTTP_OMNI_SAMESITE_OFF     1
 #define NGX_HTTP_OMNI_SAMESITE_STRICT  2
 #define NGX_HTTP_OMNI_SAMESITE_LAX     3
@@ -58,6 +60,7 @@ typedef struct {
     ngx_thread_pool_t          *thread_pool;
 #endif
     ngx_shm_zone_t             *queue_zone;     /* ngx_http_omni_queue.c */
+    ngx_uint_t                  activity;       /* activity entries */
 
     time_t                      visit_timeout;
     ngx_uint_t                  tp_max;         /* touchpoints kept */
@@ -129,6 +132,8 @@ struct ngx_http_omni_wjob_s {
  */
 #define NGX_HTTP_OMNI_QREC_AVG  512     /* ring bytes per queue= touch */
 
+typedef struct ngx_http_omni_act_s  ngx_http_omni_act_t;
+
 typedef struct {
     ngx_atomic_t                lease;          /* the writer's pid */
     uint64_t                    id;             /* random, never 0 */
@@ -142,6 +147,14 @@ typedef struct {
     ngx_atomic_t                consumed;       /* touches behind head */
     ngx_atomic_t                batches;
     ngx_atomic_t                takeovers;
+
+    /* the activity table (ngx_http_omni_activity.c), under the mutex */
+    ngx_http_omni_act_t        *act;
+    uint64_t                   *act_bucket;
+    ngx_uint_t                  nact;           /* a power of two */
+    uint64_t                    act_next;
+    ngx_atomic_t                act_evicted;
+
     u_char                      ring[];
 } ngx_http_omni_queue_t;
 
@@ -209,6 +222,10 @@ typedef struct {
 
     uint32_t                    visits;
     ngx_uint_t                  stage;
+
+    /* impressions reserved in the activity table, settled when queued */
+    uint64_t                    act_seq[NGX_HTTP_OMNI_ACT_MAX];
+    ngx_uint_t                  nact;
     u_char                      country[3];     /* geo, if looked up */
 
     ngx_http_omni_decision_t   *decision;
@@ -265,8 +282,22 @@ void ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
     ngx_uint_t n);
 ngx_uint_t ngx_http_omni_queue_pending(ngx_http_omni_queue_t *qu);
 ngx_uint_t ngx_http_omni_queue_holder(void);
+void ngx_http_omni_queue_lock(void);
+void ngx_http_omni_queue_unlock(void);
 ngx_uint_t ngx_http_omni_lease_try(ngx_log_t *log);
 void ngx_http_omni_lease_release(void);
+
+/* activity */
+size_t ngx_http_omni_activity_size(ngx_uint_t n);
+ngx_int_t ngx_http_omni_activity_init(ngx_slab_pool_t *shpool,
+    ngx_http_omni_queue_t *qu, ngx_uint_t n);
+ngx_uint_t ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu,
+    const u_char *pid, uint64_t snap, omni_impr_extra_t *out, ngx_uint_t max);
+void ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu,
+    const u_char *pid, const uint64_t *campaigns, ngx_uint_t n, uint32_t now,
+    uint64_t *seqs, ngx_log_t *log);
+void ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
+    const uint64_t *seqs, ngx_uint_t n, uint64_t pos);
 
 /* writer */
 ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);

@@ -87,7 +87,8 @@ ngx_http_omni_queue_add(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
      * The ring, the zone header and the slab pool's own pages.  The size
      * depends only on queue=, so a reload that keeps it keeps the zone.
      */
-    size = mcf->queue_size * NGX_HTTP_OMNI_QREC_AVG;
+    size = mcf->queue_size * NGX_HTTP_OMNI_QREC_AVG
+           + ngx_http_omni_activity_size(mcf->activity);
     size += sizeof(ngx_http_omni_queue_t) + size / 32 + 64 * ngx_pagesize;
 
     mcf->queue_zone = ngx_shared_memory_add(cf, &name, size,
@@ -134,6 +135,10 @@ ngx_http_omni_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     q->size = ring;
 
+    if (ngx_http_omni_activity_init(shpool, q, mcf->activity) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* Tells this zone's batches from any other's in meta "queue". */
     if (RAND_bytes((u_char *) &q->id, sizeof(q->id)) != 1 || q->id == 0) {
         q->id = ((uint64_t) ngx_time() << 20) ^ (uint64_t) ngx_pid ^ 1;
@@ -164,6 +169,21 @@ static ngx_shmtx_t *
 ngx_http_omni_queue_mutex(void)
 {
     return &((ngx_slab_pool_t *) ngx_http_omni_queue_zone->shm.addr)->mutex;
+}
+
+
+/* The zone's mutex: the queue's tail and the activity table. */
+void
+ngx_http_omni_queue_lock(void)
+{
+    ngx_shmtx_lock(ngx_http_omni_queue_mutex());
+}
+
+
+void
+ngx_http_omni_queue_unlock(void)
+{
+    ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
 }
 
 
@@ -298,7 +318,10 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     pad = (qu->size - off < len) ? qu->size - off : 0;
 
     if (tail + pad + len - qu->head > qu->size) {
+        /* its impressions will not be committed: cancel them */
+        ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact, 0);
         ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
+        ctx->nact = 0;
 
         /* Overload: drop and count, never block the request. */
         if (ngx_atomic_fetch_add(&qu->dropped, 1) % 10000 == 0) {
@@ -324,6 +347,17 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     /* Published last: the writer never sees half a record. */
     ngx_memory_barrier();
     qu->tail = tail + len;
+
+    /*
+     * Reserved impressions now belong to this touch: counted by
+     * decisions until a snapshot holds it.  Without a delivery nothing
+     * is counted: cancelled.
+     */
+    if (ctx->nact) {
+        ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact,
+                                      h->lens[0] ? tail + len : 0);
+        ctx->nact = 0;
+    }
 
     ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
 
@@ -537,13 +571,16 @@ ngx_http_omni_lease_try(ngx_log_t *log)
 static void
 ngx_http_omni_lease_handler(ngx_event_t *ev)
 {
+    /* an exiting worker takes the lease only in its exit handler */
+    if (ngx_exiting) {
+        return;
+    }
+
     if (ngx_http_omni_lease_take(ev->log)) {
         ngx_http_omni_writer_kick();
     }
 
-    if (!ngx_exiting) {
-        ngx_add_timer(ev, NGX_HTTP_OMNI_LEASE_CHECK);
-    }
+    ngx_add_timer(ev, NGX_HTTP_OMNI_LEASE_CHECK);
 }
 
 
@@ -571,7 +608,9 @@ ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle)
     /* a lease check never holds an exiting worker */
     ngx_http_omni_lease_ev.cancelable = 1;
 
-    (void) ngx_http_omni_lease_take(cycle->log);
+    if (ngx_http_omni_lease_take(cycle->log)) {
+        ngx_http_omni_writer_kick();
+    }
 
     ngx_add_timer(&ngx_http_omni_lease_ev, NGX_HTTP_OMNI_LEASE_CHECK);
 

@@ -143,6 +143,19 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "activity=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n < 16 || n > 16777216 || (n & (n - 1)) != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (a power of two, "
+                                   "16..16777216)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->activity = (ngx_uint_t) n;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "reader_check=", 13) == 0) {
             s.data = value[i].data + 13;
             s.len = value[i].len - 13;
@@ -177,6 +190,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_size_value(mcf->map_max, mcf->map_size * 8);
     ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
     ngx_conf_init_uint_value(mcf->queue_size, 65536);
+    ngx_conf_init_uint_value(mcf->activity, 65536);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);

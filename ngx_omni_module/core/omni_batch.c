@@ -211,19 +211,14 @@ failed:
 }
 
 
-int
-omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos)
+static int
+omni_batch_queue_get(omni_store_t *st, MDB_txn *txn, uint64_t queue_id,
+    uint64_t *pos)
 {
     int       rc;
-    MDB_txn  *txn;
     MDB_val   key, val;
 
     *pos = 0;
-
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0) {
-        return omni_store_fail(st, "mdb_txn_begin(queue) failed", rc);
-    }
 
     key.mv_data = (void *) OMNI_QUEUE_META;
     key.mv_size = sizeof(OMNI_QUEUE_META) - 1;
@@ -236,11 +231,43 @@ omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos)
         *pos = omni_get_be64((unsigned char *) val.mv_data + 8);
 
     } else if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
         return omni_store_fail(st, "mdb_get(meta queue) failed", rc);
     }
 
+    return OMNI_OK;
+}
+
+
+int
+omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
+    uint64_t *pos)
+{
+    *pos = 0;
+
+    if (st->rtxn == NULL) {
+        return OMNI_ERROR;
+    }
+
+    return omni_batch_queue_get(st, st->rtxn, queue_id, pos);
+}
+
+
+int
+omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos)
+{
+    int       rc;
+    MDB_txn  *txn;
+
+    *pos = 0;
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_begin(queue) failed", rc);
+    }
+
+    rc = omni_batch_queue_get(st, txn, queue_id, pos);
+
     mdb_txn_abort(txn);
 
-    return OMNI_OK;
+    return rc;
 }

@@ -85,4 +85,11 @@ int omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
 int omni_store_queue_pos(omni_store_t *st, uint64_t queue_id,
     uint64_t *pos);
 
+/*
+ * The same, inside the caller's read transaction (omni_store_read_begin):
+ * the queue position the reader's snapshot holds.
+ */
+int omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
+    uint64_t *pos);
+
 #endif /* OMNI_BATCH_H */

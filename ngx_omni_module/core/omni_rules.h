@@ -121,6 +121,8 @@ unsigned omni_rules_count(const omni_ruleset_t *set);
 #define OMNI_NEED_PATH       0x0010
 #define OMNI_NEED_PROFILE    0x0020
 #define OMNI_NEED_PID        0x0040     /* experiments, holdouts */
+#define OMNI_NEED_CAPS       0x0080     /* frequency caps, cooldowns:
+                                           omni_decision_caps_hold() */
 
 unsigned omni_rules_needs(const omni_ruleset_t *set);
 
@@ -165,6 +167,19 @@ typedef int (*omni_geo_pt)(void *data, omni_geo_t *out);
 /* ctx.flags */
 #define OMNI_EVAL_NO_ADS     0x01   /* no pixels: Sec-GPC, DNT, no consent */
 
+/*
+ * An impression the profile view does not hold yet: shown by a request
+ * whose touch the writer has not committed (or not in this reader's
+ * snapshot).  Frequency caps and cooldowns count these too, so that a
+ * cap is exact across workers at the moment of the decision.
+ */
+typedef struct {
+    uint64_t    campaign;       /* omni_campaign_hash() of its name */
+    uint32_t    time;           /* when it was shown */
+} omni_impr_extra_t;
+
+uint64_t omni_campaign_hash(const char *name, size_t len);
+
 typedef struct {
     /* the profile view; NULL for a visitor without one: an empty profile,
        stage "new", 0 visits */
@@ -187,6 +202,10 @@ typedef struct {
 
     omni_geo_pt           geo;          /* may be NULL */
     void                 *geo_data;
+
+    /* impressions not in rec yet (may be NULL) */
+    const omni_impr_extra_t  *extra;
+    unsigned              nextra;
 
     /* filled by the core; omni_eval_init() resets them */
     int                   geo_state;    /* 0 unknown, 1 known, -1 none */
@@ -266,6 +285,24 @@ int omni_decide(const omni_ruleset_t *set, omni_eval_t *ctx,
 
 /* The winning rule index of a slot, or -1. */
 int omni_decision_slot_rule(const omni_decision_t *d, unsigned slot);
+
+/*
+ * Whether every rule the decision shows is still within its frequency
+ * cap and cooldown, counting ctx->extra as it is now: a caller that
+ * reserves impressions (the module's shared activity zone) checks this
+ * under its lock, and decides again when it fails, so two concurrent
+ * requests cannot both take a cap's last impression.
+ */
+int omni_decision_caps_hold(const omni_ruleset_t *set, omni_eval_t *ctx,
+    const omni_decision_t *d);
+
+/*
+ * The distinct capped campaigns the decision shows (those some rule caps
+ * or cools down), as omni_campaign_hash() values, at most max of them:
+ * the impressions a caller reserves.  Returns the count.
+ */
+unsigned omni_decision_campaigns(const omni_ruleset_t *set,
+    const omni_decision_t *d, uint64_t *out, unsigned max);
 
 
 /* ---- rendering ----

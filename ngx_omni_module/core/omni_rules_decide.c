@@ -34,13 +34,118 @@ omni_rule_match(omni_run_t *run, const omni_rule_t *r)
 }
 
 
+/* FNV-1a, 64 bits: campaign names in the shared activity zone. */
+uint64_t
+omni_campaign_hash(const char *name, size_t len)
+{
+    size_t    i;
+    uint64_t  h;
+
+    h = 0xcbf29ce484222325ULL;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char) name[i];
+        h *= 0x100000001b3ULL;
+    }
+
+    return h ? h : 1;
+}
+
+
+/*
+ * The rule's campaign impressions: the profile's hour buckets plus the
+ * impressions not in the profile yet (ctx->extra), bucketed the same way
+ * (an impression counts in the window when its hour starts after
+ * now - window).
+ */
+static void
+omni_rule_impressions(omni_run_t *run, const omni_rule_t *r,
+    uint32_t *total, uint32_t *last, uint32_t *inwin)
+{
+    unsigned      i;
+    uint64_t      h;
+    uint32_t      t;
+    omni_eval_t  *ctx = run->ctx;
+
+    (void) omni_rec_impressions(run->rec, r->campaign.data, r->campaign.len,
+                                ctx->now, r->cap_per, total, last, inwin);
+
+    if (ctx->nextra == 0) {
+        return;
+    }
+
+    h = r->campaign_hash;
+
+    for (i = 0; i < ctx->nextra; i++) {
+        if (ctx->extra[i].campaign != h) {
+            continue;
+        }
+
+        t = ctx->extra[i].time;
+
+        (*total)++;
+
+        if (t > *last) {
+            *last = t;
+        }
+
+        if ((int64_t) (t / 3600) * 3600
+            > (int64_t) ctx->now - (int64_t) r->cap_per)
+        {
+            (*inwin)++;
+        }
+    }
+}
+
+
+/* 1 when the rule's frequency cap is reached or its cooldown runs. */
+static int
+omni_rule_capped(omni_run_t *run, const omni_rule_t *r)
+{
+    uint32_t      now, total, last, inwin;
+
+    now = run->ctx->now;
+
+    omni_rule_impressions(run, r, &total, &last, &inwin);
+
+    if (r->cap_max && (r->cap_per ? inwin : total) >= r->cap_max) {
+        if (run->why) {
+            char  d[32];
+
+            if (r->cap_per) {
+                omni_duration_format(r->cap_per, d, sizeof(d));
+            }
+
+            omni_why(run, "cap %u/%s reached (%u shown)", r->cap_max,
+                     r->cap_per ? d : "lifetime",
+                     r->cap_per ? inwin : total);
+        }
+
+        return 1;
+    }
+
+    if (r->cooldown && last && omni_ago(now, last) < r->cooldown) {
+        if (run->why) {
+            char  d[32], a[32];
+
+            omni_duration_format(r->cooldown, d, sizeof(d));
+            omni_duration_format(omni_ago(now, last), a, sizeof(a));
+            omni_why(run, "cooldown %s (last shown %s ago)", d, a);
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
 /* Dates, holdout, suppression, frequency cap, cooldown. */
 int
 omni_rule_eligible(omni_run_t *run, const omni_rule_t *r)
 {
     unsigned           i;
-    uint32_t           now, total, last, inwin, b;
-    const omni_rec_t  *rec = run->rec;
+    uint32_t           now, b;
     omni_eval_t       *ctx = run->ctx;
     omni_fpurch_t     *fp;
 
@@ -93,39 +198,8 @@ omni_rule_eligible(omni_run_t *run, const omni_rule_t *r)
         }
     }
 
-    if (r->cap_max || r->cooldown) {
-        if (omni_rec_impressions(rec, r->campaign.data, r->campaign.len, now,
-                                 r->cap_per, &total, &last, &inwin)
-            == OMNI_OK)
-        {
-            if (r->cap_max && (r->cap_per ? inwin : total) >= r->cap_max) {
-                if (run->why) {
-                    char  d[32];
-
-                    if (r->cap_per) {
-                        omni_duration_format(r->cap_per, d, sizeof(d));
-                    }
-
-                    omni_why(run, "cap %u/%s reached (%u shown)", r->cap_max,
-                             r->cap_per ? d : "lifetime",
-                             r->cap_per ? inwin : total);
-                }
-
-                return 0;
-            }
-
-            if (r->cooldown && last && omni_ago(now, last) < r->cooldown) {
-                if (run->why) {
-                    char  d[32], a[32];
-
-                    omni_duration_format(r->cooldown, d, sizeof(d));
-                    omni_duration_format(omni_ago(now, last), a, sizeof(a));
-                    omni_why(run, "cooldown %s (last shown %s ago)", d, a);
-                }
-
-                return 0;
-            }
-        }
+    if ((r->cap_max || r->cooldown) && omni_rule_capped(run, r)) {
+        return 0;
     }
 
     return 1;
@@ -561,4 +635,62 @@ omni_explain_sink(const omni_ruleset_t *set, omni_eval_t *ctx,
     }
 
     run.why = NULL;
+}
+
+
+int
+omni_decision_caps_hold(const omni_ruleset_t *set, omni_eval_t *ctx,
+    const omni_decision_t *d)
+{
+    unsigned            i;
+    omni_run_t          run;
+    const omni_rule_t  *r;
+
+    if (set == NULL || d->nshown == 0) {
+        return 1;
+    }
+
+    omni_run_init(&run, set, ctx);
+
+    for (i = 0; i < d->nshown; i++) {
+        r = &set->rules[d->shown[i].rule];
+
+        if ((r->cap_max || r->cooldown) && omni_rule_capped(&run, r)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+unsigned
+omni_decision_campaigns(const omni_ruleset_t *set, const omni_decision_t *d,
+    uint64_t *out, unsigned max)
+{
+    unsigned            i, j, n;
+    uint64_t            h;
+    const omni_rule_t  *r;
+
+    n = 0;
+
+    for (i = 0; set != NULL && i < d->nshown && n < max; i++) {
+        r = &set->rules[d->shown[i].rule];
+
+        if (!r->campaign_capped) {
+            continue;
+        }
+
+        h = r->campaign_hash;
+
+        for (j = 0; j < n && out[j] != h; j++) {
+            /* void */
+        }
+
+        if (j == n) {
+            out[n++] = h;
+        }
+    }
+
+    return n;
 }

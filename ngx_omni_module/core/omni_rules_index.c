@@ -369,6 +369,31 @@ omni_rb_finish(omni_rb_t *rb)
         memcpy(set->rules, rb->rules, rb->nrules * sizeof(omni_rule_t));
     }
 
+    /*
+     * A campaign is capped when any rule caps it or cools it down: its
+     * impressions, from whichever rule, are the ones a decision reserves
+     * (omni_decision_campaigns()).
+     */
+    for (i = 0; i < set->nrules; i++) {
+        r = &set->rules[i];
+        r->campaign_hash = omni_campaign_hash(r->campaign.data,
+                                              r->campaign.len);
+    }
+
+    for (i = 0; i < set->nrules; i++) {
+        if (!set->rules[i].cap_max && !set->rules[i].cooldown) {
+            continue;
+        }
+
+        for (j = 0; j < set->nrules; j++) {
+            if (set->rules[j].campaign_hash == set->rules[i].campaign_hash) {
+                set->rules[j].campaign_capped = 1;
+            }
+        }
+
+        set->needs |= OMNI_NEED_CAPS;
+    }
+
     /* indexes: one list per (slot, channel), one per channel for the
        slot-less rules; each in rank order */
     total = 0;

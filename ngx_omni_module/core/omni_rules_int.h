@@ -244,6 +244,8 @@ typedef struct {
     uint32_t            cap_max;        /* 0: no cap */
     uint32_t            cap_per;        /* 0: lifetime */
     uint32_t            cooldown;
+    unsigned            campaign_capped; /* some rule caps its campaign */
+    uint64_t            campaign_hash;  /* omni_campaign_hash() */
     uint32_t            holdout_bp;     /* 0: none */
     omni_strv_t         holdout_id;
 

@@ -1,0 +1,193 @@
+/*
+ * The activity table: impressions shown and not yet in every reader's
+ * view of the store, shared by all workers in the "omni_store" zone.
+ *
+ * Why: a touch reaches the profile record only when the writer commits
+ * it, up to a batch later.  Without this table, two requests of one
+ * visitor on two workers within that window both see the profile before
+ * either impression and both pass a cap at its last impression.
+ *
+ * How: a decision that shows a capped campaign (one some rule caps or
+ * cools down) reserves one entry per such campaign, under the zone's
+ * mutex, after checking that the caps still hold with every entry
+ * already there (omni_decision_caps_hold()); when they no longer do, it
+ * decides again with them counted.  When the request's touch is queued
+ * (same mutex) its entries get the queue position the touch ends at, or
+ * are cancelled when nothing was delivered.  A decision counts the
+ * entries of its profile that its LMDB snapshot does not hold yet: those
+ * still pending, and those whose position is past the one the snapshot's
+ * meta "queue" says the writer committed.  Counted exactly once, either
+ * way.
+ *
+ * The table is a circular array of entries (activity=N, a power of two)
+ * with a hash index by profile id; each entry links to the previous one
+ * of its hash bucket.  The oldest entry is overwritten by the newest:
+ * with N at least a few seconds of capped impressions, only committed
+ * entries go.  Overwriting one the writer has not committed yet (a table
+ * too small for the rate, or a writer far behind) is counted and logged:
+ * caps are then exact only up to what was lost.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+struct ngx_http_omni_act_s {
+    uint64_t            seq;            /* 1-based; 0: never used */
+    uint64_t            prev;           /* the bucket's previous seq */
+    uint64_t            campaign;       /* omni_campaign_hash() */
+    uint64_t            pos;            /* 0: pending */
+    u_char              pid[OMNI_ID_LEN];
+    uint32_t            time;
+    uint32_t            reserved;
+};
+
+
+#define NGX_HTTP_OMNI_ACT_CANCELLED  ((uint64_t) -1)
+#define NGX_HTTP_OMNI_ACT_WALK       256     /* entries per lookup, max */
+
+
+size_t
+ngx_http_omni_activity_size(ngx_uint_t n)
+{
+    return n * (sizeof(ngx_http_omni_act_t) + sizeof(uint64_t));
+}
+
+
+ngx_int_t
+ngx_http_omni_activity_init(ngx_slab_pool_t *shpool,
+    ngx_http_omni_queue_t *qu, ngx_uint_t n)
+{
+    qu->act = ngx_slab_calloc(shpool, n * sizeof(ngx_http_omni_act_t));
+    qu->act_bucket = ngx_slab_calloc(shpool, n * sizeof(uint64_t));
+
+    if (qu->act == NULL || qu->act_bucket == NULL) {
+        return NGX_ERROR;
+    }
+
+    qu->nact = n;
+    qu->act_next = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_omni_activity_bucket(ngx_http_omni_queue_t *qu, const u_char *pid)
+{
+    uint64_t  h;
+
+    /* profile ids are random (or hashed): their bytes are the hash */
+    ngx_memcpy(&h, pid, sizeof(h));
+
+    return (ngx_uint_t) (h ^ (h >> 29)) & (qu->nact - 1);
+}
+
+
+/*
+ * The entries of pid that a snapshot at queue position snap does not
+ * hold (snap 0: it holds none), at most max of them.  The caller holds
+ * the zone's mutex.
+ */
+ngx_uint_t
+ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
+    uint64_t snap, omni_impr_extra_t *out, ngx_uint_t max)
+{
+    uint64_t              s;
+    ngx_uint_t            n, walk;
+    ngx_http_omni_act_t  *e;
+
+    n = 0;
+    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
+
+    for (walk = 0; s && n < max && walk < NGX_HTTP_OMNI_ACT_WALK; walk++) {
+        e = &qu->act[(s - 1) & (qu->nact - 1)];
+
+        if (e->seq != s) {
+            break;              /* overwritten: the rest is older */
+        }
+
+        s = e->prev;
+
+        if (ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0
+            || e->pos == NGX_HTTP_OMNI_ACT_CANCELLED
+            || (e->pos != 0 && snap != 0 && e->pos <= snap))
+        {
+            continue;
+        }
+
+        out[n].campaign = e->campaign;
+        out[n].time = e->time;
+        n++;
+    }
+
+    return n;
+}
+
+
+/*
+ * Reserves one entry per campaign for pid, seqs[] receiving them.  The
+ * caller holds the zone's mutex.
+ */
+void
+ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
+    const uint64_t *campaigns, ngx_uint_t n, uint32_t now, uint64_t *seqs,
+    ngx_log_t *log)
+{
+    uint64_t              s;
+    ngx_uint_t            i, b;
+    ngx_http_omni_act_t  *e;
+
+    b = ngx_http_omni_activity_bucket(qu, pid);
+
+    for (i = 0; i < n; i++) {
+        s = qu->act_next++;
+        e = &qu->act[(s - 1) & (qu->nact - 1)];
+
+        if (e->seq
+            && e->pos != NGX_HTTP_OMNI_ACT_CANCELLED
+            && (e->pos == 0 || e->pos > qu->head))
+        {
+            /* still needed: the table is too small for the rate */
+            if (ngx_atomic_fetch_add(&qu->act_evicted, 1) % 10000 == 0) {
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "omni: activity table full (activity=%ui): "
+                              "an impression the writer has not committed "
+                              "was overwritten, frequency caps may be "
+                              "exceeded; %uA so far", qu->nact,
+                              qu->act_evicted + 1);
+            }
+        }
+
+        e->seq = s;
+        e->prev = qu->act_bucket[b];
+        e->campaign = campaigns[i];
+        e->pos = 0;
+        e->time = now;
+        ngx_memcpy(e->pid, pid, OMNI_ID_LEN);
+
+        qu->act_bucket[b] = s;
+        seqs[i] = s;
+    }
+}
+
+
+/*
+ * The request's touch is queued and ends at pos (0: nothing was
+ * delivered, or the touch was dropped: the entries are cancelled).  The
+ * caller holds the zone's mutex.
+ */
+void
+ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
+    const uint64_t *seqs, ngx_uint_t n, uint64_t pos)
+{
+    ngx_uint_t            i;
+    ngx_http_omni_act_t  *e;
+
+    for (i = 0; i < n; i++) {
+        e = &qu->act[(seqs[i] - 1) & (qu->nact - 1)];
+
+        if (e->seq == seqs[i]) {
+            e->pos = pos ? pos : NGX_HTTP_OMNI_ACT_CANCELLED;
+        }
+    }
+}

@@ -1,0 +1,360 @@
+# One writer per store (docs/store-format.md "The write path"):
+#   - every worker queues its touches in the shared queue; exactly one
+#     worker, the lease holder, writes them: nothing is dropped with two
+#     workers;
+#   - kill -9 of the holder: another worker takes over and nothing queued
+#     is lost or written twice;
+#   - HUP x20 under load: every request answered, every touch recorded;
+#   - frequency caps are exact across workers (the activity table): 50
+#     concurrent requests of one visitor against a cap of 3 show exactly
+#     3 banners, also right after a reload;
+#   - configuration errors of the queue and the activity table.
+# The kill and reload blocks need a master process: skipped under
+# valgrind.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use OmniTest;
+use OmniCookie;
+use JSON::PP ();
+use POSIX ();
+use Time::HiRes ();
+
+sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
+sub store  { "$OmniTest::PREFIX/store" }
+
+sub master {
+    open(my $fh, '<', "$OmniTest::PREFIX/logs/nginx.pid") or die "pid: $!";
+    my $pid = <$fh>;
+    chomp $pid;
+    return $pid;
+}
+
+# The touchpoints in the feed, by path prefix.
+sub feed {
+    my ($rc, $out, $err) = omnictl('--store', store(), 'tail', '--after', '0',
+                                   '--limit', '1000000');
+    die "tail: $err" if $rc;
+    return [ map { JSON::PP::decode_json($_) } split /\n/, $out ];
+}
+
+sub recorded {
+    my ($prefix) = @_;
+    return scalar grep { ($_->{properties}{path} // '') =~ /^\Q$prefix\E/ } @{ feed() };
+}
+
+# The pid of the worker that logged taking the lease last.
+sub holder {
+    my @pids = error_log_text()
+        =~ /(\d+)#\d+: (?:\*\d+ )?omni: (?:this worker is the store's writer|writer taken over)/g;
+    return $pids[-1];
+}
+
+# Forks $n clients, each running $code->($i) once per request number in
+# 1 .. $per and writing "ok" or "fail" per request to its own file.
+# Returns (sub counting lines matching a regex, list of pids).
+sub load {
+    my ($n, $per, $code) = @_;
+    my $dir = "$OmniTest::PREFIX/load";
+    mkdir $dir;
+    my @kids;
+    for my $c (1 .. $n) {
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
+            $out->autoflush(1);
+            for my $i (1 .. $per) {
+                my $r = $code->($c, $i);
+                print $out ($r->{status} == 200 ? 'ok ' . ($r->{headers}{'x-pid'} // '-') . "\n"
+                                               : "fail $r->{status}\n");
+            }
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    my $count = sub {
+        my ($re) = @_;
+        my $k = 0;
+        for (glob "$dir/*") { open my $f, '<', $_; while (<$f>) { $k++ if /$re/ } }
+        return $k;
+    };
+    return ($count, @kids);
+}
+
+sub pids_seen {
+    my %p;
+    for (glob "$OmniTest::PREFIX/load/*") {
+        open my $f, '<', $_;
+        while (<$f>) { $p{$1} = 1 if /^ok (\d+)/ }
+    }
+    return scalar keys %p;
+}
+
+run_blocks();
+
+__DATA__
+
+=== TEST 1: two workers, one writer: every touch of every worker is recorded, nothing dropped
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- user_files
+>>> html/page.html
+<html><body>hello</body></html>
+--- config
+location / { omni on; add_header X-Pid $pid; }
+--- request
+GET /page.html?warmup
+--- check
+my ($count, @kids) = main::load(6, 150, sub {
+    my ($c, $i) = @_;
+    http_get("/page.html?c=$c&i=$i", Cookie => main::cookie(sprintf 'b0b0%024x%04x', $c, $i % 10));
+});
+waitpid($_, 0) for @kids;
+my $ok = $count->(qr/^ok/);
+is($count->(qr/^fail/), 0, 'every request answered');
+is($ok, 900, '900 pages served');
+ok(main::pids_seen() >= 2 || $ENV{TEST_NGINX_USE_VALGRIND}, 'both workers served pages');
+my $n;
+ok(wait_for(sub { $n = main::recorded('/page.html'); $n >= 901 }, 10),
+   'every touch is in the feed') or diag("$n of 901 recorded");
+is($n, 901, 'each one exactly once');
+my @writers = error_log_text() =~ /omni: this worker is the store's writer/g;
+is(scalar @writers, 1, 'one worker took the writer lease');
+--- error_log
+omni: this worker is the store's writer
+--- no_error_log
+[error]
+[warn]
+
+=== TEST 2: the writer's exit line: everything committed, nothing dropped
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /x
+--- check
+my ($count, @kids) = main::load(4, 100, sub {
+    my ($c, $i) = @_;
+    http_get("/x?$c-$i", Cookie => main::cookie(sprintf 'c0c0%028x', $c));
+});
+waitpid($_, 0) for @kids;
+is($count->(qr/^ok/), 400, '400 answered');
+ok(wait_for(sub { main::recorded('/x') == 401 }, 10), 'all 401 touches recorded before the stop');
+--- error_log
+qr/writer exit: 401 committed, 0 dropped, 0 failed/
+--- no_error_log
+[error]
+
+=== TEST 3: kill -9 of the writer-holding worker under load: another worker takes over, nothing queued is lost or written twice
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location / { omni on; add_header X-Pid $pid; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $victim = main::holder();
+ok($victim, "the writer is worker $victim");
+my ($count, @kids) = main::load(4, 250, sub {
+    my ($c, $i) = @_;
+    http_request('GET', "/k?$c-$i", undef,
+                 headers => { Cookie => main::cookie(sprintf 'dead%028x', $c) }, timeout => 5);
+});
+ok(wait_for(sub { $count->(qr/^ok/) >= 300 }, 20), 'pages are being served');
+kill 'KILL', $victim;
+my $t0 = Time::HiRes::time();
+my $new;
+ok(wait_for(sub { $new = main::holder(); $new && $new != $victim }, 5, 0.01),
+   'another worker takes the writer lease');
+diag(sprintf 'writer taken over %.3f s after the kill', Time::HiRes::time() - $t0);
+waitpid($_, 0) for @kids;
+my $ok = $count->(qr/^ok/);
+my $failed = $count->(qr/^fail/);
+my $n;
+wait_for(sub { $n = main::recorded('/k'); $n >= $ok }, 10);
+diag("$ok answered, $failed failed with the killed worker, $n recorded");
+ok($n >= $ok - 4, 'every answered page is recorded (but those whose log phase the kill cut)');
+ok($n <= $ok + $failed, 'nothing recorded twice');
+my %seen;
+my @dup = grep { $seen{$_->{messageId}}++ } @{ main::feed() };
+is(scalar @dup, 0, 'no touchpoint twice');
+my ($rc) = omnictl('--store', main::store(), 'export');
+is($rc, 0, 'the store verifies');
+--- error_log
+qr/writer taken over from process \d+, which is gone/
+exited on signal 9
+--- no_error_log
+[crit]
+
+=== TEST 4: 20 reloads (HUP) under load: every request answered, every touch recorded once, the lease moves to the new workers
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $master = main::master();
+my ($count, @kids) = main::load(4, 300, sub {
+    my ($c, $i) = @_;
+    http_request('GET', "/h?$c-$i", undef,
+                 headers => { Cookie => main::cookie(sprintf 'beef%028x', $c) }, timeout => 10);
+});
+for my $i (1 .. 20) {
+    kill 'HUP', $master;
+    wait_for(sub { error_log_text() =~ /(reconfiguring.*){$i}/s }, 5);
+    Time::HiRes::sleep(0.05);
+}
+waitpid($_, 0) for @kids;
+is($count->(qr/^fail/), 0, 'no request failed');
+is($count->(qr/^ok/), 1200, 'all 1200 answered');
+my $n;
+ok(wait_for(sub { $n = main::recorded('/h'); $n >= 1200 }, 15), 'every touch recorded')
+    or diag("$n of 1200");
+is($n, 1200, 'exactly once');
+my @takes = error_log_text() =~ /omni: this worker is the store's writer/g;
+ok(@takes >= 2, scalar(@takes) . ' lease hand-overs across the reloads');
+--- no_error_log
+[error]
+writer queue full
+
+=== TEST 5: a frequency cap of 3 holds exactly across two workers: 50 concurrent requests of one visitor show 3 banners
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+omni_rules $TEST_NGINX_PREFIX/rules;
+--- workers: 2
+--- user_files
+>>> rules/cap.json
+{"id": "bar", "campaign": "free-shipping", "cap": {"max": 3, "per": "1d"},
+ "banner": {"slot": "topbar", "html": "<b>FREE-SHIPPING</b>"}}
+>>> html/index.html
+<html><body><!--omni:slot topbar-->page</body></html>
+--- config
+location / { omni on; add_header X-Pid $pid; }
+--- request
+GET /index.html
+--- check
+my $ck = main::cookie('ca9ca9ca9ca9ca9ca9ca9ca9ca9ca9c1');
+my $go = "$OmniTest::PREFIX/go";
+my $dir = "$OmniTest::PREFIX/bodies";
+mkdir $dir;
+my @kids;
+for my $k (1 .. 50) {
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        Time::HiRes::sleep(0.001) until -e $go;
+        my $r = http_get('/index.html', Cookie => $ck);
+        open(my $f, '>', "$dir/$k"); print $f "$r->{status} $r->{content}"; close $f;
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+open(my $g, '>', $go); close $g;
+waitpid($_, 0) for @kids;
+my ($served, $banners) = (0, 0);
+for (glob "$dir/*") {
+    open my $f, '<', $_; local $/; my $b = <$f>;
+    $served++ if $b =~ /^200 /;
+    $banners++ if $b =~ /FREE-SHIPPING/;
+}
+is($served, 50, '50 pages served');
+is($banners, 3, 'exactly 3 banners: the cap of 3');
+my $total = sub {
+    my ($rc, $out) = omnictl('--store', main::store(), 'get', 'ca9ca9ca9ca9ca9ca9ca9ca9ca9ca9c1');
+    return -1 if $rc;
+    my ($im) = grep { $_->{campaign} eq 'free-shipping' }
+               @{ JSON::PP::decode_json($out)->{impressions} // [] };
+    return $im ? $im->{total} : 0;
+};
+my $t;
+ok(wait_for(sub { $t = $total->(); $t == 3 }, 10), '3 impressions in the store')
+    or diag("store says $t");
+my $r = http_get('/index.html', Cookie => $ck);
+unlike($r->{content}, qr/FREE-SHIPPING/, 'and none after');
+--- no_error_log
+[error]
+activity table full
+
+=== TEST 6: the activity table survives a reload: impressions not yet committed still count
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+omni_rules $TEST_NGINX_PREFIX/rules;
+--- workers: 2
+--- user_files
+>>> rules/cap.json
+{"id": "bar", "campaign": "free-shipping", "cap": {"max": 3, "per": "1d"},
+ "banner": {"slot": "topbar", "html": "<b>FREE-SHIPPING</b>"}}
+>>> html/index.html
+<html><body><!--omni:slot topbar-->page</body></html>
+--- config
+location / { omni on; }
+--- request
+GET /index.html
+--- check
+my $ck = main::cookie('ca9ca9ca9ca9ca9ca9ca9ca9ca9ca9c2');
+my $shown = 0;
+for (1 .. 2) { $shown++ if http_get('/index.html', Cookie => $ck)->{content} =~ /FREE-SHIPPING/ }
+is($shown, 2, 'two shown before the reload');
+kill 'HUP', main::master();
+ok(wait_for(sub { error_log_text() =~ /reconfiguring/ }, 5), 'reloaded');
+for (1 .. 6) { $shown++ if http_get('/index.html', Cookie => $ck)->{content} =~ /FREE-SHIPPING/ }
+is($shown, 3, 'one more after the reload, then the cap holds');
+--- no_error_log
+[error]
+
+=== TEST 7: activity= must be a power of two
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store activity=1000;
+--- config
+location / { omni on; }
+--- must_die
+invalid "activity=1000" (a power of two, 16..16777216)
+
+=== TEST 8: queue= is bounded
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store queue=8;
+--- config
+location / { omni on; }
+--- must_die
+invalid "queue=8" (16..1048576)
+
+=== TEST 9: a full queue drops and counts, never blocks a request
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m queue=16;
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /x
+--- check
+# 16 touches of ring (8 KiB): long referrers fill it between two writer
+# looks (every 10 ms)
+my ($count, @kids) = main::load(4, 100, sub {
+    my ($c, $i) = @_;
+    http_get("/f?$c-$i", Cookie => main::cookie(sprintf 'f0f0%028x', $c),
+             Referer => 'https://example.com/' . ('r' x 500));
+});
+waitpid($_, 0) for @kids;
+is($count->(qr/^fail/), 0, 'every request answered');
+my $n = main::recorded('/f');
+ok(wait_for(sub { $n = main::recorded('/f'); $n > 0 }, 5), "some recorded ($n)");
+--- error_log
+writer queue full
