@@ -605,6 +605,9 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
     }
 
     ectx->job.batch = &ectx->batch;
+    ectx->job.text = body;
+    ectx->job.len = len;
+    ectx->job.ec = ec;
     ectx->job.handler = ngx_http_omni_events_done;
     ectx->job.data = r;
     ectx->job.status = ngx_pcalloc(r->pool, ectx->batch.n * sizeof(int));
@@ -965,6 +968,9 @@ ngx_http_omni_events_upstream(ngx_http_request_t *r,
 
         job->pids = (u_char (*)[OMNI_ID_LEN]) (job->status + job->batch->n);
         job->handler = ngx_http_omni_upstream_job_done;
+        job->text = h[i].value.data;
+        job->len = h[i].value.len;
+        job->ec = ec;
 
         if (ngx_http_omni_writer_events(job, valid) != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -105,16 +105,24 @@ typedef struct {
 
 
 /*
- * A job for the writer: events to apply durably.  The handler runs on the
- * event loop once the transaction holding them is committed and synced
- * (rc NGX_OK, status[] and pids[] filled), or has failed for good (rc
- * NGX_ERROR; full when the store is full).
+ * A job for the writer: events to apply durably.  The job goes to the
+ * shared queue as its text (the request body or header value) and the
+ * context it was parsed with; the writer, in whichever worker holds the
+ * lease, parses it again and applies it.  The handler runs on this
+ * worker's event loop once the transaction holding the events is
+ * committed and synced (rc NGX_OK, status[] and pids[] filled), or has
+ * failed for good (rc NGX_ERROR; full when the store is full).
  */
 typedef struct ngx_http_omni_wjob_s  ngx_http_omni_wjob_t;
 typedef void (*ngx_http_omni_wjob_pt)(ngx_http_omni_wjob_t *job);
 
 struct ngx_http_omni_wjob_s {
-    ngx_http_omni_wjob_t       *next;
+    ngx_queue_t                 queue;          /* waiting for its result */
+    uint64_t                    id;
+    ngx_msec_t                  deadline;
+    const u_char               *text;           /* parsed as batch */
+    size_t                      len;
+    omni_event_ctx_t            ec;
     omni_event_batch_t         *batch;          /* rc[i] != OK: skipped */
     int                        *status;         /* OMNI_EVENT_* per event */
     u_char                    (*pids)[OMNI_ID_LEN];
@@ -147,6 +155,8 @@ typedef struct {
     ngx_atomic_t                consumed;       /* touches behind head */
     ngx_atomic_t                batches;
     ngx_atomic_t                takeovers;
+    ngx_atomic_t                ev_queued;      /* event jobs */
+    ngx_atomic_t                ev_consumed;
 
     /* the activity table (ngx_http_omni_activity.c), under the mutex */
     ngx_http_omni_act_t        *act;
@@ -275,8 +285,29 @@ ngx_int_t ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle);
 ngx_http_omni_queue_t *ngx_http_omni_queue(void);
 ngx_int_t ngx_http_omni_queue_touch(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_uint_t channel);
+ngx_int_t ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job,
+    uint32_t visit_timeout, ngx_log_t *log);
+
+/* An event job as the writer reads it from the queue. */
+typedef struct {
+    ngx_pid_t                   origin;
+    uint64_t                    id;
+    const u_char               *text;
+    size_t                      len;
+    omni_event_ctx_t            ec;
+    uint32_t                    visit_timeout;
+    const u_char               *ids;            /* messageIds: u16 index,
+                                                   u8 length, bytes */
+    ngx_uint_t                  nids;
+    omni_event_batch_t          batch;
+    int                        *status;
+    u_char                    (*pids)[OMNI_ID_LEN];
+    int                         parsed;
+} ngx_http_omni_qjob_t;
+
 ngx_uint_t ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu,
     uint64_t from, uint64_t to, omni_touch_t *ops, ngx_uint_t max,
+    ngx_http_omni_qjob_t *jobs, ngx_uint_t maxjobs, ngx_uint_t *njobs,
     uint32_t visit_timeout, uint64_t *end);
 void ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
     ngx_uint_t n);
@@ -299,8 +330,15 @@ void ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu,
 void ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
     const uint64_t *seqs, ngx_uint_t n, uint64_t pos);
 
+/* mailbox: datagrams between workers */
+ngx_int_t ngx_http_omni_mailbox_init(ngx_cycle_t *cycle, uint64_t zone_id);
+void ngx_http_omni_mailbox_exit(void);
+ngx_int_t ngx_http_omni_mailbox_send(ngx_pid_t pid, const void *data,
+    size_t len);
+
 /* writer */
 ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);
+void ngx_http_omni_writer_message(const u_char *data, size_t len);
 void ngx_http_omni_writer_kick(void);
 void ngx_http_omni_writer_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_writer_touch(ngx_http_request_t *r,

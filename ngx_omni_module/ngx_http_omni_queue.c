@@ -41,6 +41,7 @@
 
 #define NGX_HTTP_OMNI_REC_PAD     0
 #define NGX_HTTP_OMNI_REC_TOUCH   1
+#define NGX_HTTP_OMNI_REC_JOB     2
 
 /* The longest decision lists a touch keeps (campaigns, rules shown). */
 #define NGX_HTTP_OMNI_MAX_LIST    1024
@@ -64,6 +65,28 @@ typedef struct {
                                            referrer, utm x 3 */
     uint16_t            reserved2;
 } ngx_http_omni_qrec_t;
+
+
+/*
+ * A queued event job: this header, the text, then one entry per valid
+ * event: u16 index, u8 length, its messageId (the one the worker parsed,
+ * made up when the event had none, so both parses agree).
+ */
+typedef struct {
+    uint32_t            len;
+    u_char              type;
+    u_char              trust;
+    u_char              source;
+    u_char              visitor_kind;
+    uint32_t            now;
+    uint32_t            channel;
+    uint32_t            origin;         /* the waiting worker's pid */
+    uint32_t            nids;
+    uint64_t            job;
+    u_char              visitor[OMNI_ID_LEN];
+    uint32_t            text_len;
+    uint32_t            visit_timeout;
+} ngx_http_omni_qjrec_t;
 
 
 static ngx_int_t ngx_http_omni_queue_init_zone(ngx_shm_zone_t *shm_zone,
@@ -189,6 +212,45 @@ ngx_http_omni_queue_unlock(void)
 
 /* ---- producers: every worker, on the event loop ---- */
 
+/*
+ * Copies a record into the ring, with a pad record first when it would
+ * not fit before the ring's end; *end gets the position after it.  The
+ * caller holds the mutex.  NGX_DECLINED: no room.
+ */
+static ngx_int_t
+ngx_http_omni_queue_append(ngx_http_omni_queue_t *qu, const u_char *rec,
+    size_t len, uint64_t *end)
+{
+    u_char    *p;
+    size_t     off, pad;
+    uint64_t   tail;
+
+    tail = qu->tail;
+    off = tail % qu->size;
+    pad = (qu->size - off < len) ? qu->size - off : 0;
+
+    if (tail + pad + len - qu->head > qu->size) {
+        return NGX_DECLINED;
+    }
+
+    if (pad) {
+        p = qu->ring + off;
+        ((ngx_http_omni_qrec_t *) p)->len = (uint32_t) pad;
+        ((ngx_http_omni_qrec_t *) p)->type = NGX_HTTP_OMNI_REC_PAD;
+        tail += pad;
+        off = 0;
+    }
+
+    ngx_memcpy(qu->ring + off, rec, len);
+
+    /* Published last: the writer never sees half a record. */
+    ngx_memory_barrier();
+    qu->tail = tail + len;
+    *end = tail + len;
+
+    return NGX_OK;
+}
+
 static u_char *
 ngx_http_omni_queue_str(u_char *p, uint16_t *len, const u_char *s,
     size_t n, size_t max)
@@ -243,9 +305,9 @@ ngx_int_t
 ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t channel)
 {
-    u_char                 *p, *q, *end;
-    size_t                  len, off, pad;
-    uint64_t                tail;
+    u_char                 *p, *q;
+    size_t                  len;
+    uint64_t                end_pos;
     ngx_http_request_t     *m;
     ngx_http_omni_qrec_t   *h;
     ngx_http_omni_queue_t  *qu;
@@ -313,11 +375,7 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     ngx_shmtx_lock(ngx_http_omni_queue_mutex());
 
-    tail = qu->tail;
-    off = tail % qu->size;
-    pad = (qu->size - off < len) ? qu->size - off : 0;
-
-    if (tail + pad + len - qu->head > qu->size) {
+    if (ngx_http_omni_queue_append(qu, buf, len, &end_pos) != NGX_OK) {
         /* its impressions will not be committed: cancel them */
         ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact, 0);
         ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
@@ -334,20 +392,6 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (pad) {
-        end = qu->ring + off;
-        ((ngx_http_omni_qrec_t *) end)->len = (uint32_t) pad;
-        ((ngx_http_omni_qrec_t *) end)->type = NGX_HTTP_OMNI_REC_PAD;
-        tail += pad;
-        off = 0;
-    }
-
-    ngx_memcpy(qu->ring + off, buf, len);
-
-    /* Published last: the writer never sees half a record. */
-    ngx_memory_barrier();
-    qu->tail = tail + len;
-
     /*
      * Reserved impressions now belong to this touch: counted by
      * decisions until a snapshot holds it.  Without a delivery nothing
@@ -355,13 +399,105 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
      */
     if (ctx->nact) {
         ngx_http_omni_activity_settle(qu, ctx->act_seq, ctx->nact,
-                                      h->lens[0] ? tail + len : 0);
+                                      h->lens[0] ? end_pos : 0);
         ctx->nact = 0;
     }
 
     ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
 
     (void) ngx_atomic_fetch_add(&qu->queued, 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Queues an event job: its text, the context it was parsed with and the
+ * messageIds the parse gave its valid events.  NGX_BUSY: no room (the
+ * caller answers 503), NGX_DECLINED: no queue.
+ */
+ngx_int_t
+ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job, uint32_t visit_timeout,
+    ngx_log_t *log)
+{
+    u_char                 *buf, *p;
+    size_t                  len, n;
+    uint64_t                end;
+    ngx_int_t               rc;
+    ngx_uint_t              i, nids;
+    ngx_http_omni_qjrec_t  *h;
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+    if (qu == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = sizeof(ngx_http_omni_qjrec_t) + job->len;
+
+    for (i = 0; i < job->batch->n; i++) {
+        if (job->batch->rc[i] == OMNI_OK) {
+            len += 3 + ngx_strlen(job->batch->events[i].message_id);
+        }
+    }
+
+    len = ngx_align(len, 8);
+
+    /* a job never takes more than a quarter of the ring */
+    if (len > qu->size / 4) {
+        return NGX_BUSY;
+    }
+
+    buf = ngx_alloc(len, log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = (ngx_http_omni_qjrec_t *) buf;
+    ngx_memzero(h, sizeof(ngx_http_omni_qjrec_t));
+
+    h->len = (uint32_t) len;
+    h->type = NGX_HTTP_OMNI_REC_JOB;
+    h->trust = (u_char) job->ec.trust;
+    h->source = (u_char) job->ec.source;
+    h->visitor_kind = (u_char) job->ec.visitor_kind;
+    h->now = job->ec.now;
+    h->channel = job->ec.channel;
+    h->origin = (uint32_t) ngx_pid;
+    h->job = job->id;
+    ngx_memcpy(h->visitor, job->ec.visitor, OMNI_ID_LEN);
+    h->text_len = (uint32_t) job->len;
+    h->visit_timeout = visit_timeout;
+
+    p = ngx_cpymem(buf + sizeof(ngx_http_omni_qjrec_t), job->text, job->len);
+    nids = 0;
+
+    for (i = 0; i < job->batch->n; i++) {
+        if (job->batch->rc[i] != OMNI_OK) {
+            continue;
+        }
+
+        n = ngx_strlen(job->batch->events[i].message_id);
+        *p++ = (u_char) (i & 0xff);
+        *p++ = (u_char) (i >> 8);
+        *p++ = (u_char) n;
+        p = ngx_cpymem(p, job->batch->events[i].message_id, n);
+        nids++;
+    }
+
+    h->nids = (uint32_t) nids;
+
+    ngx_shmtx_lock(ngx_http_omni_queue_mutex());
+    rc = ngx_http_omni_queue_append(qu, buf, len, &end);
+    ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
+
+    ngx_free(buf);
+
+    if (rc != NGX_OK) {
+        return NGX_BUSY;
+    }
+
+    (void) ngx_atomic_fetch_add(&qu->ev_queued, 1);
 
     return NGX_OK;
 }
@@ -377,17 +513,21 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
  */
 ngx_uint_t
 ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
-    uint64_t to, omni_touch_t *ops, ngx_uint_t max, uint32_t visit_timeout,
-    uint64_t *end)
+    uint64_t to, omni_touch_t *ops, ngx_uint_t max,
+    ngx_http_omni_qjob_t *jobs, ngx_uint_t maxjobs, ngx_uint_t *njobs,
+    uint32_t visit_timeout, uint64_t *end)
 {
-    u_char                *p;
-    ngx_uint_t             n;
-    omni_touch_t          *t;
-    ngx_http_omni_qrec_t  *h;
+    u_char                 *p;
+    ngx_uint_t              n;
+    omni_touch_t           *t;
+    ngx_http_omni_qrec_t   *h;
+    ngx_http_omni_qjob_t   *j;
+    ngx_http_omni_qjrec_t  *jh;
 
     n = 0;
+    *njobs = 0;
 
-    while (from < to && n < max) {
+    while (from < to && n < max && *njobs < maxjobs) {
         h = (ngx_http_omni_qrec_t *) (qu->ring + from % qu->size);
 
         if (h->len < 8 || h->len > to - from) {
@@ -397,6 +537,27 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
         }
 
         from += h->len;
+
+        if (h->type == NGX_HTTP_OMNI_REC_JOB) {
+            jh = (ngx_http_omni_qjrec_t *) h;
+            j = &jobs[(*njobs)++];
+            ngx_memzero(j, sizeof(ngx_http_omni_qjob_t));
+
+            j->origin = (ngx_pid_t) jh->origin;
+            j->id = jh->job;
+            j->text = (u_char *) (jh + 1);
+            j->len = jh->text_len;
+            j->ec.trust = jh->trust;
+            j->ec.source = jh->source;
+            j->ec.now = jh->now;
+            j->ec.channel = jh->channel;
+            j->ec.visitor_kind = jh->visitor_kind;
+            ngx_memcpy(j->ec.visitor, jh->visitor, OMNI_ID_LEN);
+            j->visit_timeout = jh->visit_timeout;
+            j->ids = j->text + j->len;
+            j->nids = jh->nids;
+            continue;
+        }
 
         if (h->type != NGX_HTTP_OMNI_REC_TOUCH) {
             continue;

@@ -15,15 +15,21 @@
  * at once when its own requests have queued NGX_HTTP_OMNI_BATCH_MIN:
  * one commit carries many touches even at moderate rates.
  *
- * Events (omni_events, upstream signals) arrive as jobs of the worker
- * that received them: they join that worker's next writer task, after
- * its touches, and their handlers run on the event loop once the batch
- * is committed and synced: the store is opened with MDB_NOMETASYNC (a
+ * Events (omni_events, upstream signals) go through the same queue as
+ * jobs: the worker that received them queues their text and parse
+ * context, wakes the holder through its mailbox
+ * (ngx_http_omni_mailbox.c), and keeps the request suspended.  The
+ * holder's writer parses them again, applies them after the batch's
+ * touches, commits and syncs: the store is opened with MDB_NOMETASYNC (a
  * traffic batch costs one fsync, and an OS crash may undo the last one
  * but never breaks the database), and a batch with events is synced in
- * full before its handlers run, so they may acknowledge their events as
- * durable.  Jobs are never dropped silently: a full queue refuses them
- * up front (503), a batch that fails for good fails its jobs.
+ * full before any of its results leave, so they may acknowledge their
+ * events as durable.  The results go back to each job's worker, whose
+ * handler answers.  Jobs are never dropped silently: a full queue
+ * refuses them up front (503), a batch that fails for good fails its
+ * jobs, and a job that gets no answer within NGX_HTTP_OMNI_JOB_TIMEOUT
+ * (its writer died between commit and answer) fails: its retry is then
+ * recognised as a duplicate.
  *
  * Map changes are handled on the event loop, where no transaction of this
  * process is open between tasks: MAP_RESIZED adopts the size another
@@ -39,17 +45,35 @@
 #define NGX_HTTP_OMNI_BATCH_MIN    256
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
+#define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
+#define NGX_HTTP_OMNI_JOB_TIMEOUT  10000       /* ms */
+
+/* Mailbox messages (ngx_http_omni_mailbox.c). */
+#define NGX_HTTP_OMNI_MSG_WAKE     'W'
+#define NGX_HTTP_OMNI_MSG_RESULT   'R'
+
+/* A job's results: this header, then n x (u8 status, 16-byte pid). */
+typedef struct {
+    u_char                 type;
+    u_char                 full;
+    uint16_t               n;
+    int32_t                rc;
+    uint64_t               id;
+} ngx_http_omni_result_t;
+
+#define NGX_HTTP_OMNI_RESULT_ITEM  (1 + OMNI_ID_LEN)
 
 
 typedef struct {
     omni_touch_t          *ops;
     unsigned char        (*pids)[OMNI_ID_LEN];
     ngx_uint_t             n;
+    ngx_http_omni_qjob_t  *jobs;        /* event jobs of the batch */
+    ngx_uint_t             njobs;
+    ngx_uint_t             nevents;
     uint64_t               from;        /* the queue range it may take */
     uint64_t               to;
     uint64_t               end;         /* where it stopped */
-    ngx_http_omni_wjob_t  *jobs;
-    ngx_uint_t             nevents;
     int                    rc;
     char                   err[512];
 } ngx_http_omni_wtask_t;
@@ -62,11 +86,11 @@ typedef struct {
 #endif
     omni_touch_t       *ops;
     u_char            (*pids)[OMNI_ID_LEN];
+    ngx_http_omni_qjob_t  *qjobs;
 
-    ngx_http_omni_wjob_t  *jobs;        /* pending event jobs */
-    ngx_http_omni_wjob_t **jobs_last;
-    ngx_uint_t          nevents;        /* events in pending jobs */
-    ngx_uint_t          capacity;
+    ngx_queue_t         waiting;        /* this worker's jobs */
+    ngx_uint_t          nwaiting;
+    uint64_t            next_id;
     ngx_uint_t          retries;
     ngx_uint_t          own;            /* touches queued since a post */
 
@@ -110,8 +134,9 @@ static void ngx_http_omni_writer_flush(ngx_event_t *ev);
 #endif
 static int ngx_http_omni_writer_apply(omni_store_t *st,
     ngx_http_omni_wtask_t *t);
-static void ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs,
-    ngx_int_t rc, ngx_uint_t full);
+static void ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t);
+static void ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t,
+    ngx_log_t *log);
 static void ngx_http_omni_writer_hold(ngx_event_t *ev);
 
 
@@ -149,12 +174,11 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.flush.cancelable = 1;
 #endif
 
-    ngx_http_omni_w.jobs_last = &ngx_http_omni_w.jobs;
+    ngx_queue_init(&ngx_http_omni_w.waiting);
     ngx_http_omni_w.hold.handler = ngx_http_omni_writer_hold;
     ngx_http_omni_w.hold.log = cycle->log;
     ngx_http_omni_w.hold.data = &ngx_http_omni_w;
 
-    ngx_http_omni_w.capacity = mcf->queue_size;
     ngx_http_omni_w.map_max = mcf->map_max;
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
     ngx_http_omni_w.opts.tp_max = mcf->tp_max;
@@ -166,12 +190,25 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
                                     * sizeof(omni_touch_t), cycle->log);
     ngx_http_omni_w.pids = ngx_alloc(NGX_HTTP_OMNI_BATCH_MAX * OMNI_ID_LEN,
                                      cycle->log);
+    ngx_http_omni_w.qjobs = ngx_alloc(NGX_HTTP_OMNI_BATCH_JOBS
+                                      * sizeof(ngx_http_omni_qjob_t),
+                                      cycle->log);
 
-    if (ngx_http_omni_w.ops == NULL || ngx_http_omni_w.pids == NULL) {
+    if (ngx_http_omni_w.ops == NULL || ngx_http_omni_w.pids == NULL
+        || ngx_http_omni_w.qjobs == NULL)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_http_omni_queue_init_worker(cycle);
+    if (ngx_http_omni_queue_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_omni_queue() == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_omni_mailbox_init(cycle, ngx_http_omni_queue()->id);
 }
 
 
@@ -231,40 +268,137 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
 
 /*
- * Queues a job of nevents events.  NGX_DECLINED: no store; NGX_BUSY: the
- * events queue (as large as the touch queue) is full, retry later.
+ * Queues a job of nevents events: its text goes to the shared queue, the
+ * job waits here for its results.  NGX_DECLINED: no store; NGX_BUSY: the
+ * queue is full, retry later.
  */
 ngx_int_t
 ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job, ngx_uint_t nevents)
 {
-    if (ngx_http_omni_w.ops == NULL) {
+    ngx_int_t               rc;
+    ngx_pid_t               holder;
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    if (ngx_http_omni_w.ops == NULL || qu == NULL) {
         return NGX_DECLINED;
     }
 
-    if (ngx_http_omni_w.nevents + nevents > ngx_http_omni_w.capacity) {
-        return NGX_BUSY;
-    }
-
-    job->next = NULL;
+    job->id = ++ngx_http_omni_w.next_id;
     job->nevents = nevents;
     job->rc = NGX_OK;
     job->full = 0;
 
-    *ngx_http_omni_w.jobs_last = job;
-    ngx_http_omni_w.jobs_last = &job->next;
-    ngx_http_omni_w.nevents += nevents;
+    rc = ngx_http_omni_queue_job(job, (uint32_t)
+                                      ngx_http_omni_w.visit_timeout,
+                                 ngx_http_omni_w.log);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_BUSY : rc;
+    }
+
+    job->deadline = ngx_current_msec + NGX_HTTP_OMNI_JOB_TIMEOUT;
+    ngx_queue_insert_tail(&ngx_http_omni_w.waiting, &job->queue);
+    ngx_http_omni_w.nwaiting++;
 
     if (!ngx_http_omni_w.hold.timer_set) {
         ngx_add_timer(&ngx_http_omni_w.hold, 1000);
     }
 
+    /* The holder writes it now, not at its next look. */
+    holder = (ngx_pid_t) qu->lease;
+
+    if (holder == ngx_pid) {
 #if (NGX_THREADS)
-    if (!ngx_http_omni_w.busy) {
-        ngx_http_omni_writer_post();
-    }
+        if (!ngx_http_omni_w.busy) {
+            ngx_http_omni_writer_post();
+        }
 #endif
 
+    } else if (holder) {
+        u_char  wake = NGX_HTTP_OMNI_MSG_WAKE;
+
+        (void) ngx_http_omni_mailbox_send(holder, &wake, 1);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * Parses the batch's event jobs again, as their workers did: the same
+ * text and context, the same messageIds.  A job whose text no longer
+ * parses (it cannot, short of a changed limit across a reload) applies
+ * nothing and fails.
+ */
+static ngx_int_t
+ngx_http_omni_writer_parse(ngx_http_omni_qjob_t *j)
+{
+    size_t             len;
+    ngx_uint_t         i, k, idx;
+    const u_char      *p;
+    omni_event_err_t   err;
+
+    if (omni_event_batch_parse(&j->batch, (const char *) j->text, j->len,
+                               &j->ec, &err)
+        != OMNI_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    j->parsed = 1;
+
+    j->status = calloc(j->batch.n, sizeof(int) + OMNI_ID_LEN);
+    if (j->status == NULL) {
+        return NGX_ERROR;
+    }
+
+    j->pids = (u_char (*)[OMNI_ID_LEN]) (j->status + j->batch.n);
+
+    for (i = 0; i < j->batch.n; i++) {
+        if (j->batch.rc[i] == OMNI_OK) {
+            j->batch.events[i].visit_timeout = j->visit_timeout;
+        }
+    }
+
+    p = j->ids;
+
+    for (k = 0; k < j->nids; k++) {
+        idx = p[0] | (p[1] << 8);
+        len = p[2];
+        p += 3;
+
+        if (idx < j->batch.n && j->batch.rc[idx] == OMNI_OK
+            && len < sizeof(j->batch.events[idx].message_id))
+        {
+            ngx_memcpy(j->batch.events[idx].message_id, p, len);
+            j->batch.events[idx].message_id[len] = '\0';
+        }
+
+        p += len;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_omni_writer_free_jobs(ngx_http_omni_wtask_t *t)
+{
+    ngx_uint_t             i;
+    ngx_http_omni_qjob_t  *j;
+
+    for (i = 0; i < t->njobs; i++) {
+        j = &t->jobs[i];
+
+        if (j->parsed) {
+            omni_event_batch_free(&j->batch);
+            j->parsed = 0;
+        }
+
+        free(j->status);
+        j->status = NULL;
+    }
 }
 
 
@@ -277,9 +411,9 @@ static int
 ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 {
     int                     rc;
-    ngx_uint_t              i, k;
+    ngx_uint_t              i;
     omni_batch_t            b;
-    ngx_http_omni_wjob_t   *job;
+    ngx_http_omni_qjob_t   *j;
     ngx_http_omni_queue_t  *qu;
     omni_batch_events_t    *groups, **last;
 
@@ -287,12 +421,18 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
     ngx_memzero(&b, sizeof(omni_batch_t));
 
+    /* a retried batch parses its jobs again */
+    ngx_http_omni_writer_free_jobs(t);
+
     t->n = 0;
+    t->njobs = 0;
+    t->nevents = 0;
     t->end = t->from;
 
     if (qu && t->from < t->to) {
         t->n = ngx_http_omni_queue_read(qu, t->from, t->to, t->ops,
-                                        NGX_HTTP_OMNI_BATCH_MAX,
+                                        NGX_HTTP_OMNI_BATCH_MAX, t->jobs,
+                                        NGX_HTTP_OMNI_BATCH_JOBS, &t->njobs,
                                         (uint32_t)
                                             ngx_http_omni_w.visit_timeout,
                                         &t->end);
@@ -306,12 +446,8 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
     groups = NULL;
 
-    for (k = 0, job = t->jobs; job; job = job->next) {
-        k++;
-    }
-
-    if (k) {
-        groups = calloc(k, sizeof(omni_batch_events_t));
+    if (t->njobs) {
+        groups = calloc(t->njobs, sizeof(omni_batch_events_t));
         if (groups == NULL) {
             ngx_cpystrn((u_char *) t->err, (u_char *) "out of memory",
                         sizeof(t->err));
@@ -320,16 +456,24 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
         last = &b.events;
 
-        for (i = 0, job = t->jobs; job; job = job->next, i++) {
-            groups[i].batch = job->batch;
-            groups[i].status = job->status;
-            groups[i].pids = job->pids;
+        for (i = 0; i < t->njobs; i++) {
+            j = &t->jobs[i];
+
+            if (ngx_http_omni_writer_parse(j) != NGX_OK) {
+                continue;
+            }
+
+            groups[i].batch = &j->batch;
+            groups[i].status = j->status;
+            groups[i].pids = j->pids;
             *last = &groups[i];
             last = &groups[i].next;
         }
     }
 
     rc = omni_batch_apply(st, &ngx_http_omni_w.opts, &b);
+
+    t->nevents = b.nevents;
 
     free(groups);
 
@@ -357,37 +501,29 @@ ngx_http_omni_writer_post(void)
     t = ngx_http_omni_w.task->ctx;
     qu = ngx_http_omni_queue();
 
-    t->ops = ngx_http_omni_w.ops;
-    t->pids = ngx_http_omni_w.pids;
-    t->n = 0;
-    t->from = t->to = t->end = 0;
-
-    if (qu && ngx_http_omni_queue_holder()) {
-        t->from = qu->head;
-        t->to = qu->tail;
-        t->end = t->from;
-    }
-
-    if (t->from == t->to && ngx_http_omni_w.jobs == NULL) {
+    if (qu == NULL || !ngx_http_omni_queue_holder()
+        || qu->head == qu->tail)
+    {
         return;
     }
 
-    t->jobs = ngx_http_omni_w.jobs;
-    t->nevents = ngx_http_omni_w.nevents;
+    t->ops = ngx_http_omni_w.ops;
+    t->pids = ngx_http_omni_w.pids;
+    t->jobs = ngx_http_omni_w.qjobs;
+    t->n = 0;
+    t->njobs = 0;
+    t->from = qu->head;
+    t->to = qu->tail;
+    t->end = t->from;
     t->rc = OMNI_OK;
     t->err[0] = '\0';
 
-    ngx_http_omni_w.jobs = NULL;
-    ngx_http_omni_w.jobs_last = &ngx_http_omni_w.jobs;
-    ngx_http_omni_w.nevents = 0;
     ngx_http_omni_w.retries = 0;
     ngx_http_omni_w.own = 0;
 
     if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
         != NGX_OK)
     {
-        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 0);
-        t->jobs = NULL;
         return;
     }
 
@@ -447,22 +583,7 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
         (void) omni_store_set_map_size(st, 0);
     }
 
-    switch (t->rc) {
-
-    case OMNI_OK:
-        ngx_http_omni_w.committed += t->n;
-
-        if (qu && t->end > t->from) {
-            ngx_http_omni_queue_consumed(qu, t->end, t->n);
-            (void) ngx_atomic_fetch_add(&qu->committed, t->n);
-            (void) ngx_atomic_fetch_add(&qu->batches, 1);
-        }
-
-        ngx_http_omni_writer_jobs_done(t->jobs, NGX_OK, 0);
-        break;
-
-    case OMNI_MAP_RESIZED:
-    case OMNI_MAP_FULL:
+    if (t->rc == OMNI_MAP_RESIZED || t->rc == OMNI_MAP_FULL) {
         before = omni_store_map_size(st);
 
         /* First adopt what another process may have grown it to. */
@@ -497,53 +618,18 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
                 return;
             }
         }
-
-        /* One line a minute while full, not one per batch. */
-        if (ngx_time() - ngx_http_omni_w.full_logged >= 60) {
-            ngx_http_omni_w.full_logged = ngx_time();
-            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                          "omni: store is full at map_max (%uz bytes), "
-                          "touchpoints are dropped: %s",
-                          ngx_http_omni_w.map_max, t->err);
-        }
-
-        /* The touches are given up: the queue must move on. */
-        ngx_http_omni_w.dropped += t->n;
-
-        if (qu && t->end > t->from) {
-            ngx_http_omni_queue_consumed(qu, t->end, t->n);
-            (void) ngx_atomic_fetch_add(&qu->dropped, t->n);
-        }
-
-        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 1);
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "omni: writer batch of %ui touches and %ui events "
-                      "failed: %s", t->n, t->nevents, t->err);
-        ngx_http_omni_w.failed += t->n;
-
-        if (qu && t->end > t->from) {
-            ngx_http_omni_queue_consumed(qu, t->end, t->n);
-            (void) ngx_atomic_fetch_add(&qu->failed, t->n);
-        }
-
-        ngx_http_omni_writer_jobs_done(t->jobs, NGX_ERROR, 0);
-        break;
     }
 
-    t->jobs = NULL;
+    ngx_http_omni_writer_account(t, ev->log);
 
     /*
-     * Keep up: while more is queued (or waiting requests have events),
-     * the next batch goes at once.  Waiting requests are served even
-     * while exiting gracefully; touches left at exit are written by the
-     * exit handler.
+     * Keep up: while events wait, or a batch's worth of touches is
+     * queued, the next batch goes at once; otherwise the next look.
+     * Touches left at exit are written by the exit handler.
      */
-    if (ngx_http_omni_w.jobs
-        || (!ngx_exiting && qu && ngx_http_omni_queue_holder()
-            && ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN))
+    if (qu && ngx_http_omni_queue_holder() && !ngx_exiting
+        && (qu->ev_queued != qu->ev_consumed
+            || ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN))
     {
         ngx_http_omni_writer_post();
     }
@@ -555,13 +641,6 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
      */
     if (ngx_exiting && !ngx_http_omni_w.busy) {
         ngx_http_omni_lease_release();
-    }
-
-    if (ngx_http_omni_w.hold.timer_set
-        && !(ngx_http_omni_w.busy && t->jobs != NULL))
-    {
-        /* Nobody waits any more: an exiting worker may leave now. */
-        ngx_del_timer(&ngx_http_omni_w.hold);
     }
 }
 
@@ -597,43 +676,231 @@ ngx_http_omni_writer_flush(ngx_event_t *ev)
 #endif
 
 
-/* Re-armed for as long as events are queued or being written. */
+/*
+ * A batch's outcome, on the event loop: the counters, the queue's head,
+ * and every job's results to the worker that waits for them.
+ */
 static void
-ngx_http_omni_writer_hold(ngx_event_t *ev)
+ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
 {
-#if (NGX_THREADS)
-    ngx_http_omni_wtask_t  *t;
+    ngx_http_omni_queue_t  *qu;
 
-    t = ngx_http_omni_w.task ? ngx_http_omni_w.task->ctx : NULL;
+    qu = ngx_http_omni_queue();
 
-    if (ngx_http_omni_w.jobs
-        || (ngx_http_omni_w.busy && t != NULL && t->jobs != NULL))
-    {
-        ngx_add_timer(ev, 1000);
+    switch (t->rc) {
+
+    case OMNI_OK:
+        ngx_http_omni_w.committed += t->n;
+        ngx_http_omni_w.events += t->nevents;
+
+        if (qu) {
+            (void) ngx_atomic_fetch_add(&qu->committed, t->n);
+            (void) ngx_atomic_fetch_add(&qu->batches, 1);
+        }
+
+        break;
+
+    case OMNI_MAP_RESIZED:
+    case OMNI_MAP_FULL:
+        /* One line a minute while full, not one per batch. */
+        if (ngx_time() - ngx_http_omni_w.full_logged >= 60) {
+            ngx_http_omni_w.full_logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "omni: store is full at map_max (%uz bytes), "
+                          "touchpoints are dropped: %s",
+                          ngx_http_omni_w.map_max, t->err);
+        }
+
+        /* The touches are given up: the queue must move on. */
+        ngx_http_omni_w.dropped += t->n;
+
+        if (qu) {
+            (void) ngx_atomic_fetch_add(&qu->dropped, t->n);
+        }
+
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "omni: writer batch of %ui touches and %ui event "
+                      "job(s) failed: %s", t->n, t->njobs, t->err);
+        ngx_http_omni_w.failed += t->n;
+
+        if (qu) {
+            (void) ngx_atomic_fetch_add(&qu->failed, t->n);
+        }
+
+        break;
     }
-#endif
+
+    if (qu && t->end > t->from) {
+        ngx_http_omni_queue_consumed(qu, t->end, t->n);
+        (void) ngx_atomic_fetch_add(&qu->ev_consumed, t->njobs);
+    }
+
+    ngx_http_omni_writer_results(t);
+    ngx_http_omni_writer_free_jobs(t);
+    t->njobs = 0;
+    t->n = 0;
 }
 
 
-/* Hands each job its outcome; handlers may free the job. */
+/* Each job's results, to its worker (or to this one's waiting jobs). */
 static void
-ngx_http_omni_writer_jobs_done(ngx_http_omni_wjob_t *jobs, ngx_int_t rc,
+ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t)
+{
+    u_char                  *p;
+    ngx_uint_t               i, k;
+    ngx_http_omni_qjob_t    *j;
+    ngx_http_omni_result_t  *h;
+
+    static u_char  buf[sizeof(ngx_http_omni_result_t)
+                       + 1024 * NGX_HTTP_OMNI_RESULT_ITEM];
+
+    for (i = 0; i < t->njobs; i++) {
+        j = &t->jobs[i];
+        h = (ngx_http_omni_result_t *) buf;
+
+        h->type = NGX_HTTP_OMNI_MSG_RESULT;
+        h->full = (t->rc == OMNI_MAP_FULL || t->rc == OMNI_MAP_RESIZED);
+        h->rc = (t->rc == OMNI_OK && j->parsed) ? NGX_OK : NGX_ERROR;
+        h->id = j->id;
+        h->n = 0;
+
+        p = buf + sizeof(ngx_http_omni_result_t);
+
+        if (h->rc == NGX_OK) {
+            h->n = (uint16_t) ngx_min(j->batch.n, 1024);
+
+            for (k = 0; k < h->n; k++) {
+                *p++ = (u_char) j->status[k];
+                p = ngx_cpymem(p, j->pids[k], OMNI_ID_LEN);
+            }
+        }
+
+        if (j->origin == ngx_pid) {
+            ngx_http_omni_writer_message(buf, p - buf);
+
+        } else {
+            /* a worker that is gone waits for nothing */
+            (void) ngx_http_omni_mailbox_send(j->origin, buf, p - buf);
+        }
+    }
+}
+
+
+static void
+ngx_http_omni_writer_answer(ngx_http_omni_wjob_t *job, ngx_int_t rc,
     ngx_uint_t full)
 {
-    ngx_http_omni_wjob_t  *job, *next;
+    ngx_queue_remove(&job->queue);
+    ngx_http_omni_w.nwaiting--;
 
-    for (job = jobs; job; job = next) {
-        next = job->next;
-        job->rc = rc;
-        job->full = full;
+    job->rc = rc;
+    job->full = full;
 
-        if (rc == NGX_OK) {
-            ngx_http_omni_w.events += job->nevents;
+    if (job->handler) {
+        job->handler(job);
+    }
+}
+
+
+/* A datagram from the mailbox, or this worker's own results. */
+void
+ngx_http_omni_writer_message(const u_char *data, size_t len)
+{
+    ngx_uint_t               k, n;
+    ngx_queue_t             *q;
+    const u_char            *p;
+    ngx_http_omni_wjob_t    *job;
+    ngx_http_omni_result_t   h;
+
+    if (len == 1 && data[0] == NGX_HTTP_OMNI_MSG_WAKE) {
+#if (NGX_THREADS)
+        if (!ngx_http_omni_w.busy && !ngx_exiting) {
+            ngx_http_omni_writer_post();
+        }
+#endif
+        return;
+    }
+
+    if (len < sizeof(ngx_http_omni_result_t)
+        || data[0] != NGX_HTTP_OMNI_MSG_RESULT)
+    {
+        return;
+    }
+
+    ngx_memcpy(&h, data, sizeof(ngx_http_omni_result_t));
+
+    if (len < sizeof(ngx_http_omni_result_t)
+              + (size_t) h.n * NGX_HTTP_OMNI_RESULT_ITEM)
+    {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_omni_w.waiting);
+         q != ngx_queue_sentinel(&ngx_http_omni_w.waiting);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_omni_wjob_t, queue);
+
+        if (job->id != h.id) {
+            continue;
         }
 
-        if (job->handler) {
-            job->handler(job);
+        if (h.rc == NGX_OK) {
+            n = ngx_min((ngx_uint_t) h.n, job->batch->n);
+            p = data + sizeof(ngx_http_omni_result_t);
+
+            for (k = 0; k < n; k++) {
+                job->status[k] = p[0];
+                ngx_memcpy(job->pids[k], p + 1, OMNI_ID_LEN);
+                p += NGX_HTTP_OMNI_RESULT_ITEM;
+            }
+
         }
+
+        ngx_http_omni_writer_answer(job, h.rc == NGX_OK ? NGX_OK : NGX_ERROR,
+                                    h.full);
+        break;
+    }
+
+    if (ngx_http_omni_w.nwaiting == 0 && ngx_http_omni_w.hold.timer_set) {
+        /* Nobody waits any more: an exiting worker may leave now. */
+        ngx_del_timer(&ngx_http_omni_w.hold);
+    }
+}
+
+
+/*
+ * Re-armed for as long as this worker's jobs wait: it keeps an exiting
+ * worker until each has its answer, and fails those whose answer is
+ * overdue (their writer died between commit and answer).
+ */
+static void
+ngx_http_omni_writer_hold(ngx_event_t *ev)
+{
+    ngx_queue_t           *q, *next;
+    ngx_http_omni_wjob_t  *job;
+
+    for (q = ngx_queue_head(&ngx_http_omni_w.waiting);
+         q != ngx_queue_sentinel(&ngx_http_omni_w.waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_omni_wjob_t, queue);
+
+        if ((ngx_msec_int_t) (ngx_current_msec - job->deadline) >= 0) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "omni: no answer from the writer for %ui "
+                          "event(s) within %d ms", job->nevents,
+                          NGX_HTTP_OMNI_JOB_TIMEOUT);
+            ngx_http_omni_writer_answer(job, NGX_ERROR, 0);
+        }
+    }
+
+    if (ngx_http_omni_w.nwaiting) {
+        ngx_add_timer(ev, 1000);
     }
 }
 
@@ -651,6 +918,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 {
     int                     rc;
     uint64_t                to;
+    ngx_queue_t            *q;
     omni_store_t           *st;
     ngx_http_omni_wtask_t   t;
     ngx_http_omni_queue_t  *qu;
@@ -669,24 +937,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
      * completion event will never be delivered.  Account for it here.
      */
     if (ngx_http_omni_w.busy) {
-        ngx_http_omni_wtask_t  *ft = ngx_http_omni_w.task->ctx;
-
-        if (ft->rc == OMNI_OK) {
-            ngx_http_omni_w.committed += ft->n;
-
-            if (qu && ft->end > ft->from) {
-                ngx_http_omni_queue_consumed(qu, ft->end, ft->n);
-                (void) ngx_atomic_fetch_add(&qu->committed, ft->n);
-            }
-
-        } else {
-            ngx_http_omni_w.failed += ft->n;
-        }
-
-        ngx_http_omni_writer_jobs_done(ft->jobs,
-                                       ft->rc == OMNI_OK ? NGX_OK : NGX_ERROR,
-                                       0);
-        ft->jobs = NULL;
+        ngx_http_omni_writer_account(ngx_http_omni_w.task->ctx, cycle->log);
         ngx_http_omni_w.busy = 0;
     }
 #endif
@@ -694,8 +945,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     ngx_memzero(&t, sizeof(ngx_http_omni_wtask_t));
     t.ops = ngx_http_omni_w.ops;
     t.pids = ngx_http_omni_w.pids;
-    t.jobs = ngx_http_omni_w.jobs;
-    t.nevents = ngx_http_omni_w.nevents;
+    t.jobs = ngx_http_omni_w.qjobs;
 
     to = 0;
 
@@ -705,40 +955,24 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         to = qu->tail;
     }
 
-    while (st && (t.jobs || t.from < to)) {
+    while (st && t.from < to) {
         t.to = to;
-        rc = ngx_http_omni_writer_apply(st, &t);
+        t.rc = ngx_http_omni_writer_apply(st, &t);
 
-        if (rc == OMNI_MAP_RESIZED || rc == OMNI_MAP_FULL) {
+        if (t.rc == OMNI_MAP_RESIZED || t.rc == OMNI_MAP_FULL) {
             (void) omni_store_set_map_size(st, 0);
-            rc = ngx_http_omni_writer_apply(st, &t);
+            t.rc = ngx_http_omni_writer_apply(st, &t);
         }
 
-        if (rc != OMNI_OK) {
+        if (t.rc != OMNI_OK) {
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                           "omni: writing %ui queued touchpoint(s) and %ui "
-                          "event(s) on exit failed: %s", t.n, t.nevents,
+                          "event job(s) on exit failed: %s", t.n, t.njobs,
                           t.err);
-            ngx_http_omni_w.failed += t.n;
-
-        } else {
-            ngx_http_omni_w.committed += t.n;
-
-            if (qu) {
-                (void) ngx_atomic_fetch_add(&qu->committed, t.n);
-            }
         }
 
-        if (qu && t.end > t.from) {
-            ngx_http_omni_queue_consumed(qu, t.end, t.n);
-        }
-
-        /* Only upstream signals can be left here: nobody waits. */
-        ngx_http_omni_writer_jobs_done(t.jobs,
-                                       rc == OMNI_OK ? NGX_OK : NGX_ERROR,
-                                       0);
-        t.jobs = NULL;
-        t.nevents = 0;
+        rc = t.rc;
+        ngx_http_omni_writer_account(&t, cycle->log);
 
         if (rc != OMNI_OK || t.end == t.from) {
             break;
@@ -747,8 +981,15 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         t.from = t.end;
     }
 
-    ngx_http_omni_w.jobs = NULL;
     ngx_http_omni_lease_release();
+
+    /* Whatever still waits gets no answer now: fail it. */
+    while (!ngx_queue_empty(&ngx_http_omni_w.waiting)) {
+        q = ngx_queue_head(&ngx_http_omni_w.waiting);
+        ngx_http_omni_writer_answer(ngx_queue_data(q, ngx_http_omni_wjob_t,
+                                                   queue),
+                                    NGX_ERROR, 0);
+    }
 
     if (ngx_http_omni_w.committed || ngx_http_omni_w.dropped
         || ngx_http_omni_w.failed || ngx_http_omni_w.events)
@@ -760,8 +1001,12 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
                       ngx_http_omni_w.events);
     }
 
+    ngx_http_omni_mailbox_exit();
+
     ngx_free(ngx_http_omni_w.ops);
     ngx_free(ngx_http_omni_w.pids);
+    ngx_free(ngx_http_omni_w.qjobs);
     ngx_http_omni_w.ops = NULL;
     ngx_http_omni_w.pids = NULL;
+    ngx_http_omni_w.qjobs = NULL;
 }

@@ -358,3 +358,81 @@ my $n = main::recorded('/f');
 ok(wait_for(sub { $n = main::recorded('/f'); $n > 0 }, 5), "some recorded ($n)");
 --- error_log
 writer queue full
+
+=== TEST 10: events from both workers go through the one writer: all acknowledged and stored, one batch commit shared by concurrent events
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; add_header X-Pid $pid always; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my ($count, @kids) = main::load(8, 40, sub {
+    my ($c, $i) = @_;
+    http_request('POST', '/omni/events',
+        JSON::PP::encode_json({ type => 'track', event => 'Product Viewed', messageId => "w$c-$i",
+                                properties => { sku => "SKU-$i" } }),
+        headers => { 'Content-Type' => 'application/json',
+                     Cookie => main::cookie(sprintf 'e0e0%028x', $c) });
+});
+waitpid($_, 0) for @kids;
+is($count->(qr/^fail/), 0, 'every event acknowledged');
+ok(main::pids_seen() >= 2, 'both workers took events');
+my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
+my @lost = grep { !$ids{$_} } map { my $c = $_; map { "w$c-$_" } 1 .. 40 } 1 .. 8;
+is(scalar @lost, 0, 'all 320 events in the feed') or diag("@lost[0..9]");
+--- no_error_log
+[error]
+
+=== TEST 11: kill -9 of the writer while both workers take events: no acknowledged event is lost
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; add_header X-Pid $pid always; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my $victim = main::holder();
+my $dir = "$OmniTest::PREFIX/acks";
+mkdir $dir;
+my @kids;
+for my $c (1 .. 6) {
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
+        $out->autoflush(1);
+        for my $i (1 .. 60) {
+            my $id = "k$c-$i";
+            my $r = http_request('POST', '/omni/events',
+                JSON::PP::encode_json({ type => 'track', event => 'Product Added', messageId => $id,
+                                        properties => { sku => "SKU-$i" } }),
+                headers => { 'Content-Type' => 'application/json',
+                             Cookie => main::cookie(sprintf 'e1e1%028x', $c) }, timeout => 15);
+            print $out "$id\n" if $r->{status} == 200;
+        }
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+my $acked = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+ok(wait_for(sub { $acked->() >= 60 }, 10), 'events are being acknowledged');
+kill 'KILL', $victim;
+waitpid($_, 0) for @kids;
+my @acks = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
+my @lost = grep { !$ids{$_} } @acks;
+diag(scalar(@acks) . ' events acknowledged');
+ok(@acks > 100, 'most events acknowledged across the kill');
+is_deeply(\@lost, [], 'no acknowledged event is lost');
+--- error_log
+exited on signal 9
+qr/writer taken over from process \d+, which is gone/
+--- no_error_log
+[crit]
