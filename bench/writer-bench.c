@@ -304,6 +304,9 @@ writer_batch(omni_store_t *st, omni_touch_t *ops, size_t n,
     b.touches = ops;
     b.ntouches = n;
     b.pids = pids;
+    b.fold = ops;
+    b.nfold = n;
+    b.fold_pids = pids;
 
     rc = omni_batch_apply(st, &opts, &b);
     *commit_s += b.commit_s;

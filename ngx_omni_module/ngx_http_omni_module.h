@@ -54,6 +54,7 @@ typedef struct {
     size_t                      map_max;
     ngx_uint_t                  max_readers;
     ngx_uint_t                  queue_size;
+    ngx_msec_t                  fold;           /* fold interval */
     ngx_msec_t                  reader_check;
     ngx_str_t                   thread_pool_name;
 #if (NGX_THREADS)
@@ -146,7 +147,9 @@ typedef struct {
     ngx_atomic_t                lease;          /* the writer's pid */
     uint64_t                    id;             /* random, never 0 */
     size_t                      size;           /* of ring */
-    volatile uint64_t           head;           /* written by the writer */
+    volatile uint64_t           head;           /* folded up to: free
+                                                   before it */
+    volatile uint64_t           appended;       /* logged up to */
     volatile uint64_t           tail;           /* under the mutex */
     ngx_atomic_t                queued;
     ngx_atomic_t                dropped;
@@ -305,12 +308,13 @@ typedef struct {
     int                         parsed;
 } ngx_http_omni_qjob_t;
 
+void ngx_http_omni_queue_logged(ngx_http_omni_queue_t *qu, uint64_t pos,
+    ngx_uint_t n);
 ngx_uint_t ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu,
     uint64_t from, uint64_t to, omni_touch_t *ops, ngx_uint_t max,
     ngx_http_omni_qjob_t *jobs, ngx_uint_t maxjobs, ngx_uint_t *njobs,
     uint32_t visit_timeout, uint64_t *end);
-void ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
-    ngx_uint_t n);
+void ngx_http_omni_queue_folded(ngx_http_omni_queue_t *qu, uint64_t pos);
 ngx_uint_t ngx_http_omni_queue_pending(ngx_http_omni_queue_t *qu);
 ngx_uint_t ngx_http_omni_queue_holder(void);
 void ngx_http_omni_queue_lock(void);

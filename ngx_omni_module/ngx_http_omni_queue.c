@@ -527,7 +527,8 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
     n = 0;
     *njobs = 0;
 
-    while (from < to && n < max && *njobs < maxjobs) {
+    /* jobs NULL: touches only (the fold) */
+    while (from < to && n < max && (jobs == NULL || *njobs < maxjobs)) {
         h = (ngx_http_omni_qrec_t *) (qu->ring + from % qu->size);
 
         if (h->len < 8 || h->len > to - from) {
@@ -539,6 +540,10 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
         from += h->len;
 
         if (h->type == NGX_HTTP_OMNI_REC_JOB) {
+            if (jobs == NULL) {
+                continue;
+            }
+
             jh = (ngx_http_omni_qjrec_t *) h;
             j = &jobs[(*njobs)++];
             ngx_memzero(j, sizeof(ngx_http_omni_qjob_t));
@@ -598,17 +603,25 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
 }
 
 
+/* The writer logged everything before pos (n touches more). */
+void
+ngx_http_omni_queue_logged(ngx_http_omni_queue_t *qu, uint64_t pos,
+    ngx_uint_t n)
+{
+    qu->appended = pos;
+    (void) ngx_atomic_fetch_add(&qu->consumed, n);
+}
+
+
 /*
- * The writer is done with everything before pos (n touches more):
- * producers may reuse it.
+ * The writer folded everything before pos into the profiles: producers
+ * may reuse it.
  */
 void
-ngx_http_omni_queue_consumed(ngx_http_omni_queue_t *qu, uint64_t pos,
-    ngx_uint_t n)
+ngx_http_omni_queue_folded(ngx_http_omni_queue_t *qu, uint64_t pos)
 {
     ngx_memory_barrier();
     qu->head = pos;
-    (void) ngx_atomic_fetch_add(&qu->consumed, n);
 }
 
 
@@ -647,7 +660,7 @@ ngx_http_omni_queue_holder(void)
 static ngx_uint_t
 ngx_http_omni_lease_take(ngx_log_t *log)
 {
-    uint64_t                pos;
+    uint64_t                pos, fold;
     ngx_pid_t               pid;
     omni_store_t           *st;
     ngx_http_omni_queue_t  *qu;
@@ -675,18 +688,23 @@ ngx_http_omni_lease_take(ngx_log_t *log)
         return 0;
     }
 
-    if (omni_store_queue_pos(st, qu->id, &pos) != OMNI_OK) {
+    if (omni_store_queue_pos(st, qu->id, &pos, &fold) != OMNI_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "omni: reading the queue position failed: %s",
                       omni_store_error(st));
         pos = 0;
+        fold = 0;
     }
 
-    if (pos > qu->head && pos <= qu->tail) {
+    if (pos > qu->appended && pos <= qu->tail) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "omni: %uL queued byte(s) were committed by the "
-                      "previous writer already", pos - qu->head);
-        ngx_http_omni_queue_consumed(qu, pos, 0);
+                      "omni: %uL queued byte(s) were logged by the "
+                      "previous writer already", pos - qu->appended);
+        qu->appended = pos;
+    }
+
+    if (fold > qu->head && fold <= qu->appended) {
+        ngx_http_omni_queue_folded(qu, fold);
     }
 
     if (pid != 0) {

@@ -156,6 +156,21 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* How often queued touches are folded into their profiles. */
+        if (ngx_strncmp(value[i].data, "fold=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            mcf->fold = ngx_parse_time(&s, 0);
+            if (mcf->fold == (ngx_msec_t) NGX_ERROR || mcf->fold > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (0 to 60s)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "reader_check=", 13) == 0) {
             s.data = value[i].data + 13;
             s.len = value[i].len - 13;
@@ -191,6 +206,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
     ngx_conf_init_uint_value(mcf->queue_size, 65536);
     ngx_conf_init_uint_value(mcf->activity, 65536);
+    ngx_conf_init_msec_value(mcf->fold, 1000);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);

@@ -46,6 +46,7 @@
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
+#define NGX_HTTP_OMNI_FOLD_MAX     32768       /* touches per fold */
 #define NGX_HTTP_OMNI_JOB_TIMEOUT  10000       /* ms */
 
 /* Mailbox messages (ngx_http_omni_mailbox.c). */
@@ -71,9 +72,17 @@ typedef struct {
     ngx_http_omni_qjob_t  *jobs;        /* event jobs of the batch */
     ngx_uint_t             njobs;
     ngx_uint_t             nevents;
-    uint64_t               from;        /* the queue range it may take */
+    uint64_t               from;        /* the queue range it may log */
     uint64_t               to;
     uint64_t               end;         /* where it stopped */
+
+    /* the fold: the counters of [fold_from, fold_end) into profiles */
+    omni_touch_t          *fold_ops;
+    unsigned char        (*fold_pids)[OMNI_ID_LEN];
+    ngx_uint_t             nfold;
+    ngx_uint_t             fold;        /* fold in this batch */
+    uint64_t               fold_from;
+    uint64_t               fold_end;
     int                    rc;
     char                   err[512];
 } ngx_http_omni_wtask_t;
@@ -87,6 +96,10 @@ typedef struct {
     omni_touch_t       *ops;
     u_char            (*pids)[OMNI_ID_LEN];
     ngx_http_omni_qjob_t  *qjobs;
+    omni_touch_t       *fold_ops;       /* allocated when first needed */
+    u_char            (*fold_pids)[OMNI_ID_LEN];
+    ngx_msec_t          fold_every;     /* omni_store fold= */
+    ngx_msec_t          next_fold;
 
     ngx_queue_t         waiting;        /* this worker's jobs */
     ngx_uint_t          nwaiting;
@@ -138,6 +151,7 @@ static void ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t);
 static void ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t,
     ngx_log_t *log);
 static void ngx_http_omni_writer_hold(ngx_event_t *ev);
+static ngx_uint_t ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu);
 
 
 ngx_int_t
@@ -184,6 +198,7 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.opts.tp_max = mcf->tp_max;
     ngx_http_omni_w.opts.tp_max_age = (uint32_t) mcf->tp_max_age;
     ngx_http_omni_w.opts.sync = 1;
+    ngx_http_omni_w.fold_every = mcf->fold;
     ngx_http_omni_w.log = cycle->log;
 
     ngx_http_omni_w.ops = ngx_alloc(NGX_HTTP_OMNI_BATCH_MAX
@@ -411,7 +426,7 @@ static int
 ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 {
     int                     rc;
-    ngx_uint_t              i;
+    ngx_uint_t              i, nj;
     omni_batch_t            b;
     ngx_http_omni_qjob_t   *j;
     ngx_http_omni_queue_t  *qu;
@@ -429,6 +444,9 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
     t->nevents = 0;
     t->end = t->from;
 
+    t->nfold = 0;
+    t->fold_end = t->fold_from;
+
     if (qu && t->from < t->to) {
         t->n = ngx_http_omni_queue_read(qu, t->from, t->to, t->ops,
                                         NGX_HTTP_OMNI_BATCH_MAX, t->jobs,
@@ -436,13 +454,34 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
                                         (uint32_t)
                                             ngx_http_omni_w.visit_timeout,
                                         &t->end);
+    }
+
+    /*
+     * The fold: the touches logged earlier and those of this batch, up
+     * to NGX_HTTP_OMNI_FOLD_MAX; the counters of each profile are then
+     * written once for all its touches.
+     */
+    if (qu && t->fold && t->fold_from < t->end) {
+        t->nfold = ngx_http_omni_queue_read(qu, t->fold_from, t->end,
+                                            t->fold_ops,
+                                            NGX_HTTP_OMNI_FOLD_MAX, NULL, 0,
+                                            &nj, (uint32_t)
+                                            ngx_http_omni_w.visit_timeout,
+                                            &t->fold_end);
+    }
+
+    if (qu) {
         b.queue_id = qu->id;
         b.queue_pos = t->end;
+        b.fold_pos = t->fold_end;
     }
 
     b.touches = t->ops;
     b.ntouches = t->n;
     b.pids = t->pids;
+    b.fold = t->fold_ops;
+    b.nfold = t->nfold;
+    b.fold_pids = t->fold_pids;
 
     groups = NULL;
 
@@ -486,6 +525,44 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 }
 
 
+/*
+ * Whether the next batch folds: the fold interval has passed, half the
+ * queue waits to be folded, or the interval is 0 (every batch).  The
+ * fold's memory comes with the first fold (only the holder needs it).
+ */
+static ngx_uint_t
+ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu)
+{
+    if (ngx_http_omni_w.fold_ops == NULL) {
+        ngx_http_omni_w.fold_ops = ngx_alloc(NGX_HTTP_OMNI_FOLD_MAX
+                                             * sizeof(omni_touch_t),
+                                             ngx_http_omni_w.log);
+        ngx_http_omni_w.fold_pids = ngx_alloc(NGX_HTTP_OMNI_FOLD_MAX
+                                              * OMNI_ID_LEN,
+                                              ngx_http_omni_w.log);
+
+        if (ngx_http_omni_w.fold_ops == NULL
+            || ngx_http_omni_w.fold_pids == NULL)
+        {
+            ngx_free(ngx_http_omni_w.fold_ops);
+            ngx_free(ngx_http_omni_w.fold_pids);
+            ngx_http_omni_w.fold_ops = NULL;
+            ngx_http_omni_w.fold_pids = NULL;
+            return 0;
+        }
+    }
+
+    if (qu->head == qu->tail) {
+        return 0;
+    }
+
+    return ngx_http_omni_w.fold_every == 0 || ngx_exiting
+           || (ngx_msec_int_t) (ngx_current_msec
+                                - ngx_http_omni_w.next_fold) >= 0
+           || qu->appended - qu->head > qu->size / 2;
+}
+
+
 #if (NGX_THREADS)
 
 /*
@@ -507,14 +584,24 @@ ngx_http_omni_writer_post(void)
         return;
     }
 
+    t->fold = ngx_http_omni_writer_fold_due(qu);
+
+    if (qu->appended == qu->tail && !t->fold) {
+        return;                 /* logged; folded at the next fold */
+    }
+
     t->ops = ngx_http_omni_w.ops;
     t->pids = ngx_http_omni_w.pids;
     t->jobs = ngx_http_omni_w.qjobs;
+    t->fold_ops = ngx_http_omni_w.fold_ops;
+    t->fold_pids = ngx_http_omni_w.fold_pids;
     t->n = 0;
     t->njobs = 0;
-    t->from = qu->head;
+    t->from = qu->appended;
     t->to = qu->tail;
     t->end = t->from;
+    t->fold_from = qu->head;
+    t->fold_end = t->fold_from;
     t->rc = OMNI_OK;
     t->err[0] = '\0';
 
@@ -629,7 +716,8 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
      */
     if (qu && ngx_http_omni_queue_holder() && !ngx_exiting
         && (qu->ev_queued != qu->ev_consumed
-            || ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN))
+            || ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN
+            || (t->fold && qu->head != qu->appended)))
     {
         ngx_http_omni_writer_post();
     }
@@ -734,8 +822,20 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
     }
 
     if (qu && t->end > t->from) {
-        ngx_http_omni_queue_consumed(qu, t->end, t->n);
+        ngx_http_omni_queue_logged(qu, t->end, t->n);
         (void) ngx_atomic_fetch_add(&qu->ev_consumed, t->njobs);
+    }
+
+    if (t->fold) {
+        if (qu && t->fold_end > t->fold_from) {
+            ngx_http_omni_queue_folded(qu, t->fold_end);
+        }
+
+        /* caught up: the next fold after the interval */
+        if (qu == NULL || qu->head == qu->appended) {
+            ngx_http_omni_w.next_fold = ngx_current_msec
+                                        + ngx_http_omni_w.fold_every;
+        }
     }
 
     ngx_http_omni_writer_results(t);
@@ -949,13 +1049,19 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 
     to = 0;
 
-    if (st && qu && ngx_http_omni_lease_try(cycle->log)) {
+    if (st && qu && ngx_http_omni_lease_try(cycle->log)
+        && ngx_http_omni_writer_fold_due(qu))
+    {
         /* What is queued now; the next holder takes what comes after. */
-        t.from = qu->head;
+        t.from = qu->appended;
+        t.fold_from = qu->head;
         to = qu->tail;
+        t.fold = 1;
+        t.fold_ops = ngx_http_omni_w.fold_ops;
+        t.fold_pids = ngx_http_omni_w.fold_pids;
     }
 
-    while (st && t.from < to) {
+    while (st && t.fold_from < to) {
         t.to = to;
         t.rc = ngx_http_omni_writer_apply(st, &t);
 
@@ -974,11 +1080,13 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         rc = t.rc;
         ngx_http_omni_writer_account(&t, cycle->log);
 
-        if (rc != OMNI_OK || t.end == t.from) {
+        if (rc != OMNI_OK || (t.end == t.from && t.fold_end == t.fold_from))
+        {
             break;
         }
 
         t.from = t.end;
+        t.fold_from = t.fold_end;
     }
 
     ngx_http_omni_lease_release();
@@ -1006,6 +1114,10 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     ngx_free(ngx_http_omni_w.ops);
     ngx_free(ngx_http_omni_w.pids);
     ngx_free(ngx_http_omni_w.qjobs);
+    ngx_free(ngx_http_omni_w.fold_ops);
+    ngx_free(ngx_http_omni_w.fold_pids);
+    ngx_http_omni_w.fold_ops = NULL;
+    ngx_http_omni_w.fold_pids = NULL;
     ngx_http_omni_w.ops = NULL;
     ngx_http_omni_w.pids = NULL;
     ngx_http_omni_w.qjobs = NULL;

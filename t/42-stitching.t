@@ -93,8 +93,10 @@ is($d->{slots}{hero}{payload}{sku}, 'TENT-2', 'for the exact item');
 is_deeply($d->{pixels}, [ { type => 'img', url => 'https://ads.example.com/rt?sku=TENT-2' } ], 'and retargets it');
 $r = http_get('/index.html', Cookie => main::cookie());
 like($r->{content}, qr{<p>Still thinking about the Trail Tent\?</p>}, 'the web shows the same offer');
-my $p = main::profile($main::VID);
-ok($p->{visits} >= 2, 'visits of both devices are summed');
+# touches are folded into profiles about once a second (omni_store fold=)
+my $p;
+ok(wait_for(sub { $p = main::profile($main::VID); $p->{visits} >= 2 }, 5),
+   'visits of both devices are summed');
 my ($alias) = grep { ($_->{type} // '') eq 'alias' } @{ main::feed() };
 ok($alias, 'the merge is in the feed');
 is($alias->{previousId}, $main::DEV, 'previousId: the merged-away profile');

@@ -89,15 +89,52 @@ omni_batch_events(omni_wtxn_t *w, omni_batch_t *b)
 }
 
 
+int
+omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
+    unsigned char (*pids)[OMNI_ID_LEN])
+{
+    int     rc;
+    char    hex[OMNI_ID_HEX_LEN + 1];
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        /* the previous touch is often the same visitor's */
+        if (i && t[i].kind == t[i - 1].kind
+            && memcmp(t[i].id, t[i - 1].id, OMNI_ID_LEN) == 0)
+        {
+            memcpy(pids[i], pids[i - 1], OMNI_ID_LEN);
+            continue;
+        }
+
+        /* Cookie and device aliases are the id's hex text. */
+        omni_id_hex(t[i].id, hex);
+
+        rc = omni_wtxn_get_alias(w, t[i].kind, hex, OMNI_ID_HEX_LEN,
+                                 pids[i]);
+
+        if (rc == OMNI_NOTFOUND) {
+            memcpy(pids[i], t[i].id, OMNI_ID_LEN);
+
+        } else if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
 static int
-omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos)
+omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos,
+    uint64_t fold)
 {
     int            rc;
     MDB_val        key, val;
-    unsigned char  buf[16];
+    unsigned char  buf[24];
 
     omni_put_be64(buf, id);
     omni_put_be64(buf + 8, pos);
+    omni_put_be64(buf + 16, fold);
 
     key.mv_data = (void *) OMNI_QUEUE_META;
     key.mv_size = sizeof(OMNI_QUEUE_META) - 1;
@@ -135,10 +172,25 @@ omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
         return rc;
     }
 
-    if (b->ntouches) {
-        rc = omni_apply_touches(w, b->touches, b->ntouches, b->pids);
+    /* the fold first: a touchpoint names the profile it created */
+    if (b->nfold) {
+        rc = omni_apply_touches(w, b->fold, b->nfold, b->fold_pids);
         if (rc != OMNI_OK) {
             goto failed;
+        }
+    }
+
+    if (b->ntouches) {
+        if (b->fold == b->touches && b->nfold == b->ntouches) {
+            if (b->pids != b->fold_pids) {
+                memcpy(b->pids, b->fold_pids, b->ntouches * OMNI_ID_LEN);
+            }
+
+        } else {
+            rc = omni_resolve_touches(w, b->touches, b->ntouches, b->pids);
+            if (rc != OMNI_OK) {
+                goto failed;
+            }
         }
 
         rc = omni_batch_touchpoints(w, b);
@@ -182,7 +234,8 @@ omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
     }
 
     if (b->queue_id) {
-        rc = omni_batch_queue_put(w, b->queue_id, b->queue_pos);
+        rc = omni_batch_queue_put(w, b->queue_id, b->queue_pos,
+                                  b->fold_pos);
         if (rc != OMNI_OK) {
             goto failed;
         }
@@ -213,22 +266,24 @@ failed:
 
 static int
 omni_batch_queue_get(omni_store_t *st, MDB_txn *txn, uint64_t queue_id,
-    uint64_t *pos)
+    uint64_t *pos, uint64_t *fold)
 {
     int       rc;
     MDB_val   key, val;
 
     *pos = 0;
+    *fold = 0;
 
     key.mv_data = (void *) OMNI_QUEUE_META;
     key.mv_size = sizeof(OMNI_QUEUE_META) - 1;
 
     rc = mdb_get(txn, st->meta, &key, &val);
 
-    if (rc == 0 && val.mv_size == 16
+    if (rc == 0 && val.mv_size == 24
         && omni_get_be64(val.mv_data) == queue_id)
     {
         *pos = omni_get_be64((unsigned char *) val.mv_data + 8);
+        *fold = omni_get_be64((unsigned char *) val.mv_data + 16);
 
     } else if (rc != 0 && rc != MDB_NOTFOUND) {
         return omni_store_fail(st, "mdb_get(meta queue) failed", rc);
@@ -240,32 +295,36 @@ omni_batch_queue_get(omni_store_t *st, MDB_txn *txn, uint64_t queue_id,
 
 int
 omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
-    uint64_t *pos)
+    uint64_t *fold)
 {
-    *pos = 0;
+    uint64_t  pos;
+
+    *fold = 0;
 
     if (st->rtxn == NULL) {
         return OMNI_ERROR;
     }
 
-    return omni_batch_queue_get(st, st->rtxn, queue_id, pos);
+    return omni_batch_queue_get(st, st->rtxn, queue_id, &pos, fold);
 }
 
 
 int
-omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos)
+omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos,
+    uint64_t *fold)
 {
     int       rc;
     MDB_txn  *txn;
 
     *pos = 0;
+    *fold = 0;
 
     rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
         return omni_store_fail(st, "mdb_txn_begin(queue) failed", rc);
     }
 
-    rc = omni_batch_queue_get(st, txn, queue_id, pos);
+    rc = omni_batch_queue_get(st, txn, queue_id, pos, fold);
 
     mdb_txn_abort(txn);
 

@@ -6,15 +6,23 @@
  * omni_batch_apply(), so every writer of a store does the same things in
  * the same order:
  *
- *   1. the touches, grouped so each profile is read and written once
- *      (omni_apply_touches());
- *   2. one touchpoint per touch that asks for one, in arrival order;
+ *   1. log first: one touchpoint per touch that asks for one, in arrival
+ *      order, under the profile its identity resolves to now (an alias
+ *      read, no profile write);
+ *   2. the fold: the counters of the touches to fold (visits, last seen,
+ *      impressions, stage; new visitors' profiles), grouped so each
+ *      profile is read and written once however many touches it got
+ *      (omni_apply_touches()).  A writer that folds every batch passes
+ *      the same touches twice; the module folds touches it appended
+ *      earlier, about once a second, so a profile record is rewritten
+ *      once per fold, not once per page view;
  *   3. the events, group by group, after the touches (a merge an
  *      identify causes sees every touch of the batch);
  *   4. retention: a bounded number of the oldest touchpoints and, when
  *      the batch carried events, of the oldest idempotency keys;
- *   5. the queue position the batch ends at (meta "queue"), so a writer
- *      that takes over after a crash knows what is committed already;
+ *   5. the queue positions the batch ends at (meta "queue": appended up
+ *      to, folded up to), so a writer that takes over after a crash
+ *      knows what is committed already;
  *   6. commit, then one sync when the batch asks to be durable.
  *
  * All or nothing: on any error the transaction is aborted and the store
@@ -50,18 +58,26 @@ typedef struct {
 } omni_batch_opts_t;
 
 typedef struct {
+    /* touches to log (their touchpoints) */
     const omni_touch_t    *touches;
     size_t                 ntouches;
     /* scratch of ntouches ids, receives each touch's profile id */
     unsigned char        (*pids)[OMNI_ID_LEN];
+
+    /* touches to fold into the profiles (may be the same array) */
+    const omni_touch_t    *fold;
+    size_t                 nfold;
+    unsigned char        (*fold_pids)[OMNI_ID_LEN];
+
     omni_batch_events_t   *events;
 
     /*
      * The queue the batch came from: queue_id != 0 stores (queue_id,
-     * queue_pos) in meta "queue" in the same transaction.
+     * queue_pos, fold_pos) in meta "queue" in the same transaction.
      */
     uint64_t               queue_id;
-    uint64_t               queue_pos;
+    uint64_t               queue_pos;   /* logged up to */
+    uint64_t               fold_pos;    /* folded up to */
 
     /* results */
     unsigned               nevents;     /* events applied */
@@ -79,17 +95,27 @@ int omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
     omni_batch_t *b);
 
 /*
- * The queue position meta "queue" holds for queue_id: 0 when the store
- * last committed a batch of another queue, or none.
+ * The queue positions meta "queue" holds for queue_id (logged up to,
+ * folded up to): 0 when the store last committed a batch of another
+ * queue, or none.
  */
 int omni_store_queue_pos(omni_store_t *st, uint64_t queue_id,
-    uint64_t *pos);
+    uint64_t *pos, uint64_t *fold);
 
 /*
  * The same, inside the caller's read transaction (omni_store_read_begin):
- * the queue position the reader's snapshot holds.
+ * the fold position the reader's snapshot holds (the touches whose
+ * counters its profiles include).
  */
 int omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
-    uint64_t *pos);
+    uint64_t *fold);
+
+/*
+ * Fills pids[i] with the profile touch i's identity resolves to now:
+ * its alias's profile, or, on first sight, the visitor's own id (the id
+ * the fold will create the profile under).  Reads only.
+ */
+int omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
+    unsigned char (*pids)[OMNI_ID_LEN]);
 
 #endif /* OMNI_BATCH_H */
