@@ -459,8 +459,14 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
     /*
      * The fold: the touches logged earlier and those of this batch, up
      * to NGX_HTTP_OMNI_FOLD_MAX; the counters of each profile are then
-     * written once for all its touches.
+     * written once for all its touches.  A batch with events always
+     * folds first: an event (a merge, a purchase) sees every touch
+     * before it, as if each had been applied at once.
      */
+    if (t->njobs && t->fold_ops) {
+        t->fold = 1;
+    }
+
     if (qu && t->fold && t->fold_from < t->end) {
         t->nfold = ngx_http_omni_queue_read(qu, t->fold_from, t->end,
                                             t->fold_ops,
