@@ -35,7 +35,7 @@
 #   INJECT_MIN=300  bytes per response arm B must average above arm A
 #   MAP_SIZE=     omni_store map_size (default 2g, 8g from 5M profiles up)
 #   PORT_BASE=18480  two loopback ports: PORT_BASE (omni off) and +1 (omni on)
-#   QUEUE=        omni_store queue= (the writer queue per worker; module default)
+#   QUEUE=        omni_store queue= (the shared touch queue; module default)
 #   NGINX=/usr/sbin/nginx
 #   NOISE_MAX=15  a run during which other processes used more than this %
 #                 of one CPU is repeated once ...
@@ -871,7 +871,16 @@ health() {   # cfg size
         grep -E '\[(error|crit|alert|emerg)\]' "$elog" | head -5 >&2
     fi
     log "$cfg: writer: $committed committed, $dropped dropped, $failed failed ($exits worker exit line(s)); ${OMNI_REQS[$cfg]:-0} requests to omni-on arms"
+    # GUIDE P7: every touch recorded, at any worker count.  A check that
+    # fails the bench (after the report is written), not a remark.
+    if [ "$dropped" != 0 ] || [ "$failed" != 0 ]; then
+        HEALTH_FAIL="$HEALTH_FAIL $cfg: $dropped touch(es) dropped, $failed failed;"
+    fi
+    if [ "$committed" -lt "${OMNI_REQS[$cfg]:-0}" ]; then
+        HEALTH_FAIL="$HEALTH_FAIL $cfg: $committed touchpoints committed for ${OMNI_REQS[$cfg]:-0} requests answered;"
+    fi
 }
+HEALTH_FAIL=
 
 run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     local cfg=$1 workers=$2 size=$3 k=$4 arms=$5 newphase=$6 r arm
@@ -1026,3 +1035,5 @@ rm -f "$B/data/imports.md" "$B/data/imports.md.head" "$B/data/health.md"
 
 cat "$B/results.md"
 log "results: $B/results.md, raw runs: $RUNS_TSV ($((T1 - T0)) s)"
+[ -z "$HEALTH_FAIL" ] || die "touchpoints not all recorded:$HEALTH_FAIL"
+log "every touch recorded in every configuration (1 and 2 workers): the drop counter is 0"

@@ -436,3 +436,84 @@ exited on signal 9
 qr/writer taken over from process \d+, which is gone/
 --- no_error_log
 [crit]
+
+=== TEST 12: kill -9 of the master: the workers go on serving and writing; when they stop, everything queued is in the store
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $master = main::master();
+my @workers = OmniTest::_children_of($master);
+is(scalar @workers, 2, 'two workers');
+my ($count, @kids) = main::load(4, 150, sub {
+    my ($c, $i) = @_;
+    http_request('GET', "/m?$c-$i", undef,
+                 headers => { Cookie => main::cookie(sprintf 'abcd%028x', $c) }, timeout => 5);
+});
+ok(wait_for(sub { $count->(qr/^ok/) >= 100 }, 10), 'pages are being served');
+kill 'KILL', $master;
+waitpid($_, 0) for @kids;
+is($count->(qr/^fail/), 0, 'no request failed: the workers serve on');
+kill 'QUIT', @workers;
+ok(wait_for(sub { !grep { kill 0, $_ } @workers }, 10), 'the workers stop gracefully');
+is(main::recorded('/m'), 600, 'all 600 page views are in the store');
+--- error_log
+qr/writer exit: \d+ committed, 0 dropped, 0 failed/
+
+=== TEST 13: every nginx process killed at once (a host crash, short of the kernel's page cache): no answered event is lost, the store verifies, and a new nginx writes at once
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; }
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $master = main::master();
+my @all = ($master, OmniTest::_children_of($master));
+my $dir = "$OmniTest::PREFIX/acks";
+mkdir $dir;
+my @kids;
+for my $c (1 .. 4) {
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
+        $out->autoflush(1);
+        for my $i (1 .. 100) {
+            my $id = "h$c-$i";
+            my $r = http_request('POST', '/omni/events',
+                JSON::PP::encode_json({ type => 'track', event => 'Product Viewed', messageId => $id,
+                                        properties => { sku => "S-$i" } }),
+                headers => { 'Content-Type' => 'application/json',
+                             Cookie => main::cookie(sprintf 'aaaa%028x', $c) }, timeout => 5);
+            print $out "$id\n" if $r->{status} == 200;
+            http_request('GET', "/p?$c-$i", undef,
+                         headers => { Cookie => main::cookie(sprintf 'aaaa%028x', $c) }, timeout => 5);
+        }
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+my $acked = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+ok(wait_for(sub { $acked->() >= 80 }, 10), 'events are being acknowledged');
+kill 'KILL', @all;
+waitpid($_, 0) for @kids;
+ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
+my @acks = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
+my @lost = grep { !$ids{$_} } @acks;
+diag(scalar(@acks) . ' events answered 200 before the kill');
+is_deeply(\@lost, [], 'every answered event is in the store');
+my ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
+is($rc, 0, 'the store verifies') or diag $err;
+($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
+is($rc, 0, 'omnictl opens it (stale readers cleared)');
