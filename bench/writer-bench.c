@@ -29,6 +29,14 @@
  *                    store that has been running for a while does
  *   --no-prefill     measure with the log below its limit (no pruning)
  *   --label TEXT     first column of the output rows (default: N)
+ *   --fold N         log first, as the module's writer does: batches
+ *                    append touchpoints only, and every N touches (the
+ *                    fold= interval's worth at some rate) one batch also
+ *                    folds the counters of those N touches into the
+ *                    profiles; 0 (default): every batch folds its own
+ *   --no-fold        log first and never fold: the log's own cost
+ *   --active K       touches pick among K visitors spread over the store
+ *                    (the nginx bench's 10,000 cookies), not all of them
  *
  * Output: a "WB ..." line per run (machine-readable) on stderr, and one
  * markdown table row per batch size on stdout: median records/s and the
@@ -233,6 +241,9 @@ static const char  *countries[] = { "PT", "ES", "FR", "DE", "GB", "US", "" };
 #define N(a)  (sizeof(a) / sizeof(a[0]))
 
 
+static uint32_t  active;     /* --active: 0 all profiles */
+
+
 static void
 make_touches(omni_touch_t *ops, size_t n, uint32_t nprof, uint32_t now)
 {
@@ -244,7 +255,8 @@ make_touches(omni_touch_t *ops, size_t n, uint32_t nprof, uint32_t now)
         t = &ops[i];
         memset(t, 0, sizeof(omni_touch_t));
 
-        v = rnd() % nprof;
+        v = active && active < nprof ? (rnd() % active) * (nprof / active)
+                                     : rnd() % nprof;
 
         /* sprintf("%032x", v): 12 zero bytes, then v big-endian */
         t->kind = OMNI_ALIAS_COOKIE;
@@ -287,11 +299,23 @@ make_touches(omni_touch_t *ops, size_t n, uint32_t nprof, uint32_t now)
 
 /* ---- the writer's batch: the core entry point the module calls ---- */
 
+static size_t                  fold_every;    /* --fold */
+static int                     no_fold;       /* --no-fold: log only */
+static size_t                  fold_from;     /* in the run's ops */
+static unsigned char         (*fold_pids)[OMNI_ID_LEN];
+
+
+/*
+ * ops + n - base .. : this batch; with --fold, touches from fold_from
+ * on are folded when fold_every have been logged, or at the run's end.
+ */
 static int
-writer_batch(omni_store_t *st, omni_touch_t *ops, size_t n,
-    unsigned char (*pids)[OMNI_ID_LEN], uint64_t tp_max, double *commit_s)
+writer_batch(omni_store_t *st, omni_touch_t *base, omni_touch_t *ops,
+    size_t n, unsigned char (*pids)[OMNI_ID_LEN], uint64_t tp_max,
+    double *commit_s, int last)
 {
     int                rc;
+    size_t             end;
     omni_batch_t       b;
     omni_batch_opts_t  opts;
 
@@ -307,6 +331,18 @@ writer_batch(omni_store_t *st, omni_touch_t *ops, size_t n,
     b.fold = ops;
     b.nfold = n;
     b.fold_pids = pids;
+
+    if (fold_every) {
+        end = (size_t) (ops - base) + n;
+        b.nfold = 0;
+
+        if (end - fold_from >= fold_every || (last && !no_fold)) {
+            b.fold = base + fold_from;
+            b.nfold = end - fold_from;
+            b.fold_pids = fold_pids;
+            fold_from = end;
+        }
+    }
 
     rc = omni_batch_apply(st, &opts, &b);
     *commit_s += b.commit_s;
@@ -438,6 +474,13 @@ main(int argc, char **argv)
             warmup = 0;
         } else if (strcmp(argv[i], "--no-prefill") == 0) {
             do_prefill = 0;
+        } else if (strcmp(argv[i], "--fold") == 0 && i + 1 < argc) {
+            fold_every = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--no-fold") == 0) {
+            no_fold = 1;
+            fold_every = (size_t) -1;
+        } else if (strcmp(argv[i], "--active") == 0 && i + 1 < argc) {
+            active = (uint32_t) strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc) {
             snprintf(label, sizeof(label), "%s", argv[++i]);
         } else if (strcmp(argv[i], "--fsync") == 0 && i + 1 < argc) {
@@ -510,7 +553,8 @@ main(int argc, char **argv)
 
     ops = calloc(maxrec, sizeof(omni_touch_t));
     pids = calloc(maxrec, OMNI_ID_LEN);
-    if (ops == NULL || pids == NULL) {
+    fold_pids = calloc(maxrec, OMNI_ID_LEN);
+    if (ops == NULL || pids == NULL || fold_pids == NULL) {
         return 1;
     }
 
@@ -522,14 +566,15 @@ main(int argc, char **argv)
             make_touches(ops, records, nprof, (uint32_t) time(NULL));
 
             commit = 0;
+            fold_from = 0;
             t0 = now_wall();
             c0 = now_cpu();
 
             for (n = 0; n < records; n += len) {
                 len = records - n < nbatch ? records - n : nbatch;
 
-                rc = writer_batch(st, ops + n, len, pids + n, tp_max,
-                                  &commit);
+                rc = writer_batch(st, ops, ops + n, len, pids + n, tp_max,
+                                  &commit, n + len == records);
                 if (rc != OMNI_OK) {
                     fprintf(stderr, "writer-bench: batch failed (%d): %s\n",
                             rc, omni_store_error(st));

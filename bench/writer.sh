@@ -18,6 +18,13 @@
 #                         touchpoint log is filled to it first, so that every
 #                         batch prunes as much as it appends (steady state)
 #   WRITER_CPU=0          the CPU writer-bench is pinned to
+#   WRITER_MODES="batch log fold"  how touches are written:
+#                         batch: every batch folds its own touches into
+#                                the profiles (fold=0; the old writer)
+#                         log:   log first, never fold: the log's own cost
+#                         fold:  log first, one fold every 30,000 touches
+#                                (fold=1s at 30k touches/s) among 10,000
+#                                active visitors (the nginx bench's cookies)
 #   WRITER_OUT=build/bench/writer   stores, raw output and writer.md
 #
 # Output: markdown on stdout and in $WRITER_OUT/writer.md.  The stores
@@ -91,30 +98,38 @@ for s in $SIZES; do
 
     # Whole-machine busy time during the run, minus writer-bench's own CPU
     # (the kernel's block-device work in softirqs and kworkers included).
-    b0=$(busy_ticks)
-    TIMEFORMAT='%3R %3U %3S'
-    { time taskset -c "$CPU" "$WB" --profiles "$n" \
-          --batches "$(echo $BATCHES | tr ' ' ',')" --records "$RECORDS" \
-          --runs "$WRUNS" --tp-max "$TP_MAX" --label "$s" \
-          "${warm[@]}" "$st" \
-          > "$OUT/rows-$s.md" 2> "$OUT/raw-$s.txt" ; } 2> "$OUT/time-$s.txt" \
-        || { cat "$OUT/raw-$s.txt" >&2; die "writer-bench failed on the $s store"; }
-    b1=$(busy_ticks)
-    read -r real user sys < "$OUT/time-$s.txt"
-    other=$(awk -v b="$((b1 - b0))" -v t="$CLK_TCK" -v r="$real" -v u="$user" -v s="$sys" \
-            'BEGIN { o = (b / t - u - s) / r * 100; if (o < 0) o = 0; printf "%.0f", o }')
-    grep -h '^writer-bench' "$OUT/raw-$s.txt" >&2 || true
-    log "store $s: $(tr '\n' ' ' < "$OUT/rows-$s.md" | sed 's/  */ /g' | cut -c1-400)"
-    log "store $s: ${real}s, other CPU ${other}% of one CPU"
-    sed "s/\$/ ${other}% |/" "$OUT/rows-$s.md" >> "$rows"
+    for mode in ${WRITER_MODES:-batch log fold}; do
+        case $mode in
+            batch) margs=(--batches "$(echo $BATCHES | tr ' ' ',')") ;;
+            log)   margs=(--batches "$(echo $BATCHES | tr ' ' ',')" --no-fold) ;;
+            fold)  margs=(--batches 1000 --fold 30000 --active 10000)
+                   [ "$RECORDS" -ge 60000 ] || margs+=(--records 60000) ;;
+            *) die "unknown WRITER_MODES entry \"$mode\"" ;;
+        esac
+        b0=$(busy_ticks)
+        TIMEFORMAT='%3R %3U %3S'
+        { time taskset -c "$CPU" "$WB" --profiles "$n" --records "$RECORDS" \
+              --runs "$WRUNS" --tp-max "$TP_MAX" --label "$s/$mode" \
+              "${warm[@]}" "${margs[@]}" "$st" \
+              > "$OUT/rows-$s.md" 2> "$OUT/raw-$s.txt" ; } 2> "$OUT/time-$s.txt" \
+            || { cat "$OUT/raw-$s.txt" >&2; die "writer-bench failed on the $s store ($mode)"; }
+        b1=$(busy_ticks)
+        read -r real user sys < "$OUT/time-$s.txt"
+        other=$(awk -v b="$((b1 - b0))" -v t="$CLK_TCK" -v r="$real" -v u="$user" -v s="$sys" \
+                'BEGIN { o = (b / t - u - s) / r * 100; if (o < 0) o = 0; printf "%.0f", o }')
+        grep -h '^writer-bench' "$OUT/raw-$s.txt" >&2 || true
+        log "store $s ($mode): $(tr '\n' ' ' < "$OUT/rows-$s.md" | sed 's/  */ /g' | cut -c1-400)"
+        log "store $s ($mode): ${real}s, other CPU ${other}% of one CPU"
+        sed "s/\$/ ${other}% |/" "$OUT/rows-$s.md" >> "$rows"
+    done
     rm -rf "$st"
 done
 
 T1=$(date +%s)
 {
-    echo "Touches of returning visitors (profiles as in the nginx bench, each with its cookie alias), picked uniformly over the store's profiles, with campaigns, rules, path, referrer for half, utm_* for a tenth and a country; replayed through the writer's per-batch code path (omni_apply_touches, omni_feed_record + omni_wtxn_append_touchpoint per touch, omni_wtxn_prune_touchpoints with the budget 2n+64, commit) on a store opened like a worker's (MDB_NOMETASYNC: one fdatasync per commit), the touchpoint log at its limit (tp_max $TP_MAX: every batch prunes as many as it appends). $WRUNS round(s)$([ "$WARMUP" = 1 ] && echo " after a warm-up round"), batch sizes interleaved, writer-bench pinned to CPU $CPU; $((T1 - T0)) s in all."
+    echo "Touches of returning visitors (profiles as in the nginx bench, each with its cookie alias), picked uniformly over the store's profiles (mode fold: among 10,000 of them), with campaigns, rules, path, referrer for half, utm_* for a tenth and a country; replayed through omni_batch_apply(), the module writer's own call, on a store opened like a worker's (MDB_NOMETASYNC: one fdatasync per commit), the touchpoint log at its limit (tp_max $TP_MAX: every batch prunes as many as it appends). Modes: **batch** every batch folds its touches into the profiles (omni_store fold=0, the writer before log-first); **log** log first, the touchpoints alone (alias read, JSON line, append, retention); **fold** log first with one fold every 30,000 touches (fold=1s at 30,000 touches/s) of 10,000 active visitors, the fold's cost included. $WRUNS round(s)$([ "$WARMUP" = 1 ] && echo " after a warm-up round"), batch sizes interleaved, writer-bench pinned to CPU $CPU; $((T1 - T0)) s in all."
     echo
-    echo "| profiles | batch | records/s (median) | range | µs per record | CPU µs per record | commit ms per batch | commit share | runs | other CPU |"
+    echo "| profiles/mode | batch | records/s (median) | range | µs per record | CPU µs per record | commit ms per batch | commit share | runs | other CPU |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$rows"
     echo
