@@ -397,6 +397,34 @@ ngx_http_omni_writer_parse(ngx_http_omni_qjob_t *j)
 }
 
 
+/* Whether an event of the batch may merge profiles. */
+static ngx_uint_t
+ngx_http_omni_writer_merges(ngx_http_omni_wtask_t *t)
+{
+    ngx_uint_t             i, k;
+    omni_event_t          *ev;
+    ngx_http_omni_qjob_t  *j;
+
+    for (i = 0; i < t->njobs; i++) {
+        j = &t->jobs[i];
+
+        for (k = 0; j->parsed && k < j->batch.n; k++) {
+            if (j->batch.rc[k] != OMNI_OK) {
+                continue;
+            }
+
+            ev = &j->batch.events[k];
+
+            if (ev->type == OMNI_EV_IDENTIFY || ev->nidents > 1) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 static void
 ngx_http_omni_writer_free_jobs(ngx_http_omni_wtask_t *t)
 {
@@ -456,14 +484,20 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
                                         &t->end);
     }
 
+    for (i = 0; i < t->njobs; i++) {
+        (void) ngx_http_omni_writer_parse(&t->jobs[i]);
+    }
+
     /*
      * The fold: the touches logged earlier and those of this batch, up
      * to NGX_HTTP_OMNI_FOLD_MAX; the counters of each profile are then
-     * written once for all its touches.  A batch with events always
-     * folds first: an event (a merge, a purchase) sees every touch
-     * before it, as if each had been applied at once.
+     * written once for all its touches.  A batch with an event that may
+     * merge profiles (an identify, or an event naming more than one
+     * identity) folds first: the merge sums counters that hold every
+     * touch before it, as if each had been applied at once.  Other
+     * events depend on no counter and never wait for a fold.
      */
-    if (t->njobs && t->fold_ops) {
+    if (t->fold_ops && ngx_http_omni_writer_merges(t)) {
         t->fold = 1;
     }
 
@@ -504,7 +538,7 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
         for (i = 0; i < t->njobs; i++) {
             j = &t->jobs[i];
 
-            if (ngx_http_omni_writer_parse(j) != NGX_OK) {
+            if (!j->parsed || j->status == NULL) {
                 continue;
             }
 
@@ -869,7 +903,8 @@ ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t)
 
         h->type = NGX_HTTP_OMNI_MSG_RESULT;
         h->full = (t->rc == OMNI_MAP_FULL || t->rc == OMNI_MAP_RESIZED);
-        h->rc = (t->rc == OMNI_OK && j->parsed) ? NGX_OK : NGX_ERROR;
+        h->rc = (t->rc == OMNI_OK && j->parsed && j->status) ? NGX_OK
+                                                             : NGX_ERROR;
         h->id = j->id;
         h->n = 0;
 

@@ -517,3 +517,58 @@ my ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
 is($rc, 0, 'the store verifies') or diag $err;
 ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 is($rc, 0, 'omnictl opens it (stale readers cleared)');
+
+=== TEST 14: a full activity table: an impression not yet folded is overwritten, and the warning says so
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m activity=16 fold=10s;
+omni_rules $TEST_NGINX_PREFIX/rules;
+--- user_files
+>>> rules/cap.json
+{"id": "bar", "campaign": "free-shipping", "cap": {"max": 3, "per": "1d"},
+ "banner": {"slot": "topbar", "html": "<b>FREE-SHIPPING</b>"}}
+>>> html/index.html
+<html><body><!--omni:slot topbar-->page</body></html>
+--- config
+location / { omni on; }
+--- request
+GET /index.html
+--- check
+# 40 visitors, one capped impression each, within the 10 s fold: more
+# live entries than the table's 16
+my $shown = 0;
+for my $i (1 .. 40) {
+    $shown++ if http_get('/index.html', Cookie => main::cookie(sprintf 'acc0%028x', $i))->{content}
+                =~ /FREE-SHIPPING/;
+}
+is($shown, 40, 'every visitor sees the banner once');
+--- error_log
+activity table full (activity=16)
+
+=== TEST 15: fold=0: every batch folds, counters reach the profile with the touchpoint
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m fold=0;
+--- config
+location / { omni on; return 200 "$omni_visits\n"; }
+--- request
+GET /x
+--- check
+my $ck = main::cookie('f01df01df01df01df01df01df01df01d');
+http_get('/x', Cookie => $ck);
+my $p;
+ok(wait_for(sub {
+    my ($rc, $out) = omnictl('--store', main::store(), 'get', 'f01df01df01df01df01df01df01df01d');
+    $rc == 0 && ($p = JSON::PP::decode_json($out)) && $p->{visits} == 1 }, 5),
+   'the profile is there with its visit');
+--- no_error_log
+[error]
+
+=== TEST 16: fold= is bounded
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store fold=5m;
+--- config
+location / { omni on; }
+--- must_die
+invalid "fold=5m" (0 to 60s)
