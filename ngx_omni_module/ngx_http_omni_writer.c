@@ -152,6 +152,7 @@ static void ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t,
     ngx_log_t *log);
 static void ngx_http_omni_writer_hold(ngx_event_t *ev);
 static ngx_uint_t ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu);
+static ngx_uint_t ngx_http_omni_writer_fold_mem(void);
 
 
 ngx_int_t
@@ -567,11 +568,29 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
 /*
  * Whether the next batch folds: the fold interval has passed, half the
- * queue waits to be folded, or the interval is 0 (every batch).  The
- * fold's memory comes with the first fold (only the holder needs it).
+ * queue waits to be folded, or the interval is 0 (every batch).
  */
 static ngx_uint_t
 ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu)
+{
+    if (!ngx_http_omni_writer_fold_mem()) {
+        return 0;
+    }
+
+    if (qu->head == qu->tail) {
+        return 0;
+    }
+
+    return ngx_http_omni_w.fold_every == 0 || ngx_exiting
+           || (ngx_msec_int_t) (ngx_current_msec
+                                - ngx_http_omni_w.next_fold) >= 0
+           || qu->appended - qu->head > qu->size / 2;
+}
+
+
+/* The fold's memory, with the first fold (only the holder needs it). */
+static ngx_uint_t
+ngx_http_omni_writer_fold_mem(void)
 {
     if (ngx_http_omni_w.fold_ops == NULL) {
         ngx_http_omni_w.fold_ops = ngx_alloc(NGX_HTTP_OMNI_FOLD_MAX
@@ -592,14 +611,7 @@ ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu)
         }
     }
 
-    if (qu->head == qu->tail) {
-        return 0;
-    }
-
-    return ngx_http_omni_w.fold_every == 0 || ngx_exiting
-           || (ngx_msec_int_t) (ngx_current_msec
-                                - ngx_http_omni_w.next_fold) >= 0
-           || qu->appended - qu->head > qu->size / 2;
+    return 1;
 }
 
 
@@ -1090,8 +1102,12 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 
     to = 0;
 
+    /*
+     * Everything is folded at exit (a single process, master_process off,
+     * never sets ngx_exiting).
+     */
     if (st && qu && ngx_http_omni_lease_try(cycle->log)
-        && ngx_http_omni_writer_fold_due(qu))
+        && qu->head != qu->tail && ngx_http_omni_writer_fold_mem())
     {
         /* What is queued now; the next holder takes what comes after. */
         t.from = qu->appended;

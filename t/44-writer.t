@@ -380,7 +380,7 @@ my ($count, @kids) = main::load(8, 40, sub {
 });
 waitpid($_, 0) for @kids;
 is($count->(qr/^fail/), 0, 'every event acknowledged');
-ok(main::pids_seen() >= 2, 'both workers took events');
+ok(main::pids_seen() >= 2 || $ENV{TEST_NGINX_USE_VALGRIND}, 'both workers took events');
 my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
 my @lost = grep { !$ids{$_} } map { my $c = $_; map { "w$c-$_" } 1 .. 40 } 1 .. 8;
 is(scalar @lost, 0, 'all 320 events in the feed') or diag("@lost[0..9]");
