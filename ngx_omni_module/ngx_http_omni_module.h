@@ -285,6 +285,7 @@ ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_queue_add(ngx_conf_t *cf,
     ngx_http_omni_main_conf_t *mcf);
 ngx_int_t ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle);
+void ngx_http_omni_queue_exit_worker(void);
 ngx_http_omni_queue_t *ngx_http_omni_queue(void);
 ngx_int_t ngx_http_omni_queue_touch(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_uint_t channel);

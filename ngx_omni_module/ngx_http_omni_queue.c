@@ -20,6 +20,11 @@
  *     lease on a timer (NGX_HTTP_OMNI_LEASE_CHECK): a free lease (the
  *     holder exited) or one whose holder is dead (kill -9) is taken with
  *     a compare-and-swap, so exactly one worker holds it.  The holder
+ *     also holds an exclusive flock() on the store's "writer.lock": a
+ *     binary upgrade starts a second master with a zone of its own, and
+ *     the lock keeps its workers from writing until the old
+ *     generation's writer has gone (the kernel drops the lock of a dead
+ *     process, so a crash never leaves it taken).  The holder
  *     advances the ring's head only after a batch committed, and the
  *     batch's end position is committed with it (meta "queue"), so a
  *     new holder after a crash neither loses nor repeats a batch.
@@ -37,6 +42,7 @@
 #include "omni_batch.h"
 
 #include <openssl/rand.h>
+#include <sys/file.h>
 
 
 #define NGX_HTTP_OMNI_REC_PAD     0
@@ -91,11 +97,16 @@ typedef struct {
 
 static ngx_int_t ngx_http_omni_queue_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_omni_lock(ngx_log_t *log);
+static void ngx_http_omni_unlock(void);
 static void ngx_http_omni_lease_handler(ngx_event_t *ev);
 
 
 static ngx_shm_zone_t  *ngx_http_omni_queue_zone;
 static ngx_event_t      ngx_http_omni_lease_ev;
+static ngx_fd_t         ngx_http_omni_lock_fd = NGX_INVALID_FILE;
+static ngx_uint_t       ngx_http_omni_lock_held;
+static time_t           ngx_http_omni_lock_logged;
 
 
 ngx_int_t
@@ -652,6 +663,51 @@ ngx_http_omni_queue_holder(void)
 
 
 /*
+ * The store's writer lock, across nginx generations: flock() on
+ * "writer.lock" in the store directory, never waited for.
+ */
+static ngx_int_t
+ngx_http_omni_lock(ngx_log_t *log)
+{
+    if (ngx_http_omni_lock_held) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_omni_lock_fd == NGX_INVALID_FILE) {
+        return NGX_OK;          /* no lock file: one generation only */
+    }
+
+    if (flock(ngx_http_omni_lock_fd, LOCK_EX | LOCK_NB) == -1) {
+        if (ngx_errno == NGX_EAGAIN
+            && ngx_time() - ngx_http_omni_lock_logged >= 60)
+        {
+            /* once a minute while a binary upgrade keeps both */
+            ngx_http_omni_lock_logged = ngx_time();
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "omni: another nginx generation's writer holds "
+                          "the store, touches are queued until it exits");
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ngx_http_omni_lock_held = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_omni_unlock(void)
+{
+    if (ngx_http_omni_lock_held) {
+        (void) flock(ngx_http_omni_lock_fd, LOCK_UN);
+        ngx_http_omni_lock_held = 0;
+    }
+}
+
+
+/*
  * Takes the lease when it is free or its holder is gone.  A holder that
  * died (kill -9, a crash) may have committed a batch without moving the
  * head past it: the store's meta "queue" says where its last batch
@@ -682,9 +738,15 @@ ngx_http_omni_lease_take(ngx_log_t *log)
         return 0;
     }
 
+    /* another generation's writer (a binary upgrade) still writes */
+    if (ngx_http_omni_lock(log) != NGX_OK) {
+        return 0;
+    }
+
     if (!ngx_atomic_cmp_set(&qu->lease, (ngx_atomic_uint_t) pid,
                             (ngx_atomic_uint_t) ngx_pid))
     {
+        ngx_http_omni_unlock();
         return 0;
     }
 
@@ -729,9 +791,10 @@ ngx_http_omni_lease_release(void)
 
     qu = ngx_http_omni_queue();
 
-    if (qu != NULL) {
-        (void) ngx_atomic_cmp_set(&qu->lease, (ngx_atomic_uint_t) ngx_pid,
-                                  0);
+    if (qu != NULL
+        && ngx_atomic_cmp_set(&qu->lease, (ngx_atomic_uint_t) ngx_pid, 0))
+    {
+        ngx_http_omni_unlock();
     }
 }
 
@@ -763,6 +826,46 @@ ngx_http_omni_lease_handler(ngx_event_t *ev)
 }
 
 
+static ngx_fd_t
+ngx_http_omni_lock_open(ngx_cycle_t *cycle, ngx_http_omni_main_conf_t *mcf)
+{
+    u_char    path[NGX_MAX_PATH];
+    ngx_fd_t  fd;
+
+    if (mcf->store_path.len + sizeof("/writer.lock") > NGX_MAX_PATH) {
+        return NGX_INVALID_FILE;
+    }
+
+    ngx_sprintf(path, "%V/writer.lock%Z", &mcf->store_path);
+
+    fd = ngx_open_file(path, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                      "omni: " ngx_open_file_n " \"%s\" failed: a binary "
+                      "upgrade may run two writers", path);
+        return NGX_INVALID_FILE;
+    }
+
+    (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+    return fd;
+}
+
+
+void
+ngx_http_omni_queue_exit_worker(void)
+{
+    ngx_http_omni_unlock();
+
+    if (ngx_http_omni_lock_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(ngx_http_omni_lock_fd);
+        ngx_http_omni_lock_fd = NGX_INVALID_FILE;
+    }
+}
+
+
 ngx_int_t
 ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle)
 {
@@ -779,6 +882,9 @@ ngx_http_omni_queue_init_worker(ngx_cycle_t *cycle)
     }
 
     ngx_http_omni_queue_zone = mcf->queue_zone;
+
+    ngx_http_omni_lock_held = 0;
+    ngx_http_omni_lock_fd = ngx_http_omni_lock_open(cycle, mcf);
 
     ngx_memzero(&ngx_http_omni_lease_ev, sizeof(ngx_event_t));
     ngx_http_omni_lease_ev.handler = ngx_http_omni_lease_handler;

@@ -283,7 +283,8 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
     ngx_core_conf_t            *ccf;
     ngx_http_omni_main_conf_t  *mcf;
 
-    static const char  *files[] = { "", "/data.mdb", "/lock.mdb" };
+    static const char  *files[] = { "", "/data.mdb", "/lock.mdb",
+                                    "/writer.lock" };
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
 
@@ -295,6 +296,18 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
 
     if (ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT || ccf->user == 0) {
         return NGX_OK;
+    }
+
+    /* the writer lease's lock file (ngx_http_omni_queue.c) */
+    if (mcf->store_path.len + sizeof("/writer.lock") <= NGX_MAX_PATH) {
+        ngx_fd_t  fd;
+
+        ngx_sprintf(path, "%V/writer.lock%Z", &mcf->store_path);
+        fd = ngx_open_file(path, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
+                           NGX_FILE_DEFAULT_ACCESS);
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
+        }
     }
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

@@ -1167,6 +1167,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     }
 
     ngx_http_omni_mailbox_exit();
+    ngx_http_omni_queue_exit_worker();
 
     ngx_free(ngx_http_omni_w.ops);
     ngx_free(ngx_http_omni_w.pids);

@@ -572,3 +572,48 @@ omni_store $TEST_NGINX_PREFIX/store fold=5m;
 location / { omni on; }
 --- must_die
 invalid "fold=5m" (0 to 60s)
+
+=== TEST 17: binary upgrade (USR2) under load: the new generation queues until the old writer exits, then writes; every touch recorded once
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+--- workers: 2
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $old = main::master();
+my $pidfile = "$OmniTest::PREFIX/logs/nginx.pid";
+my ($count, @kids) = main::load(4, 200, sub {
+    my ($c, $i) = @_;
+    http_request('GET', "/u?$c-$i", undef,
+                 headers => { Cookie => main::cookie(sprintf 'bbbb%028x', $c) }, timeout => 10);
+});
+ok(wait_for(sub { $count->(qr/^ok/) >= 100 }, 10), 'pages are being served');
+kill 'USR2', $old;
+my $new;
+ok(wait_for(sub {
+    open(my $f, '<', $pidfile) or return 0;
+    chomp($new = <$f> // '');
+    $new && $new != $old && -e "$pidfile.oldbin" }, 10), "a new master ($new) next to the old one");
+ok(wait_for(sub { OmniTest::_children_of($new) == 2 }, 10), 'the new generation has its workers');
+ok(wait_for(sub { error_log_text() =~ /another nginx generation's writer holds the store/ }, 5),
+   'the new generation does not write while the old writer lives');
+kill 'QUIT', $old;
+ok(wait_for(sub { !kill 0, $old }, 15), 'the old generation leaves');
+my %newkids = map { $_ => 1 } OmniTest::_children_of($new);
+ok(wait_for(sub { my $h = main::holder(); $h && $newkids{$h} }, 5),
+   'a worker of the new generation is the writer now');
+waitpid($_, 0) for @kids;
+is($count->(qr/^fail/), 0, 'no request failed across the upgrade');
+my $n;
+ok(wait_for(sub { $n = main::recorded('/u'); $n >= 800 }, 10), 'all 800 page views recorded')
+    or diag("$n of 800");
+is($n, 800, 'each once');
+kill 'QUIT', $new;
+ok(wait_for(sub { !kill 0, $new }, 15), 'the new master stops');
+--- no_error_log
+[error]
+writer queue full

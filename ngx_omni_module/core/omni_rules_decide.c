@@ -34,19 +34,13 @@ omni_rule_match(omni_run_t *run, const omni_rule_t *r)
 }
 
 
-/* FNV-1a, 64 bits: campaign names in the shared activity zone. */
+/* Campaign names in the shared activity zone: never 0 (an empty slot). */
 uint64_t
 omni_campaign_hash(const char *name, size_t len)
 {
-    size_t    i;
     uint64_t  h;
 
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char) name[i];
-        h *= 0x100000001b3ULL;
-    }
+    h = omni_hash_str(name, len);
 
     return h ? h : 1;
 }
