@@ -66,11 +66,15 @@ typedef struct {
     uint32_t            visit_timeout;
     u_char              id[OMNI_ID_LEN];
     char                country[3];
-    u_char              reserved;
+    u_char              flags;          /* NGX_HTTP_OMNI_QREC_PID */
     uint16_t            lens[7];        /* campaigns, rules, path,
                                            referrer, utm x 3 */
-    uint16_t            reserved2;
+    uint16_t            reserved;
+    u_char              pid[OMNI_ID_LEN];  /* the resolved profile */
 } ngx_http_omni_qrec_t;
+
+
+#define NGX_HTTP_OMNI_QREC_PID  0x01
 
 
 /*
@@ -346,6 +350,12 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_memcpy(h->id, ctx->vid, OMNI_ID_LEN);
     ngx_memcpy(h->country, ctx->country, sizeof(h->country));
 
+    /* The profile this request read: the writer needs no alias read. */
+    if (ctx->resolved && !ctx->store_error && !ctx->pid_fixed) {
+        h->flags |= NGX_HTTP_OMNI_QREC_PID;
+        ngx_memcpy(h->pid, ctx->pid, OMNI_ID_LEN);
+    }
+
     p = buf + sizeof(ngx_http_omni_qrec_t);
 
     /* What this response showed counts against frequency caps. */
@@ -589,6 +599,11 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
         t->visit_timeout = visit_timeout;
         t->record = h->record;
         ngx_memcpy(t->country, h->country, sizeof(t->country));
+
+        if (h->flags & NGX_HTTP_OMNI_QREC_PID) {
+            t->pid_known = 1;
+            ngx_memcpy(t->pid, h->pid, OMNI_ID_LEN);
+        }
 
         p = (u_char *) h + sizeof(ngx_http_omni_qrec_t);
 

@@ -98,6 +98,11 @@ omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
     size_t  i;
 
     for (i = 0; i < n; i++) {
+        if (t[i].pid_known) {
+            memcpy(pids[i], t[i].pid, OMNI_ID_LEN);
+            continue;
+        }
+
         /* the previous touch is often the same visitor's */
         if (i && t[i].kind == t[i - 1].kind
             && memcmp(t[i].id, t[i - 1].id, OMNI_ID_LEN) == 0)

@@ -112,8 +112,9 @@ int omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
 
 /*
  * Fills pids[i] with the profile touch i's identity resolves to now:
- * its alias's profile, or, on first sight, the visitor's own id (the id
- * the fold will create the profile under).  Reads only.
+ * the one its request resolved (pid_known), else its alias's profile,
+ * or, on first sight, the visitor's own id (the id the fold will create
+ * the profile under).  Reads only.
  */
 int omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
     unsigned char (*pids)[OMNI_ID_LEN]);

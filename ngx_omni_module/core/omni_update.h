@@ -34,6 +34,11 @@ typedef struct {
     const char     *utm[3];             /* source, medium, campaign */
     size_t          utm_len[3];
     char            country[3];         /* "" when unknown */
+
+    /* the profile the request resolved the identity to, when it did:
+       logging it needs no alias read (omni_resolve_touches()) */
+    unsigned        pid_known:1;
+    unsigned char   pid[OMNI_ID_LEN];
 } omni_touch_t;
 
 /*
