@@ -604,16 +604,21 @@ ngx_http_omni_log_handler(ngx_http_request_t *r)
     ngx_http_omni_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+    ctx = ngx_http_omni_get_ctx(r, 0);
 
-    if (!olcf->enable) {
+    if (ctx == NULL || ctx->touched || ctx->pid_fixed
+        || ctx->identity == NGX_HTTP_OMNI_ID_NONE)
+    {
         return NGX_OK;
     }
 
-    ctx = ngx_http_omni_get_ctx(r, 0);
-
-    if (ctx == NULL || ctx->touched
-        || ctx->identity == NGX_HTTP_OMNI_ID_NONE)
-    {
+    /*
+     * An "omni on" location records every request; any other records a
+     * decision it delivered (omni_decide, $omni_decision): what an app
+     * was shown counts toward caps and is in the feed, whatever the
+     * location's other settings.
+     */
+    if (!olcf->enable && !(ctx->decided && ctx->impressions)) {
         return NGX_OK;
     }
 
