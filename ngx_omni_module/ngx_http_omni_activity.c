@@ -19,6 +19,13 @@
  * meta "queue" says the writer committed.  Counted exactly once, either
  * way.
  *
+ * Every queued touch also gets an entry (campaign 0) with its channel,
+ * time and queue position: a profile read adds the visits, the visit's
+ * last hit and the last seen per channel of its touches that the
+ * snapshot's fold does not hold yet, as the fold will (see
+ * ngx_http_omni_activity_overlay()), so a second page view within the
+ * fold interval already sees the first one.
+ *
  * The table is a circular array of entries (activity=N, a power of two)
  * with a hash index by profile id; each entry links to the previous one
  * of its hash bucket.  The oldest entry is overwritten by the newest:
@@ -29,16 +36,18 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "omni_batch.h"
 
 
 struct ngx_http_omni_act_s {
     uint64_t            seq;            /* 1-based; 0: never used */
     uint64_t            prev;           /* the bucket's previous seq */
-    uint64_t            campaign;       /* omni_campaign_hash() */
+    uint64_t            campaign;       /* omni_campaign_hash(); 0: a
+                                           touch (a page view) */
     uint64_t            pos;            /* 0: pending */
     u_char              pid[OMNI_ID_LEN];
     uint32_t            time;
-    uint32_t            reserved;
+    uint32_t            channel;        /* touches: OMNI_CH_* */
 };
 
 
@@ -108,7 +117,8 @@ ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
 
         s = e->prev;
 
-        if (ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0
+        if (e->campaign == 0
+            || ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0
             || e->pos == NGX_HTTP_OMNI_ACT_CANCELLED
             || (e->pos != 0 && snap != 0 && e->pos <= snap))
         {
@@ -151,8 +161,8 @@ ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
             if (ngx_atomic_fetch_add(&qu->act_evicted, 1) % 10000 == 0) {
                 ngx_log_error(NGX_LOG_WARN, log, 0,
                               "omni: activity table full (activity=%ui): "
-                              "an impression the writer has not committed "
-                              "was overwritten, frequency caps may be "
+                              "an entry the writer has not folded was "
+                              "overwritten, frequency caps may be "
                               "exceeded; %uA so far", qu->nact,
                               qu->act_evicted + 1);
             }
@@ -163,6 +173,7 @@ ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
         e->campaign = campaigns[i];
         e->pos = 0;
         e->time = now;
+        e->channel = 0;
         ngx_memcpy(e->pid, pid, OMNI_ID_LEN);
 
         qu->act_bucket[b] = s;
@@ -190,4 +201,110 @@ ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
             e->pos = pos ? pos : NGX_HTTP_OMNI_ACT_CANCELLED;
         }
     }
+}
+
+
+/*
+ * A queued touch: its entry, settled at once with the position its
+ * record ends at.  The caller holds the zone's mutex.
+ */
+void
+ngx_http_omni_activity_touch(ngx_http_omni_queue_t *qu, const u_char *pid,
+    uint32_t time, ngx_uint_t channel, uint64_t pos, ngx_log_t *log)
+{
+    uint64_t  zero, seq;
+
+    zero = 0;
+
+    ngx_http_omni_activity_reserve(qu, pid, &zero, 1, time, &seq, log);
+
+    qu->act[(seq - 1) & (qu->nact - 1)].pos = pos;
+    qu->act[(seq - 1) & (qu->nact - 1)].channel = (uint32_t) channel;
+}
+
+
+/*
+ * Adds to the profile view what pid's touches that the snapshot at fold
+ * position snap does not hold will add when folded: visits (a touch
+ * more than visit_timeout after the visit's last hit starts a visit),
+ * the visit's last hit, last seen per channel.  Takes the zone's mutex;
+ * reads meta "queue" in st's open read transaction only when pid has
+ * touches in the table.  Returns how many touches it counted.
+ */
+ngx_uint_t
+ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu, const u_char *pid,
+    omni_store_t *st, uint32_t visit_timeout, omni_rec_t *rec)
+{
+    uint64_t              s, snap;
+    uint64_t              pos[NGX_HTTP_OMNI_ACT_WALK];
+    uint32_t              times[NGX_HTTP_OMNI_ACT_WALK];
+    u_char                chans[NGX_HTTP_OMNI_ACT_WALK];
+    ngx_uint_t            n, k, walk;
+    ngx_http_omni_act_t  *e;
+
+    n = 0;
+
+    ngx_http_omni_queue_lock();
+
+    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
+
+    for (walk = 0; s && walk < NGX_HTTP_OMNI_ACT_WALK; walk++) {
+        e = &qu->act[(s - 1) & (qu->nact - 1)];
+
+        if (e->seq != s) {
+            break;
+        }
+
+        s = e->prev;
+
+        if (e->campaign != 0 || e->pos == 0
+            || ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0)
+        {
+            continue;
+        }
+
+        pos[n] = e->pos;
+        times[n] = e->time;
+        chans[n] = (u_char) e->channel;
+        n++;
+    }
+
+    ngx_http_omni_queue_unlock();
+
+    if (n == 0) {
+        return 0;
+    }
+
+    /* what the reader's snapshot has folded already (meta "queue") */
+    if (omni_store_read_queue_pos(st, qu->id, &snap) != OMNI_OK) {
+        snap = 0;
+    }
+
+    /* newest first: fold them oldest first, as the writer will */
+    for (walk = n, k = 0; walk > 0; walk--) {
+        if (pos[walk - 1] <= snap) {
+            continue;
+        }
+
+        k++;
+
+        /* omni_update.c's rule, exactly */
+        if (rec->visits == 0
+            || times[walk - 1] >= rec->visit_last + visit_timeout)
+        {
+            rec->visits++;
+        }
+
+        if (times[walk - 1] > rec->visit_last) {
+            rec->visit_last = times[walk - 1];
+        }
+
+        if (chans[walk - 1] < OMNI_CH_MAX
+            && times[walk - 1] > rec->last_seen[chans[walk - 1]])
+        {
+            rec->last_seen[chans[walk - 1]] = times[walk - 1];
+        }
+    }
+
+    return k;
 }

@@ -334,6 +334,12 @@ void ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu,
     uint64_t *seqs, ngx_log_t *log);
 void ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
     const uint64_t *seqs, ngx_uint_t n, uint64_t pos);
+void ngx_http_omni_activity_touch(ngx_http_omni_queue_t *qu,
+    const u_char *pid, uint32_t time, ngx_uint_t channel, uint64_t pos,
+    ngx_log_t *log);
+ngx_uint_t ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu,
+    const u_char *pid, omni_store_t *st, uint32_t visit_timeout,
+    omni_rec_t *rec);
 
 /* mailbox: datagrams between workers */
 ngx_int_t ngx_http_omni_mailbox_init(ngx_cycle_t *cycle, uint64_t zone_id);

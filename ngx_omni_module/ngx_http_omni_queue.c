@@ -424,6 +424,12 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         ctx->nact = 0;
     }
 
+    /* The touch itself: visits and last seen before the fold. */
+    ngx_http_omni_activity_touch(qu, (h->flags & NGX_HTTP_OMNI_QREC_PID)
+                                     ? h->pid : h->id,
+                                 h->time, channel, end_pos,
+                                 r->connection->log);
+
     ngx_shmtx_unlock(ngx_http_omni_queue_mutex());
 
     (void) ngx_atomic_fetch_add(&qu->queued, 1);

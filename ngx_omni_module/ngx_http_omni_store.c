@@ -205,7 +205,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_size_value(mcf->map_max, mcf->map_size * 8);
     ngx_conf_init_uint_value(mcf->max_readers, OMNI_STORE_DEFAULT_READERS);
     ngx_conf_init_uint_value(mcf->queue_size, 65536);
-    ngx_conf_init_uint_value(mcf->activity, 65536);
+    ngx_conf_init_uint_value(mcf->activity, 262144);
     ngx_conf_init_msec_value(mcf->fold, 1000);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
@@ -494,6 +494,33 @@ failed:
 
 
 /*
+ * The touches of the profile that the snapshot's fold does not hold yet
+ * (ngx_http_omni_activity.c): their visits and last seen, added to the
+ * view, so a page view sees the one before it even within the fold
+ * interval.
+ */
+static void
+ngx_http_omni_lookup_overlay(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    omni_store_t *st, omni_rec_t *rec)
+{
+    ngx_http_omni_queue_t      *qu;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    qu = ngx_http_omni_queue();
+
+    if (qu == NULL || ctx->pid_fixed) {
+        return;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+
+    (void) ngx_http_omni_activity_overlay(qu, ctx->pid, st,
+                                          (uint32_t) mcf->visit_timeout,
+                                          rec);
+}
+
+
+/*
  * Inside an open read window: the identity's alias, else the identity's
  * own id, then its profile (zero-copy into rec).  Every reader of the
  * profile on the request path goes through here.
@@ -523,6 +550,8 @@ ngx_http_omni_lookup(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     }
 
     if (rc == OMNI_OK) {
+        ngx_http_omni_lookup_overlay(r, ctx, st, rec);
+
         ctx->found = 1;
         ctx->visits = rec->visits;
         ctx->stage = rec->stage < OMNI_STAGE_MAX ? rec->stage : 0;

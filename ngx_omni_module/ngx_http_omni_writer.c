@@ -200,6 +200,7 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.opts.tp_max_age = (uint32_t) mcf->tp_max_age;
     ngx_http_omni_w.opts.sync = 1;
     ngx_http_omni_w.fold_every = mcf->fold;
+    ngx_http_omni_w.next_fold = ngx_current_msec + mcf->fold;
     ngx_http_omni_w.log = cycle->log;
 
     ngx_http_omni_w.ops = ngx_alloc(NGX_HTTP_OMNI_BATCH_MAX

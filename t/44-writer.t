@@ -617,3 +617,30 @@ ok(wait_for(sub { !kill 0, $new }, 15), 'the new master stops');
 --- no_error_log
 [error]
 writer queue full
+
+=== TEST 18: a page view sees the one before it within the fold interval: visits and last seen come from the activity table until the fold
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m fold=60s;
+--- init
+my $store = "$OmniTest::PREFIX/store";
+my ($rc, $out, $err) = omnictl('--store', $store, 'stat', '--create');
+die "omnictl stat --create: $err" if $rc;
+open(my $fh, '>', "$OmniTest::PREFIX/seed.ndjson") or die;
+print $fh '{"id":"5ee05ee05ee05ee05ee05ee05ee05ee0","visits":5,"visit_last":1000,"last_seen":{"web":1000}}', "\n";
+close $fh;
+($rc, $out, $err) = omnictl('--store', $store, 'import', "$OmniTest::PREFIX/seed.ndjson");
+die "omnictl import: $err" if $rc;
+--- config
+omni on;
+location = /t { return 200 "$omni_visits\n"; }
+--- request
+GET /t
+--- check
+my $ck = main::cookie('5ee05ee05ee05ee05ee05ee05ee05ee0');
+my @v = map { http_get('/t', Cookie => $ck)->{content} =~ s/\s+//gr } 1 .. 3;
+is_deeply(\@v, [5, 6, 6], 'the first view sees the store (5); the next ones its new visit (6), before any fold');
+my ($rc, $out) = omnictl('--store', main::store(), 'get', '5ee05ee05ee05ee05ee05ee05ee05ee0');
+is(JSON::PP::decode_json($out)->{visits}, 5, 'the store itself still says 5: nothing folded yet');
+--- no_error_log
+[error]
