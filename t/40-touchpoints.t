@@ -212,6 +212,9 @@ my $gone = wait_for(sub { waitpid($pid, 1) == $pid }, 5);
 ok($gone, 'SIGINT ends tail -f');
 kill 'KILL', $pid unless $gone;
 is(scalar(() = $read->() =~ /\n/g), 2, 'two lines');
+# a new visitor's profile is created by the fold (omni_store fold=, 1 s)
+ok(wait_for(sub { (omnictl('--store', main::store(), 'get', $main::VID))[0] == 0 }, 5),
+   'the profile is folded in');
 my ($rc, $out, $err) = omnictl('--store', main::store(), 'forget', $main::VID);
 is($rc, 0, 'forget') or diag $err;
 is(JSON::PP::decode_json($out)->{touchpoints}, 1, 'one touchpoint forgotten');
