@@ -176,7 +176,9 @@ fsync_bench(const char *dir, int count)
 
             } else {
                 /* append: the file grows */
-                if (pwrite(fd, buf, sizeof(buf), off) != (ssize_t) sizeof(buf)) {
+                if (pwrite(fd, buf, sizeof(buf), off)
+                    != (ssize_t) sizeof(buf))
+                {
                     return 1;
                 }
                 off += sizeof(buf);
@@ -431,8 +433,10 @@ main(int argc, char **argv)
     size_t             records, n, k, len, nbatch, batches[MAX_BATCHES];
     size_t             nrec[MAX_BATCHES], maxrec;
     double             t0, c0, wall, cpu, commit;
-    double             rps[MAX_BATCHES][MAX_RUNS], cpu_us[MAX_BATCHES][MAX_RUNS];
-    double             commit_ms[MAX_BATCHES][MAX_RUNS], share[MAX_BATCHES][MAX_RUNS];
+    double             rps[MAX_BATCHES][MAX_RUNS];
+    double             cpu_us[MAX_BATCHES][MAX_RUNS];
+    double             commit_ms[MAX_BATCHES][MAX_RUNS];
+    double             share[MAX_BATCHES][MAX_RUNS];
     double             lo, hi, med;
     uint32_t           nprof;
     uint64_t           tp_max;

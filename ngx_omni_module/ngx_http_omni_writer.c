@@ -6,10 +6,16 @@
  * the writer task: a thread-pool task that takes what is queued (up to
  * NGX_HTTP_OMNI_BATCH_MAX touches), applies it in one write transaction
  * through the core's omni_batch_apply() (group commit), and hands the
- * result back to the event loop, which moves the queue's head and posts
- * the next batch at once while more is queued.  LMDB's writer lock and
- * fsync are therefore only ever waited on in a pool thread, and with one
- * writer per store, workers never take turns on the lock for touches.
+ * result back to the event loop, which moves the queue's positions and
+ * posts the next batch at once while more is queued.  LMDB's writer lock
+ * and fsync are therefore only ever waited on in a pool thread, and with
+ * one writer per store, workers never take turns on the lock.
+ *
+ * Log first: a batch appends its touches' touchpoints ("logged up to"),
+ * and the counters of the logged touches are folded into the profiles
+ * every omni_store fold= interval ("folded up to", where the ring's
+ * space is freed), up to NGX_HTTP_OMNI_FOLD_MAX touches per fold, each
+ * profile written once per fold however many touches it had.
  *
  * The holder looks at the queue every NGX_HTTP_OMNI_BATCH_DELAY ms, and
  * at once when its own requests have queued NGX_HTTP_OMNI_BATCH_MIN:
