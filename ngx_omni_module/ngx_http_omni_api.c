@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_omni_identify_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_decide_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
     ngx_str_t *json);
+static ngx_int_t ngx_http_omni_empty_decision(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_str_t *json);
 static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
     ngx_str_t *body, ngx_str_t *cache_control);
 
@@ -162,8 +164,6 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
     ngx_str_t             json, explain;
     ngx_http_omni_ctx_t  *ctx;
 
-    static ngx_str_t  empty = ngx_string("{\"slots\":{},\"pixels\":[],"
-                                         "\"headers\":{},\"shown\":[]}");
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -179,7 +179,13 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    json = empty;
+    /*
+     * Without an identity (or rules) the answer is the empty decision,
+     * with every documented field.
+     */
+    if (ngx_http_omni_empty_decision(r, ctx, &json) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     /* The response is the decision itself: no JSON merge on top. */
     ctx->endpoint = 1;
@@ -201,6 +207,33 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_omni_send_json(r, &json);
+}
+
+
+static ngx_int_t
+ngx_http_omni_empty_decision(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_str_t *json)
+{
+    u_char      *p;
+    const char  *chn;
+
+    chn = omni_channel_name((unsigned) ngx_http_omni_channel(r, ctx));
+    if (chn == NULL) {
+        chn = "other";
+    }
+
+    p = ngx_pnalloc(r->pool, 128);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    json->data = p;
+    json->len = ngx_snprintf(p, 128, "{\"channel\":\"%s\",\"holdout\":false,"
+                             "\"blocked\":null,\"slots\":{},\"pixels\":[],"
+                             "\"headers\":{},\"shown\":[]}", chn)
+                - p;
+
+    return NGX_OK;
 }
 
 

@@ -102,3 +102,21 @@ ok(wait_for(sub { @tp = @{ main::feed() }; @tp >= 1 }, 5), 'the omni-on request 
 is(scalar(grep { ($_->{properties}{path} // '') eq '/plain' } @tp), 0, '/plain is not');
 --- no_error_log
 [error]
+
+=== TEST 4: /omni/decide without any identity answers the empty decision with every documented field
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+location = /omni/decide { omni_decide; }
+location = /app/decide { omni_channel app; omni_decide; }
+--- request
+GET /omni/decide
+--- response_body
+{"channel":"web","holdout":false,"blocked":null,"slots":{},"pixels":[],"headers":{},"shown":[]}
+--- check
+my $r = http_get('/app/decide');
+is($r->{content}, qq'{"channel":"app","holdout":false,"blocked":null,"slots":{},"pixels":[],"headers":{},"shown":[]}\n',
+   'the location\'s channel');
+--- no_error_log
+[error]
