@@ -37,6 +37,7 @@
 
 #include "ngx_http_omni_module.h"
 #include "omni_batch.h"
+#include "omni_update.h"
 
 
 struct ngx_http_omni_act_s {
@@ -93,9 +94,41 @@ ngx_http_omni_activity_bucket(ngx_http_omni_queue_t *qu, const u_char *pid)
 
 
 /*
- * The entries of pid that a snapshot at queue position snap does not
- * hold (snap 0: it holds none), at most max of them.  The caller holds
- * the zone's mutex.
+ * The next entry of pid along its hash chain, newest first, from *s (the
+ * bucket's head to begin with); NULL at the chain's end, where the
+ * table overwrote it, or after NGX_HTTP_OMNI_ACT_WALK entries.  The
+ * caller holds the zone's mutex.
+ */
+static ngx_http_omni_act_t *
+ngx_http_omni_activity_next(ngx_http_omni_queue_t *qu, const u_char *pid,
+    uint64_t *s, ngx_uint_t *walk)
+{
+    ngx_http_omni_act_t  *e;
+
+    while (*s && (*walk)++ < NGX_HTTP_OMNI_ACT_WALK) {
+        e = &qu->act[(*s - 1) & (qu->nact - 1)];
+
+        if (e->seq != *s) {
+            break;              /* overwritten: the rest is older */
+        }
+
+        *s = e->prev;
+
+        if (ngx_memcmp(e->pid, pid, OMNI_ID_LEN) == 0) {
+            return e;
+        }
+    }
+
+    *s = 0;
+
+    return NULL;
+}
+
+
+/*
+ * The impressions of pid that a snapshot at queue position snap does
+ * not hold (snap 0: it holds none), at most max of them.  The caller
+ * holds the zone's mutex.
  */
 ngx_uint_t
 ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
@@ -106,19 +139,13 @@ ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
     ngx_http_omni_act_t  *e;
 
     n = 0;
+    walk = 0;
     s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
 
-    for (walk = 0; s && n < max && walk < NGX_HTTP_OMNI_ACT_WALK; walk++) {
-        e = &qu->act[(s - 1) & (qu->nact - 1)];
-
-        if (e->seq != s) {
-            break;              /* overwritten: the rest is older */
-        }
-
-        s = e->prev;
-
+    while (n < max
+           && (e = ngx_http_omni_activity_next(qu, pid, &s, &walk)) != NULL)
+    {
         if (e->campaign == 0
-            || ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0
             || e->pos == NGX_HTTP_OMNI_ACT_CANCELLED
             || (e->pos != 0 && snap != 0 && e->pos <= snap))
         {
@@ -243,24 +270,15 @@ ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu, const u_char *pid,
     ngx_http_omni_act_t  *e;
 
     n = 0;
+    walk = 0;
 
     ngx_http_omni_queue_lock();
 
     s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
 
-    for (walk = 0; s && walk < NGX_HTTP_OMNI_ACT_WALK; walk++) {
-        e = &qu->act[(s - 1) & (qu->nact - 1)];
-
-        if (e->seq != s) {
-            break;
-        }
-
-        s = e->prev;
-
-        if (e->campaign != 0 || e->pos == 0
-            || ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0)
-        {
-            continue;
+    while ((e = ngx_http_omni_activity_next(qu, pid, &s, &walk)) != NULL) {
+        if (e->campaign != 0 || e->pos == 0) {
+            continue;           /* an impression */
         }
 
         pos[n] = e->pos;
@@ -288,22 +306,8 @@ ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu, const u_char *pid,
 
         k++;
 
-        /* omni_update.c's rule, exactly */
-        if (rec->visits == 0
-            || times[walk - 1] >= rec->visit_last + visit_timeout)
-        {
-            rec->visits++;
-        }
-
-        if (times[walk - 1] > rec->visit_last) {
-            rec->visit_last = times[walk - 1];
-        }
-
-        if (chans[walk - 1] < OMNI_CH_MAX
-            && times[walk - 1] > rec->last_seen[chans[walk - 1]])
-        {
-            rec->last_seen[chans[walk - 1]] = times[walk - 1];
-        }
+        omni_visit_count(&rec->visits, &rec->visit_last, rec->last_seen,
+                         chans[walk - 1], times[walk - 1], visit_timeout);
     }
 
     return k;

@@ -151,13 +151,9 @@ typedef struct {
                                                    before it */
     volatile uint64_t           appended;       /* logged up to */
     volatile uint64_t           tail;           /* under the mutex */
-    ngx_atomic_t                queued;
-    ngx_atomic_t                dropped;
-    ngx_atomic_t                committed;
-    ngx_atomic_t                failed;
-    ngx_atomic_t                consumed;       /* touches behind head */
-    ngx_atomic_t                batches;
-    ngx_atomic_t                takeovers;
+    ngx_atomic_t                queued;         /* touches */
+    ngx_atomic_t                consumed;       /* touches logged */
+    ngx_atomic_t                dropped;        /* touches dropped */
     ngx_atomic_t                ev_queued;      /* event jobs */
     ngx_atomic_t                ev_consumed;
 
@@ -290,7 +286,7 @@ ngx_http_omni_queue_t *ngx_http_omni_queue(void);
 ngx_int_t ngx_http_omni_queue_touch(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_uint_t channel);
 ngx_int_t ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job,
-    uint32_t visit_timeout, ngx_log_t *log);
+    ngx_log_t *log);
 
 /* An event job as the writer reads it from the queue. */
 typedef struct {
@@ -320,7 +316,7 @@ ngx_uint_t ngx_http_omni_queue_pending(ngx_http_omni_queue_t *qu);
 ngx_uint_t ngx_http_omni_queue_holder(void);
 void ngx_http_omni_queue_lock(void);
 void ngx_http_omni_queue_unlock(void);
-ngx_uint_t ngx_http_omni_lease_try(ngx_log_t *log);
+ngx_uint_t ngx_http_omni_lease_take(ngx_log_t *log);
 void ngx_http_omni_lease_release(void);
 
 /* activity */

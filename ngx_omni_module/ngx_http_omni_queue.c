@@ -24,13 +24,18 @@
  *     binary upgrade starts a second master with a zone of its own, and
  *     the lock keeps its workers from writing until the old
  *     generation's writer has gone (the kernel drops the lock of a dead
- *     process, so a crash never leaves it taken).  The holder
- *     advances the ring's head only after a batch committed, and the
- *     batch's end position is committed with it (meta "queue"), so a
- *     new holder after a crash neither loses nor repeats a batch.
+ *     process, so a crash never leaves it taken).
  *
- *   - counters every worker adds to: touches queued, dropped, committed,
- *     failed, batches and lease takeovers.
+ *   - two positions the holder moves after each commit: "logged up to"
+ *     (the touchpoints are in the log) and "folded up to" (the counters
+ *     are in the profiles; the ring's head: space behind it is free).
+ *     Both are committed with the batch (meta "queue", with the zone's
+ *     random id), so a new holder after a crash neither loses nor
+ *     repeats anything.
+ *
+ *   - counters every worker adds to: touches and event jobs queued and
+ *     consumed (whether a batch is worth posting at once), touches
+ *     dropped.
  *
  * The ring's positions are byte counts since the zone was created (they
  * never wrap); a record starts on an 8-byte boundary, and one that would
@@ -63,7 +68,6 @@ typedef struct {
     u_char              channel;
     u_char              record;
     uint32_t            time;
-    uint32_t            visit_timeout;
     u_char              id[OMNI_ID_LEN];
     char                country[3];
     u_char              flags;          /* NGX_HTTP_OMNI_QREC_PID */
@@ -95,7 +99,6 @@ typedef struct {
     uint64_t            job;
     u_char              visitor[OMNI_ID_LEN];
     uint32_t            text_len;
-    uint32_t            visit_timeout;
 } ngx_http_omni_qjrec_t;
 
 
@@ -444,8 +447,7 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
  * caller answers 503), NGX_DECLINED: no queue.
  */
 ngx_int_t
-ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job, uint32_t visit_timeout,
-    ngx_log_t *log)
+ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job, ngx_log_t *log)
 {
     u_char                 *buf, *p;
     size_t                  len, n;
@@ -494,7 +496,6 @@ ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job, uint32_t visit_timeout,
     h->job = job->id;
     ngx_memcpy(h->visitor, job->ec.visitor, OMNI_ID_LEN);
     h->text_len = (uint32_t) job->len;
-    h->visit_timeout = visit_timeout;
 
     p = ngx_cpymem(buf + sizeof(ngx_http_omni_qjrec_t), job->text, job->len);
     nids = 0;
@@ -585,7 +586,7 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
             j->ec.channel = jh->channel;
             j->ec.visitor_kind = jh->visitor_kind;
             ngx_memcpy(j->ec.visitor, jh->visitor, OMNI_ID_LEN);
-            j->visit_timeout = jh->visit_timeout;
+            j->visit_timeout = visit_timeout;
             j->ids = j->text + j->len;
             j->nids = jh->nids;
             continue;
@@ -729,12 +730,14 @@ ngx_http_omni_unlock(void)
 
 
 /*
- * Takes the lease when it is free or its holder is gone.  A holder that
+ * Takes the lease when it is free or its holder is gone (also at exit,
+ * so the last worker to leave writes what the others queued after); 1:
+ * this process holds it.  A holder that
  * died (kill -9, a crash) may have committed a batch without moving the
  * head past it: the store's meta "queue" says where its last batch
  * ended, and the head moves there first.
  */
-static ngx_uint_t
+ngx_uint_t
 ngx_http_omni_lease_take(ngx_log_t *log)
 {
     uint64_t                pos, fold;
@@ -791,7 +794,6 @@ ngx_http_omni_lease_take(ngx_log_t *log)
     }
 
     if (pid != 0) {
-        (void) ngx_atomic_fetch_add(&qu->takeovers, 1);
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "omni: writer taken over from process %P, which "
                       "is gone", pid);
@@ -817,17 +819,6 @@ ngx_http_omni_lease_release(void)
     {
         ngx_http_omni_unlock();
     }
-}
-
-
-/*
- * Exit: takes the lease if it is free, so the last worker to leave
- * writes what the others queued.  1: this process holds it.
- */
-ngx_uint_t
-ngx_http_omni_lease_try(ngx_log_t *log)
-{
-    return ngx_http_omni_lease_take(log);
 }
 
 

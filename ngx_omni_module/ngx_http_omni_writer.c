@@ -157,8 +157,8 @@ static void ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t);
 static void ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t,
     ngx_log_t *log);
 static void ngx_http_omni_writer_hold(ngx_event_t *ev);
-static ngx_uint_t ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu);
-static ngx_uint_t ngx_http_omni_writer_fold_mem(void);
+static ngx_uint_t ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu,
+    ngx_uint_t force);
 
 
 ngx_int_t
@@ -313,9 +313,7 @@ ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job, ngx_uint_t nevents)
     job->rc = NGX_OK;
     job->full = 0;
 
-    rc = ngx_http_omni_queue_job(job, (uint32_t)
-                                      ngx_http_omni_w.visit_timeout,
-                                 ngx_http_omni_w.log);
+    rc = ngx_http_omni_queue_job(job, ngx_http_omni_w.log);
     if (rc != NGX_OK) {
         return rc == NGX_ERROR ? NGX_BUSY : rc;
     }
@@ -575,30 +573,18 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
 /*
  * Whether the next batch folds: the fold interval has passed, half the
- * queue waits to be folded, or the interval is 0 (every batch).
+ * queue waits to be folded, the interval is 0 (every batch), or force
+ * (exit: everything is folded, also where ngx_exiting is never set, with
+ * master_process off).  The fold's memory comes with the first fold:
+ * only the holder needs it.
  */
 static ngx_uint_t
-ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu)
+ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu, ngx_uint_t force)
 {
-    if (!ngx_http_omni_writer_fold_mem()) {
-        return 0;
-    }
-
     if (qu->head == qu->tail) {
         return 0;
     }
 
-    return ngx_http_omni_w.fold_every == 0 || ngx_exiting
-           || (ngx_msec_int_t) (ngx_current_msec
-                                - ngx_http_omni_w.next_fold) >= 0
-           || qu->appended - qu->head > qu->size / 2;
-}
-
-
-/* The fold's memory, with the first fold (only the holder needs it). */
-static ngx_uint_t
-ngx_http_omni_writer_fold_mem(void)
-{
     if (ngx_http_omni_w.fold_ops == NULL) {
         ngx_http_omni_w.fold_ops = ngx_alloc(NGX_HTTP_OMNI_FOLD_MAX
                                              * sizeof(omni_touch_t),
@@ -618,7 +604,10 @@ ngx_http_omni_writer_fold_mem(void)
         }
     }
 
-    return 1;
+    return force || ngx_http_omni_w.fold_every == 0 || ngx_exiting
+           || (ngx_msec_int_t) (ngx_current_msec
+                                - ngx_http_omni_w.next_fold) >= 0
+           || qu->appended - qu->head > qu->size / 2;
 }
 
 
@@ -643,7 +632,7 @@ ngx_http_omni_writer_post(void)
         return;
     }
 
-    t->fold = ngx_http_omni_writer_fold_due(qu);
+    t->fold = ngx_http_omni_writer_fold_due(qu, 0);
 
     if (qu->appended == qu->tail && !t->fold) {
         return;                 /* logged; folded at the next fold */
@@ -839,12 +828,6 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
     case OMNI_OK:
         ngx_http_omni_w.committed += t->n;
         ngx_http_omni_w.events += t->nevents;
-
-        if (qu) {
-            (void) ngx_atomic_fetch_add(&qu->committed, t->n);
-            (void) ngx_atomic_fetch_add(&qu->batches, 1);
-        }
-
         break;
 
     case OMNI_MAP_RESIZED:
@@ -872,11 +855,6 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
                       "omni: writer batch of %ui touches and %ui event "
                       "job(s) failed: %s", t->n, t->njobs, t->err);
         ngx_http_omni_w.failed += t->n;
-
-        if (qu) {
-            (void) ngx_atomic_fetch_add(&qu->failed, t->n);
-        }
-
         break;
     }
 
@@ -1109,12 +1087,9 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
 
     to = 0;
 
-    /*
-     * Everything is folded at exit (a single process, master_process off,
-     * never sets ngx_exiting).
-     */
-    if (st && qu && ngx_http_omni_lease_try(cycle->log)
-        && qu->head != qu->tail && ngx_http_omni_writer_fold_mem())
+    /* Everything queued is logged and folded at exit. */
+    if (st && qu && ngx_http_omni_lease_take(cycle->log)
+        && ngx_http_omni_writer_fold_due(qu, 1))
     {
         /* What is queued now; the next holder takes what comes after. */
         t.from = qu->appended;

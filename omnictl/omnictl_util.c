@@ -113,11 +113,34 @@ omnictl_grow(omnictl_ctx_t *ctx, omni_store_t *st)
 
 
 /*
- * Runs step in a write transaction and commits.  A full map aborts the
- * transaction, doubles the map and runs step again; a map grown by another
- * process (nginx, another omnictl) is adopted and step runs again.  So step
- * must only depend on what it reads in the transaction it is given.
- * Any other result of step aborts and is returned.
+ * The answer to a write that failed on the map: a full map is doubled, a
+ * map grown by another process (nginx, another omnictl) is adopted.
+ * OMNI_OK: try the same write again; anything else ends it.
+ */
+static int
+omnictl_map_retry(omnictl_ctx_t *ctx, omni_store_t *st, int rc, int attempt)
+{
+    if (attempt >= OMNICTL_MAX_RETRIES) {
+        return rc;
+    }
+
+    if (rc == OMNI_MAP_RESIZED) {
+        return omni_store_set_map_size(st, 0);
+    }
+
+    if (rc == OMNI_MAP_FULL) {
+        return omnictl_grow(ctx, st);
+    }
+
+    return rc;
+}
+
+
+/*
+ * Runs step in a write transaction and commits, again after a map change
+ * (omnictl_map_retry()), so step must only depend on what it reads in
+ * the transaction it is given.  Any other result of step aborts and is
+ * returned.
  */
 int
 omnictl_write(omnictl_ctx_t *ctx, omni_store_t *st, omnictl_write_pt step,
@@ -142,20 +165,11 @@ omnictl_write(omnictl_ctx_t *ctx, omni_store_t *st, omnictl_write_pt step,
             }
         }
 
-        if (attempt >= OMNICTL_MAX_RETRIES) {
-            return rc;
+        if (rc == OMNI_OK) {
+            return OMNI_OK;
         }
 
-        if (rc == OMNI_MAP_RESIZED) {
-            rc = omni_store_set_map_size(st, 0);
-
-        } else if (rc == OMNI_MAP_FULL) {
-            rc = omnictl_grow(ctx, st);
-
-        } else {
-            return rc;
-        }
-
+        rc = omnictl_map_retry(ctx, st, rc, attempt);
         if (rc != OMNI_OK) {
             return rc;
         }
@@ -163,11 +177,7 @@ omnictl_write(omnictl_ctx_t *ctx, omni_store_t *st, omnictl_write_pt step,
 }
 
 
-/*
- * omni_batch_apply() with omnictl_write()'s answer to map changes: a
- * full map is doubled and a map another process grew is adopted, then
- * the same batch is applied again (it is all or nothing).
- */
+/* omni_batch_apply() (all or nothing), again after a map change. */
 int
 omnictl_batch(omnictl_ctx_t *ctx, omni_store_t *st,
     const omni_batch_opts_t *opts, omni_batch_t *b)
@@ -177,21 +187,11 @@ omnictl_batch(omnictl_ctx_t *ctx, omni_store_t *st,
     for (attempt = 0; /* void */; attempt++) {
 
         rc = omni_batch_apply(st, opts, b);
-
-        if (rc == OMNI_OK || attempt >= OMNICTL_MAX_RETRIES) {
-            return rc;
+        if (rc == OMNI_OK) {
+            return OMNI_OK;
         }
 
-        if (rc == OMNI_MAP_RESIZED) {
-            rc = omni_store_set_map_size(st, 0);
-
-        } else if (rc == OMNI_MAP_FULL) {
-            rc = omnictl_grow(ctx, st);
-
-        } else {
-            return rc;
-        }
-
+        rc = omnictl_map_retry(ctx, st, rc, attempt);
         if (rc != OMNI_OK) {
             return rc;
         }

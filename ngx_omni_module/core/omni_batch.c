@@ -254,7 +254,7 @@ omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
      * page: a batch whose events will be acknowledged is made durable
      * here, with one more sync.
      */
-    if (rc == OMNI_OK && opts->sync && (b->events || opts->always_sync)) {
+    if (rc == OMNI_OK && opts->sync && b->events) {
         rc = omni_store_sync(st);
     }
 

@@ -51,10 +51,10 @@ struct omni_batch_events_s {
 typedef struct {
     uint64_t        tp_max;             /* touchpoints kept; 0: no limit */
     uint32_t        tp_max_age;         /* seconds; 0: no limit */
-    int             sync;               /* 1: synced before returning
+    int             sync;               /* 1: a batch with events is
+                                           synced before returning
                                            (durable); 0: as the store's
                                            open options say */
-    int             always_sync;        /* sync even with no events */
 } omni_batch_opts_t;
 
 typedef struct {

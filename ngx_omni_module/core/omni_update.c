@@ -99,27 +99,35 @@ omni_touch_impressions(omni_profile_t *p, const omni_touch_t *t)
 }
 
 
+void
+omni_visit_count(uint32_t *visits, uint32_t *visit_last, uint32_t *last_seen,
+    unsigned channel, uint32_t time, uint32_t timeout)
+{
+    /* A visit ends after visit_timeout seconds without a request. */
+    if (timeout == 0) {
+        timeout = OMNI_VISIT_TIMEOUT_DEFAULT;
+    }
+
+    if (*visits == 0 || time >= *visit_last + timeout) {
+        (*visits)++;
+    }
+
+    if (time > *visit_last) {
+        *visit_last = time;
+    }
+
+    if (channel < OMNI_CH_MAX && time > last_seen[channel]) {
+        last_seen[channel] = time;
+    }
+}
+
+
 /* The header fields a touch changes, but the stage. */
 static void
 omni_touch_visit(omni_profile_t *p, const omni_touch_t *t)
 {
-    uint32_t  timeout;
-
-    /* A visit ends after visit_timeout seconds without a request. */
-    timeout = t->visit_timeout ? t->visit_timeout
-                               : OMNI_VISIT_TIMEOUT_DEFAULT;
-
-    if (p->visits == 0 || t->time >= p->visit_last + timeout) {
-        p->visits++;
-    }
-
-    if (t->time > p->visit_last) {
-        p->visit_last = t->time;
-    }
-
-    if (t->channel < OMNI_CH_MAX && t->time > p->last_seen[t->channel]) {
-        p->last_seen[t->channel] = t->time;
-    }
+    omni_visit_count(&p->visits, &p->visit_last, p->last_seen, t->channel,
+                     t->time, t->visit_timeout);
 
     if (t->time > p->updated) {
         p->updated = t->time;

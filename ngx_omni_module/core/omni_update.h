@@ -42,6 +42,17 @@ typedef struct {
 } omni_touch_t;
 
 /*
+ * The visit rule every writer and reader applies for one touch at time
+ * on channel: a new visit when the profile has none or the last hit of
+ * its visit is timeout (0: the default) or more seconds old; the visit's
+ * last hit and the channel's last seen move forward.  The module's
+ * request path applies it to touches not folded yet, so a profile read
+ * agrees with what the fold will write.
+ */
+void omni_visit_count(uint32_t *visits, uint32_t *visit_last,
+    uint32_t *last_seen, unsigned channel, uint32_t time, uint32_t timeout);
+
+/*
  * Resolves the identity to its profile (creating the profile, keyed by
  * the visitor id, on first sight), then updates last seen, the visit
  * count, the impression counters and the journey stage.  pid receives
