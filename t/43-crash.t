@@ -14,11 +14,9 @@ use warnings;
 use lib 't/lib';
 use OmniTest;
 use OmniCookie;
+use OmniLoad;
 use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
-
-our $JSON = JSON::PP->new->canonical;
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
 sub store  { "$OmniTest::PREFIX/store" }
@@ -72,27 +70,13 @@ GET /omni/events
 --- check
 my $baseline = main::stat_store()->{readers_used};
 my $dir = "$OmniTest::PREFIX/acks";
-mkdir $dir;
-my @kids;
-for my $c (1 .. 6) {
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-        $out->autoflush(1);
-        my $ck = main::cookie(sprintf 'deadbeef%024x', $c);
-        for my $i (1 .. 60) {
-            my $id = "c$c-e$i";
-            my $r = http_request('POST', '/omni/events',
-                $main::JSON->encode({ type => 'track', event => 'Product Added', messageId => $id,
-                                      properties => { sku => "SKU-$i", name => 'x' x 200 } }),
-                headers => { 'Content-Type' => 'application/json', Cookie => $ck }, timeout => 5);
-            print $out "$id\n" if $r->{status} == 200;
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-my $acked = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+my @kids = clients($dir, 6, 60, sub {
+    my ($c, $i) = @_;
+    my $r = post_event(main::cookie(sprintf 'deadbeef%024x', $c), 'Product Added', "c$c-e$i",
+                       { sku => "SKU-$i", name => 'x' x 200 });
+    return $r->{status} == 200 ? "c$c-e$i" : undef;
+});
+my $acked = sub { scalar(() = client_lines($dir)) };
 ok(wait_for(sub { $acked->() >= 60 }, 10), 'events are being acknowledged');
 my $victim = main::worker();
 ok($victim, "the worker: $victim");
@@ -112,7 +96,7 @@ my $gap = Time::HiRes::time() - $t0;
 diag(sprintf 'next acknowledged write %.3f s after the kill', $gap);
 ok($gap < 5, 'the next write comes quickly (R4: within 1 s, checked loosely here)');
 waitpid($_, 0) for @kids;
-my @acks = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my @acks = client_lines($dir);
 push @acks, 'after-kill';
 my $ids = main::feed_ids();
 my @lost = grep { !$ids->{$_} } @acks;
@@ -143,23 +127,12 @@ location / { omni on; }
 GET /index.html
 --- check
 my $dir = "$OmniTest::PREFIX/served";
-mkdir $dir;
-my @kids;
-for my $c (1 .. 4) {
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-        $out->autoflush(1);
-        for my $i (1 .. 150) {
-            my $r = http_get("/index.html?c=$c&i=$i", Cookie => main::cookie(sprintf 'cafe%028x', $c));
-            print $out ($r->{status} == 200 ? "served\n" : "failed\n");
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-my $served = sub { my ($all) = @_; my $n = 0;
-                  for (glob "$dir/*") { open my $f, '<', $_; while (<$f>) { $n++ if $all || /^served/ } } $n };
+my @kids = clients($dir, 4, 150, sub {
+    my ($c, $i) = @_;
+    my $r = http_get("/index.html?c=$c&i=$i", Cookie => main::cookie(sprintf 'cafe%028x', $c));
+    return $r->{status} == 200 ? 'served' : 'failed';
+});
+my $served = sub { my ($all) = @_; scalar grep { $all || /^served/ } client_lines($dir) };
 ok(wait_for(sub { $served->() >= 200 }, 10), 'pages are being served');
 my $victim = main::worker();
 kill 'KILL', $victim;
@@ -199,33 +172,19 @@ GET /omni/events
 --- error_code: 405
 --- check
 my $dir = "$OmniTest::PREFIX/acks";
-mkdir $dir;
-my @kids;
-for my $c (1 .. 4) {
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-        $out->autoflush(1);
-        my $ck = main::cookie(sprintf 'feedface%024x', $c);
-        for my $i (1 .. 80) {
-            my $id = "r$c-e$i";
-            my $r = http_request('POST', '/omni/events',
-                $main::JSON->encode({ type => 'track', event => 'Product Viewed', messageId => $id,
-                                      properties => { sku => "SKU-$i" } }),
-                headers => { 'Content-Type' => 'application/json', Cookie => $ck }, timeout => 5);
-            print $out ($r->{status} == 200 ? "ok $id\n" : "bad $id $r->{status}\n");
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-my $count = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+my @kids = clients($dir, 4, 80, sub {
+    my ($c, $i) = @_;
+    my $r = post_event(main::cookie(sprintf 'feedface%024x', $c), 'Product Viewed', "r$c-e$i",
+                       { sku => "SKU-$i" });
+    return $r->{status} == 200 ? "ok r$c-e$i" : "bad r$c-e$i $r->{status}";
+});
+my $count = sub { scalar(() = client_lines($dir)) };
 for my $k (1 .. 3) {
     ok(wait_for(sub { $count->() >= 60 * $k }, 10), "events flowing before reload $k");
     kill 'HUP', main::master();
 }
 waitpid($_, 0) for @kids;
-my @lines = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my @lines = client_lines($dir);
 my @bad = grep { /^bad/ } @lines;
 is_deeply(\@bad, [], 'every event request answered 200 across three reloads');
 my @acks = map { /^ok (\S+)/ ? $1 : () } @lines;

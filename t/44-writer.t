@@ -18,8 +18,8 @@ use warnings;
 use lib 't/lib';
 use OmniTest;
 use OmniCookie;
+use OmniLoad;
 use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
@@ -52,43 +52,23 @@ sub holder {
     return $pids[-1];
 }
 
-# Forks $n clients, each running $code->($i) once per request number in
-# 1 .. $per and writing "ok" or "fail" per request to its own file.
+# Forks $n clients, each running $code->($c, $i) once per request number
+# in 1 .. $per and writing "ok PID" or "fail STATUS" per request.
 # Returns (sub counting lines matching a regex, list of pids).
 sub load {
     my ($n, $per, $code) = @_;
     my $dir = "$OmniTest::PREFIX/load";
-    mkdir $dir;
-    my @kids;
-    for my $c (1 .. $n) {
-        my $pid = fork() // die "fork: $!";
-        if ($pid == 0) {
-            open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-            $out->autoflush(1);
-            for my $i (1 .. $per) {
-                my $r = $code->($c, $i);
-                print $out ($r->{status} == 200 ? 'ok ' . ($r->{headers}{'x-pid'} // '-') . "\n"
-                                               : "fail $r->{status}\n");
-            }
-            POSIX::_exit(0);
-        }
-        push @kids, $pid;
-    }
-    my $count = sub {
-        my ($re) = @_;
-        my $k = 0;
-        for (glob "$dir/*") { open my $f, '<', $_; while (<$f>) { $k++ if /$re/ } }
-        return $k;
-    };
+    my @kids = clients($dir, $n, $per, sub {
+        my $r = $code->(@_);
+        return $r->{status} == 200 ? 'ok ' . ($r->{headers}{'x-pid'} // '-')
+                                   : "fail $r->{status}";
+    });
+    my $count = sub { my ($re) = @_; scalar grep { /$re/ } client_lines($dir) };
     return ($count, @kids);
 }
 
 sub pids_seen {
-    my %p;
-    for (glob "$OmniTest::PREFIX/load/*") {
-        open my $f, '<', $_;
-        while (<$f>) { $p{$1} = 1 if /^ok (\d+)/ }
-    }
+    my %p = map { /^ok (\d+)/ ? ($1 => 1) : () } client_lines("$OmniTest::PREFIX/load");
     return scalar keys %p;
 }
 
@@ -251,26 +231,17 @@ GET /index.html
 my $ck = main::cookie('ca9ca9ca9ca9ca9ca9ca9ca9ca9ca9c1');
 my $go = "$OmniTest::PREFIX/go";
 my $dir = "$OmniTest::PREFIX/bodies";
-mkdir $dir;
-my @kids;
-for my $k (1 .. 50) {
-    my $pid = fork() // die;
-    if ($pid == 0) {
-        Time::HiRes::sleep(0.001) until -e $go;
-        my $r = http_get('/index.html', Cookie => $ck);
-        open(my $f, '>', "$dir/$k"); print $f "$r->{status} $r->{content}"; close $f;
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
+# 50 clients of one request each, all let go at once
+my @kids = clients($dir, 50, 1, sub {
+    Time::HiRes::sleep(0.001) until -e $go;
+    my $r = http_get('/index.html', Cookie => $ck);
+    return "$r->{status} " . ($r->{content} =~ /FREE-SHIPPING/ ? 'banner' : 'none');
+});
 open(my $g, '>', $go); close $g;
 waitpid($_, 0) for @kids;
-my ($served, $banners) = (0, 0);
-for (glob "$dir/*") {
-    open my $f, '<', $_; local $/; my $b = <$f>;
-    $served++ if $b =~ /^200 /;
-    $banners++ if $b =~ /FREE-SHIPPING/;
-}
+my @answers = client_lines($dir);
+my $served = grep { /^200 / } @answers;
+my $banners = grep { / banner$/ } @answers;
 is($served, 50, '50 pages served');
 is($banners, 3, 'exactly 3 banners: the cap of 3');
 my $total = sub {
@@ -372,11 +343,8 @@ GET /omni/events
 --- check
 my ($count, @kids) = main::load(8, 40, sub {
     my ($c, $i) = @_;
-    http_request('POST', '/omni/events',
-        JSON::PP::encode_json({ type => 'track', event => 'Product Viewed', messageId => "w$c-$i",
-                                properties => { sku => "SKU-$i" } }),
-        headers => { 'Content-Type' => 'application/json',
-                     Cookie => main::cookie(sprintf 'e0e0%028x', $c) });
+    post_event(main::cookie(sprintf 'e0e0%028x', $c), 'Product Viewed', "w$c-$i",
+               { sku => "SKU-$i" });
 });
 waitpid($_, 0) for @kids;
 is($count->(qr/^fail/), 0, 'every event acknowledged');
@@ -401,31 +369,17 @@ GET /omni/events
 --- check
 my $victim = main::holder();
 my $dir = "$OmniTest::PREFIX/acks";
-mkdir $dir;
-my @kids;
-for my $c (1 .. 6) {
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-        $out->autoflush(1);
-        for my $i (1 .. 60) {
-            my $id = "k$c-$i";
-            my $r = http_request('POST', '/omni/events',
-                JSON::PP::encode_json({ type => 'track', event => 'Product Added', messageId => $id,
-                                        properties => { sku => "SKU-$i" } }),
-                headers => { 'Content-Type' => 'application/json',
-                             Cookie => main::cookie(sprintf 'e1e1%028x', $c) }, timeout => 15);
-            print $out "$id\n" if $r->{status} == 200;
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-my $acked = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+my @kids = clients($dir, 6, 60, sub {
+    my ($c, $i) = @_;
+    my $r = post_event(main::cookie(sprintf 'e1e1%028x', $c), 'Product Added', "k$c-$i",
+                       { sku => "SKU-$i" }, 15);
+    return $r->{status} == 200 ? "k$c-$i" : undef;
+});
+my $acked = sub { scalar(() = client_lines($dir)) };
 ok(wait_for(sub { $acked->() >= 60 }, 10), 'events are being acknowledged');
 kill 'KILL', $victim;
 waitpid($_, 0) for @kids;
-my @acks = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my @acks = client_lines($dir);
 my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
 my @lost = grep { !$ids{$_} } @acks;
 diag(scalar(@acks) . ' events acknowledged');
@@ -481,34 +435,19 @@ GET /warm
 my $master = main::master();
 my @all = ($master, OmniTest::_children_of($master));
 my $dir = "$OmniTest::PREFIX/acks";
-mkdir $dir;
-my @kids;
-for my $c (1 .. 4) {
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open(my $out, '>', "$dir/$c") or POSIX::_exit(2);
-        $out->autoflush(1);
-        for my $i (1 .. 100) {
-            my $id = "h$c-$i";
-            my $r = http_request('POST', '/omni/events',
-                JSON::PP::encode_json({ type => 'track', event => 'Product Viewed', messageId => $id,
-                                        properties => { sku => "S-$i" } }),
-                headers => { 'Content-Type' => 'application/json',
-                             Cookie => main::cookie(sprintf 'aaaa%028x', $c) }, timeout => 5);
-            print $out "$id\n" if $r->{status} == 200;
-            http_request('GET', "/p?$c-$i", undef,
-                         headers => { Cookie => main::cookie(sprintf 'aaaa%028x', $c) }, timeout => 5);
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-my $acked = sub { my $n = 0; for (glob "$dir/*") { open my $f, '<', $_; $n++ while <$f> } $n };
+my @kids = clients($dir, 4, 100, sub {
+    my ($c, $i) = @_;
+    my $ck = main::cookie(sprintf 'aaaa%028x', $c);
+    my $r = post_event($ck, 'Product Viewed', "h$c-$i", { sku => "S-$i" });
+    http_request('GET', "/p?$c-$i", undef, headers => { Cookie => $ck }, timeout => 5);
+    return $r->{status} == 200 ? "h$c-$i" : undef;
+});
+my $acked = sub { scalar(() = client_lines($dir)) };
 ok(wait_for(sub { $acked->() >= 80 }, 10), 'events are being acknowledged');
 kill 'KILL', @all;
 waitpid($_, 0) for @kids;
 ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
-my @acks = map { open my $f, '<', $_; map { chomp; $_ } <$f> } glob "$dir/*";
+my @acks = client_lines($dir);
 my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
 my @lost = grep { !$ids{$_} } @acks;
 diag(scalar(@acks) . ' events answered 200 before the kill');
