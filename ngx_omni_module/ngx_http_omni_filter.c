@@ -55,7 +55,7 @@ ngx_http_omni_filter_init(ngx_conf_t *cf)
 ngx_int_t
 ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 {
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, injects;
     ngx_keyval_t               *kv;
     ngx_table_elt_t            *h;
     ngx_http_omni_slot_t       *slot;
@@ -121,7 +121,18 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         }
     }
 
-    if (i == dec->slots.nelts && dec->pixels.len == 0) {
+    injects = (i < dec->slots.nelts || dec->pixels.len);
+
+    /*
+     * Any personalized output, a rule's header alone included, makes the
+     * response private: a shared cache must not give one visitor's theme
+     * or offer code to the next.
+     */
+    if ((injects || dec->headers.nelts) && olcf->private_cache) {
+        ngx_http_omni_private(r);
+    }
+
+    if (!injects) {
         /* Nothing to put in the page. */
         return NGX_OK;
     }
@@ -142,10 +153,6 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     ngx_http_clear_etag(r);
     ngx_http_clear_last_modified(r);
     ngx_http_clear_accept_ranges(r);
-
-    if (olcf->private_cache) {
-        ngx_http_omni_private(r);
-    }
 
     return NGX_OK;
 }
@@ -346,7 +353,12 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             }
         }
 
-        if (b->last_buf && !fctx->json) {
+        /*
+         * last_in_chain ends this request's own body when other output
+         * follows it (add_after_body, slice): what the scanner holds must
+         * go out before that output, not after it.
+         */
+        if ((b->last_buf || b->last_in_chain) && !fctx->json) {
             /* A marker cut off by the end of the body is plain text. */
             omni_scan_finish(&fctx->scan, &ev);
 
@@ -359,10 +371,11 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             }
 
             /*
-             * No </body> at all: pixels and banners go at the end, but
-             * an empty body stays empty.
+             * No </body> at all: pixels and banners go at the very end
+             * (after what add_after_body appends, too), but an empty body
+             * stays empty.
              */
-            if (!fctx->body_done && fctx->seen) {
+            if (b->last_buf && !fctx->body_done && fctx->seen) {
                 fctx->body_done = 1;
 
                 if (ngx_http_omni_emit_tail(r, ctx, &last) != NGX_OK) {

@@ -557,8 +557,10 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
      * read the profile when, and only if, they need it.
      */
 
+    /* Only when something can be injected: an empty set injects nothing. */
     if (olcf->inject && !ctx->upstream_identity
-        && ngx_http_omni_rules_current() != NULL
+        && (omni_rules_needs(ngx_http_omni_rules_current())
+            & OMNI_NEED_INJECT)
         && r->headers_in.accept_encoding)
     {
         ngx_http_omni_upstream_identity(r, ctx);

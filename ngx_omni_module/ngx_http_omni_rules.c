@@ -269,6 +269,18 @@ ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /*
+     * The cache manager and loader run init_process too, but the thread
+     * pools are only set up in workers: a reload timer there would post
+     * to a pool that does not exist.  Helpers never decide, so they keep
+     * nothing of the rules.
+     */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     ngx_http_omni_rw.current = mcf->rules;
     ngx_http_omni_rw.config_set = mcf->rules;
     ngx_http_omni_rw.sig = mcf->rules_sig;

@@ -123,6 +123,8 @@ unsigned omni_rules_count(const omni_ruleset_t *set);
 #define OMNI_NEED_PID        0x0040     /* experiments, holdouts */
 #define OMNI_NEED_CAPS       0x0080     /* frequency caps, cooldowns:
                                            omni_decision_caps_hold() */
+#define OMNI_NEED_INJECT     0x0100     /* some rule puts a banner or a
+                                           pixel into pages */
 
 unsigned omni_rules_needs(const omni_ruleset_t *set);
 

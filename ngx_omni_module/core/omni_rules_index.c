@@ -407,6 +407,10 @@ omni_rb_finish(omni_rb_t *rb)
 
         set->needs |= r->needs;
 
+        if ((r->slot >= 0 && r->html) || r->npixels) {
+            set->needs |= OMNI_NEED_INJECT;
+        }
+
         for (ch = 0; ch < OMNI_CH_MAX; ch++) {
             if (!(r->chan_mask & (1u << ch))) {
                 continue;
