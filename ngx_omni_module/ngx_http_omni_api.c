@@ -145,25 +145,67 @@ ngx_http_omni_identify_handler(ngx_http_request_t *r)
 
 
 /*
- * omni_decide: the visitor's decision as JSON, for apps.  The caller is
- * identified by its app token (or cookie); the answer is exactly what a
- * web page would have shown, and counts as shown (frequency caps see
- * web and app together).  "?explain=1" adds the explanation.
+ * omni_decide [explain=on|off]: the visitor's decision as JSON, for apps.
+ * The caller is identified by its app token (or cookie); the answer is
+ * exactly what a web page would have shown, and counts as shown
+ * (frequency caps see web and app together).  "?explain=1" adds the
+ * explanation of every rule only where explain=on: it tells any visitor
+ * every rule's conditions and their holdout bucket, so it is off unless
+ * the configuration opens it (omni_admin_decide always has it).
  */
 char *
 ngx_http_omni_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (value[1].len == 10
+            && ngx_strncmp(value[1].data, "explain=on", 10) == 0)
+        {
+            olcf->decide_explain = 1;
+
+        } else if (!(value[1].len == 11
+                     && ngx_strncmp(value[1].data, "explain=off", 11) == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" "
+                               "(explain=on or explain=off)", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
     return ngx_http_omni_endpoint(cf, ngx_http_omni_decide_handler, 1);
+}
+
+
+/* "explain=1" asked: 1 no, 2 yes (the ngx_http_omni_decide() mode). */
+static ngx_uint_t
+ngx_http_omni_explain_arg(ngx_http_request_t *r)
+{
+    ngx_str_t  explain;
+
+    if (ngx_http_arg(r, (u_char *) "explain", 7, &explain) == NGX_OK
+        && explain.len == 1 && explain.data[0] == '1')
+    {
+        return 2;
+    }
+
+    return 1;
 }
 
 
 static ngx_int_t
 ngx_http_omni_decide_handler(ngx_http_request_t *r)
 {
-    ngx_int_t             rc;
-    ngx_str_t             json, explain;
-    ngx_http_omni_ctx_t  *ctx;
-
+    ngx_int_t                  rc;
+    ngx_str_t                  json;
+    ngx_uint_t                 mode;
+    ngx_http_omni_ctx_t       *ctx;
+    ngx_http_omni_loc_conf_t  *olcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -172,6 +214,16 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+    mode = ngx_http_omni_explain_arg(r);
+
+    if (mode == 2 && !olcf->decide_explain) {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_FORBIDDEN, "explain",
+                                         "explain is not enabled here "
+                                         "(omni_decide explain=on, or "
+                                         "omni_admin_decide)");
     }
 
     ctx = ngx_http_omni_identify(r);
@@ -191,11 +243,7 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
     ctx->endpoint = 1;
 
     if (ctx->identity != NGX_HTTP_OMNI_ID_NONE) {
-        rc = ngx_http_arg(r, (u_char *) "explain", 7, &explain);
-
-        rc = ngx_http_omni_decide(r, ctx,
-                                  (rc == NGX_OK && explain.len == 1
-                                   && explain.data[0] == '1') ? 2 : 1);
+        rc = ngx_http_omni_decide(r, ctx, mode);
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -484,7 +532,12 @@ ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
     omni_id_hex(pid, (char *) ctx->pid_hex);
     ctx->want_text = format.len == 4 && format.data[0] == 't';
 
-    if (ngx_http_omni_decide(r, ctx, 1) != NGX_OK || ctx->decision == NULL) {
+    /* The admin endpoint may always explain (JSON only). */
+    if (ngx_http_omni_decide(r, ctx, ctx->want_text
+                                     ? 1 : ngx_http_omni_explain_arg(r))
+        != NGX_OK
+        || ctx->decision == NULL)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -27,6 +27,7 @@
 
 #include "ngx_http_omni_module.h"
 #include "omni_event.h"
+#include "omni_json.h"
 
 
 #define NGX_HTTP_OMNI_SIG_TOLERANCE  300        /* seconds */
@@ -47,6 +48,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_omni_events_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_omni_media_type(ngx_http_request_t *r,
+    const char *type);
 static void ngx_http_omni_events_body(ngx_http_request_t *r);
 static void ngx_http_omni_events_done(ngx_http_omni_wjob_t *job);
 static ngx_int_t ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job);
@@ -365,11 +368,8 @@ ngx_http_omni_events_handler(ngx_http_request_t *r)
     }
 
     /* application/json, or text/plain as navigator.sendBeacon sends */
-    if (r->headers_in.content_type == NULL
-        || (ngx_strncasecmp(r->headers_in.content_type->value.data,
-                            (u_char *) "application/json", 16) != 0
-            && ngx_strncasecmp(r->headers_in.content_type->value.data,
-                               (u_char *) "text/plain", 10) != 0))
+    if (!ngx_http_omni_media_type(r, "application/json")
+        && !ngx_http_omni_media_type(r, "text/plain"))
     {
         return ngx_http_omni_events_error(r,
                                           NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -387,6 +387,40 @@ ngx_http_omni_events_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * Whether the request's Content-Type is exactly the media type "type"
+ * (case-insensitive), with or without parameters: "application/json;
+ * charset=utf-8" is, "application/jsonx" and "application/json-seq" are
+ * not (RFC 9110 8.3.1).
+ */
+static ngx_uint_t
+ngx_http_omni_media_type(ngx_http_request_t *r, const char *type)
+{
+    u_char  *p, *end;
+    size_t   n;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    end = p + r->headers_in.content_type->value.len;
+    n = ngx_strlen(type);
+
+    if ((size_t) (end - p) < n
+        || ngx_strncasecmp(p, (u_char *) type, n) != 0)
+    {
+        return 0;
+    }
+
+    for (p += n; p < end && (*p == ' ' || *p == '\t'); p++) {
+        /* void */
+    }
+
+    return p == end || *p == ';';
 }
 
 
@@ -438,7 +472,8 @@ ngx_http_omni_events_read(ngx_http_request_t *r, size_t max, size_t *len)
 
             p += n;
 
-        } else {
+        } else if (b->last > b->pos) {
+            /* an empty body has no memory at all: pos may be NULL */
             p = ngx_cpymem(p, b->pos, b->last - b->pos);
         }
     }
@@ -525,6 +560,10 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
                                                  : OMNI_SRC_CLIENT;
     ec.now = (uint32_t) ngx_time();
     ec.channel = OMNI_CH_MAX;
+
+    /* Server trust without a bearer key is a signature (see auth). */
+    ec.need_message_id = ectx->trust == OMNI_TRUST_SERVER
+                         && r->headers_in.authorization == NULL;
 
     if (ectx->trust == OMNI_TRUST_CLIENT) {
         /* A browser or app: its own cookie or token is the subject. */
@@ -661,7 +700,7 @@ ngx_http_omni_events_result(ngx_http_omni_wjob_t *job, ngx_uint_t i)
 
     if (b->rc[i] == OMNI_OK) {
         json_object_set_new(o, "messageId",
-                            json_string(b->events[i].message_id));
+                            omni_json_string(b->events[i].message_id));
 
         if (job->rc != NGX_OK) {
             json_object_set_new(o, "status", json_string("failed"));
@@ -685,8 +724,8 @@ ngx_http_omni_events_result(ngx_http_omni_wjob_t *job, ngx_uint_t i)
     json_object_set_new(o, "status",
                         json_string(b->rc[i] == OMNI_EVENT_FORBIDDEN
                                     ? "forbidden" : "invalid"));
-    json_object_set_new(o, "field", json_string(b->errs[i].field));
-    json_object_set_new(o, "reason", json_string(b->errs[i].reason));
+    json_object_set_new(o, "field", omni_json_string(b->errs[i].field));
+    json_object_set_new(o, "reason", omni_json_string(b->errs[i].reason));
 
     return o;
 }
@@ -844,10 +883,134 @@ ngx_http_omni_events_error(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
-    o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", error,
-                  "field", field, "reason", reason);
+    /* field and reason may quote the body: bad UTF-8 becomes '?' */
+    o = json_pack("{s:b,s:s,s:o,s:o}", "ok", 0, "error", error,
+                  "field", omni_json_string(field),
+                  "reason", omni_json_string(reason));
 
     return ngx_http_omni_events_send(r, status, o);
+}
+
+
+/* ---- nginx's own errors, as JSON ---- */
+
+/*
+ * Some errors of the events endpoint are nginx's, not ours: a body over
+ * client_max_body_size (413, found before the handler runs, or while a
+ * chunked body is read) and a malformed chunked body (400).  nginx then
+ * sends its HTML error page; an SDK expects the endpoint's JSON.  So the
+ * header filter swaps such a page (still text/html: ours are JSON) for
+ * the JSON error, and the body filter sends that instead of the HTML,
+ * the way error_page would, without a location to redirect to.
+ */
+ngx_int_t
+ngx_http_omni_events_error_page(ngx_http_request_t *r)
+{
+    u_char               *p;
+    const char           *error, *field, *reason;
+    ngx_http_omni_ctx_t  *ctx;
+
+    if (r->headers_out.status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        error = "too large";
+        field = "body";
+        reason = "body larger than client_max_body_size";
+
+    } else if (r->headers_out.status == NGX_HTTP_BAD_REQUEST) {
+        error = "invalid";
+        field = "body";
+        reason = "malformed request body (chunked encoding)";
+
+    } else {
+        return NGX_OK;
+    }
+
+    if (r->headers_out.content_type.len < 9
+        || ngx_strncasecmp(r->headers_out.content_type.data,
+                           (u_char *) "text/html", 9) != 0)
+    {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_omni_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, 160);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->error_body.data = p;
+    ctx->error_body.len = ngx_snprintf(p, 160,
+                              "{\"ok\":false,\"error\":\"%s\","
+                              "\"field\":\"%s\",\"reason\":\"%s\"}",
+                              error, field, reason)
+                          - p;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = ctx->error_body.len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The JSON error once, in place of the HTML page's buffers: *out is the
+ * chain to send on, NULL until the page's last buffer arrives.
+ */
+ngx_int_t
+ngx_http_omni_events_error_body(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *out = NULL;
+
+    for ( /* void */ ; in; in = in->next) {
+        in->buf->pos = in->buf->last;
+
+        if (in->buf->in_file) {
+            in->buf->file_pos = in->buf->file_last;
+        }
+
+        if (in->buf->last_buf) {
+            break;
+        }
+    }
+
+    if (in == NULL) {
+        return NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ctx->error_body.data;
+    b->last = b->pos + ctx->error_body.len;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+    *out = cl;
+
+    ngx_str_null(&ctx->error_body);
+
+    return NGX_OK;
 }
 
 

@@ -243,6 +243,14 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_omni_get_ctx(r, 0);
 
+    if (ctx && ctx->error_body.data) {
+        if (ngx_http_omni_events_error_body(r, ctx, in, &cl) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return cl ? ngx_http_next_body_filter(r, cl) : NGX_OK;
+    }
+
     if (ctx == NULL || ctx->filter == NULL) {
         return ngx_http_next_body_filter(r, in);
     }

@@ -163,7 +163,7 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       &ngx_http_omni_json_default_types[0] },
 
     { ngx_string("omni_decide"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_omni_decide_endpoint,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -643,6 +643,12 @@ ngx_http_omni_header_filter(ngx_http_request_t *r)
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (olcf->events_max_body != NGX_CONF_UNSET_SIZE
+        && ngx_http_omni_events_error_page(r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (olcf->enable) {
         /* Idempotent: a no-op when the rewrite phase already ran. */

@@ -101,6 +101,7 @@ typedef struct {
     ngx_hash_t                  types_hash;
 
     size_t                      events_max_body; /* omni_events */
+    ngx_flag_t                  decide_explain; /* omni_decide explain= */
     ngx_flag_t                  upstream_events;
 } ngx_http_omni_loc_conf_t;
 
@@ -239,6 +240,9 @@ typedef struct {
 
     ngx_http_omni_decision_t   *decision;
     ngx_http_omni_filter_ctx_t *filter;
+
+    /* JSON that replaces nginx's own error page (events endpoint) */
+    ngx_str_t                   error_body;
 } ngx_http_omni_ctx_t;
 
 
@@ -396,6 +400,9 @@ char *ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_omni_events_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_events_error_body(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
 ngx_int_t ngx_http_omni_events_upstream(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 

@@ -438,7 +438,7 @@ open(my $fh, '>', "$OmniTest::PREFIX/html/index.html") or die; print $fh $main::
 --- config
 omni on;
 location / { add_header X-Omni-Rules $omni_rules; }
-location = /app/decide { omni_decide; }
+location = /app/decide { omni_decide explain=on; }
 --- request
 GET /index.html
 --- more_headers eval

@@ -79,6 +79,9 @@ typedef struct {
     /* the requesting visitor or device; kind 0 when there is none */
     unsigned        visitor_kind;       /* OMNI_ALIAS_COOKIE / _DEVICE */
     unsigned char   visitor[OMNI_ID_LEN];
+    /* every event needs its own messageId (a signed request: a replay
+       inside the signature's window must be a duplicate) */
+    unsigned        need_message_id;
 } omni_event_ctx_t;
 
 typedef struct {

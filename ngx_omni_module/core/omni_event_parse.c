@@ -1101,6 +1101,12 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
         return rc;
     }
 
+    if (rc == OMNI_NOTFOUND && c->need_message_id) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "messageId",
+                            "required in a signed request (a replay must "
+                            "be a duplicate)");
+    }
+
     if (rc == OMNI_NOTFOUND) {
         if (omni_id_random(rnd) != OMNI_OK) {
             return omni_ev_fail(err, OMNI_ERROR, path, "messageId",

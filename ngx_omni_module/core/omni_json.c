@@ -159,9 +159,10 @@ static const struct {
 /*
  * Everything the profile holds should be valid UTF-8, but a record is
  * just bytes: rather than fail the whole export, a string jansson refuses
- * is written with every non-ASCII byte replaced by '?'.
+ * is written with every non-ASCII byte replaced by '?'.  Error messages
+ * that quote input (a field name cut mid-character) use it too.
  */
-static json_t *
+json_t *
 omni_json_string(const char *s)
 {
     char    *c;

@@ -40,6 +40,10 @@
 /* Returns a new reference. */
 json_t *omni_profile_to_json(const omni_profile_t *p);
 
+/* json_string(s), or s with every non-ASCII byte as '?' when it is not
+   valid UTF-8 (NULL: ""); NULL only when out of memory. */
+json_t *omni_json_string(const char *s);
+
 /*
  * Fills p (already omni_profile_init()ed) from obj.  On error returns
  * OMNI_INVALID and writes "field: reason" into err.
