@@ -12,6 +12,9 @@ NGX_SRC    ?= /usr/share/nginx/src
 NGINX      ?= /usr/sbin/nginx
 CORE_DIR   := ngx_omni_module/core
 
+# The one place the version is kept: omnictl --version and the .deb read it.
+VERSION    := $(shell cat $(CURDIR)/VERSION)
+
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 OMNI_CFLAGS = $(CFLAGS) -std=gnu99 -Wall -Wextra -Wno-unused-parameter \
@@ -47,8 +50,9 @@ $(BUILD)/libomnicore.a: $(CORE_OBJS)
 	ar rcs $@ $^
 
 omnictl: $(OMNICTL)
-$(OMNICTL): $(CTL_SRCS) $(CTL_HDRS) $(BUILD)/libomnicore.a
-	$(CC) $(OMNI_CFLAGS) -Iomnictl -o $@ $(CTL_SRCS) \
+$(OMNICTL): $(CTL_SRCS) $(CTL_HDRS) $(BUILD)/libomnicore.a VERSION
+	$(CC) $(OMNI_CFLAGS) -Iomnictl -DOMNICTL_VERSION='"$(VERSION)"' \
+	    -o $@ $(CTL_SRCS) \
 	    $(BUILD)/libomnicore.a $(OMNI_LIBS)
 
 unit: $(UNIT_BINS)

@@ -11,7 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lmdb.h>
+
 #include "omnictl.h"
+
+
+/* Set by the Makefile from the VERSION file, as the .deb's version is. */
+#ifndef OMNICTL_VERSION
+#define OMNICTL_VERSION  "unknown"
+#endif
 
 
 typedef struct {
@@ -30,6 +38,7 @@ static const omnictl_opt_t *omnictl_find_opt(const char *arg,
     const char **value);
 static int omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv,
     int *help);
+static void omnictl_version(void);
 
 
 #define OMNICTL_GLOBAL_HELP                                                   \
@@ -40,18 +49,24 @@ static int omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv,
     "                      this and its current size)\n"                      \
     "  --secret-file FILE  token secrets, one per line, the first signs\n"   \
     "                      (default: $OMNI_SECRET)\n"                         \
-    "  -h, --help          help for omnictl or for a command\n"
+    "  -h, --help          help for omnictl or for a command\n"       \
+    "  --version           print the version and the store formats\n"
 
 
 static const omnictl_cmd_t  omnictl_cmds[] = {
 
-    { "import", omnictl_import, 0, 1, 0,
+    { "import", omnictl_import, 0, 1,
+      OMNICTL_OPT_PROGRESS | OMNICTL_OPT_CREATE,
       "import [FILE|-]",
       "Imports NDJSON profiles (one JSON profile per line, the shape in\n"
       "docs/store-format.md) from FILE or standard input.  A profile whose\n"
       "id exists is replaced; its aliases are pointed at it.  Bad lines are\n"
       "reported as \"line N: field: reason\" and skipped; the good ones are\n"
-      "still imported.  Exit status 1 when any line failed.\n" },
+      "still imported.  Exit status 1 when any line failed.\n"
+      "  --create            create the store when it does not exist\n"
+      "  --progress          show progress (percentage and ETA when the\n"
+      "                      input is a file) even when standard error is\n"
+      "                      not a terminal\n" },
 
     { "export", omnictl_export, 0, 0, OMNICTL_OPT_OUT,
       "export [--out FILE]",
@@ -174,6 +189,22 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "  -f, --follow        keep polling for new touchpoints every 200 ms\n"
       "                      until interrupted\n" },
 
+    { "backup", omnictl_backup, 1, 1, 0,
+      "backup DIR",
+      "Writes a consistent copy of the whole store (every database:\n"
+      "profiles, aliases, touchpoints, idempotency keys, merges, meta) to\n"
+      "DIR/data.mdb, compacted, while nginx keeps serving and writing.\n"
+      "DIR is created when missing and must not hold a data.mdb.\n" },
+
+    { "restore", omnictl_restore, 1, 1, OMNICTL_OPT_FORCE,
+      "restore DIR [--force]",
+      "Replaces the store with the backup in DIR (made by backup).  The\n"
+      "current data.mdb is kept as data.mdb.before-restore.  Refuses while\n"
+      "another process (nginx, omnictl) has the store open: stop nginx\n"
+      "first, or give --force to replace it anyway (nginx must then be\n"
+      "restarted, not reloaded).\n"
+      "  --force             restore although the store is in use\n" },
+
     { "help", omnictl_help, 0, 1, 0,
       "help [COMMAND]",
       "Prints help for omnictl or for one command.\n" },
@@ -215,6 +246,9 @@ static const omnictl_opt_t  omnictl_opts[] = {
     { "--limit", OMNICTL_OPT_TAIL, 1, offsetof(omnictl_ctx_t, limit) },
     { "--follow", OMNICTL_OPT_TAIL, 0, offsetof(omnictl_ctx_t, follow) },
     { "-f", OMNICTL_OPT_TAIL, 0, offsetof(omnictl_ctx_t, follow) },
+    { "--progress", OMNICTL_OPT_PROGRESS, 0,
+      offsetof(omnictl_ctx_t, progress) },
+    { "--force", OMNICTL_OPT_FORCE, 0, offsetof(omnictl_ctx_t, force) },
     { NULL, 0, 0, 0 }
 };
 
@@ -228,6 +262,10 @@ main(int argc, char **argv)
     memset(&ctx, 0, sizeof(omnictl_ctx_t));
 
     rc = omnictl_parse(&ctx, argc, argv, &help);
+    if (rc == OMNICTL_EXIT_VERSION) {
+        return OMNICTL_EXIT_OK;
+    }
+
     if (rc != OMNICTL_EXIT_OK) {
         return rc;
     }
@@ -339,6 +377,11 @@ omnictl_parse(omnictl_ctx_t *ctx, int argc, char **argv, int *help)
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             *help = 1;
             continue;
+        }
+
+        if (strcmp(arg, "--version") == 0) {
+            omnictl_version();
+            return OMNICTL_EXIT_VERSION;
         }
 
         opt = omnictl_find_opt(arg, &value);
@@ -467,6 +510,21 @@ omnictl_help(omnictl_ctx_t *ctx)
     omnictl_cmd_usage(stdout, cmd);
 
     return OMNICTL_EXIT_OK;
+}
+
+
+/*
+ * The version, and the formats this build reads and writes: what an
+ * operator compares with "omnictl stat" before and after an upgrade.
+ */
+static void
+omnictl_version(void)
+{
+    printf("omnictl %s\n"
+           "store schema %u, profile record %u.%u, LMDB %d.%d.%d\n",
+           OMNICTL_VERSION, (unsigned) OMNI_SCHEMA_VERSION,
+           (unsigned) OMNI_REC_MAJOR, (unsigned) OMNI_REC_MINOR,
+           MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
 }
 
 

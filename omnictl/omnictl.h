@@ -28,6 +28,7 @@
 #define OMNICTL_EXIT_OK        0
 #define OMNICTL_EXIT_FAILED    1    /* some input failed, or not found */
 #define OMNICTL_EXIT_FATAL     2    /* usage or fatal error */
+#define OMNICTL_EXIT_VERSION  -1    /* --version printed: exit 0 */
 
 /* How a command opens the store. */
 #define OMNICTL_OPEN_READ      0    /* attach: never takes the writer lock */
@@ -70,6 +71,8 @@ typedef struct {
     const char           *after;         /* tail --after */
     const char           *limit;         /* tail --limit */
     unsigned              follow;        /* tail -f, --follow */
+    unsigned              progress;      /* import --progress */
+    unsigned              force;         /* restore --force */
 
     /* positional arguments */
     const char           *args[OMNICTL_MAX_ARGS];
@@ -103,6 +106,8 @@ struct omnictl_cmd_s {
 #define OMNICTL_OPT_GEO        0x1000    /* --geo-country, --geo-latlon */
 #define OMNICTL_OPT_EXPLAIN    0x2000
 #define OMNICTL_OPT_TAIL       0x4000    /* --after, --limit, -f */
+#define OMNICTL_OPT_PROGRESS   0x8000
+#define OMNICTL_OPT_FORCE      0x10000
 
 
 /* A profile named by ID or by --alias TYPE:VALUE. */
@@ -164,6 +169,10 @@ int omnictl_token(omnictl_ctx_t *ctx);
 int omnictl_cookie(omnictl_ctx_t *ctx);
 int omnictl_stat(omnictl_ctx_t *ctx);
 int omnictl_tail(omnictl_ctx_t *ctx);
+
+/* omnictl_backup.c */
+int omnictl_backup(omnictl_ctx_t *ctx);
+int omnictl_restore(omnictl_ctx_t *ctx);
 
 /* omnictl_rules.c */
 int omnictl_rules(omnictl_ctx_t *ctx);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "omnictl.h"
 
@@ -27,9 +28,14 @@ typedef struct {
     unsigned long     imported;
     unsigned long     failed;
 
+    /* input bytes: the size of a regular file (0: unknown), and read */
+    off_t             size;
+    off_t             done;
+
     double            start;
     double            last_progress;
     unsigned          tty:1;
+    unsigned          progress:1;       /* a TTY, or --progress */
     unsigned          progress_shown:1;
 } omnictl_import_t;
 
@@ -90,6 +96,7 @@ omnictl_import(omnictl_ctx_t *ctx)
     omni_store_t      *st;
     json_error_t       jerr;
     omni_profile_t    *p;
+    struct stat        sb;
     omnictl_import_t   imp;
 
     path = ctx->nargs ? ctx->args[0] : "-";
@@ -128,8 +135,15 @@ omnictl_import(omnictl_ctx_t *ctx)
     }
 
     imp.tty = isatty(STDERR_FILENO) ? 1 : 0;
+    imp.progress = imp.tty || ctx->progress;
     imp.start = omnictl_now();
-    imp.last_progress = imp.start;
+    /* the first progress line comes with the first check */
+    imp.last_progress = imp.start - OMNICTL_PROGRESS_EVERY;
+
+    /* a file, or standard input redirected from one: a known size */
+    if (fstat(fileno(in), &sb) == 0 && S_ISREG(sb.st_mode)) {
+        imp.size = sb.st_size - ftello(in);
+    }
 
     line = NULL;
     cap = 0;
@@ -138,6 +152,7 @@ omnictl_import(omnictl_ctx_t *ctx)
     while ((n = getline(&line, &cap, in)) >= 0) {
         lineno++;
         len = (size_t) n;
+        imp.done += n;
 
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'
                            || line[len - 1] == ' ' || line[len - 1] == '\t'))
@@ -180,7 +195,7 @@ omnictl_import(omnictl_ctx_t *ctx)
             }
         }
 
-        if (imp.tty && (lineno & 1023) == 0) {
+        if (imp.progress && (lineno & 1023) == 0) {
             omnictl_import_progress(&imp);
         }
     }
@@ -328,7 +343,7 @@ omnictl_import_say(omnictl_import_t *imp, const char *fmt, ...)
 static void
 omnictl_import_progress(omnictl_import_t *imp)
 {
-    double  now, secs;
+    double  now, secs, eta;
 
     now = omnictl_now();
 
@@ -339,11 +354,24 @@ omnictl_import_progress(omnictl_import_t *imp)
     imp->last_progress = now;
     secs = now - imp->start;
 
-    fprintf(stderr, "\r\033[Komnictl: import: %lu imported, %lu failed, "
-            "%.0f profiles/s", imp->imported, imp->failed,
+    /* in place on a terminal; one line each where it is logged */
+    fputs(imp->tty ? "\r\033[K" : "", stderr);
+
+    fprintf(stderr, "omnictl: import: %lu imported, %lu failed, "
+            "%.0f profiles/s", imp->imported + imp->n, imp->failed,
             secs > 0 ? imp->imported / secs : 0.0);
 
-    imp->progress_shown = 1;
+    if (imp->size > 0 && imp->done > 0 && imp->done <= imp->size) {
+        eta = secs * (double) (imp->size - imp->done) / (double) imp->done;
+
+        fprintf(stderr, ", %.1f%%, ETA %02u:%02u:%02u",
+                100.0 * (double) imp->done / (double) imp->size,
+                (unsigned) eta / 3600, (unsigned) eta / 60 % 60,
+                (unsigned) eta % 60);
+    }
+
+    fputs(imp->tty ? "" : "\n", stderr);
+    imp->progress_shown = imp->tty;
 }
 
 

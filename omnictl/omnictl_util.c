@@ -4,10 +4,14 @@
  */
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include "omnictl.h"
 
@@ -29,6 +33,67 @@ static const struct {
     { "email", OMNI_ALIAS_EMAIL },
     { NULL, 0 }
 };
+
+
+/*
+ * The error of a store that did not open, with what to do about the two
+ * usual causes: a store that does not exist yet, and a store that
+ * belongs to nginx's user (the packaged /var/lib/omni is www-data, group
+ * omni, mode 2770).
+ */
+static void
+omnictl_open_error(omnictl_ctx_t *ctx, int mode, const char *err)
+{
+    char            file[4200], hint[1024];
+    struct stat     sb;
+    struct group   *gr;
+    struct passwd  *pw;
+    const char     *cmd, *user, *group;
+
+    cmd = ctx->cmd ? ctx->cmd->name : "stat";
+    hint[0] = '\0';
+
+    snprintf(file, sizeof(file), "%s/data.mdb", ctx->store);
+
+    if (stat(ctx->store, &sb) != 0 && errno == ENOENT) {
+        snprintf(hint, sizeof(hint), "; the store does not exist: create "
+                 "it with \"omnictl --store %s stat --create\"%s",
+                 ctx->store, strcmp(cmd, "import") == 0
+                 ? " or \"import --create\"" : "");
+
+    } else if (mode != OMNICTL_OPEN_CREATE
+               && stat(file, &sb) != 0 && errno == ENOENT
+               && stat(ctx->store, &sb) == 0
+               && access(ctx->store, R_OK | X_OK) == 0)
+    {
+        snprintf(hint, sizeof(hint), "; the store is not initialised: run "
+                 "\"omnictl --store %s stat --create\" (or start nginx "
+                 "with omni_store %s)", ctx->store, ctx->store);
+
+    } else if (stat(ctx->store, &sb) == 0
+               && (access(ctx->store, R_OK | W_OK | X_OK) != 0
+                   || (access(file, R_OK) != 0 && errno == EACCES)))
+    {
+        pw = getpwuid(sb.st_uid);
+        gr = getgrgid(sb.st_gid);
+        user = pw ? pw->pw_name : "the store's owner";
+        group = gr ? gr->gr_name : NULL;
+
+        if (group != NULL && sb.st_gid != 0 && (sb.st_mode & 0070) == 0070) {
+            snprintf(hint, sizeof(hint), "; permission denied: join the "
+                     "group \"%s\" that owns the store (sudo adduser "
+                     "\"$USER\" %s, then log in again), or run omnictl as "
+                     "\"sudo -u %s omnictl ...\"", group, group, user);
+
+        } else {
+            snprintf(hint, sizeof(hint), "; permission denied: run omnictl "
+                     "as the store's owner: \"sudo -u %s omnictl ...\"",
+                     user);
+        }
+    }
+
+    omnictl_error(ctx, "%s%s", err, hint);
+}
 
 
 /*
@@ -64,12 +129,14 @@ omnictl_open(omnictl_ctx_t *ctx, int mode, omni_store_t **stp)
     } else {
         opts.map_size = ctx->map_size;
         opts.nosync = (mode == OMNICTL_OPEN_BULK);
-        opts.create = (mode == OMNICTL_OPEN_CREATE);
+        /* import --create: a bulk load that may start a new store */
+        opts.create = (mode == OMNICTL_OPEN_CREATE)
+                      || (mode == OMNICTL_OPEN_BULK && ctx->create);
     }
 
     rc = omni_store_open(&st, ctx->store, &opts, err, sizeof(err));
     if (rc != OMNI_OK) {
-        omnictl_error(ctx, "%s", err);
+        omnictl_open_error(ctx, mode, err);
         return OMNICTL_EXIT_FATAL;
     }
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <lmdb.h>
 
@@ -112,6 +114,77 @@ omni_store_drop_tpindex(MDB_txn *txn, MDB_dbi dbi)
 }
 
 
+/*
+ * A store directory with the set-group-ID bit (the packaged
+ * /var/lib/omni: www-data, group omni, mode 2770) is shared with its
+ * group: its files get the directory's group from the kernel, and here
+ * group read-write whatever the umask of the process that created them,
+ * so that admins in the group can run omnictl next to nginx.  Best
+ * effort: only the files' owner (or root) may change them, and a file
+ * that is already group-writable is left alone.
+ */
+static void
+omni_store_share_group(const char *path)
+{
+    char         file[4200];
+    unsigned     i;
+    struct stat  sb;
+
+    static const char  *names[] = { "data.mdb", "lock.mdb" };
+
+    if (stat(path, &sb) != 0 || !(sb.st_mode & S_ISGID)) {
+        return;
+    }
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(file, sizeof(file), "%s/%s", path, names[i]);
+
+        if (stat(file, &sb) == 0 && (sb.st_mode & 0060) != 0060
+            && (sb.st_uid == geteuid() || geteuid() == 0))
+        {
+            (void) chmod(file, (sb.st_mode & 07777) | 0060);
+        }
+    }
+}
+
+
+/*
+ * A consistent copy of the whole environment (every named database) in
+ * dir/data.mdb, taken in one read transaction, so writers go on while
+ * it runs.  Compacting leaves out free pages and renumbers the rest;
+ * the copy is fsynced before this returns.
+ */
+int
+omni_store_copy(omni_store_t *st, const char *dir, int compact)
+{
+    int   rc, fd;
+    char  file[4200];
+
+    rc = mdb_env_copy2(st->env, dir, compact ? MDB_CP_COMPACT : 0);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_env_copy2() failed", rc);
+    }
+
+    snprintf(file, sizeof(file), "%s/data.mdb", dir);
+
+    fd = open(file, O_RDONLY);
+    if (fd == -1 || fsync(fd) != 0) {
+        rc = errno;
+        if (fd != -1) {
+            close(fd);
+        }
+
+        snprintf(omni_store_err, OMNI_ERR_LEN, "cannot sync the copy: %s",
+                 strerror(rc));
+        return OMNI_ERROR;
+    }
+
+    close(fd);
+
+    return OMNI_OK;
+}
+
+
 static int
 omni_store_open_dbs(omni_store_t *st, int create)
 {
@@ -196,7 +269,9 @@ omni_store_open_dbs(omni_store_t *st, int create)
         if (schema > OMNI_SCHEMA_VERSION) {
             mdb_txn_abort(txn);
             snprintf(omni_store_err, OMNI_ERR_LEN, "store schema %u is newer "
-                     "than this build supports (%u)", schema,
+                     "than this build supports (%u): it was written by a "
+                     "newer version; upgrade the module and omnictl, or "
+                     "restore a backup taken before the upgrade", schema,
                      OMNI_SCHEMA_VERSION);
             return OMNI_ERROR;
         }
@@ -320,6 +395,8 @@ omni_store_open(omni_store_t **stp, const char *path,
         free(st);
         return OMNI_ERROR;
     }
+
+    omni_store_share_group(path);
 
     /*
      * A map already grown larger on disk wins over the configured or

@@ -86,6 +86,12 @@ int omni_store_reader_check(omni_store_t *st, int *dead);
 int omni_store_set_map_size(omni_store_t *st, size_t size);
 size_t omni_store_map_size(omni_store_t *st);
 int omni_store_sync(omni_store_t *st);
+/*
+ * A hot, consistent copy of every database into dir/data.mdb (dir must
+ * exist and hold no data.mdb), compacted when compact is set: for
+ * omnictl backup.
+ */
+int omni_store_copy(omni_store_t *st, const char *dir, int compact);
 
 /* ---- read side (zero-copy; pointers valid until read_end) ---- */
 
