@@ -5,6 +5,8 @@
 #   make demo       nginx on 127.0.0.1:8080 with the demo shop
 #   make bench      wrk benchmarks (see docs/performance.md)
 #   make writer-bench  the writer's records/s outside nginx (bench/writer.sh)
+#   make install    module, omnictl, man page, docs (DESTDIR, PREFIX, ...)
+#   make deb        build/deb/libnginx-mod-http-omni_*.deb and omnictl_*.deb
 
 SHELL      := /bin/bash
 BUILD      := $(CURDIR)/build
@@ -33,7 +35,19 @@ MOD_SRCS   := $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 MODULE     := $(BUILD)/ngx_http_omni_module.so
 OMNICTL    := $(BUILD)/omnictl
 
-.PHONY: all deps module omnictl unit test demo demo-stop bench writer-bench clean
+# Installation directories (GNU style; DESTDIR is prepended to each).
+# The module goes where the system nginx looks for modules, whatever the
+# PREFIX.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/libnginx-mod-http-omni
+DATADIR    ?= $(PREFIX)/share/libnginx-mod-http-omni
+NGX_MODDIR ?= /usr/lib/nginx/modules
+INSTALL    ?= install
+
+.PHONY: all deps module omnictl man unit test demo demo-stop bench \
+        writer-bench install deb clean
 
 all: module omnictl unit
 
@@ -54,6 +68,12 @@ $(OMNICTL): $(CTL_SRCS) $(CTL_HDRS) $(BUILD)/libomnicore.a VERSION
 	$(CC) $(OMNI_CFLAGS) -Iomnictl -DOMNICTL_VERSION='"$(VERSION)"' \
 	    -o $@ $(CTL_SRCS) \
 	    $(BUILD)/libomnicore.a $(OMNI_LIBS)
+
+# The man page carries the version of the VERSION file.
+man: $(BUILD)/omnictl.1
+$(BUILD)/omnictl.1: omnictl/omnictl.1 VERSION
+	@mkdir -p $(BUILD)
+	sed 's/@VERSION@/$(VERSION)/' $< > $@
 
 unit: $(UNIT_BINS)
 $(BUILD)/unit/%: t/unit/%.c t/unit/omni_tap.h $(wildcard t/unit/*.h) $(BUILD)/libomnicore.a
@@ -98,6 +118,46 @@ bench: all
 writer-bench: $(BUILD)/writer-bench
 $(BUILD)/writer-bench: bench/writer-bench.c $(BUILD)/libomnicore.a
 	$(CC) $(OMNI_CFLAGS) -o $@ $< $(BUILD)/libomnicore.a $(OMNI_LIBS)
+
+# Everything a host needs, under DESTDIR: the module, omnictl and its man
+# page, the docs, and the example configuration, page and rules that
+# packaging/omni.conf refers to.  Loading the module and the store
+# directory are the package's (or the admin's) business: see
+# docs/install.md.
+install: module omnictl man
+	$(INSTALL) -d $(DESTDIR)$(NGX_MODDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(DATADIR)/rules $(DESTDIR)$(DATADIR)/html
+	$(INSTALL) -m 644 $(MODULE) $(DESTDIR)$(NGX_MODDIR)/
+	$(INSTALL) -m 755 $(OMNICTL) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(BUILD)/omnictl.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 packaging/omni.conf $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 644 rules/*.json $(DESTDIR)$(DATADIR)/rules/
+	$(INSTALL) -m 644 packaging/html/index.html $(DESTDIR)$(DATADIR)/html/
+
+# The Debian packages, built by dpkg-buildpackage the way Debian builds
+# its nginx modules (dh --with nginx: the modules-available snippet, its
+# modules-enabled link and Depends: nginx-abi-* from the installed
+# nginx-dev).  The build runs in a copy of the tree under build/deb, so
+# that its clean steps never touch this tree's build/; the Debian
+# version is VERSION plus a revision (debian/changelog is generated).
+DEB_REV    ?= 1
+DEB_SRC    := $(BUILD)/deb/ngx-omni-module-$(VERSION)
+
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh_nginx \
+	    >/dev/null || { echo "make deb needs dpkg-dev, debhelper and" \
+	    "nginx-dev (apt-get install dpkg-dev debhelper nginx-dev)"; \
+	    exit 1; }
+	rm -rf $(BUILD)/deb && mkdir -p $(DEB_SRC)
+	tar -c --exclude=./build --exclude=./.git --exclude='./t/servroot*' \
+	    . | tar -x -C $(DEB_SRC)
+	./packaging/changelog $(VERSION)-$(DEB_REV) > $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && dpkg-buildpackage -b -uc -us \
+	    > $(BUILD)/deb/build.log 2>&1 \
+	    || { tail -40 $(BUILD)/deb/build.log; exit 1; }
+	@ls -1 $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf $(BUILD)

@@ -9,7 +9,8 @@ PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       liblmdb-dev lmdb-utils libjansson-dev libmaxminddb-dev mmdb-bin
       libpcre2-dev libpcre3-dev zlib1g-dev
       perl libtest-base-perl libjson-pp-perl libmaxmind-db-writer-perl
-      wrk curl"
+      wrk curl
+      dpkg-dev debhelper"
 
 missing=""
 for p in $PKGS; do
