@@ -155,11 +155,109 @@ omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos,
 }
 
 
+/*
+ * Touches a visitor made before it was forgotten (queued while omnictl
+ * forget ran) must not bring the person back: they are dropped here,
+ * before the fold or the log sees them.  Returns a filtered copy (free
+ * it), or t itself when nothing is dropped.
+ */
+static int omni_batch_apply_filtered(omni_store_t *st,
+    const omni_batch_opts_t *opts, omni_batch_t *b);
+
+
+static const omni_touch_t *
+omni_batch_drop_forgotten(omni_wtxn_t *w, const omni_touch_t *t, size_t *n,
+    int *rcp)
+{
+    int            rc;
+    char           hex[OMNI_ID_HEX_LEN + 1];
+    size_t         i, k;
+    uint32_t       when;
+    omni_touch_t  *out;
+
+    out = NULL;
+    k = 0;
+    *rcp = OMNI_OK;
+
+    for (i = 0; i < *n; i++) {
+        omni_id_hex(t[i].id, hex);
+
+        rc = omni_wtxn_get_tombstone(w, t[i].kind, hex, OMNI_ID_HEX_LEN,
+                                     &when);
+        if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
+            *rcp = rc;
+            free(out);
+            return NULL;
+        }
+
+        if (rc == OMNI_OK && t[i].time <= when) {
+            if (out == NULL) {
+                out = malloc(*n * sizeof(omni_touch_t));
+                if (out == NULL) {
+                    *rcp = OMNI_ERROR;
+                    return NULL;
+                }
+
+                memcpy(out, t, i * sizeof(omni_touch_t));
+                k = i;
+            }
+
+            continue;
+        }
+
+        if (out) {
+            out[k++] = t[i];
+        }
+    }
+
+    if (out == NULL) {
+        return t;
+    }
+
+    *n = k;
+
+    return out;
+}
+
+
 int
 omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
     omni_batch_t *b)
 {
-    int           rc;
+    int                  rc;
+    size_t               nfold, ntouches;
+    const omni_touch_t  *fold, *touches;
+
+    fold = b->fold;
+    nfold = b->nfold;
+    touches = b->touches;
+    ntouches = b->ntouches;
+
+    rc = omni_batch_apply_filtered(st, opts, b);
+
+    /* the caller's arrays, as it gave them */
+    if (b->fold != fold) {
+        free((void *) b->fold);
+    }
+
+    if (b->touches != touches && b->touches != b->fold) {
+        free((void *) b->touches);
+    }
+
+    b->fold = fold;
+    b->nfold = nfold;
+    b->touches = touches;
+    b->ntouches = ntouches;
+
+    return rc;
+}
+
+
+static int
+omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
+    omni_batch_t *b)
+{
+    int           rc, same;
     double        t0;
     uint32_t      min_time;
     unsigned      pruned;
@@ -175,6 +273,29 @@ omni_batch_apply(omni_store_t *st, const omni_batch_opts_t *opts,
     rc = omni_store_write_begin(st, &w);
     if (rc != OMNI_OK) {
         return rc;
+    }
+
+    if ((b->nfold || b->ntouches) && omni_wtxn_has_tombstones(w)) {
+        same = (b->fold == b->touches && b->nfold == b->ntouches);
+
+        if (b->nfold) {
+            b->fold = omni_batch_drop_forgotten(w, b->fold, &b->nfold, &rc);
+        }
+
+        if (rc == OMNI_OK && b->ntouches) {
+            if (same) {
+                b->touches = b->fold;
+                b->ntouches = b->nfold;
+
+            } else {
+                b->touches = omni_batch_drop_forgotten(w, b->touches,
+                                                       &b->ntouches, &rc);
+            }
+        }
+
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
     }
 
     /* the fold first: a touchpoint names the profile it created */

@@ -776,6 +776,29 @@ omni_ev_record(const omni_event_t *ev, const unsigned char *pid,
 
 /* ---- apply ---- */
 
+/* The idempotency key of an event's id (type 'M' messageId, 'O' order). */
+static size_t
+omni_ev_seen_key(const omni_event_t *ev, char type, const char *id,
+    char *key, size_t size)
+{
+    size_t  n;
+
+    /*
+     * Server-trusted ids share one namespace; a browser's or app's are
+     * scoped to its visitor, so no client can burn another's ids.
+     */
+    if (ev->trust == OMNI_TRUST_SERVER) {
+        n = (size_t) snprintf(key, size, "%c%s", type, id);
+
+    } else {
+        n = (size_t) snprintf(key, size, "%c%s:%s", type + 32,
+                              ev->idents[0].value, id);
+    }
+
+    return n < size ? n : size - 1;
+}
+
+
 /* Records an idempotency key; 1 when it was seen before. */
 static int
 omni_ev_seen(omni_wtxn_t *w, const omni_event_t *ev, char type,
@@ -784,20 +807,30 @@ omni_ev_seen(omni_wtxn_t *w, const omni_event_t *ev, char type,
     char    key[OMNI_EVENT_MAX_ID * 2 + 8];
     size_t  n;
 
-    /*
-     * Server-trusted ids share one namespace; a browser's or app's are
-     * scoped to its visitor, so no client can burn another's ids.
-     */
-    if (ev->trust == OMNI_TRUST_SERVER) {
-        n = (size_t) snprintf(key, sizeof(key), "%c%s", type, id);
+    n = omni_ev_seen_key(ev, type, id, key, sizeof(key));
 
-    } else {
-        n = (size_t) snprintf(key, sizeof(key), "%c%s:%s", type + 32,
-                              ev->idents[0].value, id);
+    return omni_wtxn_seen(w, key, n, (uint32_t) time(NULL));
+}
+
+
+/* The event's keys belong to pid: forget of pid deletes them. */
+static int
+omni_ev_seen_owner(omni_wtxn_t *w, const omni_event_t *ev,
+    const unsigned char *pid)
+{
+    int     rc;
+    char    key[OMNI_EVENT_MAX_ID * 2 + 8];
+    size_t  n;
+
+    n = omni_ev_seen_key(ev, 'M', ev->message_id, key, sizeof(key));
+    rc = omni_wtxn_seen_owner(w, key, n, pid);
+
+    if (rc == OMNI_OK && ev->order_id) {
+        n = omni_ev_seen_key(ev, 'O', ev->order_id, key, sizeof(key));
+        rc = omni_wtxn_seen_owner(w, key, n, pid);
     }
 
-    return omni_wtxn_seen(w, key, n < sizeof(key) ? n : sizeof(key) - 1,
-                          (uint32_t) time(NULL));
+    return rc;
 }
 
 
@@ -920,6 +953,10 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
 
     rc = omni_wtxn_put_profile(w, &p);
     omni_profile_free(&p);
+
+    if (rc == OMNI_OK) {
+        rc = omni_ev_seen_owner(w, ev, pid);
+    }
 
     if (rc != OMNI_OK) {
         return rc;

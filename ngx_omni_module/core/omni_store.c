@@ -236,6 +236,16 @@ omni_store_open_dbs(omni_store_t *st, int create)
             rc = 0;
         }
     }
+    if (rc == 0) {
+        what = "forgotten";
+        rc = mdb_dbi_open(txn, "forgotten", flags, &st->forgotten);
+        if (rc == 0) {
+            st->has_forgotten = 1;
+
+        } else if (rc == MDB_NOTFOUND && !create) {
+            rc = 0;
+        }
+    }
 
     if (rc != 0) {
         mdb_txn_abort(txn);
@@ -282,6 +292,11 @@ omni_store_open_dbs(omni_store_t *st, int create)
     if (rc != 0) {
         mdb_txn_abort(txn);
         return omni_store_fail(st, "cannot write the schema version", rc);
+    }
+
+    if (omni_store_open_salt(st, txn, create) != OMNI_OK) {
+        mdb_txn_abort(txn);
+        return OMNI_ERROR;
     }
 
     rc = mdb_txn_commit(txn);
@@ -576,7 +591,11 @@ omni_store_alias_get(omni_store_t *st, MDB_txn *txn, unsigned kind,
 
     rc = mdb_get(txn, st->aliases, &key, &val);
     if (rc == MDB_NOTFOUND) {
-        return OMNI_NOTFOUND;
+        /*
+         * A forgotten cookie or device that comes back: its tombstone
+         * names the fresh profile it starts, never the erased one.
+         */
+        return omni_store_tombstone_get(st, txn, kind, v, len, pid, NULL);
     }
 
     if (rc != 0) {
@@ -841,6 +860,11 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
         w->merged_open = 1;
     }
 
+    if (st->has_forgotten) {
+        w->forgotten = st->forgotten;
+        w->forgotten_open = 1;
+    }
+
     *wp = w;
 
     return OMNI_OK;
@@ -850,16 +874,22 @@ omni_store_write_begin(omni_store_t *st, omni_wtxn_t **wp)
 int
 omni_wtxn_commit(omni_wtxn_t *w)
 {
-    int            rc, publish, publish_merged;
-    MDB_dbi        seen, seen_age, merged;
+    int            rc, publish, publish_merged, publish_forgotten;
+    int            publish_salt;
+    MDB_dbi        seen, seen_age, merged, forgotten;
     omni_store_t  *st;
+    unsigned char  salt[sizeof(w->salt)];
 
     st = w->st;
     publish = w->seen_open && !st->has_seen;
     publish_merged = w->merged_open && !st->has_merged;
+    publish_forgotten = w->forgotten_open && !st->has_forgotten;
+    publish_salt = w->salt_new;
     seen = w->seen;
     seen_age = w->seen_age;
     merged = w->merged;
+    forgotten = w->forgotten;
+    memcpy(salt, w->salt, sizeof(salt));
 
     rc = mdb_txn_commit(w->txn);
     free(w);
@@ -883,6 +913,16 @@ omni_wtxn_commit(omni_wtxn_t *w)
     if (publish_merged) {
         st->merged = merged;
         st->has_merged = 1;
+    }
+
+    if (publish_forgotten) {
+        st->forgotten = forgotten;
+        st->has_forgotten = 1;
+    }
+
+    if (publish_salt) {
+        memcpy(st->salt, salt, sizeof(salt));
+        st->has_salt = 1;
     }
 
     return OMNI_OK;

@@ -233,11 +233,32 @@ int omni_wtxn_record_merge(omni_wtxn_t *w, const unsigned char *keep,
 int omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len,
     uint32_t now);
 /*
+ * Names the profile a key recorded in this transaction belongs to, so
+ * that forget finds and deletes it.  The stored key is a keyed hash of
+ * `key` (omni_store_privacy.c): no messageId, order id or visitor id is
+ * kept in clear.
+ */
+int omni_wtxn_seen_owner(omni_wtxn_t *w, const void *key, size_t len,
+    const unsigned char *pid);
+/*
  * Forgets the oldest keys first seen before `before`, at most budget of
  * them per call (*pruned), so a write transaction stays short.  After
  * that a key counts as new again: keep them longer than any redelivery.
  */
 int omni_wtxn_prune_seen(omni_wtxn_t *w, uint32_t before, unsigned budget,
     unsigned *pruned);
+
+/*
+ * Tombstones of forgotten cookie and device ids (their hex text), keyed
+ * by a keyed hash: the fresh profile id such an id starts when it comes
+ * back, and the time of the forget.  omni_*_get_alias() already answer
+ * the fresh id for a tombstoned cookie or device.
+ */
+int omni_wtxn_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
+    size_t len, const unsigned char *pid, uint32_t when);
+int omni_wtxn_get_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
+    size_t len, uint32_t *when);
+/* Whether any tombstone exists (a batch then checks its touches). */
+int omni_wtxn_has_tombstones(omni_wtxn_t *w);
 
 #endif /* OMNI_STORE_H */

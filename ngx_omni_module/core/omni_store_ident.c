@@ -356,12 +356,34 @@ omni_wtxn_seen_dbs(omni_wtxn_t *w, int create)
 }
 
 
+/*
+ * The stored form of an idempotency key: 'h' + its keyed hash, so that
+ * no messageId, order id or visitor id is kept in clear.  A store without
+ * a salt (opened read-only, older) keeps the key as it is.
+ */
+static void
+omni_seen_key(omni_wtxn_t *w, const void *key, size_t len, MDB_val *k,
+    unsigned char *buf)
+{
+    if (omni_store_khash(w->st, 's', key, len, buf + 1) == OMNI_OK) {
+        buf[0] = 'h';
+        k->mv_data = buf;
+        k->mv_size = OMNI_SEEN_HKEY;
+        return;
+    }
+
+    k->mv_data = (void *) key;
+    k->mv_size = len;
+}
+
+
 int
 omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len, uint32_t now)
 {
     int            rc, ret;
     MDB_val        k, v;
-    unsigned char  tbuf[4], abuf[OMNI_SEEN_AGE_HDR + OMNI_SEEN_KEY_MAX];
+    unsigned char  vbuf[OMNI_SEEN_VAL], hbuf[OMNI_SEEN_HKEY];
+    unsigned char  abuf[OMNI_SEEN_AGE_HDR + OMNI_SEEN_KEY_MAX];
 
     if (key == NULL || len == 0 || len > OMNI_SEEN_KEY_MAX) {
         snprintf(omni_store_err, OMNI_ERR_LEN, "invalid idempotency key "
@@ -374,12 +396,31 @@ omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len, uint32_t now)
         return ret;
     }
 
-    omni_put_be32(tbuf, now);
+    /*
+     * A key an older build stored in clear is still a duplicate until
+     * retention removes it (one more read, while such keys may exist).
+     */
+    if (w->st->has_salt) {
+        k.mv_data = (void *) key;
+        k.mv_size = len;
 
-    k.mv_data = (void *) key;
-    k.mv_size = len;
-    v.mv_data = tbuf;
-    v.mv_size = sizeof(tbuf);
+        rc = mdb_get(w->txn, w->seen, &k, &v);
+        if (rc == 0) {
+            return 1;
+        }
+
+        if (rc != MDB_NOTFOUND) {
+            return omni_store_fail(w->st, "mdb_get(seen) failed", rc);
+        }
+    }
+
+    omni_seen_key(w, key, len, &k, hbuf);
+
+    omni_put_be32(vbuf, now);
+    memset(vbuf + 4, 0, OMNI_ID_LEN);
+
+    v.mv_data = vbuf;
+    v.mv_size = sizeof(vbuf);
 
     /* the first sighting stays: a duplicate never extends its life */
     rc = mdb_put(w->txn, w->seen, &k, &v, MDB_NOOVERWRITE);
@@ -391,11 +432,11 @@ omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len, uint32_t now)
         return omni_store_fail(w->st, "mdb_put(seen) failed", rc);
     }
 
-    memcpy(abuf, tbuf, OMNI_SEEN_AGE_HDR);
-    memcpy(abuf + OMNI_SEEN_AGE_HDR, key, len);
+    memcpy(abuf, vbuf, OMNI_SEEN_AGE_HDR);
+    memcpy(abuf + OMNI_SEEN_AGE_HDR, k.mv_data, k.mv_size);
 
     k.mv_data = abuf;
-    k.mv_size = OMNI_SEEN_AGE_HDR + len;
+    k.mv_size = OMNI_SEEN_AGE_HDR + k.mv_size;
     v.mv_data = "";
     v.mv_size = 0;
 
@@ -405,6 +446,45 @@ omni_wtxn_seen(omni_wtxn_t *w, const void *key, size_t len, uint32_t now)
     }
 
     return 0;
+}
+
+
+int
+omni_wtxn_seen_owner(omni_wtxn_t *w, const void *key, size_t len,
+    const unsigned char *pid)
+{
+    int            rc;
+    MDB_val        k, v;
+    unsigned char  vbuf[OMNI_SEEN_VAL], hbuf[OMNI_SEEN_HKEY];
+
+    if (!w->seen_open || key == NULL || len == 0 || len > OMNI_SEEN_KEY_MAX)
+    {
+        return OMNI_OK;
+    }
+
+    omni_seen_key(w, key, len, &k, hbuf);
+
+    rc = mdb_get(w->txn, w->seen, &k, &v);
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size < 4)) {
+        return OMNI_OK;
+    }
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_get(seen) failed", rc);
+    }
+
+    memcpy(vbuf, v.mv_data, 4);
+    memcpy(vbuf + 4, pid, OMNI_ID_LEN);
+
+    v.mv_data = vbuf;
+    v.mv_size = sizeof(vbuf);
+
+    rc = mdb_put(w->txn, w->seen, &k, &v, 0);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_put(seen) failed", rc);
+    }
+
+    return OMNI_OK;
 }
 
 
@@ -473,7 +553,7 @@ omni_wtxn_prune_seen(omni_wtxn_t *w, uint32_t before, unsigned budget,
             skey.mv_size = klen;
 
             rc = mdb_get(w->txn, w->seen, &skey, &val);
-            if (rc == 0 && val.mv_size == 4
+            if (rc == 0 && val.mv_size >= 4
                 && omni_get_be32(val.mv_data) == t)
             {
                 rc = mdb_del(w->txn, w->seen, &skey, NULL);

@@ -23,6 +23,14 @@
 /* A merged key: the kept profile's id, then the merged-away one's. */
 #define OMNI_MERGED_KEY  (2 * OMNI_ID_LEN)
 
+/* A keyed hash (omni_store_khash()), and a seen key made of one. */
+#define OMNI_KHASH_LEN   16
+#define OMNI_SEEN_HKEY   (1 + OMNI_KHASH_LEN)
+
+/* A seen value: u32 BE time first seen, then the owner profile's id
+   (zero until the event is applied; older stores: the time alone). */
+#define OMNI_SEEN_VAL    (4 + OMNI_ID_LEN)
+
 struct omni_store_s {
     MDB_env      *env;
     MDB_dbi       profiles;
@@ -33,6 +41,7 @@ struct omni_store_s {
     MDB_dbi       seen;
     MDB_dbi       seen_age;
     MDB_dbi       merged;
+    MDB_dbi       forgotten;        /* tombstones (omni_store_privacy.c) */
     /*
      * Whether seen and seen_age (merged) are open.  A store created by
      * an older build lacks them, and a handle that cannot create them
@@ -42,6 +51,9 @@ struct omni_store_s {
      */
     int           has_seen;
     int           has_merged;
+    int           has_forgotten;
+    int           has_salt;
+    unsigned char salt[32];         /* meta "salt": keyed hashes */
     MDB_txn      *rtxn;             /* the reusable read transaction */
     unsigned      readonly:1;
     char          path[4096];
@@ -60,8 +72,12 @@ struct omni_wtxn_s {
     MDB_dbi        seen;
     MDB_dbi        seen_age;
     MDB_dbi        merged;          /* the same for merged */
+    MDB_dbi        forgotten;       /* and for forgotten, with the salt */
     unsigned       seen_open:1;
     unsigned       merged_open:1;
+    unsigned       forgotten_open:1;
+    unsigned       salt_new:1;      /* salt made by this transaction */
+    unsigned char  salt[32];
 };
 
 
@@ -77,6 +93,14 @@ int omni_store_edge_seq(omni_store_t *st, MDB_txn *txn, MDB_cursor_op op,
 int omni_id_cmp(const void *a, const void *b);
 int omni_wtxn_merged_take(omni_wtxn_t *w, const unsigned char *pid,
     unsigned char **idsp, size_t *nidsp);
+
+/* omni_store_privacy.c */
+int omni_store_open_salt(omni_store_t *st, MDB_txn *txn, int create);
+int omni_store_khash(omni_store_t *st, unsigned char tag, const void *data,
+    size_t len, unsigned char *out);
+int omni_wtxn_privacy_dbs(omni_wtxn_t *w);
+int omni_store_tombstone_get(omni_store_t *st, MDB_txn *txn, unsigned kind,
+    const void *v, size_t len, unsigned char *pid, uint32_t *when);
 
 
 static inline void

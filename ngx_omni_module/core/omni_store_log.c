@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <lmdb.h>
 
 #include "omni_store_int.h"
@@ -170,6 +171,199 @@ omni_store_edge_seq(omni_store_t *st, MDB_txn *txn, MDB_cursor_op op,
 }
 
 
+/* ---- forget ---- */
+
+/* The cookie and device ids (hex text) of a person being forgotten. */
+typedef struct {
+    unsigned   n, cap;
+    unsigned   failed:1;
+    struct {
+        unsigned  kind;
+        char      hex[OMNI_ID_HEX_LEN + 1];
+    }         *v;
+} omni_forget_ids_t;
+
+
+static void
+omni_forget_id(omni_forget_ids_t *f, unsigned kind, const char *v,
+    size_t len)
+{
+    void      *p;
+    unsigned   i;
+
+    if ((kind != OMNI_ALIAS_COOKIE && kind != OMNI_ALIAS_DEVICE)
+        || len != OMNI_ID_HEX_LEN)
+    {
+        return;
+    }
+
+    for (i = 0; i < f->n; i++) {
+        if (f->v[i].kind == kind
+            && memcmp(f->v[i].hex, v, OMNI_ID_HEX_LEN) == 0)
+        {
+            return;
+        }
+    }
+
+    if (f->n == f->cap) {
+        p = realloc(f->v, (f->cap ? f->cap * 2 : 16) * sizeof(f->v[0]));
+        if (p == NULL) {
+            f->failed = 1;
+            return;
+        }
+
+        f->v = p;
+        f->cap = f->cap ? f->cap * 2 : 16;
+    }
+
+    f->v[f->n].kind = kind;
+    memcpy(f->v[f->n].hex, v, OMNI_ID_HEX_LEN);
+    f->v[f->n].hex[OMNI_ID_HEX_LEN] = '\0';
+    f->n++;
+}
+
+
+static void
+omni_forget_ids_free(omni_forget_ids_t *f)
+{
+    free(f->v);
+    f->v = NULL;
+    f->n = 0;
+    f->cap = 0;
+}
+
+
+/* Deletes a seen key and its seen_age entry (the cursor is on the key). */
+static int
+omni_forget_seen_del(omni_wtxn_t *w, MDB_cursor *cur, MDB_val *key,
+    MDB_val *val)
+{
+    int            rc;
+    MDB_val        akey;
+    unsigned char  abuf[OMNI_SEEN_AGE_HDR + OMNI_SEEN_KEY_MAX];
+
+    if (val->mv_size >= 4 && key->mv_size <= OMNI_SEEN_KEY_MAX) {
+        memcpy(abuf, val->mv_data, OMNI_SEEN_AGE_HDR);
+        memcpy(abuf + OMNI_SEEN_AGE_HDR, key->mv_data, key->mv_size);
+        akey.mv_data = abuf;
+        akey.mv_size = OMNI_SEEN_AGE_HDR + key->mv_size;
+
+        rc = mdb_del(w->txn, w->seen_age, &akey, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+
+    return mdb_cursor_del(cur, 0);
+}
+
+
+/*
+ * The idempotency keys of the person: those whose value names one of
+ * ids as owner (one scan: forget is rare), and keys an older build
+ * stored in clear with a visitor's id in them ("m" or "o", the id, ":").
+ */
+static int
+omni_forget_seen(omni_wtxn_t *w, const unsigned char *ids, size_t nids,
+    const omni_forget_ids_t *fid)
+{
+    int          rc;
+    size_t       plen;
+    unsigned     i, j;
+    MDB_val      key, val;
+    MDB_cursor  *cur;
+    char         prefix[OMNI_ID_HEX_LEN + 3];
+
+    rc = w->seen_open ? 0 : MDB_NOTFOUND;
+    if (rc != 0) {
+        return OMNI_OK;
+    }
+
+    rc = mdb_cursor_open(w->txn, w->seen, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+    {
+        if (val.mv_size == OMNI_SEEN_VAL
+            && bsearch((unsigned char *) val.mv_data + 4, ids, nids,
+                       OMNI_ID_LEN, omni_id_cmp)
+               != NULL)
+        {
+            rc = omni_forget_seen_del(w, cur, &key, &val);
+            if (rc != 0) {
+                break;
+            }
+        }
+    }
+
+    for (i = 0; (rc == 0 || rc == MDB_NOTFOUND) && i < fid->n; i++) {
+        for (j = 0; j < 2; j++) {
+            plen = (size_t) snprintf(prefix, sizeof(prefix), "%c%s:",
+                                     j ? 'o' : 'm', fid->v[i].hex);
+            key.mv_data = prefix;
+            key.mv_size = plen;
+
+            for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+                 rc == 0 && key.mv_size > plen
+                 && memcmp(key.mv_data, prefix, plen) == 0;
+                 rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT))
+            {
+                rc = omni_forget_seen_del(w, cur, &key, &val);
+                if (rc != 0) {
+                    break;
+                }
+            }
+
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+                break;
+            }
+
+            rc = 0;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return omni_store_fail(w->st, "cannot delete idempotency keys", rc);
+    }
+
+    return OMNI_OK;
+}
+
+
+/* A fresh profile id for each of the person's cookies and devices. */
+static int
+omni_forget_tombstones(omni_wtxn_t *w, const omni_forget_ids_t *fid)
+{
+    int            rc;
+    unsigned       i;
+    uint32_t       now;
+    unsigned char  fresh[OMNI_ID_LEN];
+
+    now = (uint32_t) time(NULL);
+
+    for (i = 0; i < fid->n; i++) {
+        if (omni_id_random(fresh) != OMNI_OK) {
+            snprintf(omni_store_err, OMNI_ERR_LEN, "no randomness");
+            return OMNI_ERROR;
+        }
+
+        rc = omni_wtxn_tombstone(w, fid->v[i].kind, fid->v[i].hex,
+                                 OMNI_ID_HEX_LEN, fresh, now);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
 int
 omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     unsigned *naliases, unsigned *ntouchpoints)
@@ -180,10 +374,13 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     MDB_val         key, val;
     MDB_cursor     *cur;
     omni_profile_t  p;
-    unsigned char   owner[OMNI_ID_LEN], *ids;
+    omni_forget_ids_t  fid;
+    char               hex[OMNI_ID_HEX_LEN + 1];
+    unsigned char      owner[OMNI_ID_LEN], *ids;
 
     *naliases = 0;
     *ntouchpoints = 0;
+    memset(&fid, 0, sizeof(omni_forget_ids_t));
 
     ret = omni_wtxn_get_profile(w, pid, &p);
     if (ret != OMNI_OK) {
@@ -191,8 +388,17 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
         return ret;
     }
 
+    ret = omni_wtxn_privacy_dbs(w);
+    if (ret != OMNI_OK) {
+        omni_profile_free(&p);
+        return ret;
+    }
+
     /* Aliases: only those that still point at this profile. */
     for (i = 0; i < p.naliases; i++) {
+        omni_forget_id(&fid, p.aliases[i].kind, p.aliases[i].value,
+                       strlen(p.aliases[i].value));
+
         ret = omni_wtxn_get_alias(w, p.aliases[i].kind, p.aliases[i].value,
                                   strlen(p.aliases[i].value), owner);
         if (ret == OMNI_OK && memcmp(owner, pid, OMNI_ID_LEN) == 0) {
@@ -206,6 +412,7 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
 
         if (ret != OMNI_OK && ret != OMNI_NOTFOUND) {
             omni_profile_free(&p);
+            omni_forget_ids_free(&fid);
             return ret;
         }
     }
@@ -229,6 +436,9 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
         if (val.mv_size == OMNI_ID_LEN
             && memcmp(val.mv_data, pid, OMNI_ID_LEN) == 0)
         {
+            omni_forget_id(&fid, *(unsigned char *) key.mv_data,
+                           (char *) key.mv_data + 1, key.mv_size - 1);
+
             rc = mdb_cursor_del(cur, 0);
             if (rc != 0) {
                 break;
@@ -241,6 +451,7 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     mdb_cursor_close(cur);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
+        omni_forget_ids_free(&fid);
         return omni_store_fail(w->st, "cannot delete aliases", rc);
     }
 
@@ -251,12 +462,14 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
      */
     ret = omni_wtxn_merged_take(w, pid, &ids, &nids);
     if (ret != OMNI_OK) {
+        omni_forget_ids_free(&fid);
         return ret;
     }
 
     rc = mdb_cursor_open(w->txn, w->st->touchpoints, &cur);
     if (rc != 0) {
         free(ids);
+        omni_forget_ids_free(&fid);
         return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
     }
 
@@ -280,10 +493,39 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
     }
 
     mdb_cursor_close(cur);
-    free(ids);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
+        free(ids);
+        omni_forget_ids_free(&fid);
         return omni_store_fail(w->st, "cannot delete touchpoints", rc);
+    }
+
+    /*
+     * The person's idempotency keys, and tombstones for every cookie and
+     * device that was theirs: the profile and its merged-away ids were
+     * visitor ids too, of either kind.
+     */
+    for (i = 0; i < nids; i++) {
+        omni_id_hex(ids + i * OMNI_ID_LEN, hex);
+        omni_forget_id(&fid, OMNI_ALIAS_COOKIE, hex, OMNI_ID_HEX_LEN);
+        omni_forget_id(&fid, OMNI_ALIAS_DEVICE, hex, OMNI_ID_HEX_LEN);
+    }
+
+    ret = fid.failed ? OMNI_ERROR : omni_forget_seen(w, ids, nids, &fid);
+    free(ids);
+
+    if (ret == OMNI_OK) {
+        ret = omni_forget_tombstones(w, &fid);
+    }
+
+    omni_forget_ids_free(&fid);
+
+    if (ret != OMNI_OK) {
+        if (fid.failed) {
+            snprintf(omni_store_err, OMNI_ERR_LEN, "out of memory");
+        }
+
+        return ret;
     }
 
     key.mv_data = (void *) pid;

@@ -1205,19 +1205,30 @@ test_devices_and_needs(void)
                "\"path\": {\"prefix\": \"/\"}}, \"pixels\": [{\"img\": "
                "\"https://p.example/\"}]}]");
     is_int(omni_rules_needs(set), OMNI_NEED_UA | OMNI_NEED_REFERRER
-           | OMNI_NEED_QUERY | OMNI_NEED_PATH,
-           "needs: exactly the request fields the rules read");
+           | OMNI_NEED_QUERY | OMNI_NEED_PATH | OMNI_NEED_INJECT,
+           "needs: exactly the request fields the rules read, and a pixel");
     omni_rules_free(set);
 
     set = load("{\"id\": \"a\", \"when\": {\"channel\": \"web\"}, "
                "\"banner\": {\"slot\": \"s\", \"html\": \"<b>x</b>\"}}");
+    is_int(omni_rules_needs(set), OMNI_NEED_INJECT,
+           "needs: nothing, not even the profile (but it injects)");
+    omni_rules_free(set);
+
+    set = load("{\"id\": \"a\", \"headers\": {\"X-Theme\": \"dark\"}}");
     is_int(omni_rules_needs(set), 0,
-           "needs: nothing, not even the profile");
+           "needs: a header-only rule injects nothing into pages");
+    omni_rules_free(set);
+
+    set = load("{\"id\": \"a\", \"enabled\": false, \"banner\": "
+               "{\"slot\": \"s\", \"html\": \"<b>x</b>\"}}");
+    is_int(omni_rules_needs(set), 0,
+           "needs: a disabled banner injects nothing");
     omni_rules_free(set);
 
     set = load("{\"id\": \"a\", \"banner\": {\"slot\": \"s\", "
                "\"html\": \"{{geo.city|near you}}\"}}");
-    is_int(omni_rules_needs(set), OMNI_NEED_GEO,
+    is_int(omni_rules_needs(set), OMNI_NEED_GEO | OMNI_NEED_INJECT,
            "needs: a geo variable in a template");
     omni_rules_free(set);
 }
