@@ -203,6 +203,45 @@ ngx_http_omni_events_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* ---- trust ---- */
 
 /*
+ * The SHA-256 of the user of an "Authorization: Basic" header (the part
+ * before the first ':'), so it compares with the keys' digests.
+ */
+static ngx_int_t
+ngx_http_omni_events_basic(ngx_http_request_t *r, ngx_str_t *value,
+    u_char *digest)
+{
+    u_char     *colon;
+    ngx_str_t   enc, dec;
+
+    enc.data = value->data + 6;
+    enc.len = value->len - 6;
+
+    while (enc.len && enc.data[0] == ' ') {
+        enc.data++;
+        enc.len--;
+    }
+
+    dec.len = ngx_base64_decoded_length(enc.len);
+    dec.data = ngx_pnalloc(r->pool, dec.len + 1);
+    if (dec.data == NULL || enc.len == 0) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64(&dec, &enc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    colon = ngx_strlchr(dec.data, dec.data + dec.len, ':');
+    if (colon != NULL) {
+        dec.len = colon - dec.data;
+    }
+
+    SHA256(dec.data, dec.len, digest);
+
+    return NGX_OK;
+}
+
+/*
  * NGX_OK with *trust set, or NGX_DECLINED with *field and *reason saying
  * why the credential presented is refused (401).
  */
@@ -242,12 +281,35 @@ ngx_http_omni_events_auth(ngx_http_request_t *r, u_char *body, size_t len,
 
     k = mcf->event_keys->elts;
 
+    if (auth && auth->value.len > 6
+        && ngx_strncasecmp(auth->value.data, (u_char *) "Basic ", 6) == 0)
+    {
+        /*
+         * Segment's libraries: HTTP Basic with the writeKey as the user
+         * and an empty password.  The writeKey is a server key.
+         */
+        if (ngx_http_omni_events_basic(r, &auth->value, digest) != NGX_OK) {
+            *reason = "expected \"Basic base64(KEY:)\"";
+            return NGX_DECLINED;
+        }
+
+        for (i = 0; i < mcf->event_keys->nelts; i++) {
+            if (CRYPTO_memcmp(digest, k[i].digest, sizeof(digest)) == 0) {
+                *trust = OMNI_TRUST_SERVER;
+                return NGX_OK;
+            }
+        }
+
+        *reason = "invalid server key";
+        return NGX_DECLINED;
+    }
+
     if (auth) {
         if (auth->value.len < 8
             || ngx_strncasecmp(auth->value.data, (u_char *) "Bearer ", 7)
                != 0)
         {
-            *reason = "expected \"Bearer KEY\"";
+            *reason = "expected \"Bearer KEY\" or \"Basic base64(KEY:)\"";
             return NGX_DECLINED;
         }
 
@@ -496,7 +558,7 @@ ngx_http_omni_events_cleanup(void *data)
 static void
 ngx_http_omni_events_body(ngx_http_request_t *r)
 {
-    u_char                      *body;
+    u_char                      *body, *p;
     size_t                       len;
     ngx_int_t                    rc;
     ngx_uint_t                   i, valid, forbidden;
@@ -560,6 +622,18 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
                                                  : OMNI_SRC_CLIENT;
     ec.now = (uint32_t) ngx_time();
     ec.channel = OMNI_CH_MAX;
+
+    /*
+     * Segment's single-call paths (/v1/track, /v1/page, ...) imply the
+     * type of an event that names none: the URI's last segment.
+     */
+    for (p = r->uri.data + r->uri.len; p > r->uri.data && p[-1] != '/'; p--)
+    {
+        /* void */
+    }
+
+    ec.type = omni_event_type_parse((char *) p,
+                                    r->uri.data + r->uri.len - p);
 
     /* Server trust without a bearer key is a signature (see auth). */
     ec.need_message_id = ectx->trust == OMNI_TRUST_SERVER

@@ -487,7 +487,8 @@ ngx_http_omni_queue_job(ngx_http_omni_wjob_t *job, ngx_log_t *log)
 
     h->len = (uint32_t) len;
     h->type = NGX_HTTP_OMNI_REC_JOB;
-    h->trust = (u_char) job->ec.trust;
+    /* the high nibble: the type a Segment path implies (/v1/track) */
+    h->trust = (u_char) (job->ec.trust | (job->ec.type << 4));
     h->source = (u_char) job->ec.source;
     h->visitor_kind = (u_char) job->ec.visitor_kind;
     h->now = job->ec.now;
@@ -580,7 +581,8 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
             j->id = jh->job;
             j->text = (u_char *) (jh + 1);
             j->len = jh->text_len;
-            j->ec.trust = jh->trust;
+            j->ec.trust = jh->trust & 0x0f;
+            j->ec.type = jh->trust >> 4;
             j->ec.source = jh->source;
             j->ec.now = jh->now;
             j->ec.channel = jh->channel;

@@ -31,6 +31,7 @@ static const struct {
     { "device", OMNI_ALIAS_DEVICE },
     { "customer", OMNI_ALIAS_CUSTOMER },
     { "email", OMNI_ALIAS_EMAIL },
+    { "anonymous", OMNI_ALIAS_ANON },
     { NULL, 0 }
 };
 

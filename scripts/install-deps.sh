@@ -5,6 +5,21 @@ set -eu
 quiet=0
 [ "${1:-}" = "--quiet" ] && quiet=1
 
+# Segment's own server library for t/48-segment.t, from npm into build/npm
+# (nothing vendored in git); the test skips, saying why, without it.
+SEGMENT_NODE="@segment/analytics-node@3.1.0"
+
+npm_deps() {
+    dir="$(cd "$(dirname "$0")/.." && pwd)/build/npm"
+    [ -f "$dir/node_modules/@segment/analytics-node/package.json" ] && return 0
+    command -v npm >/dev/null 2>&1 || return 0
+    mkdir -p "$dir"
+    echo "install-deps: npm install $SEGMENT_NODE into build/npm"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+        "$SEGMENT_NODE" >/dev/null 2>&1 \
+        || echo "install-deps: npm install failed (t/48-segment.t will skip)"
+}
+
 PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       liblmdb-dev lmdb-utils libjansson-dev libmaxminddb-dev mmdb-bin
       libpcre2-dev libpcre3-dev zlib1g-dev
@@ -20,8 +35,14 @@ for p in $PKGS; do
     fi
 done
 
+# Node.js and npm, for t/48-segment.t's real Segment library (the
+# nodejs package of some images brings npm along; Debian's does not).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
 if [ -z "$missing" ]; then
     [ "$quiet" = 1 ] || echo "install-deps: all dependencies present"
+    npm_deps
     exit 0
 fi
 
@@ -42,4 +63,5 @@ if command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl stop nginx >/dev/null 2>&1 || true
     $SUDO systemctl disable nginx >/dev/null 2>&1 || true
 fi
+npm_deps
 echo "install-deps: done"

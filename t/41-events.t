@@ -189,9 +189,15 @@ my $body = $order->(3);
 my $t = time;
 $r = main::post($body, 'X-Omni-Signature' => "t=$t,v1=" . hmac_sha256_hex("$t.$body", $main::KEY));
 is($r->{status}, 200, 'signature: 200') or diag $r->{content};
+# Segment's libraries: Basic with the writeKey as the user, no password
+require MIME::Base64;
+$r = main::post($order->(4), Authorization => 'Basic ' . MIME::Base64::encode_base64("$main::KEY:", ''));
+is($r->{status}, 200, 'Basic KEY: (a Segment writeKey): 200') or diag $r->{content};
 my @bad = (
   [ { Authorization => 'Bearer wrong-key-0123456789abcdef0123456789' }, 'Authorization', qr/invalid server key/ ],
-  [ { Authorization => 'Basic dXNlcjpwYXNz' }, 'Authorization', qr/Bearer/ ],
+  [ { Authorization => 'Basic dXNlcjpwYXNz' }, 'Authorization', qr/invalid server key/ ],
+  [ { Authorization => 'Basic !!!' }, 'Authorization', qr/Basic base64/ ],
+  [ { Authorization => 'Digest x' }, 'Authorization', qr/Bearer KEY.*Basic/ ],
   [ { 'X-Omni-Signature' => "t=$t,v1=" . hmac_sha256_hex("$t.$body", 'x' x 40) }, 'X-Omni-Signature', qr/does not verify/ ],
   [ { 'X-Omni-Signature' => "t=$t,v1=" . hmac_sha256_hex("$t.tampered", $main::KEY) }, 'X-Omni-Signature', qr/does not verify/ ],
   [ { 'X-Omni-Signature' => 't=' . ($t - 3600) . ',v1=' . hmac_sha256_hex(($t - 3600) . ".$body", $main::KEY) }, 'X-Omni-Signature', qr/5 minutes/ ],
@@ -205,7 +211,7 @@ for my $b (@bad) {
     like($r->{json}{reason}, $b->[2], 'the reason');
     like($r->{headers}{'www-authenticate'}, qr/^Bearer/, 'WWW-Authenticate');
 }
-is(main::profile('customer:C-100')->{orders}, 3, 'refused requests stored nothing');
+is(main::profile('customer:C-100')->{orders}, 4, 'refused requests stored nothing');
 $r = main::post($order->(20), Authorization => "Bearer $main::KEY", path => '/omni/events-on');
 is($r->{status}, 200, 'a server event in an "omni on" location');
 ok(!$r->{headers}{'set-cookie'}, 'gets no visitor cookie: a server is not a visitor');
@@ -266,8 +272,9 @@ my @cases = (
   [ '[]', 'batch', qr/1 to 100 events/ ],
   [ '"hello"', 'body', qr/event object or a batch/ ],
   [ { event => 'Product Viewed' }, 'type', qr/required/ ],
-  [ { type => 'alias', previousId => 'x' }, 'previousId', qr/unknown field/ ],
-  [ { type => 'group' }, 'type', qr/alias and group are not supported/ ],
+  [ { type => 'alias' }, 'previousId', qr/required for an alias call/ ],
+  [ { type => 'group' }, 'groupId', qr/required for a group call/ ],
+  [ { type => 'page', previousId => 'x' }, 'previousId', qr/only alias calls/ ],
   [ { type => 'track' }, 'event', qr/required for a track call/ ],
   [ { type => 'track', event => 'Product Added', properties => { name => 'x' } }, 'properties.sku', qr/required/ ],
   [ { type => 'track', event => 'Product Added', properties => { sku => 'A', quantity => 0 } }, 'properties.quantity', qr/integer from 1/ ],

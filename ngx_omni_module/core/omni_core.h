@@ -60,6 +60,7 @@ enum {
 #define OMNI_ALIAS_DEVICE    'd'    /* 16-byte app device id */
 #define OMNI_ALIAS_CUSTOMER  'u'    /* customer / user id string */
 #define OMNI_ALIAS_EMAIL     'e'    /* sha256 hex of lowercased email */
+#define OMNI_ALIAS_ANON      's'    /* a sender's anonymousId, as sent */
 
 #define OMNI_ALIAS_MAX_LEN   128
 

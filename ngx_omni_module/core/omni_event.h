@@ -44,7 +44,9 @@ enum {
     OMNI_EV_TRACK = 1,
     OMNI_EV_IDENTIFY,
     OMNI_EV_PAGE,
-    OMNI_EV_SCREEN
+    OMNI_EV_SCREEN,
+    OMNI_EV_ALIAS,              /* previousId + userId: links them */
+    OMNI_EV_GROUP               /* groupId: the account, attr group_id */
 };
 
 /* Track events with a meaning; any other name is counted only. */
@@ -82,6 +84,9 @@ typedef struct {
     /* every event needs its own messageId (a signed request: a replay
        inside the signature's window must be a duplicate) */
     unsigned        need_message_id;
+    /* the type of an event that names none: Segment's single-call
+       endpoints (/v1/track, /v1/page, ...) imply it; 0: required */
+    unsigned        type;
 } omni_event_ctx_t;
 
 typedef struct {
@@ -91,14 +96,18 @@ typedef struct {
 } omni_event_product_t;
 
 /* An identity the event names; kind 'a' is an anonymousId of unknown
-   kind (a visitor or device id, or a profile id), 'p' a profile id. */
+   kind (a visitor or device id, or a profile id), 'p' a profile id.  A
+   soft identity (a browser's own Segment anonymousId) never finds,
+   merges or takes over a profile: it is linked to the event's profile
+   only while nobody else holds it. */
 typedef struct {
     unsigned        kind;
+    unsigned        soft;
     size_t          len;
     char            value[OMNI_ALIAS_MAX_LEN + 1];
 } omni_event_ident_t;
 
-#define OMNI_EVENT_MAX_IDENTS  4
+#define OMNI_EVENT_MAX_IDENTS  6
 
 typedef struct {
     unsigned                type;       /* OMNI_EV_* */
@@ -129,6 +138,12 @@ typedef struct {
     /* For the feed: properties and traits as given (email removed). */
     json_t                 *properties;
     json_t                 *traits_json;
+
+    /* For the feed: the ids as sent (anonymousId, previousId, groupId),
+       page name and category, and the sender's context (no ip, no
+       email), copied into the touchpoint next to the module's fields */
+    json_t                 *feed_extra;
+    char                    group_id[OMNI_EVENT_MAX_ID + 1];
 } omni_event_t;
 
 /* Where a parse failed: a JSON path ("batch[2].properties.sku") and why. */
@@ -189,5 +204,9 @@ int omni_event_prune(omni_wtxn_t *w, uint32_t now, unsigned budget);
 int omni_event_parse_time(const char *s, size_t len, uint32_t *out);
 
 const char *omni_event_status_name(int status);
+
+/* "track", "identify", ... for OMNI_EV_*, and back (0: none). */
+const char *omni_event_type_name(unsigned type);
+unsigned omni_event_type_parse(const char *s, size_t len);
 
 #endif /* OMNI_EVENT_H */

@@ -368,6 +368,14 @@ omni_ev_mutate(omni_profile_t *p, const omni_event_t *ev)
 
         return OMNI_OK;
 
+    case OMNI_EV_ALIAS:
+        /* the identities are linked: nothing else changes */
+        return OMNI_OK;
+
+    case OMNI_EV_GROUP:
+        return omni_profile_set_attr_str(p, "group_id", ev->group_id)
+               == OMNI_OK ? OMNI_OK : OMNI_ERROR;
+
     default:
         break;
     }
@@ -458,6 +466,22 @@ omni_ev_lookup(omni_wtxn_t *w, const omni_event_ident_t *id, unsigned *kind,
     }
 
     return omni_wtxn_get_alias(w, id->kind, id->value, id->len, pid);
+}
+
+
+/* Whether the event names a Segment anonymousId kept as sent. */
+static int
+omni_ev_has_sent(const omni_event_t *ev)
+{
+    unsigned  i;
+
+    for (i = 0; i < ev->nidents; i++) {
+        if (ev->idents[i].kind == OMNI_ALIAS_ANON) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -593,6 +617,13 @@ omni_ev_resolve(omni_wtxn_t *w, omni_event_t *ev, unsigned char *target,
     now = ev->time;
 
     for (i = 0; i < ev->nidents; i++) {
+        if (ev->idents[i].soft) {
+            /* a browser's own anonymousId finds nobody */
+            kinds[i] = ev->idents[i].kind;
+            isfound[i] = 0;
+            continue;
+        }
+
         rc = omni_ev_lookup(w, &ev->idents[i], &kinds[i], found[i]);
         isfound[i] = (rc == OMNI_OK);
 
@@ -711,8 +742,10 @@ omni_ev_record(const omni_event_t *ev, const unsigned char *pid,
     unsigned      i;
     struct tm     tm;
     int           failed;
+    const char   *k;
+    json_t       *v, *sent;
     static const char  *types[] = { "", "track", "identify", "page",
-                                    "screen" };
+                                    "screen", "alias", "group" };
     static const char  *sources[] = { "client", "server", "upstream",
                                       "cli" };
 
@@ -736,11 +769,28 @@ omni_ev_record(const omni_event_t *ev, const unsigned char *pid,
     failed |= json_object_set_new(o, "event", json_string(ev->name));
     failed |= json_object_set_new(o, "timestamp", json_string(ts));
 
-    for (i = 0; i < ev->nidents; i++) {
+    /* the anonymousId as sent (a Segment UUID stays a UUID), else the
+       visitor's or device's id */
+    sent = ev->feed_extra ? json_object_get(ev->feed_extra, "anonymousId")
+                          : NULL;
+
+    for (i = 0; sent == NULL && i < ev->nidents; i++) {
         if (kinds[i] == OMNI_ALIAS_COOKIE || kinds[i] == OMNI_ALIAS_DEVICE) {
             failed |= json_object_set_new(o, "anonymousId",
                                           json_string(ev->idents[i].value));
             break;
+        }
+    }
+
+    /* Segment's own members, and the sender's context under ours */
+    if (ev->feed_extra) {
+        json_object_foreach(ev->feed_extra, k, v) {
+            if (strcmp(k, "context") == 0) {
+                failed |= json_object_update(ctx, v);
+
+            } else {
+                failed |= json_object_set(o, k, v);
+            }
         }
     }
 
@@ -904,6 +954,14 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
             continue;
         }
 
+        if (ev->idents[i].kind == 'a' && !isfound[i]
+            && omni_ev_has_sent(ev))
+        {
+            /* a Segment UUID nobody knows: linked as sent, not as a
+               cookie id of our own */
+            continue;
+        }
+
         /*
          * An alias still held by another profile moves here: a cookie or
          * a device changes hands with its user.  A customer's email or
@@ -913,6 +971,11 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
         rc = omni_wtxn_get_alias(w, kind, ev->idents[i].value,
                                  ev->idents[i].len, owner);
         if (rc == OMNI_OK && memcmp(owner, pid, OMNI_ID_LEN) != 0) {
+            if (ev->idents[i].soft) {
+                /* held by another profile: it stays there */
+                continue;
+            }
+
             if (kind == OMNI_ALIAS_EMAIL || kind == OMNI_ALIAS_CUSTOMER) {
                 rc = omni_ev_owner_is_customer(w, owner);
 

@@ -22,7 +22,8 @@ static const char  *omni_event_keys[] = {
     "type", "event", "name", "category", "properties", "traits",
     "messageId", "timestamp", "userId", "anonymousId", "profileId",
     "context", "integrations", "sentAt", "originalTimestamp",
-    "receivedAt", "version", "writeKey", "channel", "_metadata", NULL
+    "receivedAt", "version", "writeKey", "channel", "_metadata",
+    "previousId", "groupId", NULL
 };
 
 /* Traits a browser or an app may set on its own profile. */
@@ -888,6 +889,176 @@ omni_ev_body(omni_event_t *ev, omni_event_err_t *err, const char *path,
 }
 
 
+/*
+ * An anonymousId (or an alias call's previousId) as Segment libraries send
+ * it: any id of 1 to 128 characters.  One that is our own id (32 hex
+ * digits, or the same id as a UUID) gives the 'a' identity; any other
+ * form (analytics.js's UUID, "anon-42") is kept as sent, an
+ * OMNI_ALIAS_ANON alias, so joins on Segment's ids work.  The feed
+ * always shows the id exactly as sent.
+ */
+static int
+omni_ev_anon(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *obj, const char *key, omni_event_ident_t *anon,
+    omni_event_ident_t *sent)
+{
+    int            rc;
+    char           buf[OMNI_EVENT_MAX_ID + 1];
+    size_t         len;
+    unsigned char  raw[OMNI_ID_LEN];
+
+    rc = omni_ev_id(err, path, obj, key, buf, sizeof(buf));
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    len = strlen(buf);
+
+    if (ev->feed_extra == NULL) {
+        ev->feed_extra = json_object();
+    }
+
+    if (ev->feed_extra == NULL
+        || json_object_set_new(ev->feed_extra, key, json_string(buf)) != 0)
+    {
+        return omni_ev_fail(err, OMNI_ERROR, path, key, "out of memory");
+    }
+
+    if (omni_id_parse(buf, len, raw) == OMNI_OK) {
+        anon->kind = 'a';
+        omni_id_hex(raw, anon->value);
+        anon->len = OMNI_ID_HEX_LEN;
+
+        if (len == OMNI_ID_HEX_LEN) {
+            /* our own form: nothing more to keep */
+            return OMNI_OK;
+        }
+    }
+
+    sent->kind = OMNI_ALIAS_ANON;
+    sent->len = len;
+    memcpy(sent->value, buf, len + 1);
+
+    return OMNI_OK;
+}
+
+
+/*
+ * What Segment's calls carry beyond the event itself, kept for the feed:
+ * page and screen names and categories, the sender's context (library,
+ * page, userAgent, ...; never its ip, nor an email address in
+ * context.traits), alias's previousId and group's groupId.  An alias
+ * names a customer and a group sets the account on the profile: both
+ * need a server key, as identify with a userId does.
+ */
+static int
+omni_ev_segment(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    json_t *obj, const omni_event_ctx_t *c)
+{
+    int          rc;
+    json_t      *v, *ctx, *t;
+    size_t       len;
+    unsigned     i;
+    const char  *s;
+    static const char  *names[] = { "name", "category", NULL };
+
+    if (ev->feed_extra == NULL) {
+        ev->feed_extra = json_object();
+        if (ev->feed_extra == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "", "out of memory");
+        }
+    }
+
+    for (i = 0; names[i]; i++) {
+        rc = omni_ev_str(err, path, obj, names[i], OMNI_EVENT_MAX_STR, &s,
+                         &len);
+        if (rc == OMNI_INVALID) {
+            return rc;
+        }
+
+        if (rc == OMNI_OK) {
+            (void) json_object_set_new(ev->feed_extra, names[i],
+                                       json_stringn(s, len));
+        }
+    }
+
+    v = json_object_get(obj, "context");
+
+    if (json_is_object(v)) {
+        ctx = json_deep_copy(v);
+        if (ctx == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "context",
+                                "out of memory");
+        }
+
+        /* the module's own member, and what must not be kept */
+        (void) json_object_del(ctx, "source");
+        (void) json_object_del(ctx, "ip");
+
+        t = json_object_get(ctx, "traits");
+        if (json_is_object(t)) {
+            (void) json_object_del(t, "email");
+        }
+
+        (void) json_object_set_new(ev->feed_extra, "context", ctx);
+    }
+
+    if (ev->type == OMNI_EV_GROUP) {
+        rc = omni_ev_id(err, path, obj, "groupId", ev->group_id,
+                        sizeof(ev->group_id));
+        if (rc == OMNI_NOTFOUND) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "groupId",
+                                "required for a group call");
+        }
+
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        (void) json_object_set_new(ev->feed_extra, "groupId",
+                                   json_string(ev->group_id));
+
+    } else if (json_object_get(obj, "groupId") != NULL) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "groupId",
+                            "only group calls carry a groupId");
+    }
+
+    if (ev->type == OMNI_EV_ALIAS) {
+        if (json_object_get(obj, "previousId") == NULL) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "previousId",
+                                "required for an alias call");
+        }
+
+        if (json_object_get(obj, "anonymousId") != NULL) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "anonymousId",
+                                "an alias call names previousId and "
+                                "userId");
+        }
+
+        if (json_object_get(obj, "userId") == NULL
+            && c->trust == OMNI_TRUST_SERVER)
+        {
+            return omni_ev_fail(err, OMNI_INVALID, path, "userId",
+                                "required for an alias call");
+        }
+
+    } else if (json_object_get(obj, "previousId") != NULL) {
+        return omni_ev_fail(err, OMNI_INVALID, path, "previousId",
+                            "only alias calls carry a previousId");
+    }
+
+    if ((ev->type == OMNI_EV_ALIAS || ev->type == OMNI_EV_GROUP)
+        && c->trust == OMNI_TRUST_CLIENT)
+    {
+        return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path, "type",
+                            "%s calls need a server key",
+                            ev->type == OMNI_EV_ALIAS ? "alias" : "group");
+    }
+
+    return OMNI_OK;
+}
+
+
 /* The identities an event names, with the trust rules applied. */
 static int
 omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
@@ -895,7 +1066,7 @@ omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
 {
     int                  rc;
     omni_event_ident_t  *id;
-    omni_event_ident_t   anon;
+    omni_event_ident_t   anon, sent;
 
     rc = omni_ev_id(err, path, obj, "userId", ev->user_id,
                     sizeof(ev->user_id));
@@ -916,8 +1087,12 @@ omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
     }
 
     memset(&anon, 0, sizeof(anon));
+    memset(&sent, 0, sizeof(sent));
 
-    rc = omni_ev_hex_id(err, path, obj, "anonymousId", &anon, 'a');
+    rc = omni_ev_anon(ev, err, path, obj,
+                      ev->type == OMNI_EV_ALIAS ? "previousId"
+                                                : "anonymousId",
+                      &anon, &sent);
     if (rc == OMNI_INVALID) {
         return rc;
     }
@@ -925,20 +1100,34 @@ omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
     if (c->trust == OMNI_TRUST_CLIENT) {
         /*
          * A browser or app speaks for itself only: the requesting
-         * visitor is the subject, and a body naming anybody else is a
-         * spoof.
+         * visitor is the subject.  An anonymousId of its own making
+         * (analytics.js keeps a UUID in localStorage) is a soft alias
+         * of that visitor: linked while nobody else holds it, never
+         * used to find, merge or take over a profile, so naming
+         * another visitor's id achieves nothing.
          */
         id = &ev->idents[ev->nidents++];
         id->kind = c->visitor_kind;
         omni_id_hex(c->visitor, id->value);
         id->len = OMNI_ID_HEX_LEN;
 
-        if (anon.kind && memcmp(anon.value, id->value, OMNI_ID_HEX_LEN)) {
+        if (anon.kind && !sent.kind
+            && memcmp(anon.value, id->value, OMNI_ID_HEX_LEN))
+        {
+            /* another visitor's id in our own form: a spoof */
             return omni_ev_fail(err, OMNI_EVENT_FORBIDDEN, path,
                                 "anonymousId",
                                 "does not match the requesting visitor; "
                                 "naming another visitor needs a server "
                                 "key");
+        }
+
+        if (sent.kind
+            && !(anon.kind
+                 && memcmp(anon.value, id->value, OMNI_ID_HEX_LEN) == 0))
+        {
+            sent.soft = 1;
+            ev->idents[ev->nidents++] = sent;
         }
 
         return OMNI_OK;
@@ -967,10 +1156,15 @@ omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
         memcpy(id->value, ev->user_id, id->len + 1);
     }
 
+    if (sent.kind) {
+        /* a Segment anonymousId as sent: found and linked as such */
+        ev->idents[ev->nidents++] = sent;
+    }
+
     if (anon.kind) {
         ev->idents[ev->nidents++] = anon;
 
-    } else if (c->visitor_kind) {
+    } else if (c->visitor_kind && !sent.kind) {
         /* An upstream's signal is about the visitor it answered. */
         id = &ev->idents[ev->nidents++];
         id->kind = c->visitor_kind;
@@ -1043,9 +1237,16 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
 
     /* type */
     rc = omni_ev_str(err, path, obj, "type", 16, &s, &len);
+    if (rc == OMNI_NOTFOUND && c->type) {
+        /* Segment's /v1/track and friends: the path names the type */
+        rc = OMNI_OK;
+        s = omni_event_type_name(c->type);
+    }
+
     if (rc == OMNI_NOTFOUND) {
         return omni_ev_fail(err, OMNI_INVALID, path, "type",
-                            "required: track, identify, page or screen");
+                            "required: track, identify, page, screen, "
+                            "alias or group");
     }
 
     if (rc != OMNI_OK) {
@@ -1064,10 +1265,16 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     } else if (strcmp(s, "screen") == 0) {
         ev->type = OMNI_EV_SCREEN;
 
+    } else if (strcmp(s, "alias") == 0) {
+        ev->type = OMNI_EV_ALIAS;
+
+    } else if (strcmp(s, "group") == 0) {
+        ev->type = OMNI_EV_GROUP;
+
     } else {
         return omni_ev_fail(err, OMNI_INVALID, path, "type",
-                            "expected track, identify, page or screen "
-                            "(alias and group are not supported)");
+                            "expected track, identify, page, screen, alias "
+                            "or group");
     }
 
     /* event: required for track, its name otherwise */
@@ -1091,7 +1298,13 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     } else {
         strcpy(ev->name, ev->type == OMNI_EV_IDENTIFY ? "Identify"
                          : ev->type == OMNI_EV_PAGE ? "Page Viewed"
-                                                    : "Screen Viewed");
+                         : ev->type == OMNI_EV_SCREEN ? "Screen Viewed"
+                         : ev->type == OMNI_EV_ALIAS ? "Alias" : "Group");
+    }
+
+    rc = omni_ev_segment(ev, err, path, obj, c);
+    if (rc != OMNI_OK) {
+        return rc;
     }
 
     /* messageId: the idempotency key; one is made up when absent */
@@ -1256,6 +1469,25 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
         }
     }
 
+    if (traits != NULL && !json_is_null(traits)
+        && ev->type == OMNI_EV_GROUP)
+    {
+        /* the account's traits: for the feed only (email removed) */
+        if (!json_is_object(traits)) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "traits",
+                                "expected an object");
+        }
+
+        ev->traits_json = json_deep_copy(traits);
+        if (ev->traits_json == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "traits",
+                                "out of memory");
+        }
+
+        (void) json_object_del(ev->traits_json, "email");
+        traits = NULL;
+    }
+
     if (traits != NULL && !json_is_null(traits)) {
         if (ev->type != OMNI_EV_IDENTIFY) {
             return omni_ev_fail(err, OMNI_INVALID, path, "traits",
@@ -1338,6 +1570,7 @@ omni_event_free(omni_event_t *ev)
     free(ev->unset);
     json_decref(ev->properties);
     json_decref(ev->traits_json);
+    json_decref(ev->feed_extra);
 
     memset(ev, 0, sizeof(omni_event_t));
 }
@@ -1384,9 +1617,13 @@ omni_event_batch_parse(omni_event_batch_t *b, const char *text, size_t len,
 
     } else if (json_is_object(root) && json_object_get(root, "batch")) {
         json_object_foreach(root, k, x) {
+            /* the envelopes of Segment's libraries: analytics-node's
+               timestamp, analytics-go's messageId and context */
             if (strcmp(k, "batch") != 0 && strcmp(k, "context") != 0
                 && strcmp(k, "sentAt") != 0 && strcmp(k, "writeKey") != 0
-                && strcmp(k, "integrations") != 0)
+                && strcmp(k, "integrations") != 0
+                && strcmp(k, "timestamp") != 0
+                && strcmp(k, "messageId") != 0)
             {
                 /* k lives in root: named before root is freed */
                 (void) omni_ev_fail(err, OMNI_INVALID, "", k,
@@ -1467,6 +1704,33 @@ omni_event_batch_free(omni_event_batch_t *b)
     free(b->errs);
 
     memset(b, 0, sizeof(omni_event_batch_t));
+}
+
+
+const char *
+omni_event_type_name(unsigned type)
+{
+    static const char  *names[] = { "", "track", "identify", "page",
+                                    "screen", "alias", "group" };
+
+    return type <= OMNI_EV_GROUP ? names[type] : "";
+}
+
+
+unsigned
+omni_event_type_parse(const char *s, size_t len)
+{
+    unsigned  i;
+
+    for (i = OMNI_EV_TRACK; i <= OMNI_EV_GROUP; i++) {
+        if (strlen(omni_event_type_name(i)) == len
+            && memcmp(omni_event_type_name(i), s, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return 0;
 }
 
 

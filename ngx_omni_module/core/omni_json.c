@@ -10,6 +10,8 @@
  *                       be any form omni_id_parse() takes (hex in either
  *                       case, or a UUID) and is normalised
  *   "customer"          the id as given, 1..OMNI_ALIAS_MAX_LEN bytes
+ *   "anonymous"         a Segment anonymousId as its sender made it
+ *                       (analytics.js's UUID), as given, like customer
  *   "email"             sha256 hex (64 lowercase digits) of the
  *                       lowercased address: a JSON id containing '@' is
  *                       hashed here, anything else must already be the
@@ -150,6 +152,7 @@ static const struct {
     { "device", OMNI_ALIAS_DEVICE },
     { "customer", OMNI_ALIAS_CUSTOMER },
     { "email", OMNI_ALIAS_EMAIL },
+    { "anonymous", OMNI_ALIAS_ANON },
     { NULL, 0 }
 };
 
@@ -1067,6 +1070,7 @@ omni_jalias(omni_jerr_t *e, const char *path, json_t *o, omni_profile_t *p)
         break;
 
     case OMNI_ALIAS_CUSTOMER:
+    case OMNI_ALIAS_ANON:
         if (len == 0 || len > OMNI_ALIAS_MAX_LEN) {
             return omni_jfail(e, sub, "expected 1 to %d bytes",
                               OMNI_ALIAS_MAX_LEN);

@@ -1078,9 +1078,9 @@ test_apply_identity(void)
            "the profile id is the anonymousId");
     load(st, pid, &p);
     ok(p.naliases == 1
-       && has_alias(&p, OMNI_ALIAS_COOKIE,
-                    "c00000000000000000000000000000f1"),
-       "linked as a cookie");
+       && has_alias(&p, OMNI_ALIAS_ANON,
+                    "C0000000-0000-0000-0000-0000000000F1"),
+       "linked as sent (a Segment anonymousId)");
     omni_profile_free(&p);
 
     /* stitching: a web visitor logs in */
@@ -1448,6 +1448,110 @@ test_apply_feed(void)
 }
 
 
+/* ---- Segment: a browser's own anonymousId, alias, group ---- */
+
+static void
+test_apply_segment(void)
+{
+    char              path[128];
+    unsigned          n;
+    json_t           *r;
+    feed_t            f;
+    omni_store_t     *st;
+    omni_profile_t    p;
+    omni_event_ctx_t  a, b, s;
+    unsigned char     pa[OMNI_ID_LEN], pb[OMNI_ID_LEN], px[OMNI_ID_LEN];
+
+    st = open_store("segment", path, sizeof(path));
+    ok(st != NULL, "segment: store");
+    if (st == NULL) {
+        return;
+    }
+
+    ctx_client(&a, OMNI_ALIAS_COOKIE, VID_A, OMNI_CH_WEB);
+    ctx_client(&b, OMNI_ALIAS_COOKIE, VID_B, OMNI_CH_WEB);
+    ctx_server(&s);
+
+    /* A's analytics.js UUID becomes an alias of A's profile */
+    applied(st, &a, J("{'type':'page','messageId':'sa-1','name':'Home',"
+                      "'anonymousId':'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60',"
+                      "'context':{'library':{'name':'analytics.js'},"
+                      "'userAgent':'UA','ip':'10.1.2.3'}}"),
+            OMNI_EVENT_ACCEPTED, pa, "A's browser UUID");
+    load(st, pa, &p);
+    ok(has_alias(&p, OMNI_ALIAS_ANON,
+                 "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60"),
+       "the UUID is an alias of A");
+    omni_profile_free(&p);
+
+    /* B sending A's UUID gets B's profile, and A keeps the alias */
+    applied(st, &b, J("{'type':'track','event':'Product Added',"
+                      "'anonymousId':'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60',"
+                      "'properties':{'sku':'X','price':1}}"),
+            OMNI_EVENT_ACCEPTED, pb, "B claims A's UUID");
+    ok(memcmp(pa, pb, OMNI_ID_LEN) != 0, "B stays B");
+    load(st, pb, &p);
+    ok(!has_alias(&p, OMNI_ALIAS_ANON,
+                  "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60"),
+       "B did not take A's UUID");
+    ok(p.ncart == 1, "the cart line went to B");
+    omni_profile_free(&p);
+    load(st, pa, &p);
+    ok(p.ncart == 0, "A's cart untouched");
+    omni_profile_free(&p);
+
+    /* a server names the UUID: A's profile (joins on Segment's ids) */
+    applied(st, &s, J("{'type':'track','event':'Coupon Used','anonymousId':"
+                      "'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60'}"),
+            OMNI_EVENT_ACCEPTED, px, "a server names the UUID");
+    ok(memcmp(px, pa, OMNI_ID_LEN) == 0, "it is A");
+
+    /* alias: the UUID's profile and the customer are one */
+    applied(st, &s, J("{'type':'alias','messageId':'sa-alias','userId':"
+                      "'C-77','previousId':"
+                      "'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60'}"),
+            OMNI_EVENT_ACCEPTED, px, "alias");
+    applied(st, &s, J("{'type':'group','messageId':'sa-group','userId':"
+                      "'C-77','groupId':'acme','traits':{'name':'Acme'}}"),
+            OMNI_EVENT_ACCEPTED, pb, "group");
+    ok(memcmp(px, pb, OMNI_ID_LEN) == 0, "alias linked the customer");
+    load(st, pb, &p);
+    ok(has_alias(&p, OMNI_ALIAS_CUSTOMER, "C-77")
+       && has_alias(&p, OMNI_ALIAS_ANON,
+                    "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60"),
+       "one profile: the customer and the UUID");
+    ok(get_attr(&p, "group_id") != NULL
+       && strcmp(get_attr(&p, "group_id")->str, "acme") == 0,
+       "group: attribute group_id");
+    omni_profile_free(&p);
+
+    /* the feed: ids as sent, the sender's context, page name */
+    feed_load(st, &f);
+    r = feed_find(&f, "sa-1", &n, NULL);
+    is_str(jstr(r, "anonymousId"), "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60",
+           "feed: the UUID as sent");
+    is_str(jstr(r, "name"), "Home", "feed: the page name");
+    is_str(jstr(r, "context.library.name"), "analytics.js",
+           "feed: the sender's library");
+    is_str(jstr(r, "context.userAgent"), "UA", "feed: the userAgent");
+    is_str(jstr(r, "context.source"), "client", "feed: our source");
+    ok(json_object_get(json_object_get(r, "context"), "ip") == NULL,
+       "feed: no ip");
+    json_decref(r);
+    r = feed_find(&f, "sa-alias", &n, NULL);
+    is_str(jstr(r, "type"), "alias", "feed: an alias call");
+    is_str(jstr(r, "previousId"), "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60",
+           "feed: its previousId");
+    json_decref(r);
+    r = feed_find(&f, "sa-group", &n, NULL);
+    is_str(jstr(r, "groupId"), "acme", "feed: the groupId");
+    json_decref(r);
+    feed_free(&f);
+
+    rm_store(st, path);
+}
+
+
 int
 main(void)
 {
@@ -1464,6 +1568,7 @@ main(void)
     test_apply_dupes();
     test_apply_identity();
     test_apply_feed();
+    test_apply_segment();
 
     rmdir(tmpdir);
 

@@ -352,8 +352,10 @@ test_invalid(void)
     /* members */
     bad(&c, J("{'type':'track','event':'X','userId':'C1','foo':1}"),
         OMNI_INVALID, "foo", "unknown field");
-    bad(&c, J("{'type':'alias','previousId':'x','userId':'C1'}"),
-        OMNI_INVALID, "previousId", "unknown field");
+    bad(&c, J("{'type':'page','previousId':'x','userId':'C1'}"),
+        OMNI_INVALID, "previousId", "only alias calls");
+    bad(&c, J("{'type':'page','groupId':'x','userId':'C1'}"),
+        OMNI_INVALID, "groupId", "only group calls");
     bad(&c, J("{'event':'X','userId':'C1'}"), OMNI_INVALID, "type",
         "required");
     bad(&c, J("{'type':null,'userId':'C1'}"), OMNI_INVALID, "type",
@@ -361,10 +363,14 @@ test_invalid(void)
     bad(&c, J("{'type':5,'userId':'C1'}"), OMNI_INVALID, "type",
         "expected a string");
     bad(&c, J("{'type':'','userId':'C1'}"), OMNI_INVALID, "type", NULL);
-    bad(&c, J("{'type':'alias','userId':'C1'}"), OMNI_INVALID, "type",
-        "alias and group are not supported");
-    bad(&c, J("{'type':'group','userId':'C1'}"), OMNI_INVALID, "type",
-        "alias and group");
+    bad(&c, J("{'type':'alias','userId':'C1'}"), OMNI_INVALID,
+        "previousId", "required for an alias call");
+    bad(&c, J("{'type':'alias','previousId':'a1'}"), OMNI_INVALID,
+        "userId", "required for an alias call");
+    bad(&c, J("{'type':'group','userId':'C1'}"), OMNI_INVALID, "groupId",
+        "required for a group call");
+    bad(&c, J("{'type':'Group','userId':'C1'}"), OMNI_INVALID, "type",
+        "alias or group");
     bad(&c, J("{'type':'Track','event':'X','userId':'C1'}"), OMNI_INVALID,
         "type", "expected track");
     bad(&c, J("{'type':'%s','userId':'C1'}", rep('t', 17)), OMNI_INVALID,
@@ -460,14 +466,12 @@ test_invalid(void)
         "expected a string");
     bad(&c, J("{'type':'page','userId':'C\\t1'}"), OMNI_INVALID, "userId",
         "control");
-    bad(&c, J("{'type':'page','anonymousId':'zz'}"), OMNI_INVALID,
-        "anonymousId", "32 hex digits or a UUID");
-    bad(&c, J("{'type':'page','anonymousId':'%s'}", rep('g', 32)),
-        OMNI_INVALID, "anonymousId", "32 hex digits");
-    bad(&c, J("{'type':'page','anonymousId':5}"), OMNI_INVALID,
+    bad(&c, J("{'type':'page','anonymousId':''}"), OMNI_INVALID,
+        "anonymousId", "1 to 128");
+    bad(&c, J("{'type':'page','anonymousId':{}}"), OMNI_INVALID,
         "anonymousId", "expected a string");
-    bad(&c, J("{'type':'page','anonymousId':'%s'}", rep('a', 65)),
-        OMNI_INVALID, "anonymousId", NULL);
+    bad(&c, J("{'type':'page','anonymousId':'%s'}", rep('a', 129)),
+        OMNI_INVALID, "anonymousId", "1 to 128");
     bad(&c, J("{'type':'page','profileId':'nothex'}"), OMNI_INVALID,
         "profileId", "32 hex digits");
     bad(&c, J("{'type':'page'}"), OMNI_INVALID, "userId",
@@ -1384,12 +1388,136 @@ test_email(void)
 }
 
 
+/* ---- Segment's libraries (analytics-node 3.1.0, analytics-go) ---- */
+
+static void
+test_segment(void)
+{
+    char                buf[4096];
+    size_t              len;
+    json_t             *x;
+    omni_event_ctx_t    c, s;
+    omni_event_err_t    err;
+    omni_event_batch_t  b;
+
+    ctx_client(&c, OMNI_ALIAS_COOKIE, VID_A, OMNI_CH_WEB);
+    ctx_server(&s);
+
+    /* the envelopes: analytics-node's, analytics-go's */
+    len = strlen(strcpy(buf, J("{'batch':[{'type':'page','userId':'C1'}],"
+                               "'timestamp':'2027-01-15T08:00:00Z',"
+                               "'sentAt':'2027-01-15T08:00:00Z'}")));
+    is_int(omni_event_batch_parse(&b, buf, len, &s, &err), OMNI_OK,
+           "envelope {batch, timestamp, sentAt}");
+    is_int(b.n == 1 ? b.rc[0] : -1, OMNI_OK, "its event");
+    omni_event_batch_free(&b);
+
+    len = strlen(strcpy(buf, J("{'messageId':'m1','sentAt':"
+                               "'2027-01-15T08:00:00Z','batch':[{'type':"
+                               "'track','event':'X','userId':'C1'}],"
+                               "'context':{'library':{'name':'analytics-go'"
+                               ",'version':'3.0.0'}}}")));
+    is_int(omni_event_batch_parse(&b, buf, len, &s, &err), OMNI_OK,
+           "envelope {messageId, sentAt, batch, context}");
+    omni_event_batch_free(&b);
+
+    /* the single-call paths imply the type */
+    s.type = OMNI_EV_TRACK;
+    if (good(&b, &s, J("{'event':'X','userId':'C1'}"))) {
+        is_int(b.events[0].type, OMNI_EV_TRACK, "/v1/track: a track");
+        omni_event_batch_free(&b);
+    }
+    s.type = 0;
+
+    /* alias and group (server), refused to a client */
+    if (good(&b, &s, J("{'type':'alias','previousId':"
+                       "'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60',"
+                       "'userId':'C1'}")))
+    {
+        is_int(b.events[0].type, OMNI_EV_ALIAS, "alias");
+        is_int(b.events[0].nidents, 3, "alias: customer, as sent, hex");
+        is_int(b.events[0].idents[1].kind, OMNI_ALIAS_ANON,
+               "alias: previousId as sent");
+        is_str(b.events[0].idents[1].value,
+               "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60", "alias: the UUID");
+        x = json_object_get(b.events[0].feed_extra, "previousId");
+        is_str(json_string_value(x), "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60",
+               "alias: previousId for the feed");
+        omni_event_batch_free(&b);
+    }
+
+    if (good(&b, &s, J("{'type':'group','groupId':'acme','userId':'C1',"
+                       "'traits':{'name':'Acme','email':'x@acme.com'}}")))
+    {
+        is_str(b.events[0].group_id, "acme", "group: groupId");
+        ok(json_object_get(b.events[0].traits_json, "email") == NULL
+           && json_object_get(b.events[0].traits_json, "name") != NULL,
+           "group: traits for the feed, without email");
+        omni_event_batch_free(&b);
+    }
+
+    bad(&c, J("{'type':'group','groupId':'acme'}"), OMNI_EVENT_FORBIDDEN,
+        "type", "group calls need a server key");
+    bad(&c, J("{'type':'alias','previousId':'x'}"), OMNI_EVENT_FORBIDDEN,
+        "type", "alias calls need a server key");
+
+    /* a browser's own anonymousId: a soft alias of its visitor */
+    if (good(&b, &c, J("{'type':'page','name':'Home','category':'Shop',"
+                       "'anonymousId':'0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60',"
+                       "'context':{'ip':'1.2.3.4','userAgent':'UA',"
+                       "'library':{'name':'analytics.js'},"
+                       "'traits':{'email':'a@b.c'}}}")))
+    {
+        is_int(b.events[0].nidents, 2, "browser UUID: visitor + soft");
+        is_int(b.events[0].idents[0].kind, OMNI_ALIAS_COOKIE,
+               "browser UUID: the visitor is the subject");
+        ok(b.events[0].idents[1].soft
+           && b.events[0].idents[1].kind == OMNI_ALIAS_ANON,
+           "browser UUID: a soft alias");
+        x = b.events[0].feed_extra;
+        is_str(json_string_value(json_object_get(x, "anonymousId")),
+               "0d3a1f2e-7c55-4f7b-9a8e-3b1c2d4e5f60", "feed: as sent");
+        is_str(json_string_value(json_object_get(x, "name")), "Home",
+               "feed: page name");
+        is_str(json_string_value(json_object_get(x, "category")), "Shop",
+               "feed: page category");
+        x = json_object_get(x, "context");
+        ok(json_object_get(x, "ip") == NULL
+           && json_object_get(x, "userAgent") != NULL
+           && json_object_get(json_object_get(x, "traits"), "email")
+              == NULL, "feed: context without ip and email");
+        omni_event_batch_free(&b);
+    }
+
+    /* its own id as a UUID: nothing more */
+    if (good(&b, &c, J("{'type':'page','anonymousId':"
+                       "'a0000000-0000-0000-0000-000000000001'}")))
+    {
+        is_int(b.events[0].nidents, 1, "own id as a UUID: the visitor");
+        omni_event_batch_free(&b);
+    }
+
+    /* another visitor's id in our own form: still a spoof */
+    bad(&c, J("{'type':'page','anonymousId':'%s'}", rep('b', 32)),
+        OMNI_EVENT_FORBIDDEN, "anonymousId", "does not match");
+
+    /* any id a server library sends */
+    if (good(&b, &s, J("{'type':'page','anonymousId':'anon-42'}"))) {
+        is_int(b.events[0].nidents, 1, "server anon-42: one identity");
+        is_int(b.events[0].idents[0].kind, OMNI_ALIAS_ANON,
+               "server anon-42: as sent");
+        omni_event_batch_free(&b);
+    }
+}
+
+
 /* ---- the store ---- */
 
 
 int
 main(void)
 {
+    test_segment();
     test_time();
     test_bodies();
     test_depth();
