@@ -26,6 +26,7 @@
 #include <openssl/sha.h>
 
 #include "ngx_http_omni_module.h"
+#include "ngx_http_omni_metrics.h"
 #include "omni_event.h"
 #include "omni_json.h"
 
@@ -687,6 +688,8 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
         }
     }
 
+    ngx_http_omni_metrics_events_parsed(&ectx->batch);
+
     if (valid == 0) {
         /* Nothing to write: one event, or a batch of only bad ones. */
         if (!ectx->batch.batch) {
@@ -951,6 +954,8 @@ ngx_http_omni_events_error(ngx_http_request_t *r, ngx_uint_t status,
 {
     json_t      *o;
     ngx_int_t    rc;
+
+    ngx_http_omni_metrics_event_refused(status, field);
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {

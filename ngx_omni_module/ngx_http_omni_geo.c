@@ -28,6 +28,7 @@
 #include <maxminddb.h>
 
 #include "ngx_http_omni_module.h"
+#include "ngx_http_omni_metrics.h"
 
 
 static void ngx_http_omni_geoip_cleanup(void *data);
@@ -430,6 +431,8 @@ ngx_http_omni_geo_lookup(void *data, omni_geo_t *out)
 
     if (slot && slot->len == len && ngx_memcmp(slot->addr, addr, len) == 0)
     {
+        ngx_http_omni_metrics_geo(slot->found);
+
         if (!slot->found) {
             return OMNI_NOTFOUND;
         }
@@ -450,6 +453,8 @@ ngx_http_omni_geo_lookup(void *data, omni_geo_t *out)
             slot->geo = *out;
         }
     }
+
+    ngx_http_omni_metrics_geo(rc == NGX_OK);
 
     return rc == NGX_OK ? OMNI_OK : OMNI_NOTFOUND;
 }

@@ -159,6 +159,8 @@ ngx_http_omni_identify(ngx_http_request_t *r)
                       "omni: app token refused (%s)",
                       omni_token_strerror(rc));
 
+        ctx->refused = 1;
+
         /* A refused token counts as no token: cookie or new visitor. */
     }
 
@@ -184,6 +186,8 @@ ngx_http_omni_identify(ngx_http_request_t *r)
                       "omni: visitor cookie \"%V\" refused (%s), "
                       "treating as a new visitor",
                       &olcf->cookie_name, omni_token_strerror(rc));
+
+        ctx->refused = 1;
     }
 
     if (!olcf->enable) {

@@ -8,6 +8,7 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "ngx_http_omni_metrics.h"
 
 
 static ngx_int_t ngx_http_omni_preconfiguration(ngx_conf_t *cf);
@@ -183,6 +184,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_metrics_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_events"),
       NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_omni_events_endpoint,
@@ -290,6 +298,10 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_omni_header_filter;
+
+    if (ngx_http_omni_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_omni_filter_init(cf);
 }
@@ -514,7 +526,8 @@ ngx_http_omni_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_omni_init_process(ngx_cycle_t *cycle)
 {
-    if (ngx_http_omni_store_init_worker(cycle) != NGX_OK
+    if (ngx_http_omni_metrics_init_worker(cycle) != NGX_OK
+        || ngx_http_omni_store_init_worker(cycle) != NGX_OK
         || ngx_http_omni_rules_init_worker(cycle) != NGX_OK)
     {
         return NGX_ERROR;

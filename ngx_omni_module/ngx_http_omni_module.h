@@ -220,6 +220,8 @@ typedef struct {
     unsigned                    store_error:1;
     unsigned                    set_cookie:1;   /* issue or re-sign */
     unsigned                    touched:1;      /* touchpoint queued */
+    unsigned                    refused:1;      /* a cookie or token was
+                                                   refused (metrics) */
 
     unsigned                    decided:1;
     unsigned                    decided_json:1;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "ngx_http_omni_module.h"
+#include "ngx_http_omni_metrics.h"
 
 
 typedef struct {
@@ -284,6 +285,12 @@ ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle)
     ngx_http_omni_rw.current = mcf->rules;
     ngx_http_omni_rw.config_set = mcf->rules;
     ngx_http_omni_rw.sig = mcf->rules_sig;
+
+    /* the set of the configuration: generation 1, or the next after HUP */
+    if (mcf->rules_sig) {
+        ngx_http_omni_metrics_rules(mcf->rules_sig, 0);
+    }
+
     ngx_http_omni_rw.interval = mcf->rules_check;
 
 #if (NGX_THREADS)
@@ -410,6 +417,8 @@ ngx_http_omni_rules_done(ngx_event_t *ev)
         ngx_http_omni_rw.failed_sig = 0;
         t->set = NULL;
 
+        ngx_http_omni_metrics_rules(t->sig, 0);
+
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                       "omni_rules: reloaded %ui rule(s) from %ui file(s) "
                       "in \"%s\"", (ngx_uint_t) t->report.rules,
@@ -423,6 +432,8 @@ ngx_http_omni_rules_done(ngx_event_t *ev)
     }
 
     ngx_http_omni_rw.failed_sig = t->sig;
+
+    ngx_http_omni_metrics_rules(t->sig, 1);
 
     n = t->report.nerrors < OMNI_RULES_MAX_ERRORS ? t->report.nerrors
                                                   : OMNI_RULES_MAX_ERRORS;

@@ -43,6 +43,7 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "ngx_http_omni_metrics.h"
 #include "omni_batch.h"
 
 #include <sched.h>
@@ -90,6 +91,8 @@ typedef struct {
     uint64_t               fold_from;
     uint64_t               fold_end;
     int                    rc;
+    double                 commit_s;    /* metrics: commit and sync */
+    ngx_uint_t             merges;
     char                   err[512];
 } ngx_http_omni_wtask_t;
 
@@ -559,6 +562,8 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
     rc = omni_batch_apply(st, &ngx_http_omni_w.opts, &b);
 
     t->nevents = b.nevents;
+    t->commit_s = b.commit_s;
+    t->merges = b.merges;
 
     free(groups);
 
@@ -823,6 +828,8 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
 
     qu = ngx_http_omni_queue();
 
+    ngx_http_omni_metrics_batch(t->rc, t->n, t->commit_s, t->merges);
+
     switch (t->rc) {
 
     case OMNI_OK:
@@ -906,6 +913,9 @@ ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t)
         h->n = 0;
 
         p = buf + sizeof(ngx_http_omni_result_t);
+
+        ngx_http_omni_metrics_job(j->parsed ? &j->batch : NULL, j->status,
+                                  h->rc == NGX_OK);
 
         if (h->rc == NGX_OK) {
             h->n = (uint16_t) ngx_min(j->batch.n, 1024);

@@ -25,7 +25,8 @@ PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       libpcre2-dev libpcre3-dev zlib1g-dev
       perl libtest-base-perl libjson-pp-perl libmaxmind-db-writer-perl
       wrk curl
-      dpkg-dev debhelper"
+      dpkg-dev debhelper
+      prometheus"
 
 missing=""
 for p in $PKGS; do
@@ -62,6 +63,9 @@ $SUDO apt-get install -y -qq --no-install-recommends $missing
 if command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl stop nginx >/dev/null 2>&1 || true
     $SUDO systemctl disable nginx >/dev/null 2>&1 || true
+    # prometheus is here for promtool (t/49-metrics.t), not its server
+    $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
+    $SUDO systemctl disable prometheus >/dev/null 2>&1 || true
 fi
 npm_deps
 echo "install-deps: done"

@@ -265,6 +265,7 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
 
     b->nevents = 0;
     b->pruned = 0;
+    b->merges = 0;
 
     if (b->now == 0) {
         b->now = (uint32_t) time(NULL);
@@ -366,6 +367,8 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
             goto failed;
         }
     }
+
+    b->merges = w->merges;
 
     t0 = omni_batch_clock();
     rc = omni_wtxn_commit(w);

@@ -82,6 +82,7 @@ typedef struct {
     /* results */
     unsigned               nevents;     /* events applied */
     unsigned               pruned;      /* touchpoints retention removed */
+    unsigned               merges;      /* profiles merged into others */
     double                 commit_s;    /* time in commit and sync */
     uint32_t               now;         /* 0: time(NULL) */
 } omni_batch_t;

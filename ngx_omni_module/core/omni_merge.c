@@ -8,6 +8,7 @@
 
 #include "omni_merge.h"
 #include "omni_update.h"
+#include "omni_store_int.h"         /* the transaction's merge count */
 
 
 typedef struct {
@@ -889,6 +890,10 @@ omni_wtxn_merge(omni_wtxn_t *w, const unsigned char *keep,
     }
 
     rc = omni_wtxn_put_profile(w, &kp);
+
+    if (rc == OMNI_OK) {
+        w->merges++;
+    }
 
 done:
 

@@ -77,6 +77,7 @@ struct omni_wtxn_s {
     unsigned       merged_open:1;
     unsigned       forgotten_open:1;
     unsigned       salt_new:1;      /* salt made by this transaction */
+    unsigned       merges;          /* profiles merged (omni_batch_t) */
     unsigned char  salt[32];
 };
 

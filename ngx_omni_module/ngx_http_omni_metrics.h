@@ -1,0 +1,54 @@
+/*
+ * Prometheus metrics (ngx_http_omni_metrics.c): counters in the
+ * "omni_metrics" shared zone, summed across workers by construction, and
+ * the omni_metrics endpoint that prints them.  docs/metrics.md lists
+ * every metric.
+ *
+ * Every function here is safe to call when the zone is missing (a
+ * process that is not a worker, or before init_process): it counts
+ * nothing.
+ */
+
+#ifndef NGX_HTTP_OMNI_METRICS_H
+#define NGX_HTTP_OMNI_METRICS_H
+
+#include "ngx_http_omni_module.h"
+
+
+/* omni_events_rejected_total{reason=...} */
+#define NGX_HTTP_OMNI_REJ_INVALID       0
+#define NGX_HTTP_OMNI_REJ_FORBIDDEN     1
+#define NGX_HTTP_OMNI_REJ_UNAUTHORIZED  2
+#define NGX_HTTP_OMNI_REJ_METHOD        3
+#define NGX_HTTP_OMNI_REJ_MEDIA_TYPE    4
+#define NGX_HTTP_OMNI_REJ_TOO_LARGE     5
+#define NGX_HTTP_OMNI_REJ_QUEUE_FULL    6
+#define NGX_HTTP_OMNI_REJ_UNAVAILABLE   7
+#define NGX_HTTP_OMNI_REJ_MAX           8
+
+
+char *ngx_http_omni_metrics_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* postconfiguration: the zone and the log-phase counter */
+ngx_int_t ngx_http_omni_metrics_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_omni_metrics_init_worker(ngx_cycle_t *cycle);
+
+/* the writer, on the event loop: one batch's outcome */
+void ngx_http_omni_metrics_batch(int rc, ngx_uint_t touches,
+    double commit_s, ngx_uint_t merges);
+/* the writer: one event job's results (status[] valid when ok) */
+void ngx_http_omni_metrics_job(omni_event_batch_t *b, int *status,
+    ngx_uint_t ok);
+
+/* event ingest: a refused request (its HTTP status), refused events */
+void ngx_http_omni_metrics_event_refused(ngx_uint_t status,
+    const char *field);
+void ngx_http_omni_metrics_events_parsed(omni_event_batch_t *b);
+
+/* rules: a set loaded (its signature) or a change that failed */
+void ngx_http_omni_metrics_rules(uint64_t sig, ngx_uint_t failed);
+
+/* geo: one lookup, found or not */
+void ngx_http_omni_metrics_geo(ngx_uint_t found);
+
+#endif /* NGX_HTTP_OMNI_METRICS_H */

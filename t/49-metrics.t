@@ -1,0 +1,280 @@
+# omni_metrics (docs/metrics.md): the Prometheus text format, checked by
+# promtool; every counter summed across workers through the omni_metrics
+# zone (two workers serve, either answers the scrape); requests by
+# identity outcome, decisions, impressions and holdouts by rule, the
+# writer's queue, batches and commit latency, events accepted and
+# rejected by reason, merges, store fill, rules generation and reload
+# failures; the endpoint exists only where configured and is refused by
+# allow/deny; the counters survive a reload (HUP).
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use OmniTest;
+use OmniCookie;
+use OmniEvents;
+
+our $VID  = 'ae000000000000000000000000000001';
+our $VID2 = 'ae000000000000000000000000000002';
+our $KEY  = 'srv-key-0123456789abcdef0123456789abcdef';
+
+sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0] // $VID) }
+
+# The scrape, parsed: { 'name{labels}' => value }, plus the raw text.
+sub scrape {
+    my $r = http_get('/metrics');
+    die "scrape: $r->{status}" unless $r->{status} == 200;
+    my %m;
+    for (split /\n/, $r->{content}) {
+        next if /^#/;
+        my ($k, $v) = /^(\S+) (\S+)$/ or die "bad line: $_";
+        $m{$k} = $v;
+    }
+    return (\%m, $r);
+}
+
+# promtool's lint of a scrape: (ok, output); undef when it is absent.
+sub promtool {
+    my ($text) = @_;
+    my $bin = `command -v promtool 2>/dev/null`;
+    chomp $bin;
+    return undef unless $bin;
+    my ($rc, $out, $err) = run_command([$bin, 'check', 'metrics'],
+                                       stdin => $text);
+    return ($rc == 0 && $out . $err eq '', $out . $err);
+}
+
+sub master_pid {
+    open(my $fh, '<', "$OmniTest::PREFIX/logs/nginx.pid") or die $!;
+    my $pid = <$fh>;
+    chomp $pid;
+    return $pid;
+}
+
+run_blocks();
+
+__DATA__
+
+=== TEST 1: the text format passes promtool, and every counter counts what happened, summed over two workers
+--- workers: 2
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m fold=0;
+omni_rules $TEST_NGINX_PREFIX/rules check=1s;
+omni_events_key main "srv-key-0123456789abcdef0123456789abcdef";
+--- user_files
+>>> rules/a.json
+{"rules": [
+  {"id": "welcome", "priority": 10,
+   "banner": {"slot": "hero", "html": "<b>hi</b>"}},
+  {"id": "px", "pixels": [{"img": "https://px.example.com/p.gif"}]},
+  {"id": "never", "when": {"stage": "loyal"},
+   "banner": {"slot": "hero", "html": "<b>vip</b>"}}
+]}
+>>> html/index.html
+<html><body><!--omni:slot hero--></body></html>
+--- config
+location / { omni on; }
+location = /omni/events { omni on; omni_events; }
+location = /metrics {
+    allow 127.0.0.1;
+    deny all;
+    omni_metrics;
+}
+location = /metrics-denied {
+    deny all;
+    omni_metrics;
+}
+location = /plain { return 200 "plain"; }
+--- request
+GET /metrics-denied
+--- error_code: 403
+--- check
+my ($m0) = main::scrape();
+is($m0->{'omni_requests_total{identity="new"}'}, 0, 'nothing counted yet');
+is($m0->{'omni_rules_generation'}, 1, 'the configuration\'s rules: generation 1');
+is($m0->{'omni_rules_loaded'}, 3, 'three rules loaded');
+
+# requests: 2 new, 3 with a valid cookie, 1 tampered, 1 outside the module
+for (1 .. 2) { is(http_get('/index.html')->{status}, 200, 'new visitor') }
+for (1 .. 3) {
+    like(http_get('/index.html', Cookie => main::cookie())->{content},
+         qr/<b>hi<\/b>/, 'cookie visitor sees the banner');
+}
+my $bad = main::cookie();
+substr($bad, -3, 2) = substr($bad, -3, 2) eq 'AA' ? 'BB' : 'AA';
+is(http_get('/index.html', Cookie => $bad)->{status}, 200, 'tampered cookie');
+is(http_get('/plain')->{content}, 'plain', 'a location without omni');
+
+# events: accepted, duplicate, an invalid one, a wrong method, a forbidden one
+my $ev = { type => 'track', event => 'Product Viewed', messageId => 'mm-1',
+           properties => { sku => 'S1' } };
+is(post($ev, Cookie => main::cookie())->{status}, 200, 'event accepted');
+is(post($ev, Cookie => main::cookie())->{json}{status}, 'duplicate',
+   'the same again: duplicate');
+is(post({ type => 'nope' }, Cookie => main::cookie())->{status}, 400,
+   'an invalid event');
+is(http_get('/omni/events')->{status}, 405, 'GET on the events endpoint');
+is(post({ type => 'track', event => 'Order Completed',
+          properties => { order_id => 'o1', products => [ { sku => 'X' } ] } },
+        Cookie => main::cookie())->{status}, 403, 'a purchase from a browser');
+is(post({ batch => [ { type => 'nope' }, { type => 'nope' },
+                     { type => 'track', event => 'Product Viewed',
+                       messageId => 'mm-2', properties => { sku => 'S2' } } ] },
+        Cookie => main::cookie())->{status}, 200, 'a batch with two bad events');
+
+# a merge: two visitors with profiles, then one customer id for both
+is(http_get('/index.html', Cookie => main::cookie($main::VID2))->{status},
+   200, 'a second visitor');
+for my $v ($main::VID, $main::VID2) {
+    my $r = post({ type => 'identify', userId => 'cust-m', anonymousId => $v,
+                   messageId => "id-$v" },
+                 Authorization => "Bearer $main::KEY");
+    is($r->{status}, 200, "identify $v") or diag $r->{content};
+}
+
+# the writer is asynchronous for touches: poll until every one is in
+my $m;
+ok(wait_for(sub {
+    ($m) = main::scrape();
+    $m->{'omni_touches_committed_total'} >= $m->{'omni_touches_queued_total'}
+        && $m->{'omni_writer_queue_touches'} == 0
+        && $m->{'omni_touches_queued_total'} > 0;
+}, 10, 0.05), 'every queued touch committed');
+($m, my $r) = main::scrape();
+
+# The scrape itself is no identified request: the counts are exact.
+# new: 2 pages and the GET on the events endpoint
+is($m->{'omni_requests_total{identity="new"}'}, 3, 'requests: 3 new');
+# the tampered cookie, and the server key of the two identify events: in
+# an omni on location a bearer is first tried as an app token
+is($m->{'omni_requests_total{identity="invalid"}'}, 1 + 2,
+   'requests: refused cookie and tokens');
+# 3 pages, 5 event requests with the cookie and the second visitor's page
+is($m->{'omni_requests_total{identity="cookie"}'}, 3 + 5 + 1,
+   'requests: a valid cookie (pages and events)');
+is($m->{'omni_requests_total{identity="token"}'}, 0, 'requests: no token');
+
+# every page decided; welcome and px shown on each, never nothing
+is($m->{'omni_decisions_total'}, 7, 'decisions: every page');
+is($m->{'omni_rule_decisions_total{rule="welcome"}'}, 7, 'welcome decided 7 times');
+is($m->{'omni_rule_impressions_total{rule="welcome"}'}, 7, 'and delivered 7 times');
+is($m->{'omni_rule_decisions_total{rule="px"}'}, 7, 'the pixel rule: 7');
+is($m->{'omni_rule_decisions_total{rule="never"}'}, 0, 'a rule never chosen: 0, still listed');
+is($m->{'omni_holdouts_total'}, 0, 'no holdout');
+
+is($m->{'omni_events_total{result="accepted"}'}, 1 + 1 + 2, 'events accepted (1, the batch\'s 1, 2 identify)');
+is($m->{'omni_events_total{result="duplicate"}'}, 1, 'events: 1 duplicate');
+is($m->{'omni_events_total{result="failed"}'}, 0, 'events: none failed');
+is($m->{'omni_events_rejected_total{reason="invalid"}'}, 1 + 2, 'rejected: invalid (1 request, 2 in a batch)');
+is($m->{'omni_events_rejected_total{reason="method"}'}, 1, 'rejected: method');
+is($m->{'omni_events_rejected_total{reason="forbidden"}'}, 1, 'rejected: forbidden');
+is($m->{'omni_merges_total'}, 1, 'one merge');
+
+is($m->{'omni_touches_dropped_total'}, 0, 'no touch dropped');
+ok($m->{'omni_writer_batches_total{result="ok"}'} >= 1, 'batches committed');
+is($m->{'omni_writer_batches_total{result="failed"}'}, 0, 'no batch failed');
+is($m->{'omni_writer_batch_touches_sum'}, $m->{'omni_touches_committed_total'},
+   'batch sizes add up to the committed touches');
+is($m->{'omni_writer_commit_duration_seconds_count'},
+   $m->{'omni_writer_batches_total{result="ok"}'}, 'one latency per committed batch');
+is($m->{'omni_writer_commit_duration_seconds_bucket{le="+Inf"}'},
+   $m->{'omni_writer_commit_duration_seconds_count'}, '+Inf bucket is the count');
+ok($m->{'omni_writer_commit_duration_seconds_sum'} > 0, 'commit time measured');
+ok($m->{'omni_store_map_used_bytes'} > 0, 'store: bytes used');
+is($m->{'omni_store_map_size_bytes'}, 16 * 1024 * 1024, 'store: map size');
+is($m->{'omni_store_map_max_bytes'}, 8 * 16 * 1024 * 1024, 'store: map_max');
+is($m->{'omni_writer_queue_capacity_touches'}, 65536, 'queue capacity');
+
+is($r->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8',
+   'the exposition content type');
+like($r->{headers}{'cache-control'}, qr/no-store/, 'never cached');
+is(http_request('POST', '/metrics', 'x')->{status}, 405, 'POST: 405');
+my $h = http_request('HEAD', '/metrics', '');
+is($h->{status} . ($h->{content} // ''), '200', 'HEAD: headers only');
+
+SKIP: {
+    my ($ok, $out) = main::promtool($r->{content});
+    skip 'promtool is not installed (Debian package prometheus; '
+         . 'scripts/install-deps.sh installs it)', 1 unless defined $ok;
+    ok($ok, 'promtool check metrics: no problem') or diag $out;
+}
+
+# a broken change of the rules: counted once, not once per worker
+open(my $fh, '>', "$OmniTest::PREFIX/rules/b.json") or die $!;
+print $fh "{ broken\n";
+close $fh;
+ok(wait_for(sub { (main::scrape())[0]{'omni_rules_reload_failures_total'} >= 1 },
+            10, 0.05), 'a broken change counted');
+# both workers have seen it once their timers ran
+ok(wait_for(sub { error_log_text() =~ /does not compile(?s:.*)does not compile/ },
+            10, 0.05), 'both workers saw it');
+is((main::scrape())[0]{'omni_rules_reload_failures_total'}, 1, 'and counted once');
+unlink "$OmniTest::PREFIX/rules/b.json";
+open($fh, '>', "$OmniTest::PREFIX/rules/c.json") or die $!;
+print $fh qq({"id": "later", "banner": {"slot": "side", "html": "x"}}\n);
+close $fh;
+ok(wait_for(sub { (main::scrape())[0]{'omni_rules_generation'} == 2 }, 10, 0.05),
+   'a new set: generation 2');
+ok(wait_for(sub { (main::scrape())[0]{'omni_rules_loaded'} == 4 }, 10, 0.05),
+   'the new rule is listed');
+
+# a reload keeps the counters (the zone survives HUP)
+my ($before) = main::scrape();
+kill 'HUP', main::master_pid();
+ok(wait_for(sub { error_log_text() =~ /reconfiguring/ }, 10, 0.05), 'reloaded');
+ok(wait_for(sub { http_get('/index.html')->{status} == 200
+                  && (main::scrape())[0]{'omni_requests_total{identity="new"}'}
+                     >= $before->{'omni_requests_total{identity="new"}'} + 1 },
+            10, 0.05), 'the counters go on after a reload');
+my ($after) = main::scrape();
+is($after->{'omni_merges_total'}, 1, 'merges kept across the reload');
+ok($after->{'omni_touches_committed_total'} >= $before->{'omni_touches_committed_total'},
+   'committed touches kept across the reload');
+--- error_log
+does not compile
+--- no_error_log
+[crit]
+
+=== TEST 2: a global holdout counts every decision as one; no rule is decided
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules;
+--- user_files
+>>> rules/a.json
+{"settings": {"holdout": {"id": "h", "percent": 100}},
+ "rules": [{"id": "welcome", "banner": {"slot": "hero", "html": "<b>hi</b>"}}]}
+>>> html/index.html
+<html><body><!--omni:slot hero--></body></html>
+--- config
+location / { omni on; }
+location = /metrics { allow 127.0.0.1; deny all; omni_metrics; }
+--- request
+GET /index.html
+--- response_body
+<html><body><!--omni:slot hero--></body></html>
+--- check
+is(http_get('/index.html', Cookie => main::cookie())->{status}, 200, 'again');
+my ($m) = main::scrape();
+is($m->{'omni_decisions_total'}, 2, 'two decisions');
+is($m->{'omni_holdouts_total'}, 2, 'both in the holdout');
+is($m->{'omni_rule_decisions_total{rule="welcome"}'}, 0, 'nothing decided for the rule');
+is($m->{'omni_rule_impressions_total{rule="welcome"}'}, 0, 'nor shown');
+
+=== TEST 3: without a store or rules the endpoint still answers, with zeros
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+--- config
+location = /metrics { omni_metrics; }
+--- request
+GET /metrics
+--- response_body_like
+omni_store_map_used_bytes 0\n(?s:.*)omni_rules_loaded 0\n
+--- check
+SKIP: {
+    my ($ok, $out) = main::promtool($resp->{content});
+    skip 'promtool is not installed', 1 unless defined $ok;
+    ok($ok, 'promtool check metrics: no problem') or diag $out;
+}
