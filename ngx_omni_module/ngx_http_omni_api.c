@@ -231,6 +231,11 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ctx->identity == NGX_HTTP_OMNI_ID_NONE && ctx->token_error) {
+        /* an expired or forged token: the app must get a new one */
+        return ngx_http_omni_token_rejected(r, ctx);
+    }
+
     /*
      * Without an identity (or rules) the answer is the empty decision,
      * with every documented field.

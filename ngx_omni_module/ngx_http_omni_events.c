@@ -648,6 +648,13 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
             return;
         }
 
+        if (ctx->identity == NGX_HTTP_OMNI_ID_NONE && ctx->token_error) {
+            /* an expired or forged token: the app must get a new one */
+            ngx_http_finalize_request(r,
+                                      ngx_http_omni_token_rejected(r, ctx));
+            return;
+        }
+
         if (ctx->identity != NGX_HTTP_OMNI_ID_NONE) {
             ec.visitor_kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
                               ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;

@@ -159,6 +159,12 @@ ngx_http_omni_identify(ngx_http_request_t *r)
                       "omni: app token refused (%s)",
                       omni_token_strerror(rc));
 
+        /* the endpoints answer 401 (ngx_http_omni_token_rejected()) */
+        ctx->token_error = omni_token_strerror(rc);
+        ctx->token_auth = ngx_http_omni_header_in(r, olcf->token_header.data,
+                                                  olcf->token_header.len)
+                          == NULL;
+
         ctx->refused = 1;
 
         /* A refused token counts as no token: cookie or new visitor. */
@@ -190,8 +196,11 @@ ngx_http_omni_identify(ngx_http_request_t *r)
         ctx->refused = 1;
     }
 
-    if (!olcf->enable) {
-        /* Outside "omni on" locations nobody new is minted. */
+    if (!olcf->enable || ctx->token_error) {
+        /*
+         * Outside "omni on" locations nobody new is minted; nor for an
+         * app whose token was refused: it is no new web visitor.
+         */
         return ctx;
     }
 
@@ -673,6 +682,18 @@ ngx_http_omni_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_http_omni_ctx_t  *ctx;
 
     ctx = ngx_http_omni_identify(r);
+
+    if (ctx && ctx->identity == NGX_HTTP_OMNI_ID_NONE && ctx->token_error
+        && data == NGX_HTTP_OMNI_VAR_IDENTITY)
+    {
+        /* an app token was refused: nobody, and the app should know */
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
+        v->data = (u_char *) "rejected";
+        v->len = sizeof("rejected") - 1;
+        return NGX_OK;
+    }
 
     if (ctx == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
         v->not_found = 1;

@@ -205,6 +205,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_cors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_cors,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_upstream_events"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -385,6 +392,7 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->private_cache = NGX_CONF_UNSET;
     conf->events_max_body = NGX_CONF_UNSET_SIZE;
     conf->upstream_events = NGX_CONF_UNSET;
+    conf->cors = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -410,6 +418,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
     ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
     ngx_conf_merge_value(conf->upstream_events, prev->upstream_events, 0);
+    ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
 
     ngx_conf_merge_str_value(conf->json_key, prev->json_key, "");
 
@@ -551,8 +560,15 @@ ngx_http_omni_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_omni_identify_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                  rc;
     ngx_http_omni_ctx_t       *ctx;
     ngx_http_omni_loc_conf_t  *olcf;
+
+    /* a CORS preflight is answered before anybody is identified */
+    rc = ngx_http_omni_cors_handler(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
 

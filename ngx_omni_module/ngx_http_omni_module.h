@@ -103,6 +103,8 @@ typedef struct {
     size_t                      events_max_body; /* omni_events */
     ngx_flag_t                  decide_explain; /* omni_decide explain= */
     ngx_flag_t                  upstream_events;
+    ngx_array_t                *cors;           /* omni_cors origins
+                                                   (ngx_str_t); NULL: off */
 } ngx_http_omni_loc_conf_t;
 
 
@@ -222,6 +224,10 @@ typedef struct {
     unsigned                    touched:1;      /* touchpoint queued */
     unsigned                    refused:1;      /* a cookie or token was
                                                    refused (metrics) */
+    unsigned                    token_auth:1;   /* the refused token came
+                                                   as a bearer */
+    const char                 *token_error;    /* an app token was
+                                                   refused: why */
 
     unsigned                    decided:1;
     unsigned                    decided_json:1;
@@ -366,6 +372,12 @@ char *ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle);
 void ngx_http_omni_rules_exit_worker(ngx_cycle_t *cycle);
 omni_ruleset_t *ngx_http_omni_rules_current(void);
+
+/* cors */
+char *ngx_http_omni_cors(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_cors_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_token_rejected(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 
 /* decision */
 ngx_int_t ngx_http_omni_decide(ngx_http_request_t *r,

@@ -275,7 +275,7 @@ GET /custom
 --- response_body_2
 token dddddddddddddddddddddddddddddddd
 
-=== TEST 15: an expired token is refused
+=== TEST 15: an expired token is refused: $omni_identity is "rejected", and the app gets no web cookie
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 --- config
@@ -288,7 +288,9 @@ GET /t
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", issued => time() - 100,
     expires => time() - 10)
 --- response_body
-new
+rejected
+--- response_headers
+!Set-Cookie
 --- error_log
 omni: app token refused (expired)
 
