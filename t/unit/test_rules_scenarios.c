@@ -177,6 +177,17 @@ test_scenarios(void)
        && strstr(out, "href=\"/product/summit-pro.html\"") != NULL,
        "escalation: $150 off, naming THAT product (not the last viewed)");
 
+    /* ... and it is not shadowed by a waiting cart (priority 60 > 50) */
+    r = rec_from("{\"id\": \"%s\", \"visits\": 3, \"views\": [{\"sku\": "
+                 "\"SUMMIT-PRO\", \"category\": \"jackets\", \"time\": %u, "
+                 "\"price\": 349}], \"cart\": {\"updated_at\": %u, "
+                 "\"items\": [{\"sku\": \"TRAIL-42\", \"qty\": 1}]}}",
+                 seed_pid(6), NOW - 2 * HOUR, NOW - 2 * HOUR);
+    ctx_init(&ctx, r, OMNI_CH_WEB);
+    omni_decide(set, &ctx, &d);
+    is_str(winner(set, &d, "hero"), "escalation-premium",
+           "escalation outranks an abandoned cart");
+
     /* Theme switch */
     r = rec_from("{\"id\": \"%s\", \"created\": %u, \"visits\": 4, "
                  "\"attributes\": {\"first_name\": \"Dan\"}, \"views\": "
