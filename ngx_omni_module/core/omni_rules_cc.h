@@ -47,6 +47,15 @@ struct omni_rb_s {
     uint32_t              nregexes, capregexes;
 
     omni_strv_t           holdout_file;
+
+    /* experiment arms seen so far: one experiment's ranges must be equal
+       (the same arm) or disjoint, across rules and files */
+    struct omni_rb_arm_s {
+        omni_strv_t       id, file;
+        uint32_t          a, b;         /* [a, b) basis points */
+    }                    *arms;
+    uint32_t              narms, caparms;
+
     unsigned              errors;
     int                   oom;
 };

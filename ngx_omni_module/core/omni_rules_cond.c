@@ -1483,6 +1483,63 @@ omni_cond_geo(omni_cc_t *cc, json_t *v, omni_clist_t *l)
 }
 
 
+/*
+ * One arm of an experiment: its range must equal (the same arm, e.g. a
+ * banner rule and a pixel rule) or miss every other range of the same
+ * experiment; a partial overlap puts a profile in two arms.
+ */
+static int
+omni_cond_arm(omni_cc_t *cc, omni_strv_t *id, uint32_t a, uint32_t b)
+{
+    uint32_t               i, ncap;
+    omni_rb_t             *rb;
+    struct omni_rb_arm_s  *arm;
+
+    rb = cc->rb;
+
+    for (i = 0; i < rb->narms; i++) {
+        arm = &rb->arms[i];
+
+        if (arm->id.len != id->len
+            || memcmp(arm->id.data, id->data, id->len) != 0
+            || (arm->a == a && arm->b == b)
+            || a >= arm->b || arm->a >= b)
+        {
+            continue;
+        }
+
+        omni_cc_err(cc, "experiment \"%.*s\" range [%u.%02u%%, %u.%02u%%) "
+                    "overlaps [%u.%02u%%, %u.%02u%%) in %.*s: the ranges "
+                    "of one experiment must be equal or disjoint",
+                    (int) id->len, id->data, a / 100, a % 100, b / 100,
+                    b % 100, arm->a / 100, arm->a % 100, arm->b / 100,
+                    arm->b % 100, (int) arm->file.len, arm->file.data);
+        return -1;
+    }
+
+    if (rb->narms == rb->caparms) {
+        ncap = rb->caparms ? rb->caparms * 2 : 16;
+        arm = realloc(rb->arms, ncap * sizeof(struct omni_rb_arm_s));
+        if (arm == NULL) {
+            rb->oom = 1;
+            return -1;
+        }
+
+        rb->arms = arm;
+        rb->caparms = ncap;
+    }
+
+    arm = &rb->arms[rb->narms++];
+    arm->id = *id;
+    arm->file.data = cc->file;
+    arm->file.len = strlen(cc->file);
+    arm->a = a;
+    arm->b = b;
+
+    return 0;
+}
+
+
 static void
 omni_cond_experiment(omni_cc_t *cc, json_t *v, omni_clist_t *l)
 {
@@ -1541,6 +1598,11 @@ omni_cond_experiment(omni_cc_t *cc, json_t *v, omni_clist_t *l)
         /* percentages to basis points: [from, to) */
         c->a = (uint32_t) llround(from * 100);
         c->b = (uint32_t) llround(to * 100);
+
+        if (omni_cond_arm(cc, &c->str, c->a, c->b) != 0) {
+            return;
+        }
+
         omni_clist_add(l, c);
     }
 }

@@ -252,6 +252,7 @@ omni_rb_destroy(omni_rb_t *rb)
     free(rb->regexes);
     free(rb->rules);
     free(rb->id_files);
+    free(rb->arms);
     free(rb->stores);
     free(rb->products);
     free(rb->product_sku);

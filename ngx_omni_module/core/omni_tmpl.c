@@ -298,6 +298,156 @@ static const omni_tfield_t  omni_tfields[] = {
 };
 
 
+/*
+ * Attributes every profile may carry (identify's client traits): a bare
+ * template name one or two typos away from one of these, or from a
+ * variable, is a mistake ({{frist_name}}), not a new attribute.
+ */
+static const char  *omni_tattrs[] = {
+    "first_name", "last_name", "firstName", "lastName", "name", "locale",
+    "language", "timezone", "tier", NULL
+};
+
+
+/* Optimal string alignment distance (a transposition costs 1). */
+static size_t
+omni_tmpl_distance(const char *a, const char *b)
+{
+    size_t  i, j, la, lb, c;
+    size_t  r0[OMNI_TMPL_MAX_VAR + 2], r1[OMNI_TMPL_MAX_VAR + 2];
+    size_t  r2[OMNI_TMPL_MAX_VAR + 2];
+    size_t *pp, *p, *cur, *t;
+
+    la = strlen(a);
+    lb = strlen(b);
+
+    if (la > OMNI_TMPL_MAX_VAR || lb > OMNI_TMPL_MAX_VAR) {
+        return (size_t) -1;
+    }
+
+    /* three rows: i - 2, i - 1, i */
+    pp = r0;
+    p = r1;
+    cur = r2;
+
+    for (j = 0; j <= lb; j++) {
+        p[j] = j;
+    }
+
+    for (i = 1; i <= la; i++) {
+        cur[0] = i;
+
+        for (j = 1; j <= lb; j++) {
+            c = p[j - 1] + (a[i - 1] != b[j - 1]);
+
+            if (p[j] + 1 < c) {
+                c = p[j] + 1;
+            }
+
+            if (cur[j - 1] + 1 < c) {
+                c = cur[j - 1] + 1;
+            }
+
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2]
+                && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < c)
+            {
+                c = pp[j - 2] + 1;
+            }
+
+            cur[j] = c;
+        }
+
+        t = pp;
+        pp = p;
+        p = cur;
+        cur = t;
+    }
+
+    return p[lb];
+}
+
+
+/* The closest known name to name, within the typo distance, or NULL. */
+static const char *
+omni_tmpl_suggest(const char *name, char *buf, size_t size)
+{
+    size_t                d, best, max;
+    unsigned              k;
+    const char           *found;
+    const omni_tvar_t    *tv;
+    const omni_tfield_t  *tf;
+    char                  cand[OMNI_TMPL_MAX_VAR + 1];
+    static const char    *items[] = { "cart.top_item.", "cart.last_item.",
+                                      "viewed.", "purchased.", NULL };
+    static const unsigned kinds[] = { 1, 1, 2, 4 };
+
+    max = strlen(name) >= 6 ? 2 : 1;
+    best = max + 1;
+    found = NULL;
+
+    for (tv = omni_tvars; tv->name; tv++) {
+        d = omni_tmpl_distance(name, tv->name);
+        if (d < best) {
+            best = d;
+            snprintf(buf, size, "%s", tv->name);
+            found = buf;
+        }
+    }
+
+    for (k = 0; omni_tattrs[k]; k++) {
+        d = omni_tmpl_distance(name, omni_tattrs[k]);
+        if (d < best) {
+            best = d;
+            snprintf(buf, size, "%s", omni_tattrs[k]);
+            found = buf;
+        }
+    }
+
+    for (k = 0; items[k]; k++) {
+        for (tf = omni_tfields; tf->name; tf++) {
+            if (!(tf->kinds & kinds[k])) {
+                continue;
+            }
+
+            snprintf(cand, sizeof(cand), "%s%s", items[k], tf->name);
+            d = omni_tmpl_distance(name, cand);
+            if (d < best) {
+                best = d;
+                snprintf(buf, size, "%s", cand);
+                found = buf;
+            }
+        }
+    }
+
+    return best == 0 ? NULL : found;
+}
+
+
+/* "unknown template variable" with a "did you mean" when one is close. */
+static int
+omni_tmpl_unknown(omni_tmpl_err_t *err, const char *name)
+{
+    char         buf[OMNI_TMPL_MAX_VAR + 1];
+    const char  *near;
+
+    near = omni_tmpl_suggest(name, buf, sizeof(buf));
+
+    if (err != NULL && near != NULL) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "unknown template variable \"%s\" (did you mean \"%s\"?%s%s%s)",
+                 name, near,
+                 strchr(name, '.') ? "" : " an attribute of that very name "
+                                          "is \"attr.",
+                 strchr(name, '.') ? "" : name,
+                 strchr(name, '.') ? "" : "\"");
+        err->offset = 0;
+        return -1;
+    }
+
+    return omni_tmpl_err(err, 0, "unknown template variable \"%s\"", name);
+}
+
+
 static int
 omni_name_char(int c, int first)
 {
@@ -318,6 +468,7 @@ omni_tmpl_var(const char *s, size_t len, omni_top_t *op, omni_tmpl_b_t *b,
     omni_tmpl_err_t *err)
 {
     char                 name[OMNI_TMPL_MAX_VAR + 1];
+    char                 buf[OMNI_TMPL_MAX_VAR + 1];
     size_t               i, n, dn, plen;
     const char          *def, *item;
     unsigned             kind;
@@ -423,8 +574,7 @@ omni_tmpl_var(const char *s, size_t len, omni_top_t *op, omni_tmpl_b_t *b,
             }
         }
 
-        return omni_tmpl_err(err, 0, "unknown template variable \"%s\"",
-                             name);
+        return omni_tmpl_unknown(err, name);
     }
 
     /* attributes: a bare name, or attr.KEY */
@@ -434,8 +584,21 @@ omni_tmpl_var(const char *s, size_t len, omni_top_t *op, omni_tmpl_b_t *b,
         plen = 5;
 
     } else if (strchr(name, '.') != NULL) {
-        return omni_tmpl_err(err, 0, "unknown template variable \"%s\"",
-                             name);
+        return omni_tmpl_unknown(err, name);
+
+    } else {
+        /* a near miss of a known name is a typo, not an attribute */
+        for (i = 0; omni_tattrs[i]; i++) {
+            if (strcmp(omni_tattrs[i], name) == 0) {
+                break;
+            }
+        }
+
+        if (omni_tattrs[i] == NULL
+            && omni_tmpl_suggest(name, buf, sizeof(buf)) != NULL)
+        {
+            return omni_tmpl_unknown(err, name);
+        }
     }
 
     if (name[plen] == '\0') {
