@@ -7,10 +7,15 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DEMO=$ROOT/build/demo
+DEMO=${OMNI_DEMO_DIR:-$ROOT/build/demo}
 NGINX=${NGINX:-/usr/sbin/nginx}
 OMNICTL=$ROOT/build/omnictl
-PORT=8080
+PORT=${OMNI_DEMO_PORT:-8080}
+
+# The seed data (demo/profiles.ndjson) was written as of this instant; its
+# times are moved forward so that it is always "now" for the demo: Ana's
+# cart is a few hours old whenever the demo starts, never a year.
+SEED_NOW=1763910000
 
 nginx_cmd() {
     "$NGINX" -p "$DEMO" -c conf/nginx.conf -e logs/error.log "$@"
@@ -53,14 +58,23 @@ start() {
 
     sed -e "s|@MODULE@|$ROOT/build/ngx_http_omni_module.so|" \
         -e "s|@ROOT@|$ROOT|g" -e "s|@DEMO@|$DEMO|g" \
-        -e "s|@USER@|$user_line|" \
+        -e "s|@USER@|$user_line|" -e "s|@PORT@|$PORT|" \
         -e "s|@SECRET@|\"$(cat "$DEMO/secret")\"|" \
         -e "s|@EVENTS_KEY@|\"$(cat "$DEMO/events.key")\"|" \
         "$ROOT/demo/nginx.conf.in" > "$DEMO/conf/nginx.conf"
 
     # Seed the store (replaces the demo profiles; visitors' own stay).
     "$OMNICTL" --store "$DEMO/store" --map-size 64m stat --create > /dev/null
-    "$OMNICTL" --store "$DEMO/store" import "$ROOT/demo/profiles.ndjson"
+    perl -MJSON::PP -ne '
+        BEGIN { $d = time - '"$SEED_NOW"'; $j = JSON::PP->new->canonical }
+        my $p = $j->decode($_);
+        $p->{$_} += $d for grep { $p->{$_} } qw(created updated visit_last);
+        $p->{last_seen}{$_} += $d for keys %{ $p->{last_seen} || {} };
+        $p->{cart}{updated_at} += $d if $p->{cart};
+        $_->{time} += $d for @{ $p->{purchases} || [] }, @{ $p->{views} || [] };
+        print $j->encode($p), "\n";
+    ' "$ROOT/demo/profiles.ndjson" > "$DEMO/profiles.ndjson"
+    "$OMNICTL" --store "$DEMO/store" import "$DEMO/profiles.ndjson"
 
     nginx_cmd -t -q
     nginx_cmd
@@ -107,7 +121,7 @@ TXT
 
     echo
     echo "demo: Ana's page says:"
-    curl -s -b "omni=$ana" "http://127.0.0.1:$PORT/" | grep -E 'class="omni' || {
+    curl -s -b "omni=$ana" "http://127.0.0.1:$PORT/" | grep -E 'class="omni omni-' || {
         echo "demo: personalization is not visible: see $DEMO/logs/error.log" >&2
         exit 1
     }

@@ -326,7 +326,7 @@ sub hero { ($_[0]{slots}{hero} || {})->{rule} // '' }
     is($d->{slots}{hero}{payload}{code}, 'WELCOME100',
        'new visitor: the payload carries the code');
     like($d->{slots}{hero}{html},
-         qr/^<div class="omni omni-welcome"><p>Welcome, there! Take <strong>\$100 off<\/strong>/,
+         qr/^<div class="omni omni-welcome"><p>Welcome, friend! Take <strong>\$100 off<\/strong>/,
          'new visitor: the banner HTML with the default name');
     is($d->{slots}{topbar}{rule}, 'free-shipping-bar',
        'new visitor: the free shipping bar');

@@ -325,7 +325,7 @@ GET /index.html
 --- more_headers eval
 "Cookie: " . main::cookie('new')
 --- response_body eval
-main::page(topbar => $main::BAR, hero => main::welcome('there'))
+main::page(topbar => $main::BAR, hero => main::welcome('friend'))
 --- response_headers
 X-Omni-Rules: welcome-offer,free-shipping-bar
 Cache-Control: private, no-cache
@@ -348,7 +348,7 @@ my $d = main::decide_json('/app/decide', 'X-Omni-Token' => main::token('new'));
 is($d->{channel}, 'app', 'app: the token makes it an app decision');
 is($d->{slots}{hero}{rule}, 'welcome-offer', 'app: the welcome offer');
 is_deeply($d->{slots}{hero}{payload},
-          { type => 'offer', title => 'Welcome, there!', discount => 100,
+          { type => 'offer', title => 'Welcome, friend!', discount => 100,
             code => 'WELCOME100', theme => 'discount' }, 'app: the offer payload');
 ok(!exists $d->{slots}{topbar}, 'app: no web-only bar');
 is_deeply($d->{pixels}, [], 'app: no pixels');
@@ -497,7 +497,7 @@ GET /index.html
 --- more_headers eval
 "Cookie: " . main::cookie('new') . "\nX-Forwarded-For: 203.0.113.7"
 --- response_body eval
-main::page(topbar => $main::BAR, hero => main::welcome('there'),
+main::page(topbar => $main::BAR, hero => main::welcome('friend'),
            aside => main::showroom('Porto Aliados', 41.1579, -8.6291, 41.1496, -8.6109,
                                    'https://shop.example.com/stores/porto-aliados'))
 --- response_headers
@@ -678,11 +678,11 @@ for my $n (1 .. 6) {
     my $r = http_get('/index.html', Cookie => main::cookie('capped'));
     push @bars, ($r->{content} =~ /\Q$main::BAR\E/ ? 1 : 0);
     if ($n <= 3) {
-        is($r->{content}, main::page(topbar => $main::BAR, hero => main::welcome('there')),
+        is($r->{content}, main::page(topbar => $main::BAR, hero => main::welcome('friend')),
            "page $n: the bar and the welcome");
         is($r->{headers}{'x-omni-rules'}, 'welcome-offer,free-shipping-bar', "page $n: both shown");
     } else {
-        is($r->{content}, main::page(hero => main::welcome('there')),
+        is($r->{content}, main::page(hero => main::welcome('friend')),
            "page $n: the welcome only, the bar marker left as it is");
         is($r->{headers}{'x-omni-rules'}, 'welcome-offer', "page $n: the bar is not shown");
     }

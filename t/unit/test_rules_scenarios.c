@@ -105,7 +105,7 @@ test_scenarios(void)
     omni_decide(set, &ctx, &d);
     is_str(winner(set, &d, "hero"), "welcome-offer",
            "welcome: a first visit sees the welcome offer");
-    ok(strstr(render_hero(set, &ctx, &d), "Welcome, there! Take <strong>$100 "
+    ok(strstr(render_hero(set, &ctx, &d), "Welcome, friend! Take <strong>$100 "
               "off</strong>") != NULL, "welcome: $100 off, default name");
     is_str(winner(set, &d, "topbar"), "free-shipping-bar",
            "the free shipping bar shows too");
