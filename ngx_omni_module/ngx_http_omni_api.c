@@ -30,19 +30,17 @@ static ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
 
 /*
  * Makes the location an endpoint of ours.  Endpoints that identify their
- * caller need a signing secret configured before them.
+ * caller need a signing secret, anywhere in the http block: checked once
+ * the block is read (ngx_http_omni_conf_check()).
  */
 static char *
 ngx_http_omni_endpoint(ngx_conf_t *cf, ngx_http_handler_pt handler,
     ngx_uint_t need_secret)
 {
-    ngx_http_core_loc_conf_t   *clcf;
-    ngx_http_omni_main_conf_t  *mcf;
+    ngx_http_core_loc_conf_t  *clcf;
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
-
-    if (need_secret && mcf->secrets == 0) {
-        return "requires \"omni_secret\" earlier in the http block";
+    if (need_secret) {
+        ngx_http_omni_conf_need_secret(cf);
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);

@@ -73,13 +73,9 @@ ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t                  *value, s;
     ngx_uint_t                  i;
     ngx_http_core_loc_conf_t   *clcf;
-    ngx_http_omni_main_conf_t  *mcf;
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
-
-    if (mcf->secrets == 0) {
-        return "requires \"omni_secret\" earlier in the http block";
-    }
+    /* a secret anywhere in the http block (ngx_http_omni_conf.c) */
+    ngx_http_omni_conf_need_secret(cf);
 
     if (olcf->events_max_body != NGX_CONF_UNSET_SIZE) {
         return "is duplicate";

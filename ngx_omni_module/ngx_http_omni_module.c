@@ -53,7 +53,7 @@ static ngx_command_t  ngx_http_omni_commands[] = {
 
     { ngx_string("omni"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_omni_enable,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_omni_loc_conf_t, enable),
       NULL },
@@ -361,7 +361,8 @@ ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    /* what needs the whole http block: secret, store (any order) */
+    return ngx_http_omni_conf_check(cf, mcf);
 }
 
 
@@ -404,9 +405,8 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_omni_loc_conf_t *prev = parent;
     ngx_http_omni_loc_conf_t *conf = child;
 
-    ngx_uint_t                  i;
-    ngx_http_core_loc_conf_t   *clcf;
-    ngx_http_omni_main_conf_t  *mcf;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_str_value(conf->token_header, prev->token_header,
@@ -466,18 +466,6 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (clcf->client_body_buffer_size < conf->events_max_body) {
             clcf->client_body_buffer_size = conf->events_max_body;
-        }
-    }
-
-    if (conf->enable) {
-        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
-
-        /* Unsigned identities are never issued: no secret, no start. */
-        if (mcf->secrets == 0) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"omni on\" requires at least one \"omni_secret\" "
-                          "in the http block");
-            return NGX_CONF_ERROR;
         }
     }
 

@@ -45,6 +45,14 @@
 #define NGX_HTTP_OMNI_SAMESITE_NONE    4
 
 
+/* Where a directive was configured, for errors found after the block. */
+typedef struct {
+    ngx_str_t                   name;           /* the directive */
+    ngx_str_t                   file;
+    ngx_uint_t                  line;           /* 0: not configured */
+} ngx_http_omni_conf_ref_t;
+
+
 typedef struct {
     omni_keyring_t              keyring;
     ngx_uint_t                  secrets;        /* configured count */
@@ -76,6 +84,11 @@ typedef struct {
     struct MMDB_s              *geoip;          /* opened at config */
 
     ngx_array_t                *event_keys;     /* omni_events_key */
+
+    /* checked once the http block is read (ngx_http_omni_conf.c) */
+    ngx_http_omni_conf_ref_t    omni_on;        /* the first "omni on" */
+    ngx_http_omni_conf_ref_t    signer;         /* the first endpoint that
+                                                   needs omni_secret */
 } ngx_http_omni_main_conf_t;
 
 
@@ -274,6 +287,12 @@ char *ngx_http_omni_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_merge_cookie(ngx_conf_t *cf,
     ngx_http_omni_loc_conf_t *prev, ngx_http_omni_loc_conf_t *conf);
+
+/* configuration checks */
+char *ngx_http_omni_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_omni_conf_need_secret(ngx_conf_t *cf);
+char *ngx_http_omni_conf_check(ngx_conf_t *cf,
+    ngx_http_omni_main_conf_t *mcf);
 
 /* store */
 char *ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -1,9 +1,11 @@
 /*
  * The LMDB store inside nginx (the lua-resty-lmdb process model):
  *
- *   - at configuration time (master, and nginx -t) the environment is
- *     created or opened once to validate the path, then closed: no handle
- *     ever crosses fork();
+ *   - at configuration time (master, and nginx -t) the path is checked
+ *     without creating or changing anything, and an existing store is
+ *     opened read-only and closed again; at start (not with -t) the
+ *     master creates the store when missing and hands it to the worker
+ *     user: no handle ever crosses fork();
  *   - each worker opens its own handle in init_process, runs
  *     mdb_reader_check() then and on a timer, and closes it on exit;
  *   - lookups renew the worker's one read transaction and reset it right
@@ -28,12 +30,30 @@ static ngx_http_omni_worker_store_t  ngx_http_omni_ws;
 
 
 static void ngx_http_omni_reader_check_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_omni_store_check(ngx_conf_t *cf,
+    ngx_http_omni_main_conf_t *mcf);
 
 
 omni_store_t *
 ngx_http_omni_worker_store(void)
 {
     return ngx_http_omni_ws.store;
+}
+
+
+static ngx_uint_t
+ngx_http_omni_store_has(ngx_http_omni_main_conf_t *mcf, const char *file)
+{
+    u_char           path[NGX_MAX_PATH];
+    ngx_file_info_t  fi;
+
+    if (mcf->store_path.len + ngx_strlen(file) + 1 > NGX_MAX_PATH) {
+        return 0;
+    }
+
+    ngx_sprintf(path, "%V%s%Z", &mcf->store_path, file);
+
+    return ngx_file_info(path, &fi) != NGX_FILE_ERROR;
 }
 
 
@@ -47,13 +67,10 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_main_conf_t *mcf = conf;
 
-    char                err[512];
     ssize_t             size;
     ngx_int_t           n;
     ngx_str_t          *value, s;
     ngx_uint_t          i;
-    omni_store_t       *st;
-    omni_store_opts_t   opts;
 
     if (mcf->store_path.data) {
         return "is duplicate";
@@ -235,25 +252,10 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_ERROR;
 #endif
 
-    /*
-     * Validate now, so that "nginx -t" names an unusable path: create or
-     * open the environment and its databases, then close it again.  The
-     * master keeps no handle across fork().
-     */
-    ngx_memzero(&opts, sizeof(omni_store_opts_t));
-    opts.map_size = mcf->map_size;
-    opts.max_readers = (unsigned) mcf->max_readers;
-    opts.create = 1;
-
-    if (omni_store_open(&st, (char *) mcf->store_path.data, &opts,
-                        err, sizeof(err))
-        != OMNI_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "omni_store: %s", err);
+    /* "nginx -t" names an unusable path, and creates nothing. */
+    if (ngx_http_omni_store_check(cf, mcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    omni_store_close(st);
 
     /* The shared touch queue and the writer lease. */
     if (ngx_http_omni_queue_add(cf, mcf) != NGX_OK) {
@@ -272,15 +274,125 @@ invalid:
 
 
 /*
- * The master validated the store as root; hand its files to the worker
- * user so that workers can open the lock file and write.
+ * Whether the store's path is usable, changing nothing on disk: an
+ * existing directory that this process may read, write and enter, or a
+ * missing one whose parent is a directory it may create it in.  An
+ * existing store (data.mdb and lock.mdb) is opened read-only, which
+ * checks that it is an LMDB environment of a schema this build reads.
+ */
+static ngx_int_t
+ngx_http_omni_store_check(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
+{
+    char               err[512];
+    u_char            *path, *slash;
+    ngx_str_t          parent;
+    ngx_file_info_t    fi;
+    omni_store_t      *st;
+    omni_store_opts_t  opts;
+
+    path = mcf->store_path.data;
+
+    if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+        if (ngx_errno != NGX_ENOENT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "omni_store: cannot use store \"%s\"",
+                               path);
+            return NGX_ERROR;
+        }
+
+        /* created at start: its parent must take a new directory */
+        slash = ngx_strlchr(path + 1, path + mcf->store_path.len, '/');
+
+        for (parent.data = path, parent.len = 1; slash;
+             slash = ngx_strlchr(slash + 1, path + mcf->store_path.len, '/'))
+        {
+            parent.len = slash - path;
+        }
+
+        parent.data = ngx_pnalloc(cf->pool, parent.len + 1);
+        if (parent.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(parent.data, path, parent.len + 1);
+
+        if (ngx_file_info(parent.data, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "omni_store: cannot create store \"%s\": "
+                               "its parent \"%V\" is missing",
+                               path, &parent);
+            return NGX_ERROR;
+        }
+
+        if (!ngx_is_dir(&fi)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "omni_store: cannot create store \"%s\": "
+                               "\"%V\" is not a directory", path, &parent);
+            return NGX_ERROR;
+        }
+
+        if (access((char *) parent.data, W_OK|X_OK) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "omni_store: cannot create store \"%s\" in "
+                               "\"%V\"", path, &parent);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (!ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "omni_store: store \"%s\" is not a directory",
+                           path);
+        return NGX_ERROR;
+    }
+
+    if (access((char *) path, R_OK|W_OK|X_OK) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "omni_store: cannot use store \"%s\"", path);
+        return NGX_ERROR;
+    }
+
+    /* a read-only open would create a missing lock.mdb: not at -t */
+    if (!ngx_http_omni_store_has(mcf, "/data.mdb")
+        || !ngx_http_omni_store_has(mcf, "/lock.mdb"))
+    {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&opts, sizeof(omni_store_opts_t));
+    opts.readonly = 1;
+    opts.max_readers = (unsigned) mcf->max_readers;
+
+    if (omni_store_open(&st, (char *) path, &opts, err, sizeof(err))
+        != OMNI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "omni_store: %s", err);
+        return NGX_ERROR;
+    }
+
+    omni_store_close(st);
+
+    return NGX_OK;
+}
+
+
+/*
+ * At start, never with "nginx -t": the master creates the store when it
+ * is missing (directory, databases, schema and salt), then, running as
+ * root, hands its files to the worker user so that workers can open the
+ * lock file and write.
  */
 ngx_int_t
 ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
 {
+    char                        err[512];
     u_char                      path[NGX_MAX_PATH];
     ngx_uint_t                  i;
+    omni_store_t               *st;
     ngx_core_conf_t            *ccf;
+    omni_store_opts_t           opts;
     ngx_http_omni_main_conf_t  *mcf;
 
     static const char  *files[] = { "", "/data.mdb", "/lock.mdb",
@@ -288,7 +400,37 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
 
-    if (mcf == NULL || mcf->store_path.len == 0 || geteuid() != 0) {
+    if (mcf == NULL || mcf->store_path.len == 0 || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&opts, sizeof(omni_store_opts_t));
+    opts.map_size = mcf->map_size;
+    opts.max_readers = (unsigned) mcf->max_readers;
+    opts.create = 1;
+
+    if (omni_store_open(&st, (char *) mcf->store_path.data, &opts,
+                        err, sizeof(err))
+        != OMNI_OK)
+    {
+        /*
+         * The path was checked with the configuration.  On a first start
+         * nginx stops here; after a reload the master must not (init_module
+         * failing exits it), and the workers serve unpersonalized.
+         */
+        if (ngx_is_init_cycle(cycle->old_cycle)) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "omni_store: %s",
+                          err);
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "omni_store: %s", err);
+        return NGX_OK;
+    }
+
+    omni_store_close(st);
+
+    if (geteuid() != 0) {
         return NGX_OK;
     }
 

@@ -15,6 +15,7 @@ __DATA__
 === TEST 1: a new visitor gets a signed cookie with the default attributes
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity $omni_visitor\n"; }
@@ -39,6 +40,7 @@ is(OmniCookie::mint_cookie(OmniCookie::TEST_SECRET, $vid,
 === TEST 2: the cookie comes back: same visitor, no new cookie
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity $omni_visitor\n"; }
@@ -63,6 +65,7 @@ is($r2->{content}, "cookie $v1\n", 'the cookie brings back the same visitor');
 === TEST 3: cookie attributes are configurable
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 omni_cookie vid max_age=30d domain=.example.com path=/shop secure nohttponly samesite=strict;
@@ -75,6 +78,7 @@ Set-Cookie: ^vid=[A-Za-z0-9_-]{56}; Max-Age=2592000; Domain=\.example\.com; Path
 === TEST 4: samesite=none and samesite=off
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /none {
@@ -97,6 +101,7 @@ Set-Cookie: ^o=[^;]+; Max-Age=31536000; Path=/; HttpOnly$
 === TEST 5: a valid minted cookie is accepted as that visitor
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity $omni_visitor $omni_profile\n"; }
@@ -113,6 +118,7 @@ cookie 0123456789abcdef0123456789abcdef 0123456789abcdef0123456789abcdef
 === TEST 6: a tampered cookie is a new visitor, logged at info, never an error
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity $omni_visitor\n"; }
@@ -132,6 +138,7 @@ omni: visitor cookie "omni" refused (bad signature), treating as a new visitor
 === TEST 7: a truncated cookie is refused by length
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -148,6 +155,7 @@ refused (wrong length)
 === TEST 8: garbage of the right length is refused as not base64url
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -163,6 +171,7 @@ refused (not base64url)
 === TEST 9: a cookie signed with a key that is not configured is refused
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -179,6 +188,7 @@ refused (bad signature)
 === TEST 10: an app token presented as the cookie is refused (kind is signed)
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -195,6 +205,7 @@ refused (wrong kind)
 === TEST 11: key rotation: an old-key cookie verifies and is re-signed
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_secret "old-secret-9876543210-zyxwvutsrqponmlkjihgfedcba";
 --- config
 omni on;
@@ -219,6 +230,7 @@ is(OmniCookie::mint_cookie(OmniCookie::TEST_SECRET,
 === TEST 12: after the old key is removed, its cookies are refused
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -235,6 +247,7 @@ refused (bad signature)
 === TEST 13: app token in X-Omni-Token wins over the cookie
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity $omni_visitor\n"; }
@@ -253,6 +266,7 @@ token aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 === TEST 14: app token as Authorization: Bearer, and a custom header name
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /bearer { return 200 "$omni_identity $omni_visitor\n"; }
@@ -278,6 +292,7 @@ token dddddddddddddddddddddddddddddddd
 === TEST 15: an expired token is refused: $omni_identity is "rejected", and the app gets no web cookie
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { return 200 "$omni_identity\n"; }
@@ -316,6 +331,7 @@ GET /t
 === TEST 17: variables reach log_format and proxy_set_header
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 log_format omni 'OMNILOG $omni_identity $omni_visitor $omni_profile';
 --- config
 omni on;
@@ -349,6 +365,7 @@ like($log, qr/^OMNILOG cookie 0123456789abcdef0123456789abcdef 0123456789abcdef0
 === TEST 18: omni_identify mints an app token that then identifies the app
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 location = /omni/identify { omni_identify; }
 location = /t { omni on; return 200 "$omni_identity $omni_visitor\n"; }
@@ -387,6 +404,7 @@ ok(abs($j->{expires} - (time() + 3600)) < 10, 'token expires in an hour');
 === TEST 20: an internal redirect keeps the identity (one visitor, one cookie)
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 omni on;
 location = /t { error_page 404 = /fallback; return 404; }
@@ -408,7 +426,7 @@ is(unpack('H32', substr(OmniCookie::b64url_decode($cookie), 2, 16)), $vid,
 omni on;
 location = /t { return 200; }
 --- must_die
-"omni on" requires at least one "omni_secret"
+qr/\[emerg\] "omni on" requires at least one "omni_secret" in \S+\/conf\/nginx\.conf:\d+$/m
 
 === TEST 22: a short secret is refused, naming the directive
 --- http_config
@@ -416,7 +434,7 @@ omni_secret "too-short";
 --- config
 location = /t { return 200; }
 --- must_die
-qr/invalid "omni_secret": secret is 9 bytes; at least 32 random bytes are required in .*nginx\.conf:\d+/
+qr/invalid "omni_secret": secret is 9 base64 characters, 6 bytes decoded; at least 32 random bytes are required \(openssl rand -base64 48\) in .*nginx\.conf:\d+/
 
 === TEST 23: the documented example secret is refused
 --- http_config
@@ -438,7 +456,7 @@ secret repeats a single character
 --- config
 location = /id { omni_identify; }
 --- must_die
-"omni_identify" directive requires "omni_secret" earlier in the http block
+qr/\[emerg\] "omni_identify" directive requires "omni_secret" in \S+\/conf\/nginx\.conf:\d+$/m
 
 === TEST 26: invalid omni_cookie parameters
 --- http_config

@@ -313,7 +313,7 @@ omni_store /nonexistent-omni-parent/store;
 --- config
 location = /t { return 200; }
 --- must_die
-cannot create store directory "/nonexistent-omni-parent/store": No such file or directory
+qr/\[emerg\] omni_store: cannot create store "\/nonexistent-omni-parent\/store": its parent "\/nonexistent-omni-parent" is missing \(2: No such file or directory\) in \S+\/conf\/nginx\.conf:\d+$/m
 
 === TEST 13: bad omni_store parameters
 --- http_config

@@ -226,6 +226,7 @@ __DATA__
 === TEST 1: a new visitor: banners at their markers, pixels right before </body>
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -264,6 +265,7 @@ is($resp->{content}, main::oracle($main::PAGE{'index.html'}, %main::NEW),
 === TEST 2: no marker: banners fall back to right before </body>; omni_fallback off keeps only the pixels
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -300,6 +302,7 @@ main::oracle($main::PAGE{'index.html'}, %main::NEW)
 === TEST 3: near misses, unknown slots, repeated markers, upper-case </BODY>, marker at EOF, partial marker at EOF
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -351,6 +354,7 @@ for my $i (0 .. 3) {
 === TEST 4: markers split across buffers: 1, 3, 7 byte and big buffers give byte-identical pages
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -398,6 +402,7 @@ is($n, 2000, 'big.html: all 2,000 tags survive');
 === TEST 5: HEAD is untouched: the static headers, no body, no decision
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -459,6 +464,7 @@ is_deeply([ map { "$_=" . $imp->($_) } qw(side vip) ], [ 'side=1', 'vip=1' ],
 === TEST 7: 304 Not Modified via If-Modified-Since and If-None-Match is untouched
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -492,6 +498,7 @@ is($responses->[1]{headers}{etag}, $etag, 'the 304 keeps the static ETag');
 === TEST 8: a Range request gets nginx's 206, untouched
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -520,6 +527,7 @@ substr($main::PAGE{'index.html'}, 60)
 === TEST 9: text/plain is untouched unless omni_types lists it
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -556,6 +564,7 @@ Cache-Control: private, no-cache
 === TEST 10: an empty file is untouched: no banner, no pixel, its headers kept
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -579,6 +588,7 @@ ETag: ^"
 === TEST 11: a gzip_static upstream response is passed through byte for byte
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -615,6 +625,7 @@ is($plain, $main::PAGE{'index.html'}, 'the decompressed page is the original, ma
 === TEST 12: an upstream gzipping on the fly (chunked) is passed through, not corrupted
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -653,6 +664,7 @@ ok($plain eq $main::PAGE{'big.html'}, 'the decompressed page is the original');
 === TEST 13: a client that accepts gzip gets the injected page compressed
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -745,6 +757,7 @@ is(main::slurp($files[0]), $cached, 'the cached file never changed');
 === TEST 15: an injected page is private whatever the upstream said; omni_private off keeps the upstream's word
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -813,6 +826,7 @@ Expires: Thu, 01 Jan 2099 00:00:00 GMT
 === TEST 16: SSI: the main page is filled, the included fragment's marker is left alone
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -840,6 +854,7 @@ Cache-Control: private, no-cache
 === TEST 17: a chunked upstream (SSI behind proxy_pass, HTTP/1.1) is injected
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -889,6 +904,7 @@ ok(!defined $r->{headers}{'content-length'}, 'the upstream sends no Content-Leng
 === TEST 18: omni_inject off, omni off, and error pages are untouched
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -971,6 +987,7 @@ X-Omni-Rules: [vip,side]
 === TEST 20: an auth_request subrequest does not disturb the main page's injection
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -998,6 +1015,7 @@ Cache-Control: private, no-cache
 === TEST 21: gunzip on in front of a gzip upstream: inflated, then injected; a gzip client gets the upstream bytes
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -1036,6 +1054,7 @@ ok($r->{content} eq $direct->{content}, 'the upstream gzip bytes, unchanged');
 === TEST 22: a 200 with an empty chunked body stays empty
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -1066,6 +1085,7 @@ ok($r->{status} == 200 && ($r->{headers}{'transfer-encoding'} // '') eq 'chunked
 --- skip_if: !-x '/usr/bin/curl' || `curl --version` !~ /HTTP2/
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 server {
     listen unix:$TEST_NGINX_PREFIX/h2.sock http2;
@@ -1110,6 +1130,7 @@ unlike($h, qr/^cache-control:/mi, 'h2 HEAD: not marked private');
 === TEST 24: Sec-GPC: 1 and DNT: 1: the banners, never a pixel
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules;
 --- init
 main::setup();
@@ -1139,6 +1160,7 @@ main::oracle($main::PAGE{'index.html'}, %main::NEW)
 === TEST 25: banners and pixels larger than the first render buffer come out whole
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules2;
 --- init
 main::setup();

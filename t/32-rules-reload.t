@@ -185,6 +185,7 @@ qr/omni_rules: .*no-such-rules/
 === TEST 11: check=off, check=1s, check=1m and the default are accepted; the load is logged
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/a.json
@@ -323,29 +324,28 @@ ok(wait_for(sub { main::count_matches(qr/omni_rules: reloaded 1 rule/) == $worke
 --- no_error_log
 [error]
 
-=== TEST 14: live reload works without omni_store (or nginx -t says why it cannot)
+=== TEST 14: live reload works without omni_store (app decisions; "omni on" needs a store)
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 omni_rules $TEST_NGINX_PREFIX/rules check=1s;
 --- user_files
 >>> rules/a.json
 {"id": "one", "banner": {"slot": "hero", "html": "<b>ONE</b>"}}
->>> html/index.html
-<body><!--omni:slot hero--></body>
 --- config
-omni on;
+location = /d { omni_decide; }
 --- request
-GET /index.html
+GET /d
 --- more_headers eval
 "Cookie: " . main::cookie()
---- response_body
-<body><b>ONE</b></body>
+--- response_body_like
+"text":"ONE"
 --- timeout: 30
 --- check
 main::spew(main::rules_dir() . "/b.json", main::rule('two', 'hero', 'TWO', priority => 5));
-ok(wait_for(sub { main::page() eq "<body><b>TWO</b></body>\n" }, 6, 0.2),
+my $d = sub { http_get('/d', Cookie => main::cookie())->{content} };
+ok(wait_for(sub { $d->() =~ /"text":"TWO"/ }, 6, 0.2),
    'check=1s without omni_store: the new rule is served within 6s')
-    or diag('page: ' . main::page() . 'error.log: ' . error_log_text());
+    or diag('decision: ' . $d->() . 'error.log: ' . error_log_text());
 --- no_error_log
 [error]
 
@@ -353,6 +353,7 @@ ok(wait_for(sub { main::page() eq "<body><b>TWO</b></body>\n" }, 6, 0.2),
 --- skip_if: $ENV{TEST_NGINX_USE_VALGRIND} && 'valgrind runs nginx with master_process off: no master to roll back, and the old cycle outlives the exit'
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/a.json

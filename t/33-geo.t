@@ -262,6 +262,7 @@ X-Forwarded-For: 10.2.3.4
 === TEST 7: showroom (rules/showroom.json): a client near a store is invited to THAT store, with the distance
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;
@@ -305,6 +306,7 @@ like(main::page_for('2001:db8::1')->{content}, qr/^<body>\[<i>IDF Versailles<\/i
 === TEST 8: far from every store, outside the database, or without a location: no showroom banner, conditions false, still 200
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;
@@ -348,6 +350,7 @@ main::expect_page()
 === TEST 9: a rule set without geo conditions never looks up; one with geo looks up once per request, not once per rule
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;
@@ -376,6 +379,7 @@ omni geo:
 === TEST 10: with geo rules, exactly one lookup per decision, logged at debug level only
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;
@@ -412,6 +416,7 @@ is(main::count_matches(qr/omni geo: 10\.9\.9\.9: not in the database/), 1, 'not 
 --- skip_if: $ENV{TEST_NGINX_USE_VALGRIND} && "a reload needs the master process (valgrind runs master_process off)"
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;
@@ -457,6 +462,7 @@ is(main::count_matches(qr/omni_geoip: "\S+\/geo\.mmdb": GeoIP2-City/), 2,
 --- skip_if: $ENV{TEST_NGINX_USE_VALGRIND} && "a reload needs the master process (valgrind runs master_process off)"
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_geoip $TEST_NGINX_PREFIX/geo.mmdb;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 set_real_ip_from 127.0.0.1;

@@ -15,6 +15,7 @@ __DATA__
 === TEST 1: the upstream sees Accept-Encoding: identity, the client gets gzip with the banner
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -50,6 +51,7 @@ ok(!$plain->{headers}{'content-encoding'}, 'not compressed for it');
 === TEST 2: without rules (or with omni_inject off) the client's header goes through
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 --- config
 location = /page {
     omni on;

@@ -448,7 +448,7 @@ qr/invalid "max_body" "100" \(1k to 16m\) in .*nginx\.conf:\d+/
 --- config
 location = /omni/events { omni_events; }
 --- must_die
-qr/"omni_events" directive requires "omni_secret" earlier in the http block/
+qr/\[emerg\] "omni_events" directive requires "omni_secret" in \S+\/nginx\.conf:\d+/
 
 === TEST 13: omnictl event applies a file with the same core: shared idempotency, stitching and feed, while nginx serves
 --- http_config

@@ -29,6 +29,7 @@ __DATA__
 === TEST 1: the cache manager and a rules check timer: no helper crashes at the check interval
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=1s;
 proxy_cache_path $TEST_NGINX_PREFIX/cache keys_zone=c:1m max_size=1m
                  manager_sleep=50ms manager_threshold=10ms;
@@ -61,6 +62,7 @@ exited on signal
 === TEST 2: add_after_body: a marker prefix held at the end of the page goes out before the appended part
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -95,6 +97,7 @@ GET /sub
 === TEST 3: add_before_body and add_after_body around a page with a slot and </body>
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -119,6 +122,7 @@ GET /page
 === TEST 4: slice: every byte of the page once and in order, markers in the first slice replaced
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -145,6 +149,7 @@ GET /page
 === TEST 5: ssi: the included part and the page's slot both in place, in order
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -168,6 +173,7 @@ GET /page.html
 === TEST 6: proxy_cache: one cached page, each visitor gets their own banner, the cache keeps the markers
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 proxy_cache_path $TEST_NGINX_PREFIX/cache keys_zone=c:1m max_size=1m
                  manager_sleep=50ms;
@@ -209,6 +215,7 @@ exited on signal
 === TEST 7: gzip_static: a precompressed page goes out untouched, a plain client gets the banner
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json
@@ -245,6 +252,7 @@ is($plain->{content}, "<body><b>hello</b></body>\n", 'a client without gzip gets
 === TEST 8: an empty rules directory leaves the client's Accept-Encoding to the upstream
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/.keep
@@ -267,6 +275,7 @@ Accept-Encoding: gzip, br
 === TEST 9: a header-only rule: no identity encoding asked, and the upstream's Cache-Control: public becomes private
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
 --- user_files
 >>> rules/r.json

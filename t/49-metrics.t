@@ -201,6 +201,30 @@ SKIP: {
     ok($ok, 'promtool check metrics: no problem') or diag $out;
 }
 
+# every metric printed is documented, and the documented alerts load
+open(my $doc, '<', repo_root() . '/docs/metrics.md') or die $!;
+my $docs = do { local $/; <$doc> };
+close $doc;
+my %names = map { /^# TYPE (\S+)/ ? ($1 => 1) : () } split /\n/, $r->{content};
+ok(keys %names >= 25, scalar(keys %names) . ' metrics');
+for my $n (sort keys %names) {
+    like($docs, qr/`\Q$n\E`/, "docs/metrics.md documents $n");
+}
+my @yaml = $docs =~ /^```yaml\n(.*?)^```$/msg;
+my ($alerts) = grep { /alert: OmniTouchesDropped/ } @yaml;
+ok($alerts && $alerts =~ /alert: OmniStoreNearlyFull/, 'the sample alerts: drops and store fill');
+SKIP: {
+    my $bin = `command -v promtool 2>/dev/null`;
+    chomp $bin;
+    skip 'promtool is not installed', 1 unless $bin;
+    open(my $fh, '>', "$OmniTest::PREFIX/alerts.yml") or die $!;
+    print $fh $alerts;
+    close $fh;
+    my ($rc, $out, $err) = run_command([$bin, 'check', 'rules',
+                                        "$OmniTest::PREFIX/alerts.yml"]);
+    is($rc, 0, 'promtool check rules: the documented alerts load') or diag "$out$err";
+}
+
 # a broken change of the rules: counted once, not once per worker
 open(my $fh, '>', "$OmniTest::PREFIX/rules/b.json") or die $!;
 print $fh "{ broken\n";

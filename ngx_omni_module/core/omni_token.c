@@ -74,22 +74,85 @@ omni_keyring_mac(const char *secret, size_t len)
 }
 
 
-int
-omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
-    char *err, size_t errlen)
-{
-    size_t  i;
+/*
+ * Words that mark a value as a placeholder someone forgot to replace,
+ * matched in the secret lowercased with everything but letters and
+ * digits left out ("CHANGE-ME", "change_me", "<your secret here>").
+ * None is likely in random text: the shortest has 7 letters.
+ */
+static const char  *omni_secret_placeholders[] = {
+    "changeme", "changethis", "replaceme", "replacethis", "placeholder",
+    "yoursecret", "secrethere", "insertsecret", "opensslrand", "example",
+    NULL
+};
 
-    if (kr->n >= OMNI_MAX_SECRETS) {
-        snprintf(err, errlen, "at most %d secrets can be configured",
-                 OMNI_MAX_SECRETS);
-        return OMNI_INVALID;
+
+/*
+ * The bytes of key material a secret holds: what the value decodes to
+ * when it is written in hex (openssl rand -hex) or in base64 or
+ * base64url (openssl rand -base64, with or without '=' padding), else
+ * its length.  32 hex digits are 16 random bytes, not 32.
+ */
+static size_t
+omni_secret_strength(const char *s, size_t len, const char **what)
+{
+    size_t  i, n, pad;
+    int     hex, b64;
+
+    hex = (len % 2 == 0);
+    b64 = 1;
+    pad = 0;
+
+    for (i = 0; i < len; i++) {
+        if (!isxdigit((unsigned char) s[i])) {
+            hex = 0;
+        }
+
+        if (s[i] == '=' && i >= len - 2) {
+            pad++;
+            continue;
+        }
+
+        if (pad || !(isalnum((unsigned char) s[i]) || s[i] == '+'
+                     || s[i] == '/' || s[i] == '-' || s[i] == '_'))
+        {
+            b64 = 0;
+        }
     }
 
-    if (len < OMNI_SECRET_MIN) {
-        snprintf(err, errlen, "secret is %zu bytes; at least %d random "
-                 "bytes are required", len, OMNI_SECRET_MIN);
-        return OMNI_INVALID;
+    if (hex) {
+        *what = "hex digits";
+        return len / 2;
+    }
+
+    if (b64) {
+        n = len - pad;
+        *what = "base64 characters";
+        return n * 6 / 8;
+    }
+
+    *what = NULL;
+    return len;
+}
+
+
+int
+omni_secret_check(const char *secret, size_t len, char *err, size_t errlen)
+{
+    char          norm[OMNI_SECRET_MAX + 1];
+    size_t        i, n, bytes;
+    const char   *what, **w;
+
+    for (i = 0; i < len; i++) {
+        if (secret[i] == '<' || secret[i] == '>'
+            || isspace((unsigned char) secret[i])
+            || iscntrl((unsigned char) secret[i]))
+        {
+            snprintf(err, errlen, "secret contains '<', '>', a space or a "
+                     "control character: a placeholder, not a key; "
+                     "generate one with: openssl rand -base64 48");
+            return OMNI_INVALID;
+        }
     }
 
     if (len > OMNI_SECRET_MAX) {
@@ -107,14 +170,66 @@ omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
         return OMNI_INVALID;
     }
 
+    for (i = 0, n = 0; i < len; i++) {
+        if (isalnum((unsigned char) secret[i])) {
+            norm[n++] = (char) tolower((unsigned char) secret[i]);
+        }
+    }
+
+    norm[n] = '\0';
+
+    for (w = omni_secret_placeholders; *w; w++) {
+        if (strstr(norm, *w) != NULL) {
+            snprintf(err, errlen, "secret is a placeholder (it contains "
+                     "\"%s\"), not a key; generate one with: "
+                     "openssl rand -base64 48", *w);
+            return OMNI_INVALID;
+        }
+    }
+
     for (i = 1; i < len; i++) {
         if (secret[i] != secret[0]) {
             break;
         }
     }
 
-    if (i == len) {
+    if (len && i == len) {
         snprintf(err, errlen, "secret repeats a single character");
+        return OMNI_INVALID;
+    }
+
+    bytes = omni_secret_strength(secret, len, &what);
+
+    if (bytes < OMNI_SECRET_MIN) {
+        if (what) {
+            snprintf(err, errlen, "secret is %zu %s, %zu bytes decoded; at "
+                     "least %d random bytes are required (openssl rand "
+                     "-base64 48)", len, what, bytes, OMNI_SECRET_MIN);
+
+        } else {
+            snprintf(err, errlen, "secret is %zu bytes; at least %d random "
+                     "bytes are required (openssl rand -base64 48)",
+                     len, OMNI_SECRET_MIN);
+        }
+
+        return OMNI_INVALID;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
+    char *err, size_t errlen)
+{
+    if (kr->n >= OMNI_MAX_SECRETS) {
+        snprintf(err, errlen, "at most %d secrets can be configured",
+                 OMNI_MAX_SECRETS);
+        return OMNI_INVALID;
+    }
+
+    if (omni_secret_check(secret, len, err, errlen) != OMNI_OK) {
         return OMNI_INVALID;
     }
 

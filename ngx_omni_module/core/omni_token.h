@@ -47,9 +47,20 @@ typedef struct {
 } omni_keyring_t;
 
 /*
- * Adds a secret.  Fails (with a reason in err) when it is shorter than
- * OMNI_SECRET_MIN bytes, longer than OMNI_SECRET_MAX, equal to the doc
- * example, a repeat of one byte, or the keyring is full.
+ * Whether a configured secret may sign: OMNI_OK, or OMNI_INVALID with the
+ * reason in err.  Refused: a value with '<', '>', whitespace or control
+ * characters (a placeholder such as "<output of: openssl rand ...>"),
+ * longer than OMNI_SECRET_MAX, the doc example, one that contains a
+ * placeholder word ("CHANGE-ME", "changeme", "replace me", ...), a repeat
+ * of one byte, or less than OMNI_SECRET_MIN bytes of key material: the
+ * decoded size when the value is hex or base64, else its length.
+ */
+int omni_secret_check(const char *secret, size_t len, char *err,
+    size_t errlen);
+
+/*
+ * Adds a secret.  Fails (with a reason in err) when omni_secret_check()
+ * refuses it or the keyring is full.
  */
 int omni_keyring_add(omni_keyring_t *kr, const char *secret, size_t len,
     char *err, size_t errlen);

@@ -15,8 +15,10 @@
 
 
 
-#define KEY_A  "0123456789abcdefghijklmnopqrstuvwxyzABCD"
-#define KEY_B  "zyxwvutsrqponmlkjihgfedcba9876543210ZYXW"
+#define KEY_A  "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
+#define KEY_B  "zyxwvutsrqponmlkjihgfedcba9876543210ZYXWVUTSRQPO"
+/* not hex nor base64: counted as raw bytes */
+#define KEY_RAW  "0123456789!abcdefghij!klmnopqrstuvwxyz!"
 
 
 static void
@@ -120,6 +122,57 @@ test_base64url(void)
 }
 
 
+/* What nginx -t refuses as omni_secret, and what it takes. */
+static void
+test_secret_check(void)
+{
+    char         err[256];
+    unsigned     i;
+
+    static const char  *bad[] = {
+        "<output of: openssl rand -base64 48>",
+        "<openssl rand -base64 48>",
+        "CHANGE-ME",
+        "CHANGE-ME-this-is-the-documented-example-secret",
+        "changeme-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "Change_Me_Please_0123456789abcdefghijklmnopqrstuv",
+        "replace me with a real secret of 48 characters!",
+        "tab\tseparated-0123456789-abcdefghijklmnopqrstuvwx",
+        "0123456789abcdef0123456789abcdef",            /* hex: 16 bytes */
+        "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4",            /* base64: 24 */
+        "your-secret-here-0123456789-abcdefghijklmnopqrst",
+        NULL
+    };
+
+    static const char  *good[] = {
+        "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
+        /* openssl rand -base64 48, -base64 32 and -hex 32 */
+        "q3mJ0tQ7c1mP7Vw7o0Qd0kXJq3f9yQ2V8m1Lr4Yt6Zs9Hc2Wb5Nd0Ke3Fg6Ja8Uy",
+        "3q2+7wAAAAC7u7u7zMzMzN3d3d3u7u7u/////wAAAAA=",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        KEY_RAW,
+        NULL
+    };
+
+    for (i = 0; bad[i]; i++) {
+        err[0] = '\0';
+        ok(omni_secret_check(bad[i], strlen(bad[i]), err, sizeof(err))
+           == OMNI_INVALID && err[0] != '\0',
+           "secret_check refuses \"%s\" (%s)", bad[i], err);
+    }
+
+    for (i = 0; good[i]; i++) {
+        ok(omni_secret_check(good[i], strlen(good[i]), err, sizeof(err))
+           == OMNI_OK, "secret_check takes \"%s\"", good[i]);
+    }
+
+    omni_secret_check("0123456789abcdef0123456789abcdef", 32, err,
+                      sizeof(err));
+    ok(strstr(err, "32 hex digits, 16 bytes decoded") != NULL,
+       "a short hex secret: its decoded size (%s)", err);
+}
+
+
 static void
 test_keyring(void)
 {
@@ -131,11 +184,11 @@ test_keyring(void)
     memset(&kr, 0, sizeof(omni_keyring_t));
 
     err[0] = '\0';
-    rc = omni_keyring_add(&kr, KEY_A, 31, err, sizeof(err));
+    rc = omni_keyring_add(&kr, KEY_RAW, 31, err, sizeof(err));
     ok(rc != OMNI_OK && err[0] != '\0' && kr.n == 0,
        "keyring_add rejects a 31-byte secret (%s)", err);
 
-    rc = omni_keyring_add(&kr, KEY_A, 32, err, sizeof(err));
+    rc = omni_keyring_add(&kr, KEY_RAW, 32, err, sizeof(err));
     ok(rc == OMNI_OK && kr.n == 1, "keyring_add takes a 32-byte secret");
 
     memset(key, 'x', sizeof(key));
@@ -161,6 +214,8 @@ test_keyring(void)
 
     omni_keyring_free(&kr);
     memset(&kr, 0, sizeof(omni_keyring_t));
+
+    test_secret_check();
 
     for (i = 0; i < OMNI_MAX_SECRETS; i++) {
         snprintf(key, sizeof(key), "%02u-%s", i, KEY_A);
