@@ -153,7 +153,8 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
     { "decide", omnictl_decide, 0, 0,
       OMNICTL_OPT_PROFILE | OMNICTL_OPT_ALIAS | OMNICTL_OPT_RULES
       | OMNICTL_OPT_CHANNEL | OMNICTL_OPT_FORMAT | OMNICTL_OPT_NOW
-      | OMNICTL_OPT_REQUEST | OMNICTL_OPT_GEO | OMNICTL_OPT_EXPLAIN,
+      | OMNICTL_OPT_REQUEST | OMNICTL_OPT_GEO | OMNICTL_OPT_EXPLAIN
+      | OMNICTL_OPT_DRAFT,
       "decide (--profile ID | --alias TYPE:VALUE) --rules DIR [options]",
       "Makes the decision nginx makes for a profile: the rules of DIR\n"
       "against the stored profile (read-only, never waits for a writer).\n"
@@ -164,6 +165,9 @@ static const omnictl_cmd_t  omnictl_cmds[] = {
       "  --profile ID        the profile id (32 hex digits or a UUID)\n"
       "  --alias TYPE:VALUE  or the profile of an alias\n"
       "  --rules DIR         the rules directory (as omni_rules)\n"
+      "  --draft FILE        preview a rule file not yet in DIR: loaded\n"
+      "                      with DIR's files (replacing the one of the\n"
+      "                      same name), as nginx would once copied in\n"
       "  --channel CHANNEL   web, app, email, sms, pos or ads (default web)\n"
       "  --format FORMAT     json (default for web, app, pos, ads), text\n"
       "                      (default for email, sms) or html\n"
@@ -242,6 +246,7 @@ static const omnictl_opt_t  omnictl_opts[] = {
       offsetof(omnictl_ctx_t, geo_latlon) },
     { "--explain", OMNICTL_OPT_EXPLAIN, 0,
       offsetof(omnictl_ctx_t, explain) },
+    { "--draft", OMNICTL_OPT_DRAFT, 1, offsetof(omnictl_ctx_t, draft) },
     { "--after", OMNICTL_OPT_TAIL, 1, offsetof(omnictl_ctx_t, after) },
     { "--limit", OMNICTL_OPT_TAIL, 1, offsetof(omnictl_ctx_t, limit) },
     { "--follow", OMNICTL_OPT_TAIL, 0, offsetof(omnictl_ctx_t, follow) },

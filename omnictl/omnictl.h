@@ -68,6 +68,7 @@ typedef struct {
     unsigned              create;        /* stat --create */
     unsigned              json;          /* rules check --json */
     unsigned              explain;       /* decide --explain */
+    const char           *draft;         /* decide --draft FILE */
     const char           *after;         /* tail --after */
     const char           *limit;         /* tail --limit */
     unsigned              follow;        /* tail -f, --follow */
@@ -108,6 +109,7 @@ struct omnictl_cmd_s {
 #define OMNICTL_OPT_TAIL       0x4000    /* --after, --limit, -f */
 #define OMNICTL_OPT_PROGRESS   0x8000
 #define OMNICTL_OPT_FORCE      0x10000
+#define OMNICTL_OPT_DRAFT      0x20000
 
 
 /* A profile named by ID or by --alias TYPE:VALUE. */
@@ -177,5 +179,13 @@ int omnictl_restore(omnictl_ctx_t *ctx);
 /* omnictl_rules.c */
 int omnictl_rules(omnictl_ctx_t *ctx);
 int omnictl_decide(omnictl_ctx_t *ctx);
+
+/* decide --draft (omnictl_draft.c) */
+int omnictl_draft_dir(omnictl_ctx_t *ctx, const char *dir, const char *draft,
+    char *tmp, size_t size);
+void omnictl_draft_done(const char *tmp);
+void omnictl_draft_line(const char *line, const char *tmp, const char *dir,
+    const char *draft, FILE *out);
+
 
 #endif /* OMNICTL_H */

@@ -529,7 +529,8 @@ omnictl_geo(void *data, omni_geo_t *out)
 static int
 omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
 {
-    int                   rc;
+    int                   rc, ret;
+    char                  tmp[4096];
     unsigned              i, n;
     omni_rules_report_t  *rep;
 
@@ -539,23 +540,47 @@ omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
         return OMNICTL_EXIT_FATAL;
     }
 
-    rc = omni_rules_load(dir, set, rep);
+    if (ctx->draft != NULL) {
+        /* the directory as it would be with the draft copied in */
+        ret = omnictl_draft_dir(ctx, dir, ctx->draft, tmp, sizeof(tmp));
+        if (ret != OMNICTL_EXIT_OK) {
+            free(rep);
+            return ret;
+        }
+
+        rc = omni_rules_load(tmp, set, rep);
+
+    } else {
+        rc = omni_rules_load(dir, set, rep);
+    }
 
     if (rc != OMNI_OK) {
         n = rep->nerrors < OMNI_RULES_MAX_ERRORS ? rep->nerrors
                                                  : OMNI_RULES_MAX_ERRORS;
 
         for (i = 0; i < n; i++) {
-            fprintf(stderr, "%s\n", rep->errors[i]);
+            if (ctx->draft != NULL) {
+                omnictl_draft_line(rep->errors[i], tmp, dir, ctx->draft,
+                                   stderr);
+
+            } else {
+                fprintf(stderr, "%s\n", rep->errors[i]);
+            }
         }
 
         if (rep->nerrors > n) {
             fprintf(stderr, "... and %u more error(s)\n", rep->nerrors - n);
         }
 
-        omnictl_error(ctx, "cannot load the rules in \"%s\"%s", dir,
+        omnictl_error(ctx, "cannot load the rules in \"%s\"%s%s%s", dir,
+                      ctx->draft ? " with the draft " : "",
+                      ctx->draft ? ctx->draft : "",
                       rc == OMNI_INVALID ? " (see omnictl rules check)"
                                          : "");
+    }
+
+    if (ctx->draft != NULL) {
+        omnictl_draft_done(tmp);
     }
 
     free(rep);
