@@ -18,7 +18,6 @@ typedef size_t (*ngx_http_omni_render_pt)(ngx_http_request_t *r,
 static ngx_int_t ngx_http_omni_render(ngx_http_request_t *r,
     ngx_http_omni_render_pt fn, omni_eval_t *ev, omni_decision_t *d,
     void *arg, ngx_str_t *out);
-static ngx_uint_t ngx_http_omni_no_ads(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_decision_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -43,23 +42,6 @@ static ngx_http_variable_t  ngx_http_omni_decision_vars[] = {
 
       ngx_http_null_variable
 };
-
-
-/* Sec-GPC: 1 or DNT: 1: the visitor refuses tracking, so no pixels. */
-static ngx_uint_t
-ngx_http_omni_no_ads(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_http_omni_header_in(r, (u_char *) "sec-gpc", 7);
-    if (h && h->value.len == 1 && h->value.data[0] == '1') {
-        return 1;
-    }
-
-    h = ngx_http_omni_header_in(r, (u_char *) "dnt", 3);
-
-    return h && h->value.len == 1 && h->value.data[0] == '1';
-}
 
 
 /* snprintf-style renderers: try a pool buffer, retry once at full size. */
@@ -277,6 +259,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_http_omni_slot_arg_t     sa;
     ngx_http_omni_header_arg_t   ha;
     ngx_http_omni_decision_t    *dec;
+    ngx_http_omni_loc_conf_t    *olcf;
     ngx_http_omni_main_conf_t   *mcf;
 
     if (ctx->decided && (!json || ctx->decided_json)) {
@@ -312,9 +295,20 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ev.now = (uint32_t) ngx_time();
     ev.pid = ctx->pid;
 
-    if (ngx_http_omni_no_ads(r)) {
+    /* Sec-GPC or DNT: no ads, whatever was stated */
+    if (ngx_http_omni_consent_signal(r)) {
         ev.flags |= OMNI_EVAL_NO_ADS;
     }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (olcf->consent_model == NGX_HTTP_OMNI_OPT_IN) {
+        ev.flags |= OMNI_EVAL_OPT_IN;
+    }
+
+    /* the CMP cookie's consent applies on this very request */
+    (void) ngx_http_omni_consent(r, ctx);
+    ev.req_consent = ctx->consent_req;
 
     if (needs & OMNI_NEED_PATH) {
         ev.path.data = (char *) r->uri.data;
@@ -354,9 +348,12 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ret = NGX_OK;
     reading = 0;
 
+    /*
+     * The profile is read whenever there is one, even for rules that do
+     * not look at it: the consent it states decides what may be shown.
+     */
     if (st && (ctx->identity == NGX_HTTP_OMNI_ID_COOKIE
-               || ctx->identity == NGX_HTTP_OMNI_ID_TOKEN)
-        && (needs & (OMNI_NEED_PROFILE | OMNI_NEED_PID)))
+               || ctx->identity == NGX_HTTP_OMNI_ID_TOKEN))
     {
         if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
             ctx->store_error = 1;

@@ -51,6 +51,8 @@ typedef struct {
 static ngx_int_t ngx_http_omni_events_handler(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_omni_media_type(ngx_http_request_t *r,
     const char *type);
+static ngx_int_t ngx_http_omni_events_fire(ngx_http_request_t *r,
+    omni_event_ctx_t *ec, u_char *text, size_t len, const char *what);
 static void ngx_http_omni_events_body(ngx_http_request_t *r);
 static void ngx_http_omni_events_done(ngx_http_omni_wjob_t *job);
 static ngx_int_t ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job);
@@ -833,6 +835,16 @@ ngx_http_omni_events_respond(ngx_http_omni_wjob_t *job)
     r = job->data;
     b = job->batch;
 
+    /* a browser that signed out leaves with a fresh visitor cookie */
+    for (i = 0; job->rc == NGX_OK && i < b->n; i++) {
+        if (b->rc[i] == OMNI_OK
+            && b->events[i].name_id == OMNI_EVN_SIGNED_OUT
+            && ngx_http_omni_fresh_visitor(r) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     root = json_object();
     results = json_array();
 
@@ -1109,6 +1121,146 @@ ngx_http_omni_upstream_job_done(ngx_http_omni_wjob_t *job)
 
 
 /*
+ * Queues events nobody waits for (an upstream's X-Omni-Event header, a
+ * consent cookie's change): parsed here with ec, applied by the writer.
+ * A refused event is logged and skipped; NGX_ERROR only without memory.
+ */
+static ngx_int_t
+ngx_http_omni_events_fire(ngx_http_request_t *r, omni_event_ctx_t *ec,
+    u_char *text, size_t len, const char *what)
+{
+    size_t                      size;
+    ngx_int_t                   rc;
+    ngx_uint_t                  j, valid;
+    omni_event_err_t            err;
+    ngx_http_omni_wjob_t       *job;
+    ngx_http_omni_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+
+    size = sizeof(ngx_http_omni_wjob_t) + sizeof(omni_event_batch_t);
+    job = ngx_alloc(size, r->connection->log);
+    if (job == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(job, size);
+    job->batch = (omni_event_batch_t *) (job + 1);
+
+    if (omni_event_batch_parse(job->batch, (char *) text, len, ec, &err)
+        != OMNI_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: %s refused: %s: %s", what, err.field,
+                      err.reason);
+        ngx_free(job);
+        return NGX_DECLINED;
+    }
+
+    valid = 0;
+
+    for (j = 0; j < job->batch->n; j++) {
+        if (job->batch->rc[j] == OMNI_OK) {
+            job->batch->events[j].visit_timeout =
+                                             (uint32_t) mcf->visit_timeout;
+            valid++;
+
+            /* the site's logout page: the browser leaves with a new id */
+            if (job->batch->events[j].name_id == OMNI_EVN_SIGNED_OUT
+                && ec->visitor_kind
+                && ngx_http_omni_fresh_visitor(r) != NGX_OK)
+            {
+                omni_event_batch_free(job->batch);
+                ngx_free(job);
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: %s refused: %s: %s", what,
+                      job->batch->errs[j].field, job->batch->errs[j].reason);
+    }
+
+    job->status = ngx_calloc(job->batch->n * (sizeof(int) + OMNI_ID_LEN),
+                             r->connection->log);
+
+    if (valid == 0 || job->status == NULL) {
+        rc = job->status ? NGX_DECLINED : NGX_ERROR;
+        ngx_http_omni_upstream_job_done(job);
+        return rc;
+    }
+
+    job->pids = (u_char (*)[OMNI_ID_LEN]) (job->status + job->batch->n);
+    job->handler = ngx_http_omni_upstream_job_done;
+    job->text = text;
+    job->len = len;
+    job->ec = *ec;
+
+    if (ngx_http_omni_writer_events(job, valid) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: %s dropped: the event queue is full or there "
+                      "is no store", what);
+        ngx_http_omni_upstream_job_done(job);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The consent cookie stated something the profile does not hold yet:
+ * record it as the visitor's own "Consent Updated" event, so the profile
+ * keeps it and the feed tells email and ad tools downstream.
+ */
+ngx_int_t
+ngx_http_omni_events_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    uint32_t consent)
+{
+    u_char            *text, *p;
+    ngx_uint_t         k, first;
+    omni_event_ctx_t   ec;
+
+    static const char  *names[] = { "analytics", "personalization", "ads",
+                                    "email", "sms" };
+
+    text = ngx_pnalloc(r->pool, 256);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(text, "{\"type\":\"track\",\"event\":\"Consent Updated\","
+                    "\"properties\":{");
+    first = 1;
+
+    for (k = 0; k < 5; k++) {
+        if (!(consent & OMNI_CONSENT_STATED(1u << k))) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s\"%s\":%s", first ? "" : ",", names[k],
+                        (consent & (1u << k)) ? "true" : "false");
+        first = 0;
+    }
+
+    p = ngx_sprintf(p, "},\"context\":{\"source\":\"consent cookie\"}}");
+
+    ngx_memzero(&ec, sizeof(omni_event_ctx_t));
+    ec.trust = OMNI_TRUST_CLIENT;
+    ec.source = OMNI_SRC_CLIENT;
+    ec.now = (uint32_t) ngx_time();
+    ec.visitor_kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
+                      ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;
+    ngx_memcpy(ec.visitor, ctx->vid, OMNI_ID_LEN);
+    ec.channel = (unsigned) ngx_http_omni_channel(r, ctx);
+
+    return ngx_http_omni_events_fire(r, &ec, text, p - text,
+                                     "the consent cookie's event");
+}
+
+
+/*
  * Consumes the X-Omni-Event headers of a response: each one holds one
  * event (or a batch) as JSON, trusted as the upstream's word about the
  * visitor of this request.  The headers are removed whatever happens;
@@ -1118,16 +1270,10 @@ ngx_int_t
 ngx_http_omni_events_upstream(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx)
 {
-    size_t                      size;
-    ngx_uint_t                  i, j, valid;
+    ngx_uint_t                  i;
     ngx_list_part_t            *part;
     ngx_table_elt_t            *h;
     omni_event_ctx_t            ec;
-    omni_event_err_t            err;
-    ngx_http_omni_wjob_t       *job;
-    ngx_http_omni_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
 
     ngx_memzero(&ec, sizeof(omni_event_ctx_t));
     ec.trust = OMNI_TRUST_SERVER;
@@ -1167,61 +1313,12 @@ ngx_http_omni_events_upstream(ngx_http_request_t *r,
         /* Consumed: the client never sees it. */
         h[i].hash = 0;
 
-        size = sizeof(ngx_http_omni_wjob_t) + sizeof(omni_event_batch_t);
-        job = ngx_alloc(size, r->connection->log);
-        if (job == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memzero(job, size);
-        job->batch = (omni_event_batch_t *) (job + 1);
-
-        if (omni_event_batch_parse(job->batch, (char *) h[i].value.data,
-                                   h[i].value.len, &ec, &err)
-            != OMNI_OK)
+        if (ngx_http_omni_events_fire(r, &ec, h[i].value.data,
+                                      h[i].value.len,
+                                      "upstream header \"X-Omni-Event\"")
+            == NGX_ERROR)
         {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "omni: upstream header \"X-Omni-Event\" refused: "
-                          "%s: %s", err.field, err.reason);
-            ngx_free(job);
-            continue;
-        }
-
-        valid = 0;
-
-        for (j = 0; j < job->batch->n; j++) {
-            if (job->batch->rc[j] == OMNI_OK) {
-                job->batch->events[j].visit_timeout =
-                                             (uint32_t) mcf->visit_timeout;
-                valid++;
-                continue;
-            }
-
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "omni: upstream header \"X-Omni-Event\" refused: "
-                          "%s: %s", job->batch->errs[j].field,
-                          job->batch->errs[j].reason);
-        }
-
-        job->status = ngx_calloc(job->batch->n * (sizeof(int) + OMNI_ID_LEN),
-                                 r->connection->log);
-
-        if (valid == 0 || job->status == NULL) {
-            ngx_http_omni_upstream_job_done(job);
-            continue;
-        }
-
-        job->pids = (u_char (*)[OMNI_ID_LEN]) (job->status + job->batch->n);
-        job->handler = ngx_http_omni_upstream_job_done;
-        job->text = h[i].value.data;
-        job->len = h[i].value.len;
-        job->ec = ec;
-
-        if (ngx_http_omni_writer_events(job, valid) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "omni: upstream event dropped: the event queue "
-                          "is full or there is no store");
-            ngx_http_omni_upstream_job_done(job);
+            return NGX_ERROR;
         }
     }
 

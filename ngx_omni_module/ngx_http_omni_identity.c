@@ -14,8 +14,6 @@
 static void ngx_http_omni_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_omni_find_token(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *token);
-static ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_omni_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_omni_attr_variable(ngx_http_request_t *r,
@@ -294,7 +292,7 @@ ngx_http_omni_header_in(ngx_http_request_t *r, u_char *name, size_t len)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)
 {

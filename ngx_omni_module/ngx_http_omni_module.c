@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_omni_log_handler(ngx_http_request_t *r);
 static void ngx_http_omni_upstream_identity(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_log_consent(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 
 
 static ngx_conf_enum_t  ngx_http_omni_channels[] = {
@@ -163,6 +165,27 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       offsetof(ngx_http_omni_loc_conf_t, json_types_keys),
       &ngx_http_omni_json_default_types[0] },
 
+    { ngx_string("omni_consent"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_omni_consent_model,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_cors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_cors,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_consent_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_omni_consent_cookie,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_decide"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_omni_decide_endpoint,
@@ -202,13 +225,6 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_omni_events_key,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("omni_cors"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_omni_cors,
-      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -343,6 +359,7 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
     mcf->visit_timeout = NGX_CONF_UNSET;
     mcf->tp_max = NGX_CONF_UNSET_UINT;
     mcf->tp_max_age = NGX_CONF_UNSET;
+    mcf->anon_ttl = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -393,6 +410,8 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->private_cache = NGX_CONF_UNSET;
     conf->events_max_body = NGX_CONF_UNSET_SIZE;
     conf->upstream_events = NGX_CONF_UNSET;
+    conf->consent_model = NGX_CONF_UNSET_UINT;
+    conf->consent_cookie = NGX_CONF_UNSET_PTR;
     conf->cors = NGX_CONF_UNSET_PTR;
 
     return conf;
@@ -418,6 +437,10 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
     ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
     ngx_conf_merge_value(conf->upstream_events, prev->upstream_events, 0);
+    ngx_conf_merge_uint_value(conf->consent_model, prev->consent_model,
+                              NGX_HTTP_OMNI_OPT_OUT);
+    ngx_conf_merge_ptr_value(conf->consent_cookie, prev->consent_cookie,
+                             NULL);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
 
     ngx_conf_merge_str_value(conf->json_key, prev->json_key, "");
@@ -643,9 +666,56 @@ ngx_http_omni_log_handler(ngx_http_request_t *r)
 
     ctx->touched = 1;
 
+    if (ngx_http_omni_log_consent(r, ctx) != NGX_OK) {
+        return NGX_OK;
+    }
+
     (void) ngx_http_omni_writer_touch(r, ctx);
 
     return NGX_OK;
+}
+
+
+/*
+ * What consent lets this request record (docs/privacy.md): with
+ * analytics allowed, its touchpoint; without, only what personalization
+ * needs (the impressions it showed, for caps: no touchpoint in the
+ * feed), or nothing at all.  Sec-GPC or DNT: no referrer, no campaign
+ * data.  A consent cookie that states something new is recorded as the
+ * visitor's "Consent Updated" event.  NGX_DECLINED: record nothing.
+ */
+static ngx_int_t
+ngx_http_omni_log_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    uint32_t  c;
+
+    /* the profile's stated consent, unless the decision read it */
+    if (!ctx->resolved && ctx->identity != NGX_HTTP_OMNI_ID_NEW
+        && ngx_http_omni_worker_store())
+    {
+        (void) ngx_http_omni_resolve(r, ctx);
+    }
+
+    c = ngx_http_omni_consent(r, ctx);
+
+    if ((ctx->consent_req & OMNI_CONSENT_SET) && c != ctx->consent_stored
+        && !ctx->store_error)
+    {
+        (void) ngx_http_omni_events_consent(r, ctx, ctx->consent_req);
+    }
+
+    ctx->signal = ngx_http_omni_consent_signal(r);
+
+    if (ngx_http_omni_consent_allows(r, ctx, OMNI_CONSENT_ANALYTICS)) {
+        return NGX_OK;
+    }
+
+    if (ctx->impressions && ctx->decision && ctx->decision->campaigns.len) {
+        ctx->touch_bare = 1;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -685,6 +755,20 @@ ngx_http_omni_header_filter(ngx_http_request_t *r)
         && ngx_http_omni_events_upstream(r, ctx) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    /*
+     * Opt-in: a new visitor gets no identifying cookie until the consent
+     * cookie grants analytics or personalization (an event it posts
+     * itself, on omni_events, is a deliberate act and gets one).
+     */
+    if (ctx && ctx->set_cookie && ctx->identity == NGX_HTTP_OMNI_ID_NEW
+        && olcf->consent_model == NGX_HTTP_OMNI_OPT_IN
+        && olcf->events_max_body == NGX_CONF_UNSET_SIZE
+        && !ngx_http_omni_consent_allows(r, ctx, OMNI_CONSENT_ANALYTICS)
+        && !ngx_http_omni_consent_allows(r, ctx, OMNI_CONSENT_PERSONALIZE))
+    {
+        ctx->set_cookie = 0;
     }
 
     if (ctx && ctx->set_cookie) {

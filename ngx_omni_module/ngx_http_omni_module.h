@@ -74,6 +74,7 @@ typedef struct {
     time_t                      visit_timeout;
     ngx_uint_t                  tp_max;         /* touchpoints kept */
     time_t                      tp_max_age;
+    time_t                      anon_ttl;       /* 0: never expire */
 
     ngx_str_t                   rules_dir;      /* empty: no rules */
     ngx_msec_t                  rules_check;    /* 0: no timer */
@@ -90,6 +91,20 @@ typedef struct {
     ngx_http_omni_conf_ref_t    signer;         /* the first endpoint that
                                                    needs omni_secret */
 } ngx_http_omni_main_conf_t;
+
+
+/* omni_consent_cookie: the CMP cookie's name, the key of each purpose */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   key[5];         /* OMNI_CONSENT_* order */
+    ngx_uint_t                  nkeys;
+} ngx_http_omni_consent_cookie_t;
+
+#define NGX_HTTP_OMNI_OPT_OUT       1
+#define NGX_HTTP_OMNI_OPT_IN        2
+
+#define NGX_HTTP_OMNI_SIGNAL_GPC    1           /* Sec-GPC: 1 */
+#define NGX_HTTP_OMNI_SIGNAL_DNT    2           /* DNT: 1 */
 
 
 typedef struct {
@@ -115,6 +130,8 @@ typedef struct {
 
     size_t                      events_max_body; /* omni_events */
     ngx_flag_t                  decide_explain; /* omni_decide explain= */
+    ngx_uint_t                  consent_model;  /* NGX_HTTP_OMNI_OPT_* */
+    ngx_http_omni_consent_cookie_t *consent_cookie; /* NULL: none */
     ngx_flag_t                  upstream_events;
     ngx_array_t                *cors;           /* omni_cors origins
                                                    (ngx_str_t); NULL: off */
@@ -264,6 +281,13 @@ typedef struct {
 
     /* JSON that replaces nginx's own error page (events endpoint) */
     ngx_str_t                   error_body;
+
+    /* consent: the profile's (when read), the request's cookie */
+    uint32_t                    consent_stored;
+    uint32_t                    consent_req;
+    unsigned                    consent_req_done:1;
+    unsigned                    touch_bare:1;   /* caps only, no feed */
+    unsigned                    signal:2;       /* NGX_HTTP_OMNI_SIGNAL_* */
 } ngx_http_omni_ctx_t;
 
 
@@ -433,7 +457,25 @@ char *ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_omni_events_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+/* consent */
+char *ngx_http_omni_consent_model(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+uint32_t ngx_http_omni_consent_request(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf);
+ngx_uint_t ngx_http_omni_consent_signal(ngx_http_request_t *r);
+uint32_t ngx_http_omni_consent(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+ngx_uint_t ngx_http_omni_consent_allows(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, uint32_t purpose);
+ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value);
+ngx_int_t ngx_http_omni_fresh_visitor(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_events_consent(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, uint32_t consent);
 ngx_int_t ngx_http_omni_events_error_body(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
 ngx_int_t ngx_http_omni_events_upstream(ngx_http_request_t *r,

@@ -79,6 +79,9 @@ typedef struct {
 
 
 #define NGX_HTTP_OMNI_QREC_PID  0x01
+#define NGX_HTTP_OMNI_QREC_GPC  0x02    /* Sec-GPC: 1 */
+#define NGX_HTTP_OMNI_QREC_DNT  0x04    /* DNT: 1 */
+#define NGX_HTTP_OMNI_QREC_NEW  0x08    /* a browser's first request */
 
 
 /*
@@ -348,7 +351,7 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     h->kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_ALIAS_DEVICE
                                                       : OMNI_ALIAS_COOKIE;
     h->channel = (u_char) channel;
-    h->record = 1;
+    h->record = !ctx->touch_bare;
     h->time = (uint32_t) ngx_time();
     ngx_memcpy(h->id, ctx->vid, OMNI_ID_LEN);
     ngx_memcpy(h->country, ctx->country, sizeof(h->country));
@@ -373,6 +376,26 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
                                     NGX_HTTP_OMNI_MAX_LIST);
     }
 
+    if (ctx->identity == NGX_HTTP_OMNI_ID_NEW) {
+        h->flags |= NGX_HTTP_OMNI_QREC_NEW;
+    }
+
+    if (ctx->signal == NGX_HTTP_OMNI_SIGNAL_GPC) {
+        h->flags |= NGX_HTTP_OMNI_QREC_GPC;
+
+    } else if (ctx->signal == NGX_HTTP_OMNI_SIGNAL_DNT) {
+        h->flags |= NGX_HTTP_OMNI_QREC_DNT;
+    }
+
+    /*
+     * A touch without analytics consent carries nothing about the page;
+     * an opt-out signal keeps the page but not where the visitor came
+     * from (referrer, campaign parameters).
+     */
+    if (ctx->touch_bare) {
+        goto done;
+    }
+
     /* The path the client asked for, before any internal redirect. */
     len = m->unparsed_uri.len;
     q = ngx_strlchr(m->unparsed_uri.data, m->unparsed_uri.data + len, '?');
@@ -382,6 +405,10 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     p = ngx_http_omni_queue_str(p, &h->lens[2], m->unparsed_uri.data, len,
                                 OMNI_FEED_MAX_PATH);
+
+    if (ctx->signal) {
+        goto done;
+    }
 
     if (m->headers_in.referer) {
         p = ngx_http_omni_queue_str(p, &h->lens[3],
@@ -393,6 +420,8 @@ ngx_http_omni_queue_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     p = ngx_http_omni_queue_arg(m, p, &h->lens[4], "utm_source");
     p = ngx_http_omni_queue_arg(m, p, &h->lens[5], "utm_medium");
     p = ngx_http_omni_queue_arg(m, p, &h->lens[6], "utm_campaign");
+
+done:
 
     len = ngx_align(p - buf, 8);
     h->len = (uint32_t) len;
@@ -613,6 +642,11 @@ ngx_http_omni_queue_read(ngx_http_omni_queue_t *qu, uint64_t from,
             t->pid_known = 1;
             ngx_memcpy(t->pid, h->pid, OMNI_ID_LEN);
         }
+
+        t->first = (h->flags & NGX_HTTP_OMNI_QREC_NEW) ? 1 : 0;
+        t->privacy = (h->flags & NGX_HTTP_OMNI_QREC_GPC) ? OMNI_PRIVACY_GPC
+                     : (h->flags & NGX_HTTP_OMNI_QREC_DNT) ? OMNI_PRIVACY_DNT
+                     : 0;
 
         p = (u_char *) h + sizeof(ngx_http_omni_qrec_t);
 

@@ -60,7 +60,7 @@ ngx_http_omni_store_has(ngx_http_omni_main_conf_t *mcf, const char *file)
 /*
  * omni_store PATH [map_size=SIZE] [map_max=SIZE] [max_readers=N]
  *            [queue=N] [reader_check=TIME] [thread_pool=NAME]
- *            [tp_max=N] [tp_max_age=TIME];
+ *            [tp_max=N] [tp_max_age=TIME] [anon_ttl=TIME|off];
  */
 char *
 ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -131,6 +131,27 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             mcf->tp_max = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "anon_ttl=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+                mcf->anon_ttl = 0;
+                continue;
+            }
+
+            mcf->anon_ttl = ngx_parse_time(&s, 1);
+            if (mcf->anon_ttl == (time_t) NGX_ERROR || mcf->anon_ttl < 3600)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (at least 1h, or off)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -227,6 +248,22 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);
+    ngx_conf_init_value(mcf->anon_ttl, 90 * 86400);
+
+    /*
+     * An expired profile's touchpoints must be gone already: retention
+     * by age removes them first (omni_wtxn_expire_anonymous()).
+     */
+    if (mcf->anon_ttl && mcf->tp_max_age
+        && mcf->anon_ttl < mcf->tp_max_age)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"anon_ttl\" (%T s) is shorter than "
+                           "\"tp_max_age\" (%T s): an expired profile's "
+                           "touchpoints would stay", mcf->anon_ttl,
+                           mcf->tp_max_age);
+        return NGX_CONF_ERROR;
+    }
 
     if (mcf->map_max < mcf->map_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -695,6 +732,7 @@ ngx_http_omni_lookup(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         ngx_http_omni_lookup_overlay(r, ctx, st, rec);
 
         ctx->found = 1;
+        ctx->consent_stored = rec->consent;
         ctx->visits = rec->visits;
         ctx->stage = rec->stage < OMNI_STAGE_MAX ? rec->stage : 0;
 

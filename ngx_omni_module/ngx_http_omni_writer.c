@@ -61,6 +61,11 @@
 #define NGX_HTTP_OMNI_MSG_RESULT   'R'
 
 /* A job's results: this header, then n x (u8 status, 16-byte pid). */
+/* profiles the anonymous expiry looks at per second (of ~1M: a sweep in
+   17 minutes) */
+#define NGX_HTTP_OMNI_EXPIRE_SCAN  1000
+
+
 typedef struct {
     u_char                 type;
     u_char                 full;
@@ -93,6 +98,11 @@ typedef struct {
     int                    rc;
     double                 commit_s;    /* metrics: commit and sync */
     ngx_uint_t             merges;
+    /* anonymous profiles: the expiry's place (kept across batches, only
+       the thread touches it) and when it scans next */
+    u_char                 expire_from[OMNI_ID_LEN];
+    time_t                 expire_next;
+    ngx_uint_t             expired;
     char                   err[512];
 } ngx_http_omni_wtask_t;
 
@@ -207,6 +217,7 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.visit_timeout = mcf->visit_timeout;
     ngx_http_omni_w.opts.tp_max = mcf->tp_max;
     ngx_http_omni_w.opts.tp_max_age = (uint32_t) mcf->tp_max_age;
+    ngx_http_omni_w.opts.anon_ttl = (uint32_t) mcf->anon_ttl;
     ngx_http_omni_w.opts.sync = 1;
     ngx_http_omni_w.fold_every = mcf->fold;
     ngx_http_omni_w.next_fold = ngx_current_msec + mcf->fold;
@@ -532,6 +543,13 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
     b.nfold = t->nfold;
     b.fold_pids = t->fold_pids;
 
+    /* once a second, the next NGX_HTTP_OMNI_EXPIRE_SCAN profiles */
+    if (ngx_http_omni_w.opts.anon_ttl && time(NULL) >= t->expire_next) {
+        t->expire_next = time(NULL) + 1;
+        b.expire_budget = NGX_HTTP_OMNI_EXPIRE_SCAN;
+        ngx_memcpy(b.expire_from, t->expire_from, OMNI_ID_LEN);
+    }
+
     groups = NULL;
 
     if (t->njobs) {
@@ -563,6 +581,12 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
 
     t->nevents = b.nevents;
     t->commit_s = b.commit_s;
+
+    if (rc == OMNI_OK && b.expire_budget) {
+        ngx_memcpy(t->expire_from, b.expire_from, OMNI_ID_LEN);
+        t->expired += b.expired;
+    }
+
     t->merges = b.merges;
 
     free(groups);

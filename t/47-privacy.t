@@ -120,3 +120,256 @@ ok(!(grep { ($_->{profileId} // '') eq $pid } @$feed), 'the feed has nothing und
 # of the old person
 --- no_error_log
 [error]
+
+=== TEST 2: consent models x signals x HTML, JSON and the feed
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+omni_consent_cookie CookieConsent analytics=statistics personalization=preferences ads=marketing;
+--- user_files
+>>> rules/r.json
+{"id": "offer", "campaign": "offer",
+ "banner": {"slot": "hero", "html": "<b>offer</b>", "payload": {"type": "offer"}},
+ "pixels": [{"img": "https://ads.example/px?p={{profile.id}}"}]}
+--- config
+location /out/ { omni on; omni_consent opt-out; default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
+location /in/  { omni on; omni_consent opt-in;  default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
+location = /out-decide { omni_consent opt-out; omni_decide; }
+location = /in-decide  { omni_consent opt-in;  omni_decide; }
+location = /omni/events { omni on; omni_events; }
+--- request
+GET /out/warm
+--- check
+my $n = 0;
+my $case = sub {
+    my (%c) = @_;
+    my $vid = sprintf('c0115e00%024x', ++$n);
+    my @cookie = ('omni=' . mint_cookie(TEST_SECRET, $vid));
+    push @cookie, "CookieConsent=$c{cmp}" if $c{cmp};
+    my %h = (Cookie => join('; ', @cookie), Referer => 'https://news.example/a');
+    $h{'Sec-GPC'} = '1' if $c{gpc};
+    $h{'DNT'} = '1' if $c{dnt};
+    if ($c{event}) {
+        my $r = main::post({ type => 'track', event => 'Consent Updated', properties => $c{event} },
+                           Cookie => $cookie[0]);
+        is($r->{status}, 200, "$c{name}: the consent event") or diag $r->{content};
+    }
+    my $page = http_get("/$c{model}/p?utm_source=mail", %h);
+    my $json = JSON::PP::decode_json(http_get("/$c{model}-decide", %h)->{content});
+    is($page->{content} =~ /<b>offer<\/b>/ ? 1 : 0, $c{banner}, "$c{name}: HTML banner $c{banner}");
+    is($page->{content} =~ /ads\.example/ ? 1 : 0, $c{pixel}, "$c{name}: HTML pixel $c{pixel}");
+    is($json->{slots}{hero} ? 1 : 0, $c{banner}, "$c{name}: JSON banner $c{banner}");
+    is(scalar @{ $json->{pixels} || [] } ? 1 : 0, $c{pixel}, "$c{name}: JSON pixels $c{pixel}");
+    is($json->{blocked} // '', $c{banner} ? '' : 'consent', "$c{name}: JSON blocked");
+    return $vid;
+};
+my @cases = (
+    { name => 'opt-out, nothing stated', model => 'out', banner => 1, pixel => 1, tp => 'full' },
+    { name => 'opt-out, cookie refuses all', model => 'out', banner => 0, pixel => 0, tp => 'none',
+      cmp => '{necessary:true,preferences:false,statistics:false,marketing:false}' },
+    { name => 'opt-out, cookie refuses ads', model => 'out', banner => 1, pixel => 0, tp => 'full',
+      cmp => '{necessary:true,preferences:true,statistics:true,marketing:false}' },
+    { name => 'opt-out, Sec-GPC', model => 'out', banner => 1, pixel => 0, tp => 'gpc', gpc => 1 },
+    { name => 'opt-out, DNT', model => 'out', banner => 1, pixel => 0, tp => 'dnt', dnt => 1 },
+    { name => 'opt-out, event refuses analytics', model => 'out', banner => 1, pixel => 1, tp => 'bare',
+      event => { analytics => JSON::PP::false } },
+    { name => 'opt-in, nothing stated', model => 'in', banner => 0, pixel => 0, tp => 'none' },
+    { name => 'opt-in, cookie grants all', model => 'in', banner => 1, pixel => 1, tp => 'full',
+      cmp => '{necessary:true,preferences:true,statistics:true,marketing:true}' },
+    { name => 'opt-in, cookie grants personalization only', model => 'in', banner => 1, pixel => 0,
+      tp => 'bare', cmp => '{necessary:true,preferences:true,statistics:false,marketing:false}' },
+    { name => 'opt-in, event grants all', model => 'in', banner => 1, pixel => 1, tp => 'full',
+      event => { analytics => JSON::PP::true, personalization => JSON::PP::true, ads => JSON::PP::true } },
+    { name => 'opt-in, event grants all, Sec-GPC', model => 'in', banner => 1, pixel => 0, tp => 'gpc',
+      gpc => 1, event => { analytics => JSON::PP::true, personalization => JSON::PP::true, ads => JSON::PP::true } },
+);
+my %vid;
+$vid{$_->{name}} = $case->(%$_) for @cases;
+# the feed: wait until the last full case's touchpoints are in
+my $feed;
+my @full = grep { $_->{tp} ne 'none' && $_->{tp} ne 'bare' } @cases;
+ok(wait_for(sub {
+    $feed = main::feed();
+    my %n;
+    $n{$_->{anonymousId} // ''}++ for grep { ($_->{type} // '') eq 'page' } @$feed;
+    !grep { ($n{$vid{$_->{name}}} // 0) < 2 } @full }, 5), 'the feed caught up');
+for my $c (@cases) {
+    my @tp = grep { ($_->{anonymousId} // '') eq $vid{$c->{name}} && ($_->{type} // '') eq 'page' } @$feed;
+    if ($c->{tp} eq 'none' || $c->{tp} eq 'bare') {
+        is(scalar @tp, 0, "$c->{name}: no touchpoint in the feed") or diag explain \@tp;
+        next;
+    }
+    is(scalar @tp, 2, "$c->{name}: page and decide touchpoints") or diag explain \@tp;
+    my ($page) = grep { $_->{properties}{path} =~ m{^/\w+/p$} } @tp;
+    if ($c->{tp} eq 'full') {
+        is($page->{properties}{referrer}, 'https://news.example/a', "$c->{name}: referrer kept");
+        is($page->{properties}{utm_source}, 'mail', "$c->{name}: utm kept");
+        ok(!$page->{context}{privacy}, "$c->{name}: no privacy mark");
+    } else {
+        ok(!exists $page->{properties}{referrer}, "$c->{name}: no referrer");
+        ok(!exists $page->{properties}{utm_source}, "$c->{name}: no utm");
+        is($page->{context}{privacy}, $c->{tp}, "$c->{name}: marked $c->{tp}");
+    }
+}
+# a consent cookie's statement is recorded: profile and feed
+my $v = $vid{'opt-out, cookie refuses ads'};
+my $p;
+ok(wait_for(sub { $p = main::profile("cookie:$v"); $p && $p->{consent} }, 5), 'cookie consent stored');
+is_deeply($p->{consent}, { analytics => JSON::PP::true, personalize => JSON::PP::true, ads => JSON::PP::false },
+          'as stated, per purpose') or diag explain $p->{consent};
+ok((grep { ($_->{anonymousId} // '') eq $v && ($_->{event} // '') eq 'Consent Updated'
+           && $_->{properties}{ads} == JSON::PP::false } @$feed), 'the feed records the consent change');
+# opt-in: a new visitor without consent gets no identifying cookie
+my $r = http_get('/in/p');
+ok(!$r->{headers}{'set-cookie'}, 'opt-in: no cookie before consent');
+$r = http_get('/out/p');
+like($r->{headers}{'set-cookie'} // '', qr/^omni=/, 'opt-out: the visitor cookie');
+$r = http_get('/in/p', Cookie => 'CookieConsent={preferences:true,statistics:true,marketing:false}');
+like($r->{headers}{'set-cookie'} // '', qr/^omni=/, 'opt-in with consent: the visitor cookie');
+like($r->{content}, qr{<b>offer</b>}, 'and the banner on that very request');
+--- no_error_log
+[error]
+
+=== TEST 3: sign-out on a shared computer: after logout the browser is a new visitor and keeps nothing of the customer
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+--- user_files
+>>> rules/r.json
+{"id": "hi", "when": {"attr": {"key": "first_name", "exists": true}},
+ "banner": {"slot": "hero", "html": "<b>Hi {{first_name}}</b>"}}
+--- config
+location = /up/login {
+    add_header X-Omni-Event '{"type":"identify","userId":"C-SHARED","traits":{"first_name":"Ana"}}';
+    return 200 "in\n";
+}
+location = /up/logout {
+    add_header X-Omni-Event '{"type":"track","event":"Signed Out"}';
+    return 200 "out\n";
+}
+location = /login  { omni on; omni_upstream_events on; proxy_pass http://127.0.0.1:$TEST_NGINX_PORT/up/login; }
+location = /logout { omni on; omni_upstream_events on; proxy_pass http://127.0.0.1:$TEST_NGINX_PORT/up/logout; }
+location = /omni/events { omni on; omni_events; }
+location / { omni on; default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
+--- request
+GET /warm
+--- check
+my $v1 = 'ab5000000000000000000000000000a1';
+my $c1 = 'omni=' . mint_cookie(TEST_SECRET, $v1);
+my $page = sub { http_get('/page', Cookie => $_[0])->{content} };
+is($page->($c1), '<body><!--omni:slot hero--></body>', 'anonymous: no greeting');
+http_get('/login', Cookie => $c1);
+ok(wait_for(sub { $page->($c1) =~ /Hi Ana/ }, 5), 'logged in: "Hi Ana"');
+my $r = http_get('/logout', Cookie => $c1);
+my ($v2) = ($r->{headers}{'set-cookie'} // '') =~ /^omni=([^;]+)/;
+ok($v2, 'the logout response sets a new visitor cookie') or diag explain $r->{headers};
+my $c2 = "omni=$v2";
+unlike($page->($c2), qr/Ana/, 'the next person on this computer: a new visitor');
+ok(wait_for(sub { $page->($c1) !~ /Ana/ }, 5), 'even a stale copy of the old cookie finds nothing of Ana');
+my $cust = main::profile('customer:C-SHARED');
+ok($cust, 'the customer profile stays');
+ok(!(grep { $_->{type} eq 'cookie' && $_->{id} eq $v1 } @{ $cust->{aliases} || [] }),
+   'without the browser\'s cookie') or diag explain $cust->{aliases};
+my ($ev) = grep { ($_->{event} // '') eq 'Signed Out' } @{ main::feed() };
+ok($ev, 'the sign-out is in the feed');
+is($ev->{profileId}, $cust->{id}, 'under the customer it left');
+# the same through the events endpoint: durable before its 200
+my $v3 = 'ab5000000000000000000000000000a3';
+my $c3 = 'omni=' . mint_cookie(TEST_SECRET, $v3);
+http_get('/login', Cookie => $c3);
+ok(wait_for(sub { $page->($c3) =~ /Hi Ana/ }, 5), 'another browser logs in');
+$r = main::post({ type => 'track', event => 'Signed Out' }, Cookie => $c3);
+is($r->{status}, 200, 'Signed Out accepted') or diag $r->{content};
+like($r->{headers}{'set-cookie'} // '', qr/^omni=(?!\Q$v3\E)/, 'with a fresh cookie');
+unlike($page->($c3), qr/Ana/, 'the old cookie is out at once (the 200 means applied)');
+# a sign-out that names nobody is refused
+$r = main::post({ type => 'track', event => 'Signed Out', userId => 'C-SHARED' },
+                Authorization => 'Bearer nope');
+is($r->{status}, 401, 'a bad key: 401');
+--- no_error_log
+[error]
+
+=== TEST 4: a cookieless flood creates no profiles (the first request of a browser is logged, not folded); the visitor who comes back gets one
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m tp_max=300;
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $set;
+for my $i (1 .. 600) {
+    my $r = http_get("/flood/$i");
+    $set //= $r->{headers}{'set-cookie'};
+}
+my ($cookie) = ($set // '') =~ /^(omni=[^;]+)/;
+ok($cookie, 'each got a cookie');
+# the first browser comes back: its second request creates its profile;
+# when it is there, the fold has passed every flood request before it
+http_get('/back', Cookie => $cookie);
+# (the log was pruned to tp_max: read it from its first kept record)
+my $tail = sub {
+    my ($rc, $out, $err) = omnictl('--store', main::store(), 'tail', '--after', '0');
+    if ($rc && $err =~ /first available: (\d+)/) {
+        ($rc, $out, $err) = omnictl('--store', main::store(), 'tail', '--after', $1 - 1,
+                                    '--limit', '10000');
+    }
+    return [ map { JSON::PP::decode_json($_) } split /\n/, $out ];
+};
+my $v;
+ok(wait_for(sub { ($v) = map { $_->{anonymousId} }
+                      grep { ($_->{properties}{path} // '') eq '/back' } @{ $tail->() };
+                  $v && main::profile("cookie:$v") }, 5), 'the returning visitor has a profile');
+my ($rc, $out) = omnictl('--store', main::store(), 'stat');
+my $st = JSON::PP::decode_json($out);
+is($st->{profiles}, 1, 'one profile for 601 requests: the flood created none');
+ok($st->{touchpoints} <= 300, "the log stays within tp_max ($st->{touchpoints})");
+--- no_error_log
+[error]
+
+=== TEST 5: anonymous profiles idle longer than anon_ttl are removed with their aliases; customers and recent visitors stay
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m anon_ttl=30d;
+--- init
+my $now = time;
+my $old = $now - 40 * 86400;
+my @p = (
+    { id => 'a0000000000000000000000000000001', created => $old, updated => $old, visits => 3, visit_last => $old,
+      aliases => [ { type => 'device', id => 'a00000000000000000000000000000d1' } ] },
+    { id => 'a0000000000000000000000000000002', created => $old, updated => $old, visits => 1, visit_last => $old },
+    { id => 'a0000000000000000000000000000003', created => $old, updated => $old, visits => 9, visit_last => $old,
+      aliases => [ { type => 'customer', id => 'C-OLD' } ] },
+    { id => 'a0000000000000000000000000000004', created => $old, updated => $now - 86400, visits => 2,
+      visit_last => $now - 86400 },
+);
+my $f = "$OmniTest::PREFIX/seed.ndjson";
+open(my $fh, '>', $f) or die; print $fh JSON::PP->new->canonical->encode($_), "\n" for @p; close $fh;
+mkdir "$OmniTest::PREFIX/store";
+my ($rc, $o, $e) = omnictl('--store', "$OmniTest::PREFIX/store", 'import', '--create', $f);
+die "import: $e" if $rc;
+--- config
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+ok(wait_for(sub { !main::profile('a0000000000000000000000000000001')
+                  && !main::profile('a0000000000000000000000000000002') }, 5),
+   'the idle anonymous profiles are gone');
+ok(!main::profile('device:a00000000000000000000000000000d1'), 'with their alias');
+ok(main::profile('customer:C-OLD'), 'an idle customer stays');
+ok(main::profile('a0000000000000000000000000000004'), 'a recent visitor stays');
+--- no_error_log
+[error]
+
+=== TEST 6: anon_ttl must be at least 1h and not shorter than tp_max_age
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store anon_ttl=1d tp_max_age=7d;
+--- config
+location / { return 200; }
+--- must_die
+qr/"anon_ttl" \(86400 s\) is shorter than "tp_max_age" \(604800 s\): an expired profile's touchpoints would stay in \S+nginx\.conf:\d+/

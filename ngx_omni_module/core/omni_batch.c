@@ -155,21 +155,37 @@ omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos,
 }
 
 
-/*
- * Touches a visitor made before it was forgotten (queued while omnictl
- * forget ran) must not bring the person back: they are dropped here,
- * before the fold or the log sees them.  Returns a filtered copy (free
- * it), or t itself when nothing is dropped.
- */
 static int omni_batch_apply_filtered(omni_store_t *st,
     const omni_batch_opts_t *opts, omni_batch_t *b);
 
 
-static const omni_touch_t *
-omni_batch_drop_forgotten(omni_wtxn_t *w, const omni_touch_t *t, size_t *n,
-    int *rcp)
+/* Whether some touch is a browser's first request (no cookie yet). */
+static int
+omni_batch_has_first(const omni_touch_t *t, size_t n)
 {
-    int            rc;
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (t[i].first) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The touches to apply, as a filtered copy (free it) or t itself:
+ * without those a forgotten visitor made up to the second of the forget
+ * (tomb: queued while omnictl forget ran, they must not bring the person
+ * back), and for the fold (fold set) without first requests.
+ */
+static const omni_touch_t *
+omni_batch_keep(omni_wtxn_t *w, const omni_touch_t *t, size_t *n, int tomb,
+    int fold, int *rcp)
+{
+    int            rc, drop;
     char           hex[OMNI_ID_HEX_LEN + 1];
     size_t         i, k;
     uint32_t       when;
@@ -180,17 +196,23 @@ omni_batch_drop_forgotten(omni_wtxn_t *w, const omni_touch_t *t, size_t *n,
     *rcp = OMNI_OK;
 
     for (i = 0; i < *n; i++) {
-        omni_id_hex(t[i].id, hex);
+        drop = fold && t[i].first;
 
-        rc = omni_wtxn_get_tombstone(w, t[i].kind, hex, OMNI_ID_HEX_LEN,
-                                     &when);
-        if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
-            *rcp = rc;
-            free(out);
-            return NULL;
+        if (!drop && tomb) {
+            omni_id_hex(t[i].id, hex);
+
+            rc = omni_wtxn_get_tombstone(w, t[i].kind, hex, OMNI_ID_HEX_LEN,
+                                         &when);
+            if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
+                *rcp = rc;
+                free(out);
+                return NULL;
+            }
+
+            drop = (rc == OMNI_OK && t[i].time <= when);
         }
 
-        if (rc == OMNI_OK && t[i].time <= when) {
+        if (drop) {
             if (out == NULL) {
                 out = malloc(*n * sizeof(omni_touch_t));
                 if (out == NULL) {
@@ -257,7 +279,7 @@ static int
 omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
     omni_batch_t *b)
 {
-    int           rc, same;
+    int           rc, same, tomb;
     double        t0;
     uint32_t      min_time;
     unsigned      pruned;
@@ -276,23 +298,38 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
         return rc;
     }
 
-    if ((b->nfold || b->ntouches) && omni_wtxn_has_tombstones(w)) {
-        same = (b->fold == b->touches && b->nfold == b->ntouches);
+    /*
+     * Touches the fold and the log must not apply: a forgotten visitor's
+     * (tombstones), and for the fold, a browser's first request (it came
+     * without a cookie: no profile until it comes back with one, so a
+     * cookieless flood creates no profiles).  Filtered copies, freed by
+     * omni_batch_apply().
+     */
+    tomb = (b->nfold || b->ntouches) && omni_wtxn_has_tombstones(w);
 
-        if (b->nfold) {
-            b->fold = omni_batch_drop_forgotten(w, b->fold, &b->nfold, &rc);
+    if (b->nfold && (tomb || omni_batch_has_first(b->fold, b->nfold))) {
+        same = (b->fold == b->touches);
+        b->fold = omni_batch_keep(w, b->fold, &b->nfold, tomb, 1, &rc);
+
+        if (rc != OMNI_OK) {
+            goto failed;
         }
 
-        if (rc == OMNI_OK && b->ntouches) {
-            if (same) {
-                b->touches = b->fold;
-                b->ntouches = b->nfold;
-
-            } else {
-                b->touches = omni_batch_drop_forgotten(w, b->touches,
-                                                       &b->ntouches, &rc);
-            }
+        if (same && !tomb) {
+            /* the log keeps the first requests: not the fold's copy */
+            same = 0;
         }
+
+        if (same) {
+            b->touches = b->fold;
+            b->ntouches = b->nfold;
+        }
+
+        tomb = tomb && !same;
+    }
+
+    if (b->ntouches && tomb) {
+        b->touches = omni_batch_keep(w, b->touches, &b->ntouches, 1, 0, &rc);
 
         if (rc != OMNI_OK) {
             goto failed;
@@ -344,6 +381,17 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
      * limits without ever holding the write lock for long.
      */
     min_time = 0;
+
+    b->expired = 0;
+
+    if (opts->anon_ttl && b->expire_budget && b->now > opts->anon_ttl) {
+        rc = omni_wtxn_expire_anonymous(w, b->now - opts->anon_ttl,
+                                        b->expire_budget, b->expire_from,
+                                        &b->expired);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+    }
 
     if (opts->tp_max_age && b->now > opts->tp_max_age) {
         min_time = b->now - opts->tp_max_age;

@@ -55,6 +55,8 @@ typedef struct {
                                            synced before returning
                                            (durable); 0: as the store's
                                            open options say */
+    uint32_t        anon_ttl;           /* seconds; 0: anonymous profiles
+                                           never expire */
 } omni_batch_opts_t;
 
 typedef struct {
@@ -85,6 +87,16 @@ typedef struct {
     unsigned               merges;      /* profiles merged into others */
     double                 commit_s;    /* time in commit and sync */
     uint32_t               now;         /* 0: time(NULL) */
+
+    /*
+     * Expiry of anonymous profiles (opts->anon_ttl): a batch with
+     * expire_budget > 0 scans that many profiles from expire_from, which
+     * it moves on (the caller keeps it between batches); expired counts
+     * the profiles it removed.
+     */
+    unsigned               expire_budget;
+    unsigned char          expire_from[OMNI_ID_LEN];
+    unsigned               expired;
 } omni_batch_t;
 
 /*

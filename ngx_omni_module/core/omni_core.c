@@ -177,6 +177,51 @@ omni_id_parse(const char *s, size_t len, unsigned char *id)
 
 
 int
+omni_consent_allows(uint32_t consent, uint32_t purpose, int opt_in)
+{
+    if (!(consent & OMNI_CONSENT_SET)) {
+        return !opt_in;
+    }
+
+    if (!(consent & OMNI_CONSENT_STATED_MASK)
+        || (consent & OMNI_CONSENT_STATED(purpose)))
+    {
+        return (consent & purpose) != 0;
+    }
+
+    return !opt_in;
+}
+
+
+uint32_t
+omni_consent_merge(uint32_t stored, uint32_t req)
+{
+    uint32_t  stated;
+
+    if (!(req & OMNI_CONSENT_SET)) {
+        return stored;
+    }
+
+    if (!(stored & OMNI_CONSENT_SET)) {
+        return req;
+    }
+
+    /* a legacy record stated everything */
+    if (!(stored & OMNI_CONSENT_STATED_MASK)) {
+        stored |= OMNI_CONSENT_STATED_MASK;
+    }
+
+    stated = (req & OMNI_CONSENT_STATED_MASK) >> 16;
+
+    return (stored & ~stated & ~OMNI_CONSENT_STATED_MASK)
+           | (req & stated)
+           | (stored & OMNI_CONSENT_STATED_MASK)
+           | (req & OMNI_CONSENT_STATED_MASK)
+           | OMNI_CONSENT_SET;
+}
+
+
+int
 omni_id_random(unsigned char *id)
 {
     if (RAND_bytes(id, OMNI_ID_LEN) != 1) {

@@ -54,6 +54,22 @@ enum {
 #define OMNI_CONSENT_EMAIL          0x08
 #define OMNI_CONSENT_SMS            0x10
 #define OMNI_CONSENT_SET            0x80000000u  /* flags were stated */
+#define OMNI_CONSENT_PURPOSES       0x1f
+/*
+ * Which purposes were stated: bit << 16.  A record with OMNI_CONSENT_SET
+ * and no stated bit comes from before them: every purpose was stated.
+ */
+#define OMNI_CONSENT_STATED(b)      ((uint32_t) (b) << 16)
+#define OMNI_CONSENT_STATED_MASK    OMNI_CONSENT_STATED(OMNI_CONSENT_PURPOSES)
+
+/*
+ * Whether consent (flags as stored, or a request's) allows one purpose
+ * (one OMNI_CONSENT_* bit): what was stated, else the model's default:
+ * granted under opt-out, refused under opt-in (opt_in non-zero).
+ */
+int omni_consent_allows(uint32_t consent, uint32_t purpose, int opt_in);
+/* stored, with what the request states (a CMP cookie) on top */
+uint32_t omni_consent_merge(uint32_t stored, uint32_t req);
 
 /* Alias kinds: the first byte of an alias key. */
 #define OMNI_ALIAS_COOKIE    'c'    /* 16-byte web visitor id */

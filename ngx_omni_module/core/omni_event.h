@@ -61,7 +61,9 @@ enum {
     OMNI_EVN_PRODUCT_REVIEWED,
     OMNI_EVN_EMAIL_OPENED,
     OMNI_EVN_EMAIL_CLICKED,
-    OMNI_EVN_SMS_CLICKED
+    OMNI_EVN_SMS_CLICKED,
+    OMNI_EVN_CONSENT_UPDATED,
+    OMNI_EVN_SIGNED_OUT
 };
 
 /* Where the event came from (the feed's context.source). */
@@ -134,6 +136,12 @@ typedef struct {
     unsigned                ntraits;
     char                  **unset;      /* identify: traits set to null */
     unsigned                nunset;
+
+    /* "Consent Updated", identify traits.consent: OMNI_CONSENT_* bits
+       stated granted (consent_on) and refused (consent_off) */
+    uint32_t                consent_on;
+    uint32_t                consent_off;
+    unsigned                has_consent;
 
     /* For the feed: properties and traits as given (email removed). */
     json_t                 *properties;

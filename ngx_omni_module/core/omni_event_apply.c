@@ -333,6 +333,19 @@ omni_ev_mutate(omni_profile_t *p, const omni_event_t *ev)
         p->last_seen[ev->channel] = ev->time;
     }
 
+    /*
+     * Stated consent, per purpose: each purpose the event states is set
+     * and marked stated; the others keep what they were (unstated ones
+     * then follow the location's consent model, omni_consent_allows()).
+     */
+    if (ev->has_consent) {
+        p->consent = omni_consent_merge(p->consent,
+                                        ev->consent_on
+                                        | OMNI_CONSENT_STATED(ev->consent_on
+                                                          | ev->consent_off)
+                                        | OMNI_CONSENT_SET);
+    }
+
     switch (ev->type) {
 
     case OMNI_EV_PAGE:
@@ -556,6 +569,67 @@ omni_ev_steal(omni_wtxn_t *w, const unsigned char *owner, unsigned kind,
     omni_profile_free(&p);
 
     return rc == OMNI_NOTFOUND ? OMNI_OK : rc;
+}
+
+
+/*
+ * "Signed Out" (docs/privacy.md): the browser or device that sends it
+ * leaves the profile it was linked to.  Its id now points at a fresh,
+ * empty profile id (so even a stale copy of the old cookie finds nothing
+ * of the customer), the customer's record loses the alias, and the event
+ * goes into the customer's feed.  pid: the profile it left.
+ */
+static int
+omni_ev_sign_out(omni_wtxn_t *w, omni_event_t *ev, unsigned char *pid,
+    unsigned *kinds)
+{
+    int                  rc;
+    unsigned             i, kind;
+    unsigned char        fresh[OMNI_ID_LEN];
+    omni_event_ident_t  *id;
+
+    for (i = 0; i < ev->nidents; i++) {
+        kinds[i] = ev->idents[i].kind;
+    }
+
+    for (i = 0; i < ev->nidents; i++) {
+        id = &ev->idents[i];
+
+        if (id->kind == OMNI_ALIAS_COOKIE || id->kind == OMNI_ALIAS_DEVICE
+            || id->kind == 'a')
+        {
+            break;
+        }
+    }
+
+    if (i == ev->nidents) {
+        /* validated at parse time: a visitor, device or anonymousId */
+        return OMNI_INVALID;
+    }
+
+    rc = omni_ev_lookup(w, id, &kind, pid);
+    kinds[i] = kind;
+
+    if (rc == OMNI_NOTFOUND) {
+        /* never linked: it leaves its own profile (its id) */
+        if (omni_id_parse(id->value, id->len, pid) != OMNI_OK) {
+            memset(pid, 0, OMNI_ID_LEN);
+        }
+
+    } else if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    if (omni_id_random(fresh) != OMNI_OK) {
+        return OMNI_ERROR;
+    }
+
+    rc = omni_wtxn_put_alias(w, kind, id->value, id->len, fresh);
+    if (rc != OMNI_OK) {
+        return rc;
+    }
+
+    return omni_ev_steal(w, pid, kind, id->value, id->len);
 }
 
 
@@ -919,6 +993,15 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
         return OMNI_OK;
     }
 
+    if (ev->name_id == OMNI_EVN_SIGNED_OUT) {
+        rc = omni_ev_sign_out(w, ev, pid, kinds);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
+
+        goto feed;
+    }
+
     /* 2. identity */
     rc = omni_ev_resolve(w, ev, pid, kinds, found, isfound);
     if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
@@ -1026,6 +1109,8 @@ omni_event_apply(omni_wtxn_t *w, omni_event_t *ev, int *status,
     }
 
     /* 4. the feed */
+feed:
+
     rec = omni_ev_record(ev, pid, kinds);
     line = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);

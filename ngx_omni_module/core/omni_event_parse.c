@@ -47,6 +47,8 @@ static const struct {
     { "Email Opened",     OMNI_EVN_EMAIL_OPENED,     1 },
     { "Email Clicked",    OMNI_EVN_EMAIL_CLICKED,    1 },
     { "SMS Clicked",      OMNI_EVN_SMS_CLICKED,      1 },
+    { "Consent Updated",  OMNI_EVN_CONSENT_UPDATED,  0 },
+    { "Signed Out",       OMNI_EVN_SIGNED_OUT,       0 },
     { NULL, 0, 0 }
 };
 
@@ -481,6 +483,93 @@ omni_ev_email(const char *s, size_t len, omni_event_ident_t *email)
 
 
 /* Identify traits: attributes, unset attributes and the email alias. */
+/*
+ * A consent object: purposes to booleans, {"analytics": true, "ads":
+ * false}.  "personalization" (or "personalize"), "ads" (or
+ * "advertising", "marketing"), "analytics", "email", "sms".  Keys that
+ * are not purposes (a CMP's own metadata) are passed over; at least one
+ * purpose is required.  A browser or app may state its own consent.
+ */
+static int
+omni_ev_consent(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    const char *field, json_t *o)
+{
+    char         sub[192];
+    unsigned     i, n;
+    uint32_t     bit;
+    const char  *k;
+    json_t      *v;
+
+    static const struct {
+        const char  *name;
+        uint32_t     bit;
+    } purposes[] = {
+        { "analytics",       OMNI_CONSENT_ANALYTICS },
+        { "personalization", OMNI_CONSENT_PERSONALIZE },
+        { "personalize",     OMNI_CONSENT_PERSONALIZE },
+        { "ads",             OMNI_CONSENT_ADS },
+        { "advertising",     OMNI_CONSENT_ADS },
+        { "marketing",       OMNI_CONSENT_ADS },
+        { "email",           OMNI_CONSENT_EMAIL },
+        { "sms",             OMNI_CONSENT_SMS },
+        { NULL, 0 }
+    };
+
+    if (!json_is_object(o)) {
+        return omni_ev_fail(err, OMNI_INVALID, path, field,
+                            "expected an object of purposes to booleans, "
+                            "like {\"analytics\": true, \"ads\": false}");
+    }
+
+    n = 0;
+
+    json_object_foreach(o, k, v) {
+        bit = 0;
+
+        for (i = 0; purposes[i].name; i++) {
+            if (strcmp(k, purposes[i].name) == 0) {
+                bit = purposes[i].bit;
+                break;
+            }
+        }
+
+        if (bit == 0) {
+            continue;
+        }
+
+        snprintf(sub, sizeof(sub), "%s.%s", field, k);
+
+        if (json_is_true(v) || (json_is_integer(v) && json_integer_value(v)))
+        {
+            ev->consent_on |= bit;
+            ev->consent_off &= ~bit;
+
+        } else if (json_is_false(v)
+                   || (json_is_integer(v) && !json_integer_value(v)))
+        {
+            ev->consent_off |= bit;
+            ev->consent_on &= ~bit;
+
+        } else {
+            return omni_ev_fail(err, OMNI_INVALID, path, sub,
+                                "expected true or false");
+        }
+
+        n++;
+    }
+
+    if (n == 0) {
+        return omni_ev_fail(err, OMNI_INVALID, path, field,
+                            "no purpose: expected analytics, "
+                            "personalization, ads, email or sms");
+    }
+
+    ev->has_consent = 1;
+
+    return OMNI_OK;
+}
+
+
 static int
 omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
     json_t *traits, int client, omni_event_ident_t *email)
@@ -522,6 +611,21 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
 
     json_object_foreach(traits, k, v) {
         klen = strlen(k);
+
+        /* the visitor's own consent: not an attribute (docs/privacy.md) */
+        if (klen == 7 && strcmp(k, "consent") == 0) {
+            rc = omni_ev_consent(ev, err, path, "traits.consent", v);
+            if (rc != OMNI_OK) {
+                return rc;
+            }
+
+            if (json_object_set(clean, k, v) != 0) {
+                return omni_ev_fail(err, OMNI_ERROR, path, "traits",
+                                    "out of memory");
+            }
+
+            continue;
+        }
 
         if (klen == 5 && strcmp(k, "email") == 0) {
             if (!json_is_string(v)) {
@@ -606,6 +710,11 @@ omni_ev_traits(omni_event_t *ev, omni_event_err_t *err, const char *path,
 
     /* Second pass: the validated values, flattened. */
     json_object_foreach(clean, k, v) {
+        /* the visitor's consent is the profile's consent, no attribute */
+        if (strcmp(k, "consent") == 0) {
+            continue;
+        }
+
         if (json_is_object(v)) {
             json_object_foreach(v, k2, x) {
                 snprintf(key, sizeof(key), "%s.%s", k, k2);
@@ -882,6 +991,9 @@ omni_ev_body(omni_event_t *ev, omni_event_err_t *err, const char *path,
     case OMNI_EVN_CHECKOUT_STARTED:
         /* Validated, so the feed never carries a malformed product. */
         return omni_ev_products(ev, err, path, props, 0);
+
+    case OMNI_EVN_CONSENT_UPDATED:
+        return omni_ev_consent(ev, err, path, "properties", props);
 
     default:
         return OMNI_OK;
@@ -1507,6 +1619,25 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
         return rc;
     }
 
+    /* a sign-out is about a browser or device, not a customer */
+    if (ev->name_id == OMNI_EVN_SIGNED_OUT) {
+        for (i = 0; i < ev->nidents; i++) {
+            if (ev->idents[i].kind == OMNI_ALIAS_COOKIE
+                || ev->idents[i].kind == OMNI_ALIAS_DEVICE
+                || ev->idents[i].kind == 'a')
+            {
+                break;
+            }
+        }
+
+        if (i == ev->nidents) {
+            return omni_ev_fail(err, OMNI_INVALID, path, "anonymousId",
+                                "\"Signed Out\" needs the browser or "
+                                "device that signs out (its cookie or "
+                                "token, or anonymousId)");
+        }
+    }
+
     if (props) {
         rc = omni_ev_body(ev, err, path, props);
         if (rc != OMNI_OK) {
@@ -1518,7 +1649,8 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     } else if (ev->name_id == OMNI_EVN_PRODUCT_VIEWED
                || ev->name_id == OMNI_EVN_PRODUCT_ADDED
                || ev->name_id == OMNI_EVN_PRODUCT_REMOVED
-               || ev->name_id == OMNI_EVN_ORDER_COMPLETED)
+               || ev->name_id == OMNI_EVN_ORDER_COMPLETED
+               || ev->name_id == OMNI_EVN_CONSENT_UPDATED)
     {
         snprintf(sub, sizeof(sub), "\"%s\" needs properties", ev->name);
         return omni_ev_fail(err, OMNI_INVALID, path, "properties", "%s",

@@ -435,6 +435,15 @@ omni_feed_record(const omni_touch_t *t, const unsigned char *pid,
     p = omni_feed_list(p, t->rules, t->rules_len);
     first = 0;
     p = omni_feed_member(p, &first, "country", 7, t->country, clen);
+
+    /* downstream tools must honour it too (docs/privacy.md) */
+    if (t->privacy == OMNI_PRIVACY_GPC) {
+        p = omni_feed_lit(p, ",\"privacy\":\"gpc\"");
+
+    } else if (t->privacy == OMNI_PRIVACY_DNT) {
+        p = omni_feed_lit(p, ",\"privacy\":\"dnt\"");
+    }
+
     p = omni_feed_lit(p, "}}");
 
     *p = '\0';

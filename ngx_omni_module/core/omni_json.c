@@ -365,7 +365,15 @@ omni_profile_to_json(const omni_profile_t *p)
             failed++;
         }
 
+        /* the purposes stated (all of them for a record from before) */
         for (i = 0; o != NULL && omni_consent_names[i].name; i++) {
+            if ((p->consent & OMNI_CONSENT_STATED_MASK)
+                && !(p->consent
+                     & OMNI_CONSENT_STATED(omni_consent_names[i].bit)))
+            {
+                continue;
+            }
+
             omni_json_set(o, omni_consent_names[i].name,
                 json_boolean(p->consent & omni_consent_names[i].bit),
                 &failed);
@@ -942,6 +950,8 @@ omni_jconsent(omni_jerr_t *e, json_t *v, omni_profile_t *p)
         if (json_is_true(b)) {
             consent |= omni_consent_names[i].bit;
         }
+
+        consent |= OMNI_CONSENT_STATED(omni_consent_names[i].bit);
     }
 
     p->consent = consent;

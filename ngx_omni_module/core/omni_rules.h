@@ -168,6 +168,8 @@ typedef int (*omni_geo_pt)(void *data, omni_geo_t *out);
 
 /* ctx.flags */
 #define OMNI_EVAL_NO_ADS     0x01   /* no pixels: Sec-GPC, DNT, no consent */
+#define OMNI_EVAL_OPT_IN     0x02   /* consent model opt-in: a purpose not
+                                       stated is refused */
 
 /*
  * An impression the profile view does not hold yet: shown by a request
@@ -194,6 +196,10 @@ typedef struct {
     unsigned              channel;      /* OMNI_CH_* */
     uint32_t              now;          /* unix seconds */
     unsigned              flags;        /* OMNI_EVAL_* */
+    /* consent the request states (a CMP cookie), applied over the
+       profile's: OMNI_CONSENT_* with OMNI_CONSENT_SET and the stated
+       bits; 0: none */
+    uint32_t              req_consent;
 
     /* request facts, (pointer, length), not NUL-terminated; empty when
        unknown (email, SMS) */

@@ -210,27 +210,29 @@ omni_rule_eligible(omni_run_t *run, const omni_rule_t *r)
 int
 omni_rule_consent(const omni_eval_t *ctx, unsigned *no_ads)
 {
+    int       in;
     uint32_t  c;
 
     *no_ads = (ctx->flags & OMNI_EVAL_NO_ADS) != 0;
 
-    if (ctx->rec == NULL || !(ctx->rec->consent & OMNI_CONSENT_SET)) {
-        return OMNI_BLOCK_NONE;
-    }
+    c = omni_consent_merge(ctx->rec ? ctx->rec->consent : 0,
+                           ctx->req_consent);
+    in = (ctx->flags & OMNI_EVAL_OPT_IN) != 0;
 
-    c = ctx->rec->consent;
-
-    if (!(c & OMNI_CONSENT_PERSONALIZE)) {
+    if (!omni_consent_allows(c, OMNI_CONSENT_PERSONALIZE, in)) {
         return OMNI_BLOCK_CONSENT;
     }
 
-    if ((ctx->channel == OMNI_CH_EMAIL && !(c & OMNI_CONSENT_EMAIL))
-        || (ctx->channel == OMNI_CH_SMS && !(c & OMNI_CONSENT_SMS)))
+    /* email and SMS are opt-in whatever the web's model (a stated no) */
+    if ((ctx->channel == OMNI_CH_EMAIL
+         && !omni_consent_allows(c, OMNI_CONSENT_EMAIL, in))
+        || (ctx->channel == OMNI_CH_SMS
+            && !omni_consent_allows(c, OMNI_CONSENT_SMS, in)))
     {
         return OMNI_BLOCK_CHANNEL;
     }
 
-    if (!(c & OMNI_CONSENT_ADS)) {
+    if (!omni_consent_allows(c, OMNI_CONSENT_ADS, in)) {
         *no_ads = 1;
     }
 

@@ -258,6 +258,16 @@ int omni_wtxn_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
     size_t len, const unsigned char *pid, uint32_t when);
 int omni_wtxn_get_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
     size_t len, uint32_t *when);
+/*
+ * Anonymous profiles expire: scans at most budget profiles from `from`
+ * (a profile id, all zero for the first; updated to where the next call
+ * goes on, all zero again after the last) and deletes, with their alias
+ * rows and merge records, those that name no customer or email and have
+ * done nothing since `before`.  Their touchpoints are older than any
+ * retention allows by then (omni_store anon_ttl >= tp_max_age).
+ */
+int omni_wtxn_expire_anonymous(omni_wtxn_t *w, uint32_t before,
+    unsigned budget, unsigned char *from, unsigned *expired);
 /* Whether any tombstone exists (a batch then checks its touches). */
 int omni_wtxn_has_tombstones(omni_wtxn_t *w);
 

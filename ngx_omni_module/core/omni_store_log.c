@@ -233,6 +233,44 @@ omni_forget_ids_free(omni_forget_ids_t *f)
 }
 
 
+/* ids (sorted, nids of them) plus the visitor ids of fid, sorted again. */
+static int
+omni_forget_more_ids(const omni_forget_ids_t *fid, unsigned char **idsp,
+    size_t *nidsp)
+{
+    size_t          n, i;
+    unsigned char  *ids;
+
+    if (fid->n == 0) {
+        return OMNI_OK;
+    }
+
+    ids = realloc(*idsp, (*nidsp + fid->n) * OMNI_ID_LEN);
+    if (ids == NULL) {
+        snprintf(omni_store_err, OMNI_ERR_LEN, "out of memory");
+        return OMNI_ERROR;
+    }
+
+    n = *nidsp;
+
+    for (i = 0; i < fid->n; i++) {
+        if (omni_id_parse(fid->v[i].hex, OMNI_ID_HEX_LEN,
+                          ids + n * OMNI_ID_LEN)
+            == OMNI_OK)
+        {
+            n++;
+        }
+    }
+
+    qsort(ids, n, OMNI_ID_LEN, omni_id_cmp);
+
+    *idsp = ids;
+    *nidsp = n;
+
+    return OMNI_OK;
+}
+
+
 /* Deletes a seen key and its seen_age entry (the cursor is on the key). */
 static int
 omni_forget_seen_del(omni_wtxn_t *w, MDB_cursor *cur, MDB_val *key,
@@ -462,6 +500,17 @@ omni_wtxn_forget(omni_wtxn_t *w, const unsigned char *pid,
      */
     ret = omni_wtxn_merged_take(w, pid, &ids, &nids);
     if (ret != OMNI_OK) {
+        omni_forget_ids_free(&fid);
+        return ret;
+    }
+
+    /*
+     * A touch of a cookie or device not yet linked is recorded under
+     * that visitor's own id: those ids are the person's too.
+     */
+    ret = omni_forget_more_ids(&fid, &ids, &nids);
+    if (ret != OMNI_OK) {
+        free(ids);
         omni_forget_ids_free(&fid);
         return ret;
     }

@@ -294,3 +294,165 @@ omni_wtxn_has_tombstones(omni_wtxn_t *w)
 
     return ms.ms_entries > 0;
 }
+
+
+/* ---- anonymous profiles expire ---- */
+
+/* Whether rec names no customer and no email (nobody ever identified). */
+static int
+omni_rec_anonymous(const omni_rec_t *rec)
+{
+    unsigned           kind;
+    omni_bytes_t       item;
+    omni_rec_iter_t    it;
+    omni_rec_fields_t  f;
+
+    omni_rec_iter_init(&it, rec, OMNI_SECT_ALIASES);
+
+    while (omni_rec_iter_next(&it, &item)) {
+        omni_rec_fields_init(&f, item);
+        kind = omni_rec_get_u8(&f);
+
+        if (kind == OMNI_ALIAS_CUSTOMER || kind == OMNI_ALIAS_EMAIL) {
+            return 0;
+        }
+    }
+
+    return rec->orders == 0;
+}
+
+
+/* The last time anything happened to rec. */
+static uint32_t
+omni_rec_last_active(const omni_rec_t *rec)
+{
+    unsigned  ch;
+    uint32_t  t;
+
+    t = rec->updated > rec->visit_last ? rec->updated : rec->visit_last;
+
+    for (ch = 0; ch < OMNI_CH_MAX; ch++) {
+        if (rec->last_seen[ch] > t) {
+            t = rec->last_seen[ch];
+        }
+    }
+
+    return t;
+}
+
+
+/* Deletes the alias rows of rec's cookies and devices that point at it. */
+static int
+omni_expire_aliases(omni_wtxn_t *w, const omni_rec_t *rec)
+{
+    int                rc;
+    unsigned           kind;
+    omni_bytes_t       item, v;
+    unsigned char      owner[OMNI_ID_LEN];
+    omni_rec_iter_t    it;
+    omni_rec_fields_t  f;
+
+    omni_rec_iter_init(&it, rec, OMNI_SECT_ALIASES);
+
+    while (omni_rec_iter_next(&it, &item)) {
+        omni_rec_fields_init(&f, item);
+        kind = omni_rec_get_u8(&f);
+        v = omni_rec_get_str(&f);
+
+        if (v.len == 0 || v.len > OMNI_ALIAS_MAX_LEN) {
+            continue;
+        }
+
+        rc = omni_wtxn_get_alias(w, kind, v.data, v.len, owner);
+
+        if (rc == OMNI_OK && memcmp(owner, rec->id, OMNI_ID_LEN) == 0) {
+            rc = omni_wtxn_del_alias(w, kind, v.data, v.len);
+        }
+
+        if (rc != OMNI_OK && rc != OMNI_NOTFOUND) {
+            return rc;
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_wtxn_expire_anonymous(omni_wtxn_t *w, uint32_t before, unsigned budget,
+    unsigned char *from, unsigned *expired)
+{
+    int            rc, ret;
+    size_t         nids;
+    unsigned       n;
+    MDB_val        key, val;
+    omni_rec_t     rec;
+    MDB_cursor    *cur;
+    unsigned char *ids;
+    unsigned char  zero[OMNI_ID_LEN];
+
+    *expired = 0;
+    memset(zero, 0, sizeof(zero));
+
+    rc = mdb_cursor_open(w->txn, w->st->profiles, &cur);
+    if (rc != 0) {
+        return omni_store_fail(w->st, "mdb_cursor_open() failed", rc);
+    }
+
+    key.mv_data = from;
+    key.mv_size = OMNI_ID_LEN;
+
+    rc = memcmp(from, zero, OMNI_ID_LEN) == 0
+         ? mdb_cursor_get(cur, &key, &val, MDB_FIRST)
+         : mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+
+    for (n = 0; rc == 0 && n < budget; n++) {
+        if (key.mv_size == OMNI_ID_LEN
+            && omni_rec_parse(&rec, val.mv_data, val.mv_size) == OMNI_OK
+            && omni_rec_last_active(&rec) < before
+            && omni_rec_anonymous(&rec))
+        {
+            ret = omni_expire_aliases(w, &rec);
+
+            if (ret == OMNI_OK) {
+                /* anonymous devices merged into it go with it */
+                ret = omni_wtxn_merged_take(w, rec.id, &ids, &nids);
+                free(ids);
+            }
+
+            if (ret != OMNI_OK) {
+                mdb_cursor_close(cur);
+                return ret;
+            }
+
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            (*expired)++;
+
+            /* as forget does: MDB_NEXT after a delete skips nothing */
+        }
+
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+
+    if (rc == 0 && key.mv_size == OMNI_ID_LEN) {
+        memcpy(from, key.mv_data, OMNI_ID_LEN);
+
+    } else if (rc == MDB_NOTFOUND) {
+        /* the end: the next sweep starts over */
+        memset(from, 0, OMNI_ID_LEN);
+        rc = 0;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0) {
+        return omni_store_fail(w->st, "cannot expire anonymous profiles",
+                               rc);
+    }
+
+    return OMNI_OK;
+}

@@ -12,6 +12,9 @@
 #define OMNI_VISIT_TIMEOUT_DEFAULT  1800        /* 30 minutes */
 
 /* One request seen from an identified visitor or device. */
+#define OMNI_PRIVACY_GPC     1           /* Sec-GPC: 1 */
+#define OMNI_PRIVACY_DNT     2           /* DNT: 1 */
+
 typedef struct {
     unsigned        kind;               /* OMNI_ALIAS_COOKIE or _DEVICE */
     unsigned char   id[OMNI_ID_LEN];    /* the visitor or device id */
@@ -25,6 +28,12 @@ typedef struct {
 
     /* the touchpoint (omni_feed.h); strings are not NUL-terminated */
     unsigned        record:1;           /* append one to the log */
+    /* the visitor's opt-out signal (OMNI_PRIVACY_*): its touchpoint has
+       no referrer or campaign data and says so */
+    unsigned        privacy:2;
+    /* a browser's first request (it sent no cookie): logged, but the
+       fold creates no profile for it (omni_batch_apply()) */
+    unsigned        first:1;
     const char     *rules;              /* shown rule ids, comma-sep. */
     size_t          rules_len;
     const char     *path;

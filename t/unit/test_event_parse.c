@@ -1514,6 +1514,65 @@ test_segment(void)
 /* ---- the store ---- */
 
 
+/* Consent (docs/privacy.md): "Consent Updated" and traits.consent. */
+static void
+test_consent(void)
+{
+    omni_event_t        *ev;
+    omni_event_ctx_t     c;
+    omni_event_batch_t   b;
+
+    ctx_client(&c, OMNI_ALIAS_COOKIE, "00112233445566778899aabbccddeeff",
+               OMNI_CH_WEB);
+
+    if (good(&b, &c, J("{'type':'track','event':'Consent Updated',"
+                       "'properties':{'analytics':true,'personalization':"
+                       "true,'ads':false,'cmp':'x'}}")))
+    {
+        ev = &b.events[0];
+        is_int(ev->name_id, OMNI_EVN_CONSENT_UPDATED, "a client may state "
+               "its consent");
+        ok(ev->has_consent
+           && ev->consent_on == (OMNI_CONSENT_ANALYTICS
+                                 | OMNI_CONSENT_PERSONALIZE)
+           && ev->consent_off == OMNI_CONSENT_ADS,
+           "granted and refused per purpose, other keys passed over");
+        omni_event_batch_free(&b);
+    }
+
+    if (good(&b, &c, J("{'type':'identify','traits':{'consent':"
+                       "{'marketing':false,'sms':1},'first_name':'Ana'}}")))
+    {
+        ev = &b.events[0];
+        ok(ev->has_consent && ev->consent_off == OMNI_CONSENT_ADS
+           && ev->consent_on == OMNI_CONSENT_SMS,
+           "identify traits.consent from a client: marketing = ads");
+        ok(ev->ntraits == 1, "consent is no attribute");
+        omni_event_batch_free(&b);
+    }
+
+    bad(&c, J("{'type':'track','event':'Consent Updated','properties':"
+              "{'ads':'yes'}}"), OMNI_INVALID, "properties.ads",
+        "true or false");
+    bad(&c, J("{'type':'track','event':'Consent Updated','properties':"
+              "{'cmp':'x'}}"), OMNI_INVALID, "properties", "no purpose");
+    bad(&c, J("{'type':'track','event':'Consent Updated'}"), OMNI_INVALID,
+        "properties", "needs properties");
+    bad(&c, J("{'type':'identify','traits':{'consent':true}}"),
+        OMNI_INVALID, "traits.consent", "expected an object");
+
+    if (good(&b, &c, J("{'type':'track','event':'Signed Out'}"))) {
+        is_int(b.events[0].name_id, OMNI_EVN_SIGNED_OUT,
+               "a client may sign itself out");
+        omni_event_batch_free(&b);
+    }
+
+    ctx_server(&c);
+    bad(&c, J("{'type':'track','event':'Signed Out','userId':'C1'}"),
+        OMNI_INVALID, "anonymousId", "browser or device");
+}
+
+
 int
 main(void)
 {
@@ -1527,6 +1586,7 @@ main(void)
     test_fields();
     test_channels();
     test_email();
+    test_consent();
     is_str(omni_event_status_name(OMNI_EVENT_ACCEPTED), "accepted",
            "status name: accepted");
     is_str(omni_event_status_name(OMNI_EVENT_DUPLICATE), "duplicate",

@@ -123,7 +123,8 @@ test_round_trip(void)
        && p.revenue == 1234.5, "fixed numbers");
     is_int(p.stage, OMNI_STAGE_CUSTOMER, "stage");
     is_int(p.consent, OMNI_CONSENT_SET | OMNI_CONSENT_ANALYTICS
-           | OMNI_CONSENT_EMAIL, "consent flags, and SET");
+           | OMNI_CONSENT_EMAIL | OMNI_CONSENT_STATED_MASK,
+           "consent flags, SET, every purpose stated");
     ok(p.last_seen[OMNI_CH_WEB] == 1700000000
        && p.last_seen[OMNI_CH_POS] == 1699990000
        && p.last_seen[OMNI_CH_APP] == 0, "last_seen by channel name");

@@ -1237,10 +1237,51 @@ test_devices_and_needs(void)
 /* ---- performance (diagnostic only) ---- */
 
 
+/* omni_consent_allows() and omni_consent_merge(): the models. */
+static void
+test_consent_model(void)
+{
+    uint32_t  c, req, m;
+
+    ok(omni_consent_allows(0, OMNI_CONSENT_ADS, 0),
+       "opt-out, nothing stated: allowed");
+    ok(!omni_consent_allows(0, OMNI_CONSENT_ADS, 1),
+       "opt-in, nothing stated: refused");
+
+    /* stated: ads refused, analytics granted; personalization unstated */
+    c = OMNI_CONSENT_SET | OMNI_CONSENT_ANALYTICS
+        | OMNI_CONSENT_STATED(OMNI_CONSENT_ANALYTICS | OMNI_CONSENT_ADS);
+    ok(!omni_consent_allows(c, OMNI_CONSENT_ADS, 0), "a stated no holds");
+    ok(omni_consent_allows(c, OMNI_CONSENT_ANALYTICS, 1),
+       "a stated yes holds under opt-in");
+    ok(omni_consent_allows(c, OMNI_CONSENT_PERSONALIZE, 0)
+       && !omni_consent_allows(c, OMNI_CONSENT_PERSONALIZE, 1),
+       "an unstated purpose follows the model");
+
+    /* a record from before the stated bits: every purpose stated */
+    c = OMNI_CONSENT_SET | OMNI_CONSENT_PERSONALIZE;
+    ok(!omni_consent_allows(c, OMNI_CONSENT_ADS, 0)
+       && omni_consent_allows(c, OMNI_CONSENT_PERSONALIZE, 1),
+       "legacy flags: all stated");
+
+    /* the request's cookie over the profile's, per purpose */
+    c = OMNI_CONSENT_SET | OMNI_CONSENT_ADS | OMNI_CONSENT_ANALYTICS
+        | OMNI_CONSENT_STATED(OMNI_CONSENT_ADS | OMNI_CONSENT_ANALYTICS);
+    req = OMNI_CONSENT_SET | OMNI_CONSENT_STATED(OMNI_CONSENT_ADS);
+    m = omni_consent_merge(c, req);
+    ok(!omni_consent_allows(m, OMNI_CONSENT_ADS, 0)
+       && omni_consent_allows(m, OMNI_CONSENT_ANALYTICS, 1),
+       "the cookie's ads=no wins, the profile's analytics stays");
+    is_int(omni_consent_merge(c, 0), c, "no cookie: the profile's");
+    is_int(omni_consent_merge(0, req), req, "no profile: the cookie's");
+}
+
+
 int
 main(void)
 {
     test_errors();
+    test_consent_model();
     test_loading();
     test_conditions_profile();
     test_conditions_request();

@@ -1,0 +1,365 @@
+/*
+ * Consent (docs/privacy.md): the model a location works under, the
+ * site's own consent cookie (its CMP's), and the browser signals.
+ *
+ *   omni_consent opt-in | opt-out;
+ *   omni_consent_cookie NAME analytics=KEY personalization=KEY ads=KEY
+ *                       [email=KEY] [sms=KEY];
+ *
+ * Under opt-out (the default) a purpose is allowed until the visitor
+ * refuses it; under opt-in it is refused until the visitor grants it.
+ * What the visitor stated comes from the profile (events, omnictl) and,
+ * on top of it and on the same request, from the consent cookie.
+ * Sec-GPC: 1 and DNT: 1 refuse ads (and sale or sharing) whatever was
+ * stated, and strip the touchpoint of referrer and campaign data.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+/* The purposes a cookie maps, in OMNI_CONSENT_* bit order. */
+static const struct {
+    const char  *name;
+    size_t       len;
+    uint32_t     bit;
+} ngx_http_omni_purposes[] = {
+    { "analytics",       9,  OMNI_CONSENT_ANALYTICS },
+    { "personalization", 15, OMNI_CONSENT_PERSONALIZE },
+    { "ads",             3,  OMNI_CONSENT_ADS },
+    { "email",           5,  OMNI_CONSENT_EMAIL },
+    { "sms",             3,  OMNI_CONSENT_SMS },
+    { NULL, 0, 0 }
+};
+
+
+char *
+ngx_http_omni_consent_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (olcf->consent_model != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 6 && ngx_strncmp(value[1].data, "opt-in", 6) == 0) {
+        olcf->consent_model = NGX_HTTP_OMNI_OPT_IN;
+
+    } else if (value[1].len == 7
+               && ngx_strncmp(value[1].data, "opt-out", 7) == 0)
+    {
+        olcf->consent_model = NGX_HTTP_OMNI_OPT_OUT;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid consent model \"%V\" (opt-in or "
+                           "opt-out)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    u_char                         *eq;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i, k;
+    ngx_http_omni_consent_cookie_t *cc;
+
+    if (olcf->consent_cookie != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    cc = ngx_pcalloc(cf->pool, sizeof(ngx_http_omni_consent_cookie_t));
+    if (cc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
+            || ngx_strchr("()<>@,;:\\\"/[]?={}", value[1].data[i]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid cookie name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cc->name = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        for (k = 0; eq && ngx_http_omni_purposes[k].name; k++) {
+            if ((size_t) (eq - value[i].data) == ngx_http_omni_purposes[k].len
+                && ngx_strncmp(value[i].data, ngx_http_omni_purposes[k].name,
+                               ngx_http_omni_purposes[k].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (eq == NULL || ngx_http_omni_purposes[k].name == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" (analytics=, "
+                               "personalization=, ads=, email= or sms= "
+                               "and the cookie's key for that purpose)",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (cc->key[k].len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate parameter \"%s=\"",
+                               ngx_http_omni_purposes[k].name);
+            return NGX_CONF_ERROR;
+        }
+
+        cc->key[k].data = eq + 1;
+        cc->key[k].len = value[i].data + value[i].len - (eq + 1);
+
+        if (cc->key[k].len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "empty key in \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        cc->nkeys++;
+    }
+
+    if (cc->nkeys == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"omni_consent_cookie\" maps no purpose: add "
+                           "analytics=KEY, personalization=KEY or ads=KEY");
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->consent_cookie = cc;
+
+    return NGX_CONF_OK;
+}
+
+
+/* Separators of the formats CMPs write (after URL-decoding). */
+static ngx_uint_t
+ngx_http_omni_consent_sep(u_char c)
+{
+    return c == ',' || c == '&' || c == ';' || c == '|' || c == '{'
+           || c == '}' || c == '"' || c == '\'' || c == ' ' || c == '\t';
+}
+
+
+/* 1 granted, 0 refused, -1 not a consent value. */
+static ngx_int_t
+ngx_http_omni_consent_word(u_char *p, size_t len)
+{
+    ngx_uint_t  i;
+
+    static const char  *yes[] = { "1", "true", "yes", "granted", "allow",
+                                  "allowed", "accepted", "on", NULL };
+    static const char  *no[] = { "0", "false", "no", "denied", "deny",
+                                 "rejected", "off", NULL };
+
+    for (i = 0; yes[i]; i++) {
+        if (len == ngx_strlen(yes[i])
+            && ngx_strncasecmp(p, (u_char *) yes[i], len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    for (i = 0; no[i]; i++) {
+        if (len == ngx_strlen(no[i])
+            && ngx_strncasecmp(p, (u_char *) no[i], len) == 0)
+        {
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * The value of key in a decoded cookie: "KEY:VALUE" or "KEY=VALUE"
+ * between separators, as Cookiebot's {statistics:true,...}, OneTrust's
+ * groups=C0002:1,... and simple "analytics=1|ads=0" cookies write it.
+ */
+static ngx_int_t
+ngx_http_omni_consent_find(u_char *s, u_char *end, ngx_str_t *key)
+{
+    u_char  *p, *v;
+
+    for (p = s; p + key->len < end; p++) {
+        if ((p != s && !ngx_http_omni_consent_sep(p[-1])
+             && p[-1] != '=' && p[-1] != ':')
+            || ngx_strncmp(p, key->data, key->len) != 0
+            || (p[key->len] != ':' && p[key->len] != '='))
+        {
+            continue;
+        }
+
+        v = p + key->len + 1;
+
+        for (p = v; p < end && !ngx_http_omni_consent_sep(*p); p++) {
+            /* void */
+        }
+
+        return ngx_http_omni_consent_word(v, p - v);
+    }
+
+    return -1;
+}
+
+
+uint32_t
+ngx_http_omni_consent_request(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf)
+{
+    u_char                         *buf, *dst, *src;
+    uint32_t                        c;
+    ngx_int_t                       v;
+    ngx_str_t                       value;
+    ngx_uint_t                      k;
+    ngx_http_omni_consent_cookie_t *cc;
+
+    cc = olcf->consent_cookie;
+
+    if (cc == NULL
+        || ngx_http_omni_find_cookie(r, &cc->name, &value) != NGX_OK
+        || value.len == 0)
+    {
+        return 0;
+    }
+
+    buf = ngx_pnalloc(r->pool, value.len);
+    if (buf == NULL) {
+        return 0;
+    }
+
+    dst = buf;
+    src = value.data;
+    ngx_unescape_uri(&dst, &src, value.len, 0);
+
+    c = 0;
+
+    for (k = 0; ngx_http_omni_purposes[k].name; k++) {
+        if (cc->key[k].len == 0) {
+            continue;
+        }
+
+        v = ngx_http_omni_consent_find(buf, dst, &cc->key[k]);
+        if (v < 0) {
+            continue;
+        }
+
+        c |= OMNI_CONSENT_STATED(ngx_http_omni_purposes[k].bit);
+
+        if (v) {
+            c |= ngx_http_omni_purposes[k].bit;
+        }
+    }
+
+    return c ? (c | OMNI_CONSENT_SET) : 0;
+}
+
+
+ngx_uint_t
+ngx_http_omni_consent_signal(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_omni_header_in(r, (u_char *) "sec-gpc", 7);
+    if (h && h->value.len == 1 && h->value.data[0] == '1') {
+        return NGX_HTTP_OMNI_SIGNAL_GPC;
+    }
+
+    h = ngx_http_omni_header_in(r, (u_char *) "dnt", 3);
+    if (h && h->value.len == 1 && h->value.data[0] == '1') {
+        return NGX_HTTP_OMNI_SIGNAL_DNT;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The consent this request works under: the profile's stated consent
+ * (when the request read it), the cookie's on top.  Computed once.
+ */
+uint32_t
+ngx_http_omni_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    if (!ctx->consent_req_done) {
+        olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+        ctx->consent_req = ngx_http_omni_consent_request(r, olcf);
+        ctx->consent_req_done = 1;
+    }
+
+    return omni_consent_merge(ctx->consent_stored, ctx->consent_req);
+}
+
+
+ngx_uint_t
+ngx_http_omni_consent_allows(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    uint32_t purpose)
+{
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    return omni_consent_allows(ngx_http_omni_consent(r, ctx), purpose,
+                               olcf->consent_model == NGX_HTTP_OMNI_OPT_IN);
+}
+
+
+/*
+ * After a sign-out: the browser gets a new visitor id, so nothing it
+ * sends from now on is linked to the customer it was.  An app (token)
+ * must drop its token and device id itself (docs/privacy.md).
+ */
+ngx_int_t
+ngx_http_omni_fresh_visitor(ngx_http_request_t *r)
+{
+    ngx_http_omni_ctx_t  *ctx;
+
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (ctx == NULL
+        || (ctx->identity != NGX_HTTP_OMNI_ID_COOKIE
+            && ctx->identity != NGX_HTTP_OMNI_ID_NEW))
+    {
+        return NGX_OK;
+    }
+
+    if (omni_id_random(ctx->vid) != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "omni: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    omni_id_hex(ctx->vid, (char *) ctx->vid_hex);
+    ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
+    ngx_memcpy(ctx->pid_hex, ctx->vid_hex, OMNI_ID_HEX_LEN);
+
+    ctx->identity = NGX_HTTP_OMNI_ID_NEW;
+    ctx->resolved = 0;
+    ctx->found = 0;
+    ctx->consent_stored = 0;
+    ctx->set_cookie = 1;
+
+    return NGX_OK;
+}
