@@ -113,6 +113,11 @@ demo-stop:
 bench: all
 	./bench/run.sh
 
+# The marker scan alone (bench/scan-bench.c), built like the unit tests.
+scan-bench: $(BUILD)/scan-bench
+$(BUILD)/scan-bench: bench/scan-bench.c $(BUILD)/libomnicore.a
+	$(CC) $(OMNI_CFLAGS) -o $@ $< $(BUILD)/libomnicore.a $(OMNI_LIBS)
+
 # The writer's batch loop outside nginx (bench/writer-bench.c), built like
 # the unit tests.
 writer-bench: $(BUILD)/writer-bench
