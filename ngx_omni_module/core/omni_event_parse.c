@@ -476,6 +476,7 @@ omni_ev_email(const char *s, size_t len, omni_event_ident_t *email)
 
     omni_sha256_hex(s, len, 1, email->value);
     email->kind = OMNI_ALIAS_EMAIL;
+    email->soft = 0;
     email->len = OMNI_SHA256_HEX_LEN;
 
     return OMNI_OK;

@@ -142,7 +142,7 @@ fz_check_event(const omni_event_t *ev, const omni_event_ctx_t *c)
     const char  *k;
     json_t      *v;
 
-    fz_check(ev->type >= OMNI_EV_TRACK && ev->type <= OMNI_EV_SCREEN);
+    fz_check(ev->type >= OMNI_EV_TRACK && ev->type <= OMNI_EV_GROUP);
     fz_check(ev->trust == c->trust && ev->source == c->source);
     fz_check(ev->channel < OMNI_CH_MAX);
     fz_check(ev->time <= c->now);
@@ -160,7 +160,12 @@ fz_check_event(const omni_event_t *ev, const omni_event_ctx_t *c)
                  || ev->idents[i].kind == OMNI_ALIAS_COOKIE
                  || ev->idents[i].kind == OMNI_ALIAS_DEVICE
                  || ev->idents[i].kind == OMNI_ALIAS_CUSTOMER
-                 || ev->idents[i].kind == OMNI_ALIAS_EMAIL);
+                 || ev->idents[i].kind == OMNI_ALIAS_EMAIL
+                 || ev->idents[i].kind == OMNI_ALIAS_ANON);
+        /* only a client's own Segment anonymousId is soft */
+        fz_check(!ev->idents[i].soft
+                 || (c->trust == OMNI_TRUST_CLIENT && i == 1
+                     && ev->idents[i].kind == OMNI_ALIAS_ANON));
     }
 
     fz_check(ev->ntraits <= OMNI_EVENT_MAX_TRAITS
@@ -214,7 +219,10 @@ fz_check_event(const omni_event_t *ev, const omni_event_ctx_t *c)
 
     /* a client speaks for its visitor only, about low-trust things */
     fz_check(c->visitor_kind != 0);
-    fz_check(ev->nidents == 1 && ev->idents[0].kind == c->visitor_kind);
+    fz_check(ev->idents[0].kind == c->visitor_kind
+             && (ev->nidents == 1
+                 || (ev->nidents == 2 && ev->idents[1].soft)));
+    fz_check(ev->type != OMNI_EV_ALIAS && ev->type != OMNI_EV_GROUP);
     fz_check(ev->user_id[0] == '\0');
     fz_check(ev->name_id != OMNI_EVN_ORDER_COMPLETED
              && ev->name_id != OMNI_EVN_EMAIL_OPENED
