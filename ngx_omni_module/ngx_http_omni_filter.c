@@ -21,11 +21,8 @@
 
 static ngx_int_t ngx_http_omni_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
-    ngx_http_omni_filter_ctx_t *fctx, u_char *data, size_t len,
-    ngx_uint_t copy, ngx_buf_t **last);
-static ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
-    ngx_http_omni_ctx_t *ctx, ngx_buf_t **last);
+static ngx_int_t ngx_http_omni_file_read(ngx_http_request_t *r,
+    ngx_buf_t *b, u_char **p, u_char **end);
 static ngx_int_t ngx_http_omni_output(ngx_http_request_t *r,
     ngx_http_omni_filter_ctx_t *fctx);
 static void ngx_http_omni_private(ngx_http_request_t *r);
@@ -147,7 +144,12 @@ ngx_http_omni_filter_header(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
     ctx->filter = fctx;
     ctx->impressions = 1;
 
-    r->filter_need_in_memory = 1;
+    /*
+     * No filter_need_in_memory: a file-backed page stays in the file and
+     * goes out by sendfile around the banners (ngx_http_omni_marks.c).
+     * gzip, sub_filter or sendfile off still ask for memory buffers,
+     * which take the streaming scanner.
+     */
 
     ngx_http_clear_content_length(r);
     ngx_http_clear_etag(r);
@@ -228,6 +230,7 @@ static ngx_int_t
 ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     u_char                      *p, *end;
+    ngx_int_t                    rc;
     ngx_buf_t                   *b, *last;
     ngx_uint_t                   i, found;
     ngx_chain_t                 *cl;
@@ -274,8 +277,26 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         end = b->last;
 
         if (!ngx_buf_in_memory(b)) {
-            /* filter_need_in_memory makes this a special buffer only. */
             p = end = NULL;
+
+            if (b->in_file && !fctx->json && !fctx->mem_path) {
+                rc = ngx_http_omni_file_buf(r, ctx, b, &last);
+
+                if (rc == NGX_ERROR) {
+                    return NGX_ERROR;
+                }
+
+                if (rc == NGX_DECLINED) {
+                    /* no usable marks: this page goes the memory way */
+                    fctx->mem_path = 1;
+                }
+            }
+
+            if (b->in_file && fctx->mem_path
+                && ngx_http_omni_file_read(r, b, &p, &end) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
 
         if (p != end) {
@@ -418,7 +439,7 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 
 /* Appends a buffer pointing at data (or at a copy of it) to the output. */
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_emit(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx,
     u_char *data, size_t len, ngx_uint_t copy, ngx_buf_t **last)
 {
@@ -470,7 +491,7 @@ ngx_http_omni_emit(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx,
 
 
 /* Banners whose slot had no marker, then the pixels. */
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_emit_tail(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_buf_t **last)
 {
@@ -550,6 +571,10 @@ ngx_http_omni_output(ngx_http_request_t *r, ngx_http_omni_filter_ctx_t *fctx)
 
         if (b->shadow) {
             b->shadow->pos = b->shadow->last;
+
+            if (b->shadow->in_file) {
+                b->shadow->file_pos = b->shadow->file_last;
+            }
         }
 
         fctx->busy = cl->next;
@@ -679,6 +704,45 @@ ngx_http_omni_json_body(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     if (b->last > start) {
         return ngx_http_omni_emit(r, fctx, start, b->last - start, 0, last);
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A file buffer the file path declined (more markers than it keeps):
+ * read into memory here, as the copy filter would have, and scanned.
+ */
+static ngx_int_t
+ngx_http_omni_file_read(ngx_http_request_t *r, ngx_buf_t *b, u_char **p,
+    u_char **end)
+{
+    off_t     size;
+    ssize_t   n;
+    u_char   *buf;
+
+    size = b->file_last - b->file_pos;
+
+    if (size <= 0) {
+        return NGX_OK;
+    }
+
+    buf = ngx_pnalloc(r->pool, (size_t) size);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_file(b->file, buf, (size_t) size, b->file_pos);
+
+    if (n != (ssize_t) size) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: reading \"%V\" for injection failed",
+                      &b->file->name);
+        return NGX_ERROR;
+    }
+
+    *p = buf;
+    *end = buf + size;
 
     return NGX_OK;
 }

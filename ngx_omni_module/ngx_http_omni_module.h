@@ -235,6 +235,12 @@ typedef struct {
     ngx_uint_t                  seen;           /* any body bytes yet */
     ngx_uint_t                  json;           /* JSON mode */
     ngx_uint_t                  json_state;     /* 0 start, 1 after '{' */
+
+    /* file-backed pages (ngx_http_omni_marks.c) */
+    void                       *marks;          /* the file's markers */
+    ngx_uint_t                  file_mark;      /* the next one */
+    off_t                       file_skip;      /* a replaced marker's end */
+    ngx_uint_t                  mem_path;       /* read files into memory */
 } ngx_http_omni_filter_ctx_t;
 
 
@@ -472,6 +478,14 @@ ngx_uint_t ngx_http_omni_consent_allows(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_omni_fresh_visitor(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
+    ngx_http_omni_filter_ctx_t *fctx, u_char *data, size_t len,
+    ngx_uint_t copy, ngx_buf_t **last);
+ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_buf_t **last);
+ngx_int_t ngx_http_omni_file_buf(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_buf_t *in, ngx_buf_t **last);
 
 ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_events_consent(ngx_http_request_t *r,

@@ -248,7 +248,8 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);
-    ngx_conf_init_value(mcf->anon_ttl, 90 * 86400);
+    /* off unless asked: imported profiles may carry old times */
+    ngx_conf_init_value(mcf->anon_ttl, 0);
 
     /*
      * An expired profile's touchpoints must be gone already: retention

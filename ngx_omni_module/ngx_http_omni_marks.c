@@ -1,0 +1,331 @@
+/*
+ * Zero-copy injection into file-backed responses (static files,
+ * proxy_cache and fastcgi_cache hits, open_file_cache): the page is not
+ * read into memory.  The markers' offsets are found once per file
+ * version, cached per worker by file identity (device, inode, size,
+ * mtime) and body offset, as open_file_cache keys its entries; then each
+ * request emits file-range buffers for the page around small in-memory
+ * buffers for the banners and pixels, so sendfile() still sends the page.
+ *
+ * The offsets are found with the same resumable scanner as the memory
+ * path (omni_scan), over the file read in 64 KB pieces, so both paths
+ * see exactly the same markers.  gzip, sub_filter and the JSON path ask
+ * for in-memory buffers, which then take the memory path.
+ */
+
+#include "ngx_http_omni_module.h"
+
+
+#define NGX_HTTP_OMNI_MARKS_MAX     512     /* files per worker */
+#define NGX_HTTP_OMNI_MARKS_EVENTS  256     /* markers per file, at most */
+#define NGX_HTTP_OMNI_MARKS_READ    65536
+
+
+typedef struct {
+    off_t                       start;      /* first byte of the marker */
+    off_t                       end;        /* after its last byte */
+    ngx_uint_t                  type;       /* OMNI_SCAN_SLOT, _BODY_END */
+    u_char                      name[OMNI_SCAN_NAME_MAX + 1];
+    size_t                      name_len;
+} ngx_http_omni_mark_t;
+
+
+typedef struct {
+    ngx_queue_t                 lru;
+    dev_t                       dev;
+    ino_t                       ino;
+    off_t                       size;
+    time_t                      mtime;
+    off_t                       from;       /* where the body starts */
+    ngx_uint_t                  nmarks;
+    ngx_uint_t                  overflow;   /* too many: memory path */
+    ngx_http_omni_mark_t       *marks;
+} ngx_http_omni_marks_t;
+
+
+static ngx_queue_t  ngx_http_omni_marks_lru;
+static ngx_uint_t   ngx_http_omni_marks_n;
+
+
+/* Scans [from, size) of the file once; NULL on a read error. */
+static ngx_http_omni_marks_t *
+ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
+    ngx_file_info_t *fi, off_t from)
+{
+    u_char                 *buf;
+    off_t                   off, base;
+    ssize_t                 n;
+    omni_scan_t             scan;
+    omni_scan_event_t       ev;
+    omni_scan_type_e        type;
+    const u_char           *p, *end;
+    ngx_http_omni_mark_t   *m;
+    ngx_http_omni_marks_t  *mk;
+
+    mk = ngx_calloc(sizeof(ngx_http_omni_marks_t)
+                    + NGX_HTTP_OMNI_MARKS_EVENTS
+                      * sizeof(ngx_http_omni_mark_t)
+                    + NGX_HTTP_OMNI_MARKS_READ, r->connection->log);
+    if (mk == NULL) {
+        return NULL;
+    }
+
+    mk->marks = (ngx_http_omni_mark_t *) (mk + 1);
+    buf = (u_char *) (mk->marks + NGX_HTTP_OMNI_MARKS_EVENTS);
+
+    mk->dev = fi->st_dev;
+    mk->ino = ngx_file_uniq(fi);
+    mk->size = ngx_file_size(fi);
+    mk->mtime = ngx_file_mtime(fi);
+    mk->from = from;
+
+    omni_scan_init(&scan);
+
+    /*
+     * The events of a marker cut by a piece come back when it completes:
+     * the scanner holds its bytes, and a marker ends at the current
+     * position, so its start is end minus its length.
+     */
+    for (off = from; off < mk->size; off += n) {
+        n = ngx_read_file(file, buf, NGX_HTTP_OMNI_MARKS_READ, off);
+        if (n == NGX_ERROR || n == 0) {
+            ngx_free(mk);
+            return NULL;
+        }
+
+        p = buf;
+        end = buf + n;
+        base = off;
+
+        for ( ;; ) {
+            type = omni_scan_next(&scan, &p, end, &ev);
+
+            if (type == OMNI_SCAN_NEED_MORE) {
+                break;
+            }
+
+            if (type == OMNI_SCAN_LITERAL) {
+                continue;
+            }
+
+            if (mk->nmarks == NGX_HTTP_OMNI_MARKS_EVENTS) {
+                mk->overflow = 1;
+                continue;
+            }
+
+            m = &mk->marks[mk->nmarks++];
+            m->end = base + (p - buf);
+            m->start = m->end - (off_t) ev.len;
+            m->type = type;
+            m->name_len = ev.name_len;
+            ngx_memcpy(m->name, ev.name, ev.name_len);
+
+            /* "</body>" itself stays in the page: the tail goes before */
+            if (type == OMNI_SCAN_BODY_END) {
+                m->end = m->start;
+            }
+        }
+    }
+
+    return mk;
+}
+
+
+/* The marks of the file behind b, from the cache or scanned now. */
+static ngx_http_omni_marks_t *
+ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_queue_t            *q;
+    ngx_file_info_t         fi;
+    ngx_http_omni_marks_t  *mk;
+
+    if (ngx_http_omni_marks_lru.next == NULL) {
+        ngx_queue_init(&ngx_http_omni_marks_lru);
+    }
+
+    if (b->file == NULL || b->file->fd == NGX_INVALID_FILE
+        || ngx_fd_info(b->file->fd, &fi) == NGX_FILE_ERROR)
+    {
+        return NULL;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_omni_marks_lru);
+         q != ngx_queue_sentinel(&ngx_http_omni_marks_lru);
+         q = ngx_queue_next(q))
+    {
+        mk = ngx_queue_data(q, ngx_http_omni_marks_t, lru);
+
+        if (mk->ino == ngx_file_uniq(&fi) && mk->dev == fi.st_dev
+            && mk->size == ngx_file_size(&fi)
+            && mk->mtime == ngx_file_mtime(&fi)
+            && mk->from == b->file_pos)
+        {
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&ngx_http_omni_marks_lru, q);
+            return mk;
+        }
+    }
+
+    mk = ngx_http_omni_marks_scan(r, b->file, &fi, b->file_pos);
+    if (mk == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_omni_marks_n == NGX_HTTP_OMNI_MARKS_MAX) {
+        q = ngx_queue_last(&ngx_http_omni_marks_lru);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_omni_marks_t, lru));
+        ngx_http_omni_marks_n--;
+    }
+
+    ngx_queue_insert_head(&ngx_http_omni_marks_lru, &mk->lru);
+    ngx_http_omni_marks_n++;
+
+    return mk;
+}
+
+
+/* A file-range buffer [from, to) of b's file. */
+static ngx_int_t
+ngx_http_omni_emit_range(ngx_http_request_t *r,
+    ngx_http_omni_filter_ctx_t *fctx, ngx_buf_t *in, off_t from, off_t to,
+    ngx_buf_t **last)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (from >= to) {
+        return NGX_OK;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &fctx->free);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
+    b->tag = (ngx_buf_tag_t) &ngx_http_omni_module;
+    b->in_file = 1;
+    b->file = in->file;
+    b->file_pos = from;
+    b->file_last = to;
+
+    *fctx->last_out = cl;
+    fctx->last_out = &cl->next;
+    cl->next = NULL;
+
+    *last = b;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One file buffer of the page: NGX_DECLINED when the file path cannot
+ * take it (no marks, too many markers): the caller reads it into memory
+ * instead.  fctx->file_mark walks the file's marks across buffers, and
+ * fctx->file_skip is where a marker replaced by a banner ends.
+ */
+ngx_int_t
+ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_buf_t *in, ngx_buf_t **last)
+{
+    off_t                        pos, to;
+    ngx_uint_t                   i, found;
+    ngx_http_omni_slot_t        *slot;
+    ngx_http_omni_mark_t        *m;
+    ngx_http_omni_marks_t       *mk;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    fctx = ctx->filter;
+
+    if (fctx->marks == NULL) {
+        mk = ngx_http_omni_marks_get(r, in);
+
+        if (mk == NULL || mk->overflow) {
+            return NGX_DECLINED;
+        }
+
+        fctx->marks = mk;
+        fctx->file_mark = 0;
+    }
+
+    mk = fctx->marks;
+    pos = in->file_pos;
+    to = in->file_last;
+
+    if (pos < to) {
+        fctx->seen = 1;
+    }
+
+    if (fctx->file_skip > pos) {
+        pos = ngx_min(fctx->file_skip, to);
+    }
+
+    while (fctx->file_mark < mk->nmarks
+           && mk->marks[fctx->file_mark].start < to)
+    {
+        m = &mk->marks[fctx->file_mark];
+
+        if (m->start < pos) {
+            /* behind us (a range that skipped it): nothing to do */
+            fctx->file_mark++;
+            continue;
+        }
+
+        if (m->type == OMNI_SCAN_BODY_END) {
+            if (ngx_http_omni_emit_range(r, fctx, in, pos, m->start, last)
+                != NGX_OK
+                || ngx_http_omni_emit_tail(r, ctx, last) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            fctx->body_done = 1;
+            pos = m->start;
+            fctx->file_mark++;
+            continue;
+        }
+
+        /* a slot: its banner in place of the marker, once per slot */
+        found = 0;
+        slot = ctx->decision->slots.elts;
+
+        for (i = 0; i < ctx->decision->slots.nelts; i++) {
+            if (slot[i].name.len == m->name_len
+                && ngx_strncmp(slot[i].name.data, m->name, m->name_len) == 0
+                && slot[i].html.len && !slot[i].placed)
+            {
+                found = 1;
+                slot[i].placed = 1;
+                break;
+            }
+        }
+
+        fctx->file_mark++;
+
+        if (!found) {
+            /* no banner for it: the marker stays as it was */
+            continue;
+        }
+
+        if (ngx_http_omni_emit_range(r, fctx, in, pos, m->start, last)
+            != NGX_OK
+            || ngx_http_omni_emit(r, fctx, slot[i].html.data,
+                                  slot[i].html.len, 0, last)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        pos = ngx_min(m->end, to);
+        fctx->file_skip = m->end;
+    }
+
+    if (ngx_http_omni_emit_range(r, fctx, in, pos, to, last) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
