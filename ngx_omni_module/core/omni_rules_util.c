@@ -465,8 +465,52 @@ omni_ua_has(const char *ua, size_t n, const char *const *words)
  * is desktop.  The first 512 bytes, case-insensitive.  iPadOS Safari
  * announces a Mac and is seen as a desktop.
  */
+static unsigned omni_device_class_scan(const char *ua, size_t len);
+
+
+/*
+ * The class of each distinct User-Agent is remembered: a site sees a few
+ * hundred of them, and the scan below costs far more than a probe.  A
+ * direct-mapped table per thread, keyed by a 64-bit hash and the length.
+ */
+#define OMNI_UA_CACHE  1024                     /* a power of two */
+
+typedef struct {
+    uint64_t   hash;
+    uint32_t   len;
+    uint32_t   cls;                             /* class + 1; 0: empty */
+} omni_ua_slot_t;
+
+static __thread omni_ua_slot_t  omni_ua_cache[OMNI_UA_CACHE];
+
+
 unsigned
 omni_device_class(const char *ua, size_t len)
+{
+    uint64_t         h;
+    omni_ua_slot_t  *s;
+
+    if (ua == NULL || len == 0) {
+        return omni_device_class_scan(ua, len);
+    }
+
+    h = omni_hash_str(ua, len);
+    s = &omni_ua_cache[h & (OMNI_UA_CACHE - 1)];
+
+    if (s->cls && s->hash == h && s->len == (uint32_t) len) {
+        return s->cls - 1;
+    }
+
+    s->hash = h;
+    s->len = (uint32_t) len;
+    s->cls = omni_device_class_scan(ua, len) + 1;
+
+    return s->cls - 1;
+}
+
+
+static unsigned
+omni_device_class_scan(const char *ua, size_t len)
 {
     static const char *const  bots[] = {
         "bot", "crawl", "spider", "slurp", "facebookexternalhit",
