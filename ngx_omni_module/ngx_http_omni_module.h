@@ -421,6 +421,10 @@ char *ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle);
 void ngx_http_omni_rules_exit_worker(ngx_cycle_t *cycle);
 omni_ruleset_t *ngx_http_omni_rules_current(void);
+omni_rules_report_t *ngx_http_omni_rules_failure(void);
+
+/* console */
+char *ngx_http_omni_console(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* cors */
 char *ngx_http_omni_cors(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

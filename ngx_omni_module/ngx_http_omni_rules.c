@@ -65,6 +65,28 @@ ngx_http_omni_rules_current(void)
 }
 
 
+/*
+ * The report of the last change of the rules directory that did not
+ * compile, while the previous set keeps serving (the console shows it);
+ * NULL when the directory's current state is the set serving, or while
+ * a load is running.
+ */
+omni_rules_report_t *
+ngx_http_omni_rules_failure(void)
+{
+#if (NGX_THREADS)
+    if (ngx_http_omni_rw.failed_sig && !ngx_http_omni_rw.busy
+        && ngx_http_omni_rw.task)
+    {
+        return &((ngx_http_omni_rules_task_t *)
+                 ngx_http_omni_rw.task->ctx)->report;
+    }
+#endif
+
+    return NULL;
+}
+
+
 /* omni_rules DIR [check=TIME | check=off]; */
 char *
 ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

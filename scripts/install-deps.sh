@@ -20,13 +20,15 @@ npm_deps() {
         || echo "install-deps: npm install failed (t/48-segment.t will skip)"
 }
 
+# chromium: the console's browser test (t/14-console.t), headless.
 PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       liblmdb-dev lmdb-utils libjansson-dev libmaxminddb-dev mmdb-bin
       libpcre2-dev libpcre3-dev zlib1g-dev
       perl libtest-base-perl libjson-pp-perl libmaxmind-db-writer-perl
       wrk curl
       dpkg-dev debhelper
-      prometheus"
+      prometheus
+      chromium"
 
 missing=""
 for p in $PKGS; do

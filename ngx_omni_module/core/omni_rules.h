@@ -142,6 +142,19 @@ const char *omni_rules_rule_id(const omni_ruleset_t *set, unsigned rule,
 const char *omni_rules_rule_campaign(const omni_ruleset_t *set,
     unsigned rule, size_t *len);
 
+/* What a console shows of a rule: its file, slot ("" without a banner),
+   priority and whether it is enabled.  OMNI_NOTFOUND past the end. */
+typedef struct {
+    const char  *file;
+    const char  *slot;
+    size_t       slot_len;
+    int          priority;
+    int          enabled;
+} omni_rule_info_t;
+
+int omni_rules_rule_info(const omni_ruleset_t *set, unsigned rule,
+    omni_rule_info_t *out);
+
 
 /* ---- evaluation context ---- */
 

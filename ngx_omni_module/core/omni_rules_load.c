@@ -358,6 +358,31 @@ omni_rules_rule_id(const omni_ruleset_t *set, unsigned rule, size_t *len)
 }
 
 
+int
+omni_rules_rule_info(const omni_ruleset_t *set, unsigned rule,
+    omni_rule_info_t *out)
+{
+    const omni_rule_t  *r;
+
+    if (set == NULL || rule >= set->nrules) {
+        return OMNI_NOTFOUND;
+    }
+
+    r = &set->rules[rule];
+
+    /* the file name and slot names live as long as the set */
+    out->file = r->file.data ? r->file.data : "";
+    out->slot_len = 0;
+    out->slot = r->slot >= 0 ? omni_rules_slot(set, (unsigned) r->slot,
+                                               &out->slot_len)
+                             : "";
+    out->priority = r->priority;
+    out->enabled = r->enabled ? 1 : 0;
+
+    return OMNI_OK;
+}
+
+
 const char *
 omni_rules_rule_campaign(const omni_ruleset_t *set, unsigned rule,
     size_t *len)
