@@ -74,4 +74,24 @@ $r = get('/', $cookie);
 like($r->{content}, qr{Take <strong>\$150 off</strong>}, 'then the escalation');
 like($r->{content}, qr{Summit Pro jacket}, 'naming the jacket');
 
+# in a real browser (headless Chromium, when installed): the page a new
+# visitor sees, as a picture (docs/demo.png is a copy of one)
+SKIP: {
+    my ($chromium) = grep { -x } map { "$_/chromium" } split /:/, $ENV{PATH} // '';
+    skip 'no chromium (scripts/install-deps.sh installs it)', 2 unless $chromium;
+    mkdir "$root/build/screenshots";
+    my $png = "$root/build/screenshots/demo.png";
+    unlink $png;
+    my @cmd = ($chromium, '--headless', '--no-sandbox', '--disable-gpu',
+               '--disable-dev-shm-usage', '--no-first-run', "--user-data-dir=$dir/chromium",
+               '--virtual-time-budget=5000', '--hide-scrollbars', '--window-size=1000,900',
+               # a headless browser says so, and bots get no banners
+               '--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 '
+               . '(KHTML, like Gecko) Chrome/120.0 Safari/537.36');
+    my ($rc, $dom, $e) = run_command([ @cmd, '--dump-dom', "http://127.0.0.1:$port/" ], timeout => 60);
+    like($dom, qr{<div class="omni omni-welcome"><p>Welcome, friend!}, 'the browser shows the welcome offer');
+    ($rc, undef, $e) = run_command([ @cmd, "--screenshot=$png", "http://127.0.0.1:$port/" ], timeout => 60);
+    ok(-s $png, 'a screenshot of the demo') or diag $e;
+}
+
 done_testing();
