@@ -16,7 +16,22 @@
 # User-Agent and an X-Forwarded-For address (realip) from the bench's
 # MaxMind DB.
 #
+# Issue 10 parts 4 and 5: C (the OpenResty peer, bench/lua/omnic*.lua, on
+# Debian's libnginx-mod-http-lua: the same work as B in Lua, on its own
+# copy of the store), and two more deployments, each with its own plain
+# baseline: the page from proxy_cache (Ac: a plain cache hit, A'c: Ac + one
+# sub_filter, Bc: the module on the cache hit) and the page proxied from a
+# local upstream without a cache (Ap: plain proxy, Bp: the module on it).
+# The upstream is a server of the same nginx (same worker) serving the
+# page from disk.  Before measuring, B's and C's responses for COMPARE
+# sampled visitors must be byte-identical (compare_bc below).
+#
 # Environment:
+#   ARMS="A A' F B off new C Ac A'c Bc Ap Bp"   the arms to run (A is
+#                 required: every ratio is against a baseline); "off" and
+#                 "new" run on the smallest store only, the 2-worker
+#                 configuration runs those of A A' F B that are selected
+#   COMPARE=50    visitors whose B and C responses must be identical
 #   DUR=5         seconds per measured run            (QUICK: 2)
 #   RUNS=5        interleaved rounds                  (QUICK: 1)
 #   WARM=2        seconds of warm-up per arm          (QUICK: 1)
@@ -34,9 +49,12 @@
 #   GEO_NETS=4096 /24 networks in the bench's MaxMind DB (bench/gen-geo.pl)
 #   INJECT_MIN=300  bytes per response arm B must average above arm A
 #   MAP_SIZE=     omni_store map_size (default 2g, 8g from 5M profiles up)
-#   PORT_BASE=18480  two loopback ports: PORT_BASE (omni off) and +1 (omni on)
+#   PORT_BASE=18480  loopback ports: PORT_BASE (omni off: A, A', C and the
+#                 proxy baselines), +1 (omni on), +2 (the upstream of the
+#                 proxied arms)
 #   QUEUE=        omni_store queue= (the shared touch queue; module default)
 #   NGINX=/usr/sbin/nginx
+#   MODULE=, OMNICTL=  the module and omnictl to snapshot (default: build/)
 #   NOISE_MAX=15  a run during which other processes used more than this %
 #                 of one CPU is repeated once ...
 #   RETRY_BUDGET=3  ... at most this many times per bench
@@ -64,8 +82,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/bench
 NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=$ROOT/build/ngx_http_omni_module.so
-OMNICTL=$ROOT/build/omnictl
+MODULE=${MODULE:-$ROOT/build/ngx_http_omni_module.so}
+OMNICTL=${OMNICTL:-$ROOT/build/omnictl}
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -85,6 +103,10 @@ FSYNC_COUNT=${FSYNC_COUNT:-500}
 WRITER=${WRITER:-1}
 PORT_A=${PORT_BASE:-18480}
 PORT_B=$((PORT_A + 1))
+PORT_U=$((PORT_A + 2))
+ALL_ARMS="A A' F B off new C Ac A'c Bc Ap Bp"
+ARMS=${ARMS:-$ALL_ARMS}
+COMPARE=${COMPARE:-50}
 HOST=127.0.0.1
 NGINX_CPU=0
 WRK_CPU=1
@@ -96,6 +118,46 @@ log() { echo "bench: $*" >&2; }
 
 # ---------------------------------------------------------------- preflight
 
+# The arms: known names only, A always.
+for a in $ARMS; do
+    case " $ALL_ARMS " in
+        *" $a "*) ;;
+        *) die "ARMS: unknown arm \"$a\" (known: $ALL_ARMS)" ;;
+    esac
+done
+has_arm() { case " $ARMS " in *" $1 "*) return 0 ;; esac; return 1; }
+has_arm A || die "ARMS=\"$ARMS\": arm A is required (every ratio is against it)"
+# The arms of a configuration: those of $1 that ARMS selects, in order.
+pick_arms() {
+    local a out=
+    for a in $1; do has_arm "$a" && out="$out $a"; done
+    echo "${out# }"
+}
+[[ "$COMPARE" =~ ^[0-9]+$ ]] || die "COMPARE=\"$COMPARE\": a number of visitors"
+
+# Arm C runs on Debian's lua-nginx-module and lua-resty-core, which only
+# the bench needs (not the tests): installed here, with apt, when missing.
+LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
+NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
+LUA_PKGS="libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache"
+if has_arm C; then
+    if [ ! -f "$LUA_MOD" ] || [ ! -f "$NDK_MOD" ] \
+       || [ ! -f /usr/share/lua/5.1/resty/core.lua ] \
+       || [ ! -f /usr/share/lua/5.1/resty/lrucache.lua ]; then
+        log "arm C needs $LUA_PKGS (bench only): installing them with apt-get"
+        [ "$(id -u)" = 0 ] || die "arm C: $LUA_PKGS missing; install them as root (apt-get install $LUA_PKGS) or leave C out of ARMS"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $LUA_PKGS >&2 \
+            || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq --no-install-recommends $LUA_PKGS >&2; } \
+            || die "arm C: apt-get install $LUA_PKGS failed"
+        [ -f "$LUA_MOD" ] || die "arm C: $LUA_MOD missing after installing libnginx-mod-http-lua"
+    fi
+    libs=$(ldconfig -p)
+    for l in libcrypto.so.3 liblmdb.so.0 libmaxminddb.so.0; do
+        [[ "$libs" == *"$l"* ]] || die "arm C: $l not found (libssl3, liblmdb0, libmaxminddb0)"
+    done
+fi
+
 for tool in "$NGINX" wrk taskset curl perl mmdblookup; do
     command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
 done
@@ -105,13 +167,16 @@ perl "$BENCH/mint-cookies.pl" --selftest > /dev/null \
     || die "bench/mint-cookies.pl: the holdout bucket (SipHash-2-4) fails its test vectors"
 [ -f "$MODULE" ] || die "$MODULE missing: make module"
 [ -x "$OMNICTL" ] || die "$OMNICTL missing: make omnictl"
-[ -f "$ROOT/build/libomnicore.a" ] || die "build/libomnicore.a missing: make"
-# The writer bench and the fsync probe (bench/writer-bench.c), built like
-# the unit tests and linked against the core library as it is built (never
-# rebuilt here, always relinked: -W).
-make -s -C "$ROOT" -o "$ROOT/build/libomnicore.a" -W bench/writer-bench.c \
-    "$ROOT/build/writer-bench" >&2 \
-    || die "cannot build build/writer-bench (make writer-bench)"
+# The writer bench and the fsync probe of the events arm
+# (bench/writer-bench.c), built like the unit tests and linked against the
+# core library as it is built (never rebuilt here, always relinked: -W);
+# only when WRITER=1 or EVENTS=1 need it.
+if [ "$WRITER" = 1 ] || [ "$EVENTS" = 1 ]; then
+    [ -f "$ROOT/build/libomnicore.a" ] || die "build/libomnicore.a missing: make"
+    make -s -C "$ROOT" -o "$ROOT/build/libomnicore.a" -W bench/writer-bench.c \
+        "$ROOT/build/writer-bench" >&2 \
+        || die "cannot build build/writer-bench (make writer-bench)"
+fi
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (nginx on CPU $NGINX_CPU, wrk on CPU $WRK_CPU)"
 { wrk --version 2>&1 || true; } | grep -q "^wrk" || die "wrk does not run"
 
@@ -137,7 +202,7 @@ if [ "$EVENTS" = 1 ]; then
 $EVENTS_SIZE"
 fi
 
-for p in $PORT_A $PORT_B; do
+for p in $PORT_A $PORT_B $PORT_U; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $HOST:$p is in use (set PORT_BASE)"
     fi
@@ -163,7 +228,9 @@ snapshot() {   # src dst
 mkdir -p "$B/bin"
 snapshot "$MODULE" "$B/bin/ngx_http_omni_module.so"
 snapshot "$OMNICTL" "$B/bin/omnictl"
-snapshot "$ROOT/build/writer-bench" "$B/bin/writer-bench"
+if [ "$WRITER" = 1 ] || [ "$EVENTS" = 1 ]; then
+    snapshot "$ROOT/build/writer-bench" "$B/bin/writer-bench"
+fi
 MODULE=$B/bin/ngx_http_omni_module.so
 OMNICTL=$B/bin/omnictl
 WRITER_BENCH=$B/bin/writer-bench
@@ -187,8 +254,8 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- workspace
 
-rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data" "$B/rules" "$B/html"
-mkdir -p "$B"/{conf,logs,raw,data,tmp,rules,html/a,html/s,html/f,html/b,html/o}
+rm -rf "$B/conf" "$B/logs" "$B/raw" "$B/tmp" "$B/data" "$B/rules" "$B/html" "$B/cache"
+mkdir -p "$B"/{conf,logs,raw,data,tmp,rules,cache,html/a,html/s,html/f,html/b,html/o,html/c,html/u}
 RUNS_TSV=$B/runs.tsv
 printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcpu_main_us_req\tworker_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tsteal_pct\tbytes_req\ttouchpoints\n' > "$RUNS_TSV"
 # The events arm: the same first 14 columns (other_cpu_pct is the 13th).
@@ -198,7 +265,7 @@ printf 'config\tphase\tround\tarm\trps\trequests\tp50_us\tp99_us\tcpu_us_req\tcp
 # The page: identical bytes behind every arm's location, with the slot
 # markers of the rules (topbar, hero, aside, footer) and one </body>.
 perl "$BENCH/gen-page.pl" 10240 > "$B/html/page.html"
-for d in a s f b o; do cp "$B/html/page.html" "$B/html/$d/page.html"; done
+for d in a s f b o c u; do cp "$B/html/page.html" "$B/html/$d/page.html"; done
 
 # Arm B's rules: the seed rules, plus generated ones up to RULES.
 cp "$ROOT"/rules/*.json "$B/rules/"
@@ -213,6 +280,17 @@ perl "$BENCH/gen-rules.pl" "$B/rules" $((RULES - SEED_RULES)) \
     || { cat "$B/logs/rules-check.log" >&2; die "the bench rules do not compile"; }
 [ "$(rules_count "$B/rules")" = "$RULES" ] || die "expected $RULES rules in $B/rules"
 log "rules: $SEED_RULES seed + $((RULES - SEED_RULES)) generated in $B/rules"
+
+# Arm C's rules: the same files as Lua tables (bench/gen-lua-rules.pl),
+# which must count the same rules.
+LUA_RULES=$B/lua-rules.lua
+if has_arm C; then
+    perl "$BENCH/gen-lua-rules.pl" "$B/rules" > "$LUA_RULES" 2> "$B/logs/lua-rules.log" \
+        || { cat "$B/logs/lua-rules.log" >&2; die "bench/gen-lua-rules.pl cannot translate the bench rules for arm C"; }
+    n=$(perl -ne 'print $1 if /(\d+) rules/' "$B/logs/lua-rules.log")
+    [ "$n" = "$RULES" ] || die "arm C: gen-lua-rules.pl translated $n rules, arm B has $RULES"
+    log "rules: $n translated to Lua tables for arm C ($LUA_RULES)"
+fi
 
 # The global holdout sees nothing: the cookies are for profiles outside it.
 HOLDOUT=$(perl -MJSON::PP -e '
@@ -275,6 +353,13 @@ for s in $SIZE_LIST; do
     log "store $s: imported $n profiles in ${secs}s ($rate/s), $du_h on disk"
     echo "| $s | $n | ${secs} s | $rate | $du_h | ${STORE_MAP[$s]} |" >> "$B/data/imports.md"
 
+    # Arm C reads and writes its own copy of the same store (the same
+    # records, never disturbed by B's writer, nor B's by C's).
+    if has_arm C; then
+        rm -rf "${STORE_DIR[$s]}-c"
+        cp -a "${STORE_DIR[$s]}" "${STORE_DIR[$s]}-c" || die "cannot copy store $s for arm C"
+    fi
+
     # Cookies over ids 0 .. n-17 outside the holdout: the last 16 ids stay
     # untouched, for the verification requests of each configuration.
     STORE_COOKIES[$s]=$B/data/cookies-$s.txt
@@ -283,11 +368,49 @@ done
 
 # ---------------------------------------------------------------- nginx
 
-write_conf() {    # cfg workers size
-    local cfg=$1 workers=$2 size=$3 aff
+# "2g" -> bytes, for arm C's mdb_env_set_mapsize().
+map_bytes() {
+    local s=$1
+    case $s in
+        *[kK]) echo $(( ${s%?} * 1024 )) ;;
+        *[mM]) echo $(( ${s%?} * 1024 * 1024 )) ;;
+        *[gG]) echo $(( ${s%?} * 1024 * 1024 * 1024 )) ;;
+        *[!0-9]*|'') die "bad map size \"$s\"" ;;
+        *) echo "$s" ;;
+    esac
+}
+
+write_conf() {    # cfg workers size arms
+    local cfg=$1 workers=$2 size=$3 arms=" $4 " aff lua_load= lua_http= lua_loc=
     if [ "$workers" = 1 ]; then aff=01; else aff="01 10"; fi
+    # Arm C: lua-nginx-module, only in configurations that run it.
+    if [ "${arms/ C /}" != "$arms" ]; then
+        lua_load="load_module $NDK_MOD;
+load_module $LUA_MOD;"
+        lua_http="
+    # Arm C, the OpenResty peer (bench/lua/omnic.lua), on its own copy of
+    # the store; its writer flushes every 10 ms, as the module's does.
+    lua_package_path \"$BENCH/lua/?.lua;;\";
+    init_by_lua_block {
+        require(\"omnic\").init{ store = \"${STORE_DIR[$size]}-c\",
+            map_size = $(map_bytes "${STORE_MAP[$size]}"), secret = \"$SECRET\",
+            geoip = \"$B/geo.mmdb\", rules = \"$LUA_RULES\", flush = 0.01 }
+    }
+    init_worker_by_lua_block { require(\"omnic\").init_worker() }
+"
+        lua_loc="
+        # Arm C: the same work as B, in Lua.
+        location /c/ {
+            access_by_lua_block { require(\"omnic\").access() }
+            header_filter_by_lua_block { require(\"omnic\").header_filter() }
+            body_filter_by_lua_block { require(\"omnic\").body_filter() }
+            log_by_lua_block { require(\"omnic\").log() }
+        }
+"
+    fi
     cat > "$B/conf/$cfg.conf" <<EOF
 # Generated by bench/run.sh: configuration "$cfg".
+$lua_load
 load_module $MODULE;
 
 $USER_LINE
@@ -328,6 +451,26 @@ http {
     # Every arm: the client address from X-Forwarded-For (wrk.lua).
     set_real_ip_from $HOST;
     real_ip_header X-Forwarded-For;
+$lua_http
+    # The proxied arms' upstream: the page from disk, on keepalive
+    # connections; and the cache of the proxy_cache arms (every measured
+    # request a hit: the entries are made by the verification requests).
+    upstream bench_upstream {
+        server $HOST:$PORT_U;
+        keepalive 64;
+    }
+    proxy_cache_path $B/cache levels=1:2 keys_zone=bench_cache:1m
+                     max_size=64m inactive=1d use_temp_path=off;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_cache_valid 200 1d;
+
+    server {
+        listen $HOST:$PORT_U;
+        server_name bench-upstream;
+        root $B/html;
+        location /u/ { }
+    }
 
     # Arms A and A': the module is loaded, "omni off" (the default).
     server {
@@ -339,6 +482,25 @@ http {
 
         location /s/ {
             sub_filter '</body>' '<div>x</div></body>';
+        }
+$lua_loc
+        # Ac, A'c: the page from proxy_cache, plain and with one sub_filter.
+        location /pc/ {
+            proxy_pass http://bench_upstream/u/;
+            proxy_cache bench_cache;
+            add_header X-Cache \$upstream_cache_status;
+        }
+
+        location /spc/ {
+            proxy_pass http://bench_upstream/u/;
+            proxy_cache bench_cache;
+            add_header X-Cache \$upstream_cache_status;
+            sub_filter '</body>' '<div>x</div></body>';
+        }
+
+        # Ap: the page proxied, no cache.
+        location /p/ {
+            proxy_pass http://bench_upstream/u/;
         }
     }
 
@@ -361,6 +523,17 @@ http {
             omni off;
         }
 
+        # Bc: the module on a proxy_cache hit; Bp: on a proxied page.
+        location /bc/ {
+            proxy_pass http://bench_upstream/u/;
+            proxy_cache bench_cache;
+            add_header X-Cache \$upstream_cache_status;
+        }
+
+        location /bp/ {
+            proxy_pass http://bench_upstream/u/;
+        }
+
         location = /omni/events {
             omni_events;
         }
@@ -381,7 +554,9 @@ start_nginx() {   # cfg workers
     done
     MASTER=$(cat "$B/logs/$cfg.pid" 2>/dev/null) || die "no pid file for $cfg"
     for i in $(seq 50); do
-        WORKERS=$(pgrep -P "$MASTER" | tr '\n' ' ')
+        # (the worker processes only: proxy_cache_path adds a cache
+        # manager and a cache loader)
+        WORKERS=$(pgrep -P "$MASTER" -f 'worker process' | tr '\n' ' ')
         [ "$(echo $WORKERS | wc -w)" = "$workers" ] && break
         sleep 0.1
     done
@@ -438,6 +613,12 @@ arm_url() {
         B)    echo "http://$HOST:$PORT_B/b/page.html" ;;
         off)  echo "http://$HOST:$PORT_B/o/page.html" ;;
         new)  echo "http://$HOST:$PORT_B/f/page.html" ;;
+        C)    echo "http://$HOST:$PORT_A/c/page.html" ;;
+        Ac)   echo "http://$HOST:$PORT_A/pc/page.html" ;;
+        "A'c") echo "http://$HOST:$PORT_A/spc/page.html" ;;
+        Bc)   echo "http://$HOST:$PORT_B/bc/page.html" ;;
+        Ap)   echo "http://$HOST:$PORT_A/p/page.html" ;;
+        Bp)   echo "http://$HOST:$PORT_B/bp/page.html" ;;
         ev*)  echo "http://$HOST:$PORT_B/omni/events" ;;
         *)    die "unknown arm $1" ;;
     esac
@@ -447,8 +628,13 @@ arm_url() {
 arm_cookie_name() { if [ "$1" = new ]; then echo xxxx; else echo omni; fi; }
 
 declare -A OMNI_REQS    # requests sent to "omni on" arms, per config
-declare -A A_BYTES      # response bytes per request of arm A, per config
+declare -A C_REQS       # requests answered by arm C, per config
+declare -A BASE_BYTES   # response bytes per request of a baseline, per config
 INJECT_MIN=${INJECT_MIN:-300}   # B must average this many bytes more than A
+# The baseline whose bytes an injecting arm must exceed by INJECT_MIN.
+inject_base() {
+    case $1 in B|C) echo A ;; Bc) echo Ac ;; Bp) echo Ap ;; *) echo ;; esac
+}
 
 # Other processes on the machine (a shared 2-CPU VM) distort a run.  Before
 # each measured run, wait (bounded) until the machine is idle; after it, a
@@ -557,7 +743,7 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
             args=(-- "$COOKIE_FILE" "$tag.$(date +%s%N)" "$B/raw/$tag.ids")
             seq0=$(feed_seq "$CUR_STORE")
             ;;
-        B|F|new)
+        B|F|new|Bc|Bp)
             [ "$record" = 1 ] && seq0=$(feed_seq "$CUR_STORE")
             ;;
     esac
@@ -590,7 +776,8 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     fi
 
     case $arm in
-        B|F|new) OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests )) ;;
+        B|F|new|Bc|Bp) OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + requests )) ;;
+        C) C_REQS[$cfg]=$(( ${C_REQS[$cfg]:-0} + requests )) ;;
     esac
 
     # The events arm: every request answered 200 "accepted" (a read error,
@@ -631,12 +818,13 @@ wrk_run1() {   # cfg phase round arm seconds record(0|1)
     # Arm B must have injected into (nearly) every response: its responses
     # average at least INJECT_MIN bytes more than A's (the banners and
     # pixels add about 500; a held-out or undecided visitor gets nothing).
-    local breq=$((bytes / requests))
-    if [ "$arm" = A ]; then
-        A_BYTES[$cfg]=$breq
-    elif [ "$arm" = B ] && [ -n "${A_BYTES[$cfg]:-}" ] \
-         && [ "$breq" -lt $(( ${A_BYTES[$cfg]} + INJECT_MIN )) ]; then
-        die "$tag: arm B responses average $breq bytes, A's ${A_BYTES[$cfg]}: banners and pixels were not injected into every response"
+    # The same for C against A, Bc against Ac and Bp against Ap.
+    local breq=$((bytes / requests)) base
+    base=$(inject_base "$arm")
+    case $arm in A|Ac|Ap) BASE_BYTES[$cfg.$arm]=$breq ;; esac
+    if [ -n "$base" ] && [ -n "${BASE_BYTES[$cfg.$base]:-}" ] \
+         && [ "$breq" -lt $(( ${BASE_BYTES[$cfg.$base]} + INJECT_MIN )) ]; then
+        die "$tag: arm $arm responses average $breq bytes, $base's ${BASE_BYTES[$cfg.$base]}: banners and pixels were not injected into every response"
     fi
 
     [ "$record" = 1 ] || return 0
@@ -715,26 +903,34 @@ verify() {   # cfg size reserve_index
     [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm A body is not 10240 bytes"
     grep -qi '^set-cookie' "$hdr" && die "$cfg: arm A (omni off) sent Set-Cookie"
 
-    fetch "A'" "omni=$cookie"
-    grep -q '<div>x</div></body>' "$body" || die "$cfg: arm A' has no sub_filter insertion"
-
-    fetch off "omni=$cookie"
-    grep -qi '^set-cookie' "$hdr" && die "$cfg: arm off (omni off in location) sent Set-Cookie"
-
-    v0=$(profile_field "$st" "$id" visits)
-    [ -n "$v0" ] || die "$cfg: profile $id not found in store $size"
-    fetch F "omni=$cookie"
-    [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm F body is not 10240 bytes (injected?)"
-    if grep -qi '^set-cookie' "$hdr"; then
-        cat "$hdr" >&2
-        die "$cfg: arm F answered with Set-Cookie: the minted cookie was not accepted"
+    if has_arm "A'"; then
+        fetch "A'" "omni=$cookie"
+        grep -q '<div>x</div></body>' "$body" || die "$cfg: arm A' has no sub_filter insertion"
     fi
-    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
-    v1=$(wait_touch "$cfg" "$st" "$id" "$v0" F)
-    log "$cfg: verified: arm F cookie accepted, no Set-Cookie, profile $id visits $v0 -> $v1"
+
+    if has_arm off; then
+        fetch off "omni=$cookie"
+        grep -qi '^set-cookie' "$hdr" && die "$cfg: arm off (omni off in location) sent Set-Cookie"
+    fi
+
+    if has_arm F; then
+        v0=$(profile_field "$st" "$id" visits)
+        [ -n "$v0" ] || die "$cfg: profile $id not found in store $size"
+        fetch F "omni=$cookie"
+        [ "$(wc -c < "$body")" = 10240 ] || die "$cfg: arm F body is not 10240 bytes (injected?)"
+        if grep -qi '^set-cookie' "$hdr"; then
+            cat "$hdr" >&2
+            die "$cfg: arm F answered with Set-Cookie: the minted cookie was not accepted"
+        fi
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+        v1=$(wait_touch "$cfg" "$st" "$id" "$v0" F)
+        log "$cfg: verified: arm F cookie accepted, no Set-Cookie, profile $id visits $v0 -> $v1"
+    fi
 
     # Arm B: a reserved profile outside the holdout, from an address near
-    # the Lisbon showroom (its first visit there: under the showroom's cap).
+    # the Lisbon showroom (its first visit there: under the showroom's cap
+    # of 5 a week, which B, Bc (twice: the cache entry, then a hit) and Bp
+    # stay under; C has its own store).
     bid=
     for j in 0 1 2 3 4 5; do
         bid=$(printf '%032x' $(( ${STORE_N[$size]} - 5 - 6 * k - j )))
@@ -744,52 +940,118 @@ verify() {   # cfg size reserve_index
         bline=
     done
     [ -n "$bline" ] || die "$cfg: no reserved profile outside the holdout"
-    v0=$(profile_field "$st" "$bid" visits)
-    [ -n "$v0" ] || die "$cfg: profile $bid not found in store $size"
-    fetch B "omni=${bline#* }" "$GEO_NEAR_IP"
-    cp "$body" "$B/raw/$cfg.verify-B.html"
-    if grep -qi '^set-cookie' "$hdr"; then
-        cat "$hdr" >&2
-        die "$cfg: arm B answered with Set-Cookie: the minted cookie was not accepted"
-    fi
-    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
-    got=$(perl -0777 -ne '
-        my @e;
-        # The hero marker replaced by a banner (any rule of the hero slot).
-        my ($hero) = m{</header>\n<div class="omni omni-([\w-]+)};
-        push @e, "no banner in the hero slot" unless $hero;
-        push @e, "the hero marker is still there" if /<!--omni:slot hero-->/;
-        # The showroom banner (geo: near Lisbon) in the aside slot.
-        push @e, "no showroom banner for an address near Lisbon (geo)"
-            unless m{<aside><div class="omni omni-showroom">.*Lisbon Baixa}s;
-        # The SUMMIT-PRO retargeting pixels, right before </body>.
-        my ($tail) = m{</footer>\n(.*)</body>}s;
-        push @e, "no retargeting pixel before </body>"
-            unless defined $tail
-                && $tail =~ m{<img src="https://ads\.example\.com/rt\?event=interest}
-                && $tail =~ m{<script async src="https://tags\.example\.com/retarget\.js};
-        print @e ? "FAIL: " . join("; ", @e) : "hero $hero, showroom, pixels";
-    ' "$body")
-    case $got in
-        FAIL*) die "$cfg: arm B: ${got#FAIL: } (response in $B/raw/$cfg.verify-B.html)" ;;
-    esac
-    grep -qi '^cache-control: private' "$hdr" || die "$cfg: arm B response not marked private"
-    v1=$(wait_touch "$cfg" "$st" "$bid" "$v0" B)
-    seq=$("$OMNICTL" --store "$st" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/')
-    tp=$("$OMNICTL" --store "$st" tail --after $((seq - 1)) --limit 1)
-    case $tp in
-        *"\"profileId\":\"$bid\""*"\"country\":\"PT\""*) ;;
-        *) die "$cfg: arm B: the last touchpoint is not the verified request with its country: $tp" ;;
-    esac
-    case $tp in
-        *showroom-invite*summit-retarget*|*summit-retarget*showroom-invite*) ;;
-        *) die "$cfg: arm B: the touchpoint does not list the shown rules: $tp" ;;
-    esac
-    log "$cfg: verified: arm B $got injected, profile $bid visits $v0 -> $v1, touchpoint with country PT"
 
-    fetch new "xxxx=$cookie"
-    grep -qi '^set-cookie: omni=' "$hdr" || die "$cfg: new visitor got no Set-Cookie"
-    OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+    # An injected page (B, Bc, Bp, C): a banner in the hero slot, the
+    # showroom banner (the geo lookup), the retargeting pixels before
+    # </body>, marked private, the cookie accepted.
+    check_injected() {   # arm
+        local got
+        cp "$body" "$B/raw/$cfg.verify-$1.html"
+        if grep -qi '^set-cookie' "$hdr"; then
+            cat "$hdr" >&2
+            die "$cfg: arm $1 answered with Set-Cookie: the minted cookie was not accepted"
+        fi
+        got=$(perl -0777 -ne '
+            my @e;
+            # The hero marker replaced by a banner (any rule of the hero slot).
+            my ($hero) = m{</header>\n<div class="omni omni-([\w-]+)};
+            push @e, "no banner in the hero slot" unless $hero;
+            push @e, "the hero marker is still there" if /<!--omni:slot hero-->/;
+            # The showroom banner (geo: near Lisbon) in the aside slot.
+            push @e, "no showroom banner for an address near Lisbon (geo)"
+                unless m{<aside><div class="omni omni-showroom">.*Lisbon Baixa}s;
+            # The SUMMIT-PRO retargeting pixels, right before </body>.
+            my ($tail) = m{</footer>\n(.*)</body>}s;
+            push @e, "no retargeting pixel before </body>"
+                unless defined $tail
+                    && $tail =~ m{<img src="https://ads\.example\.com/rt\?event=interest}
+                    && $tail =~ m{<script async src="https://tags\.example\.com/retarget\.js};
+            print @e ? "FAIL: " . join("; ", @e) : "hero $hero, showroom, pixels";
+        ' "$body")
+        case $got in
+            FAIL*) die "$cfg: arm $1: ${got#FAIL: } (response in $B/raw/$cfg.verify-$1.html)" ;;
+        esac
+        grep -qi '^cache-control: private' "$hdr" || die "$cfg: arm $1 response not marked private"
+        echo "$got"
+    }
+
+    # The touchpoint of a verified request: its profile, the country and
+    # the shown rules.
+    check_touchpoint() {   # arm store
+        local seq tp
+        seq=$("$OMNICTL" --store "$2" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/')
+        tp=$("$OMNICTL" --store "$2" tail --after $((seq - 1)) --limit 1)
+        case $tp in
+            *"\"profileId\":\"$bid\""*"\"country\":\"PT\""*) ;;
+            *) die "$cfg: arm $1: the last touchpoint is not the verified request with its country: $tp" ;;
+        esac
+        case $tp in
+            *showroom-invite*summit-retarget*|*summit-retarget*showroom-invite*) ;;
+            *) die "$cfg: arm $1: the touchpoint does not list the shown rules: $tp" ;;
+        esac
+    }
+
+    if has_arm B; then
+        v0=$(profile_field "$st" "$bid" visits)
+        [ -n "$v0" ] || die "$cfg: profile $bid not found in store $size"
+        fetch B "omni=${bline#* }" "$GEO_NEAR_IP"
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+        got=$(check_injected B)
+        v1=$(wait_touch "$cfg" "$st" "$bid" "$v0" B)
+        check_touchpoint B "$st"
+        log "$cfg: verified: arm B $got injected, profile $bid visits $v0 -> $v1, touchpoint with country PT"
+    fi
+
+    # The proxy_cache arms: the first request fills the cache, the second
+    # must be a hit (X-Cache: HIT) and answer the same page.
+    if has_arm Ac; then
+        fetch Ac "omni=$cookie"; fetch Ac "omni=$cookie"
+        grep -qi '^x-cache: HIT' "$hdr" || { cat "$hdr" >&2; die "$cfg: arm Ac: the second request is not a cache hit"; }
+        cmp -s "$body" "$B/html/page.html" || die "$cfg: arm Ac: the cached page differs from the page"
+    fi
+    if has_arm "A'c"; then
+        fetch "A'c" "omni=$cookie"; fetch "A'c" "omni=$cookie"
+        grep -qi '^x-cache: HIT' "$hdr" || die "$cfg: arm A'c: the second request is not a cache hit"
+        grep -q '<div>x</div></body>' "$body" || die "$cfg: arm A'c has no sub_filter insertion"
+    fi
+    if has_arm Bc; then
+        fetch Bc "omni=${bline#* }" "$GEO_NEAR_IP"
+        fetch Bc "omni=${bline#* }" "$GEO_NEAR_IP"
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 2 ))
+        grep -qi '^x-cache: HIT' "$hdr" || die "$cfg: arm Bc: the second request is not a cache hit"
+        got=$(check_injected Bc)
+        log "$cfg: verified: arm Bc (a proxy_cache hit) $got injected"
+    fi
+    if has_arm Ap; then
+        fetch Ap "omni=$cookie"
+        cmp -s "$body" "$B/html/page.html" || die "$cfg: arm Ap: the proxied page differs from the page"
+        grep -qi '^set-cookie' "$hdr" && die "$cfg: arm Ap (omni off) sent Set-Cookie"
+    fi
+    if has_arm Bp; then
+        fetch Bp "omni=${bline#* }" "$GEO_NEAR_IP"
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+        got=$(check_injected Bp)
+        log "$cfg: verified: arm Bp (proxied) $got injected"
+    fi
+
+    # Arm C on its own copy of the store: the same page, and its
+    # touchpoint (written by its timer) in its store's feed.
+    if has_arm C; then
+        fetch C "omni=${bline#* }" "$GEO_NEAR_IP"
+        C_REQS[$cfg]=$(( ${C_REQS[$cfg]:-0} + 1 ))
+        got=$(check_injected C)
+        sleep 0.5
+        check_touchpoint C "$st-c"
+        log "$cfg: verified: arm C $got injected, touchpoint with country PT in its store"
+        grep -E '\[(error|crit|alert|emerg)\].*omnic' "$B/logs/$cfg.error.log" >&2 \
+            && die "$cfg: arm C logged errors"
+    fi
+
+    if has_arm new; then
+        fetch new "xxxx=$cookie"
+        grep -qi '^set-cookie: omni=' "$hdr" || die "$cfg: new visitor got no Set-Cookie"
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+    fi
 
     if grep -q 'refused' "$B/logs/$cfg.error.log"; then
         grep 'refused' "$B/logs/$cfg.error.log" >&2
@@ -797,24 +1059,60 @@ verify() {   # cfg size reserve_index
     fi
 }
 
+# B against C (issue 10 part 4): for the first COMPARE visitors of the
+# cookie file, each with its address as wrk.lua pairs them, C's and B's
+# responses must be byte-identical (body, and the headers the rules set
+# or the injection changes).  Run before any measured request, when both
+# stores hold the same records.  A difference stops the bench, with both
+# responses in build/bench/raw/.
+compare_bc() {   # cfg
+    local cfg=$1 i n=0 same=0 nips id value ip hb hc ob oc
+    nips=$(wc -l < "$IPS_FILE")
+    hb=$B/raw/$cfg.cmp-B.hdr; hc=$B/raw/$cfg.cmp-C.hdr
+    ob=$B/raw/$cfg.cmp-B.html; oc=$B/raw/$cfg.cmp-C.html
+    hdrs() { grep -iE '^(content-type|cache-control|x-omni-[a-z-]+|set-cookie|content-length):' "$1" | tr -d '\r' | sort -f; }
+    while read -r id value; do
+        [ "$n" -lt "$COMPARE" ] || break
+        n=$((n + 1))
+        ip=$(sed -n "$(( (n - 1) % nips + 1 ))p" "$IPS_FILE")
+        for arm in C B; do
+            curl -sS --max-time 5 -o "$B/raw/$cfg.cmp-$arm.html" -D "$B/raw/$cfg.cmp-$arm.hdr" \
+                -H "Cookie: omni=$value" -H "User-Agent: $BROWSER_UA" \
+                -H "X-Forwarded-For: $ip" "$(arm_url $arm)" \
+                || die "$cfg: compare: curl to arm $arm failed"
+        done
+        C_REQS[$cfg]=$(( ${C_REQS[$cfg]:-0} + 1 ))
+        OMNI_REQS[$cfg]=$(( ${OMNI_REQS[$cfg]:-0} + 1 ))
+        if ! cmp -s "$ob" "$oc" || [ "$(hdrs "$hb")" != "$(hdrs "$hc")" ]; then
+            diff <(hdrs "$hb"; cat "$ob") <(hdrs "$hc"; cat "$oc") | head -20 >&2
+            die "$cfg: compare: B and C answer visitor $id (address $ip) differently (B: $ob, C: $oc)"
+        fi
+        same=$((same + 1))
+    done < "$COOKIE_FILE"
+    echo "- $cfg: B and C answered $same of $n sampled visitors byte-identically (body, Content-Type, Cache-Control, X-Omni-* headers)" >> "$B/data/compare.md"
+    log "$cfg: compare: B and C byte-identical for $same of $n visitors"
+}
+
 # After arm B's measured runs: its last touchpoints in the feed show that
 # the measured requests ran the full path, not just the verified one: each
 # lists the SUMMIT-PRO retargeting rule (pixels injected) and, when the
 # client address is in the database (~96%), the country (geo looked up).
-feed_check() {   # cfg size
-    local cfg=$1 st=${STORE_DIR[$2]} seq out n geo px
+feed_check() {   # cfg size [arm]  (arm C: its own store)
+    local cfg=$1 st=${STORE_DIR[$2]} arm=${3:-B} seq out n geo px path='/b[cp]?/'
+    # The module's full-path arms (B, Bc, Bp) share its store; C has its own.
+    if [ "$arm" = C ]; then st=$st-c; path=/c/; fi
     sleep 1    # the writer's last batch
     seq=$("$OMNICTL" --store "$st" stat | perl -ne 'print $1 if /"last_seq":\s*(\d+)/')
     out=$("$OMNICTL" --store "$st" tail --after $((seq > 20000 ? seq - 20000 : 0)) --limit 20000 \
-          | perl -ne 'next unless m{"path":"/b/page\.html"};
+          | P=$path perl -ne 'next unless m{"path":"$ENV{P}page\.html"};
                       $n++; $g++ if /"country":"[A-Z]{2}"/; $p++ if /"summit-retarget"/;
                       END { printf "%d %d %d\n", $n, $g, $p }')
     read -r n geo px <<< "$out"
-    [ "$n" -gt 0 ] || die "$cfg: no arm B touchpoint among the last 20,000 of the feed"
-    echo "- $cfg: of the last $n arm-B touchpoints, $((100 * px / n))% list the retargeting rule (pixels), $((100 * geo / n))% carry a country (geo lookup)" >> "$B/data/feed.md"
-    log "$cfg: feed: $n arm B touchpoints, $px with the retargeting rule, $geo with a country"
-    [ $((100 * px / n)) -ge 99 ] || die "$cfg: only $px of $n arm B touchpoints list the retargeting rule"
-    [ $((100 * geo / n)) -ge 80 ] || die "$cfg: only $geo of $n arm B touchpoints carry a country: no geo lookup?"
+    [ "$n" -gt 0 ] || die "$cfg: no arm $arm touchpoint among the last 20,000 of the feed"
+    echo "- $cfg: of the last $n arm-$arm touchpoints, $((100 * px / n))% list the retargeting rule (pixels), $((100 * geo / n))% carry a country (geo lookup)" >> "$B/data/feed.md"
+    log "$cfg: feed: $n arm $arm touchpoints, $px with the retargeting rule, $geo with a country"
+    [ $((100 * px / n)) -ge 99 ] || die "$cfg: only $px of $n arm $arm touchpoints list the retargeting rule"
+    [ $((100 * geo / n)) -ge 80 ] || die "$cfg: only $geo of $n arm $arm touchpoints carry a country: no geo lookup?"
 }
 
 # Writer health after a graceful stop: build/bench/data/health.{md,tsv}.
@@ -838,7 +1136,7 @@ health() {   # cfg size
             my ($cfg, $tl, $elog) = @ARGV;
             open(my $t, "<", $tl) or exit;
             # Only requests to "omni on" arms queue touches.
-            my @w = grep { $_->[0] eq $cfg && $_->[3] =~ /^(B|F|new)$/ }
+            my @w = grep { $_->[0] eq $cfg && $_->[3] =~ /^(B|F|new|Bc|Bp)$/ }
                     map { chomp; [split /\t/] } <$t>;
             open(my $e, "<", $elog) or exit;
             my %n;
@@ -860,9 +1158,23 @@ health() {   # cfg size
     if [ -s "$B/data/drops-$cfg.txt" ]; then
         # (no measured arm at all when only warm-ups dropped: grep finds
         # nothing, which must not end the script under pipefail)
-        darms=$( { grep -oE 'round [0-9]+ (B|F|new):' \
+        darms=$( { grep -oE 'round [0-9]+ (B|F|new|Bc|Bp):' \
                        "$B/data/drops-$cfg.txt" || true; } \
                 | awk '{ sub(":", "", $3); print $3 }' | sort -u | paste -sd, -)
+    fi
+    # Arm C's writer: its "omnic: exit:" lines; every touch it was given
+    # must be in its store too, or C did less than B's work.
+    if [ -n "${C_REQS[$cfg]:-}" ]; then
+        local cc cd cf
+        read -r cc cd cf < <(perl -ne '
+            if (/omnic: exit: (\d+) touches committed, (\d+) dropped, (\d+) failed/) {
+                $c += $1; $d += $2; $f += $3 }
+            END { printf "%d %d %d\n", $c, $d, $f }' "$elog")
+        echo "- $cfg: arm C's writer committed $cc touches for ${C_REQS[$cfg]} requests answered, dropped $cd, failed $cf" >> "$B/data/c-health.md"
+        log "$cfg: arm C's writer: $cc committed, $cd dropped, $cf failed for ${C_REQS[$cfg]} requests"
+        if [ "$cd" != 0 ] || [ "$cf" != 0 ] || [ "$cc" -lt "${C_REQS[$cfg]}" ]; then
+            HEALTH_FAIL="$HEALTH_FAIL $cfg: arm C committed $cc touches for ${C_REQS[$cfg]} requests ($cd dropped, $cf failed);"
+        fi
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "${OMNI_REQS[$cfg]:-0}" \
         "$committed" "$dropped" "$failed" "$darms" >> "$B/data/health.tsv"
@@ -886,9 +1198,12 @@ run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     local cfg=$1 workers=$2 size=$3 k=$4 arms=$5 newphase=$6 r arm
     COOKIE_FILE=${STORE_COOKIES[$size]}
     CUR_STORE=${STORE_DIR[$size]}
-    write_conf "$cfg" "$workers" "$size"
+    write_conf "$cfg" "$workers" "$size" "$arms"
     start_nginx "$cfg" "$workers"
     verify "$cfg" "$size" "$k"
+    case " $arms " in
+        *" C "*) [ "$COMPARE" -gt 0 ] && has_arm B && compare_bc "$cfg" ;;
+    esac
 
     log "$cfg: warm-up ($WARM s per arm)"
     for arm in $arms; do wrk_run "$cfg" warm 0 "$arm" "$WARM" 0; done
@@ -896,12 +1211,13 @@ run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     for r in $(seq "$RUNS"); do
         for arm in $arms; do wrk_run "$cfg" core "$r" "$arm" "$DUR" 1; done
     done
-    feed_check "$cfg" "$size"
+    case " $arms " in *" B "*|*" Bc "*|*" Bp "*) feed_check "$cfg" "$size" B ;; esac
+    case " $arms " in *" C "*) feed_check "$cfg" "$size" C ;; esac
 
     # New visitors add one profile per request: measured after the other
     # arms so that the store size those saw is the nominal one, interleaved
     # with A of their own phase.
-    if [ "$newphase" = 1 ]; then
+    if [ "$newphase" = 1 ] && has_arm new; then
         wrk_run "$cfg" warm 0 new "$WARM" 0
         for r in $(seq "$RUNS"); do
             for arm in A new; do wrk_run "$cfg" new "$r" "$arm" "$DUR" 1; done
@@ -975,15 +1291,15 @@ for s in $SIZE_LIST; do
     # W2_SIZE may have been added only for the 2-worker run.
     if echo "$SIZES" | tr ' ' '\n' | grep -qx -- "$s"; then
         if [ "$s" = "$SMALLEST" ]; then
-            run_config "1w-$s" 1 "$s" 0 "A A' F B off" 1
+            run_config "1w-$s" 1 "$s" 0 "$(pick_arms "A A' F B off C Ac A'c Bc Ap Bp")" 1
         else
-            run_config "1w-$s" 1 "$s" 0 "A A' F B" 0
+            run_config "1w-$s" 1 "$s" 0 "$(pick_arms "A A' F B C Ac A'c Bc Ap Bp")" 0
         fi
         CONFIGS="$CONFIGS 1w-$s"
     fi
 done
 if [ "$W2" = 1 ]; then
-    run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "A A' F B" 0
+    run_config "2w-$W2_SIZE" 2 "$W2_SIZE" 1 "$(pick_arms "A A' F B")" 0
     CONFIGS="$CONFIGS 2w-$W2_SIZE"
 fi
 if [ "$EVENTS" = 1 ]; then
@@ -1026,8 +1342,14 @@ T1=$(date +%s)
     echo
     cat "$B/data/health.md"
     echo
-    cat "$B/data/feed.md"
+    cat "$B/data/feed.md" 2>/dev/null || true
     echo
+    if [ -s "$B/data/compare.md" ] || [ -s "$B/data/c-health.md" ]; then
+        echo "## Arm C (the OpenResty peer): correctness and touches"
+        echo
+        cat "$B/data/compare.md" "$B/data/c-health.md" 2>/dev/null
+        echo
+    fi
     [ -s "$B/data/drops.md" ] && { cat "$B/data/drops.md"; echo; }
     echo "\"writer committed\" is the sum of the workers' \"writer exit: N committed\" lines (the batch in flight and the queue flushed at exit included)."
 } > "$B/results.md"

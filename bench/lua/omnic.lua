@@ -467,7 +467,7 @@ function M.log()
                       d and d.rules, d and d.campaigns, g and g.country }
 end
 
-M.committed, M.dropped, M.failed = 0, 0, 0
+M.committed, M.dropped, M.failed, M.batches, M.batch_ms = 0, 0, 0, 0, 0
 
 local function be32(n)
     return string.char(bit.band(bit.rshift(n, 24), 255), bit.band(bit.rshift(n, 16), 255),
@@ -552,14 +552,19 @@ end
 writer_tick = function(premature)
     if nqueue == 0 then
         if premature then
-            ngx_log(ngx.NOTICE, format("omnic: writer exit: %d committed, %d dropped, %d failed",
-                                       M.committed, M.dropped, M.failed))
+            ngx_log(ngx.NOTICE, format("omnic: exit: %d touches committed, %d dropped, %d failed, %d batches in %.0f ms",
+                                       M.committed, M.dropped, M.failed, M.batches, M.batch_ms))
         end
         return
     end
     local batch, n = queue, nqueue
     queue, nqueue = {}, 0
+    ngx.update_time()
+    local t0 = ngx_now()
     local ok, err = pcall(flush, batch, n)
+    ngx.update_time()
+    M.batches = M.batches + 1
+    M.batch_ms = M.batch_ms + (ngx_now() - t0) * 1000
     if ok then
         M.committed = M.committed + n
         pending = {}     -- the store has them now
@@ -568,8 +573,8 @@ writer_tick = function(premature)
         ngx_log(ERR, "omnic: writer: ", err)
     end
     if premature then
-        ngx_log(ngx.NOTICE, format("omnic: writer exit: %d committed, %d dropped, %d failed",
-                                   M.committed, M.dropped, M.failed))
+        ngx_log(ngx.NOTICE, format("omnic: exit: %d touches committed, %d dropped, %d failed, %d batches in %.0f ms",
+                                   M.committed, M.dropped, M.failed, M.batches, M.batch_ms))
     end
 end
 

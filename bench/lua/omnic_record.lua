@@ -47,17 +47,21 @@ local function ru16() if O + 2 > E then O = E; return 0 end O = O + 2; return u1
 local function ru32() if O + 4 > E then O = E; return 0 end O = O + 4; return u32(P, O - 4) end
 local function rf64() if O + 8 > E then O = E; return 0 end O = O + 8; return f64(P, O - 8) end
 
--- Calls fn(p, item_start, item_end) for every item of a section.
-local function items(view, t, fn)
+-- Items of a section: `local p, o, e = sect(view, T)`, then
+-- `o, ie = item(p, o, e)` gives each item's bounds (nil at the end).  No
+-- closures: LuaJIT 2.1 does not compile their creation (FNEW), and a
+-- closure per section per request would keep the hot path interpreted.
+local function sect(view, t)
     local s = view.sec[t]
-    if not s then return end
-    local p, o, e = view.p, s[1], s[1] + s[2]
-    while o + 2 <= e do
-        local n = u16(p, o)
-        if o + 2 + n > e then return end
-        fn(p, o + 2, o + 2 + n)
-        o = o + 2 + n
-    end
+    if not s then return nil, 0, 0 end
+    return view.p, s[1], s[1] + s[2]
+end
+local function item(p, o, e)
+    if not p or o + 2 > e then return nil end
+    local ie = o + 2 + u16(p, o)
+    if ie > e then return nil end
+    cursor(p, o + 2, ie)
+    return ie
 end
 
 local View = {}
@@ -97,7 +101,9 @@ function View:segments()
     local s = self._seg
     if s then return s end
     s = {}
-    items(self, S_SEGMENTS, function(p, o, e) s[(cursor(p, o, e) or rstr())] = true end)
+    local p, o, e = sect(self, S_SEGMENTS)
+    local ie = item(p, o, e)
+    while ie do s[rstr()] = true; ie = item(p, ie, e) end
     self._seg = s
     return s
 end
@@ -106,11 +112,13 @@ function View:attrs()
     local a = self._attr
     if a then return a end
     a = {}
-    items(self, S_ATTRS, function(p, o, e)
-        cursor(p, o, e)
+    local p, o, e = sect(self, S_ATTRS)
+    local ie = item(p, o, e)
+    while ie do
         local k, t = rstr(), ru8()
         if t == 1 then a[k] = rstr() elseif t == 2 then a[k] = rf64() end
-    end)
+        ie = item(p, ie, e)
+    end
     self._attr = a
     return a
 end
@@ -119,9 +127,13 @@ end
 function View:account()
     if self._acct ~= nil then return self._acct end
     local acct = false
-    items(self, S_ALIASES, function(p, o, e)
-        if o < e and (p[o] == 117 or p[o] == 101) then acct = true end
-    end)
+    local p, o, e = sect(self, S_ALIASES)
+    local ie = item(p, o, e)
+    while ie do
+        local k = ru8()
+        if k == 117 or k == 101 then acct = true end
+        ie = item(p, ie, e)
+    end
     self._acct = acct
     return acct
 end
@@ -130,14 +142,17 @@ function View:cart()
     local c = self._cart
     if c then return c end
     c = { updated_at = 0, lines = {} }
-    local first = true
-    items(self, S_CART, function(p, o, e)
-        cursor(p, o, e)
-        if first then first = false; c.updated_at = ru32(); return end
-        c.lines[#c.lines + 1] = { sku = rstr(), name = rstr(),
-            category = rstr(), qty = ru32(), price = rf64(),
-            url = rstr(), image = rstr() }
-    end)
+    local p, o, e = sect(self, S_CART)
+    local ie = item(p, o, e)
+    if ie then c.updated_at = ru32(); ie = item(p, ie, e) end
+    while ie do
+        local sku, name, cat = rstr(), rstr(), rstr()
+        local qty, price = ru32(), rf64()
+        local url, image = rstr(), rstr()
+        c.lines[#c.lines + 1] = { sku = sku, name = name, category = cat,
+            qty = qty, price = price, url = url, image = image }
+        ie = item(p, ie, e)
+    end
     self._cart = c
     return c
 end
@@ -146,11 +161,15 @@ function View:purchases()
     local l = self._pur
     if l then return l end
     l = {}
-    items(self, S_PURCHASES, function(p, o, e)
-        cursor(p, o, e)
-        l[#l + 1] = { sku = rstr(), order_id = rstr(), channel = ru8(),
-            time = ru32(), category = rstr(), price = rf64(), qty = ru32() }
-    end)
+    local p, o, e = sect(self, S_PURCHASES)
+    local ie = item(p, o, e)
+    while ie do
+        local sku, oid, ch, t = rstr(), rstr(), ru8(), ru32()
+        local cat, price, qty = rstr(), rf64(), ru32()
+        l[#l + 1] = { sku = sku, order_id = oid, channel = ch, time = t,
+                      category = cat, price = price, qty = qty }
+        ie = item(p, ie, e)
+    end
     self._pur = l
     return l
 end
@@ -159,11 +178,13 @@ function View:views()
     local l = self._views
     if l then return l end
     l = {}
-    items(self, S_VIEWS, function(p, o, e)
-        cursor(p, o, e)
-        l[#l + 1] = { sku = rstr(), category = rstr(), time = ru32(),
-                      price = rf64() }
-    end)
+    local p, o, e = sect(self, S_VIEWS)
+    local ie = item(p, o, e)
+    while ie do
+        local sku, cat, t, price = rstr(), rstr(), ru32(), rf64()
+        l[#l + 1] = { sku = sku, category = cat, time = t, price = price }
+        ie = item(p, ie, e)
+    end
     self._views = l
     return l
 end
@@ -172,11 +193,13 @@ function View:events()
     local m = self._ev
     if m then return m end
     m = {}
-    items(self, S_EVENTS, function(p, o, e)
-        cursor(p, o, e)
-        local name = rstr()
-        m[name] = { count = ru32(), last = ru32() }
-    end)
+    local p, o, e = sect(self, S_EVENTS)
+    local ie = item(p, o, e)
+    while ie do
+        local name, count, last = rstr(), ru32(), ru32()
+        m[name] = { count = count, last = last }
+        ie = item(p, ie, e)
+    end
     self._ev = m
     return m
 end
@@ -186,14 +209,15 @@ function View:impressions()
     local m = self._imp
     if m then return m end
     m = {}
-    items(self, S_IMPRESSIONS, function(p, o, e)
-        cursor(p, o, e)
-        local c = { campaign = rstr(), total = ru32(), last = ru32() }
+    local p, o, e = sect(self, S_IMPRESSIONS)
+    local ie = item(p, o, e)
+    while ie do
+        local name, total, last = rstr(), ru32(), ru32()
         local b, n = {}, ru8()
         for i = 1, n do b[2 * i - 1] = ru32(); b[2 * i] = ru16() end
-        c.buckets = b
-        m[c.campaign] = c
-    end)
+        m[name] = { campaign = name, total = total, last = last, buckets = b }
+        ie = item(p, ie, e)
+    end
     self._imp = m
     return m
 end

@@ -33,30 +33,31 @@ local MSG = ffi.new("uint8_t[?]", 160)
 local MSG64 = ffi.cast("const uint64_t *", MSG)
 local function rotl(x, b) return bor(lshift(x, b), rshift(x, 64 - b)) end
 
+local v0, v1, v2, v3
+local function sipround()
+    v0 = v0 + v1; v1 = rotl(v1, 13); v1 = bxor(v1, v0); v0 = rotl(v0, 32)
+    v2 = v2 + v3; v3 = rotl(v3, 16); v3 = bxor(v3, v2)
+    v0 = v0 + v3; v3 = rotl(v3, 21); v3 = bxor(v3, v0)
+    v2 = v2 + v1; v1 = rotl(v1, 17); v1 = bxor(v1, v2); v2 = rotl(v2, 32)
+end
+
 local function siphash(s)
     local len = #s
+    if len > 150 then error("omnic: experiment id too long") end
     ffi.fill(MSG, 160)
     ffi.copy(MSG, s, len)
     local nw = floor(len / 8)
     MSG[nw * 8 + 7] = len % 256
-    local v0 = bxor(K0, 0x736f6d6570736575ULL)
-    local v1 = bxor(K1, 0x646f72616e646f6dULL)
-    local v2 = bxor(K0, 0x6c7967656e657261ULL)
-    local v3 = bxor(K1, 0x7465646279746573ULL)
-    local function rounds(n)
-        for _ = 1, n do
-            v0 = v0 + v1; v1 = rotl(v1, 13); v1 = bxor(v1, v0); v0 = rotl(v0, 32)
-            v2 = v2 + v3; v3 = rotl(v3, 16); v3 = bxor(v3, v2)
-            v0 = v0 + v3; v3 = rotl(v3, 21); v3 = bxor(v3, v0)
-            v2 = v2 + v1; v1 = rotl(v1, 17); v1 = bxor(v1, v2); v2 = rotl(v2, 32)
-        end
-    end
+    v0 = bxor(K0, 0x736f6d6570736575ULL)
+    v1 = bxor(K1, 0x646f72616e646f6dULL)
+    v2 = bxor(K0, 0x6c7967656e657261ULL)
+    v3 = bxor(K1, 0x7465646279746573ULL)
     for i = 0, nw do
         local m = MSG64[i]
-        v3 = bxor(v3, m); rounds(2); v0 = bxor(v0, m)
+        v3 = bxor(v3, m); sipround(); sipround(); v0 = bxor(v0, m)
     end
     v2 = bxor(v2, 0xffULL)
-    rounds(4)
+    sipround(); sipround(); sipround(); sipround()
     return bxor(bxor(v0, v1), bxor(v2, v3))
 end
 
@@ -540,6 +541,8 @@ end
 
 -- ------------------------------------------------------------ the set
 
+M._R = {}
+
 function M.compile(t)
     M.selftest()
     local set = { catalog = t.catalog or {}, holdout = t.holdout, rules = {} }
@@ -606,13 +609,15 @@ function M.decide(set, ctx)
     local rules, camps = {}, {}
     local any = false
     local rs = set.rules
+    -- One binding table for every rule (no table per rule per request).
+    local R = M._R
     for i = 1, #rs do
         local r = rs[i]
         local banner = r.banner
         if r.enabled and not (banner and slots[banner.slot])
            and not (not banner and no_ads and r.pixels and not r.headers)
            and (not r.start or now >= r.start) and (not r.stop or now < r.stop) then
-            local R = { rule = r }
+            R.rule, R.viewed, R.purchased, R.store, R.distance = r, nil, nil, nil, nil
             if r.test(ctx, R) and eligible(r, ctx) then
                 any = true
                 if banner then slots[banner.slot] = render(banner.html, R, ctx, set) end
