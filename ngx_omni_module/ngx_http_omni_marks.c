@@ -60,18 +60,23 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
     omni_scan_type_e        type;
     const u_char           *p, *end;
     ngx_http_omni_mark_t   *m;
-    ngx_http_omni_marks_t  *mk;
+    ngx_http_omni_marks_t  *mk, *small;
 
     mk = ngx_calloc(sizeof(ngx_http_omni_marks_t)
                     + NGX_HTTP_OMNI_MARKS_EVENTS
-                      * sizeof(ngx_http_omni_mark_t)
-                    + NGX_HTTP_OMNI_MARKS_READ, r->connection->log);
+                      * sizeof(ngx_http_omni_mark_t), r->connection->log);
     if (mk == NULL) {
         return NULL;
     }
 
     mk->marks = (ngx_http_omni_mark_t *) (mk + 1);
-    buf = (u_char *) (mk->marks + NGX_HTTP_OMNI_MARKS_EVENTS);
+
+    /* the read buffer lives only for the scan */
+    buf = ngx_alloc(NGX_HTTP_OMNI_MARKS_READ, r->connection->log);
+    if (buf == NULL) {
+        ngx_free(mk);
+        return NULL;
+    }
 
     mk->dev = fi->st_dev;
     mk->ino = ngx_file_uniq(fi);
@@ -89,6 +94,7 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
     for (off = from; off < mk->size; off += n) {
         n = ngx_read_file(file, buf, NGX_HTTP_OMNI_MARKS_READ, off);
         if (n == NGX_ERROR || n == 0) {
+            ngx_free(buf);
             ngx_free(mk);
             return NULL;
         }
@@ -127,7 +133,42 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
         }
     }
 
-    return mk;
+    ngx_free(buf);
+
+    /* keep only the marks found: most pages have a handful */
+    small = ngx_alloc(sizeof(ngx_http_omni_marks_t)
+                      + mk->nmarks * sizeof(ngx_http_omni_mark_t),
+                      r->connection->log);
+    if (small == NULL) {
+        return mk;
+    }
+
+    ngx_memcpy(small, mk, sizeof(ngx_http_omni_marks_t)
+                          + mk->nmarks * sizeof(ngx_http_omni_mark_t));
+    small->marks = (ngx_http_omni_mark_t *) (small + 1);
+    ngx_free(mk);
+
+    return small;
+}
+
+
+/* Worker exit: the cache goes (valgrind checks every block). */
+void
+ngx_http_omni_marks_exit(void)
+{
+    ngx_queue_t  *q;
+
+    if (ngx_http_omni_marks_lru.next == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_omni_marks_lru)) {
+        q = ngx_queue_head(&ngx_http_omni_marks_lru);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_omni_marks_t, lru));
+    }
+
+    ngx_http_omni_marks_n = 0;
 }
 
 

@@ -570,6 +570,7 @@ ngx_http_omni_exit_process(ngx_cycle_t *cycle)
     /* Flush queued touchpoints first: the writer needs the store. */
     ngx_http_omni_writer_exit(cycle);
     ngx_http_omni_geo_exit_worker(cycle);
+    ngx_http_omni_marks_exit();
     ngx_http_omni_rules_exit_worker(cycle);
     ngx_http_omni_store_exit_worker(cycle);
 }

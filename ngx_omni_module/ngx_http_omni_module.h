@@ -490,6 +490,7 @@ ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_buf_t **last);
 ngx_int_t ngx_http_omni_file_buf(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_buf_t *in, ngx_buf_t **last);
+void ngx_http_omni_marks_exit(void);
 
 ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_events_consent(ngx_http_request_t *r,
