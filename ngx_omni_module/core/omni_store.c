@@ -881,6 +881,16 @@ omni_wtxn_commit(omni_wtxn_t *w)
     unsigned char  salt[sizeof(w->salt)];
 
     st = w->st;
+
+    /* one write of the next touchpoint number for all the appends */
+    if (w->tp_dirty) {
+        rc = omni_wtxn_put_meta_u64(w, "tp_next", w->next_seq);
+        if (rc != OMNI_OK) {
+            omni_wtxn_abort(w);
+            return rc;
+        }
+    }
+
     publish = w->seen_open && !st->has_seen;
     publish_merged = w->merged_open && !st->has_merged;
     publish_forgotten = w->forgotten_open && !st->has_forgotten;

@@ -67,6 +67,7 @@ struct omni_wtxn_s {
     omni_store_t  *st;
     MDB_txn       *txn;
     uint64_t       next_seq;        /* 0: not looked up yet */
+    unsigned       tp_dirty:1;      /* next_seq moved: meta at commit */
     /* seen and seen_age opened by this transaction: published to the
        handle on commit, closed by LMDB on abort */
     MDB_dbi        seen;

@@ -639,7 +639,10 @@ omni_wtxn_append_touchpoint(omni_wtxn_t *w, const unsigned char *pid,
 
     w->next_seq++;
 
-    return omni_wtxn_put_meta_u64(w, "tp_next", w->next_seq);
+    /* meta "tp_next" is written once, at commit (omni_wtxn_commit()) */
+    w->tp_dirty = 1;
+
+    return OMNI_OK;
 }
 
 
