@@ -1035,8 +1035,9 @@ verify() {   # cfg size reserve_index
     fi
 
     # Arm C on its own copy of the store: the same page, and its
-    # touchpoint (written by its timer) in its store's feed.
-    if has_arm C; then
+    # touchpoint (written by its timer) in its store's feed.  Only where
+    # this configuration runs C (the 2-worker one does not).
+    if has_arm C && [[ " $CUR_ARMS " == *" C "* ]]; then
         fetch C "omni=${bline#* }" "$GEO_NEAR_IP"
         C_REQS[$cfg]=$(( ${C_REQS[$cfg]:-0} + 1 ))
         got=$(check_injected C)
@@ -1198,6 +1199,7 @@ run_config() {   # cfg workers size reserve_index "core arms" new_phase(0|1)
     local cfg=$1 workers=$2 size=$3 k=$4 arms=$5 newphase=$6 r arm
     COOKIE_FILE=${STORE_COOKIES[$size]}
     CUR_STORE=${STORE_DIR[$size]}
+    CUR_ARMS=$arms
     write_conf "$cfg" "$workers" "$size" "$arms"
     start_nginx "$cfg" "$workers"
     verify "$cfg" "$size" "$k"

@@ -363,3 +363,30 @@ ngx_http_omni_fresh_visitor(ngx_http_request_t *r)
 
     return NGX_OK;
 }
+
+
+/* Whether the log phase must read the visitor's profile for its consent. */
+ngx_uint_t
+ngx_http_omni_consent_needs_profile(ngx_http_request_t *r)
+{
+    ngx_uint_t                 refused;
+    omni_store_t              *st;
+    ngx_http_omni_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
+
+    if (olcf->consent_model == NGX_HTTP_OMNI_OPT_IN) {
+        return 1;
+    }
+
+    st = ngx_http_omni_worker_store();
+
+    if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        return 1;
+    }
+
+    refused = omni_store_consent_refused(st);
+    omni_store_read_end(st);
+
+    return refused;
+}

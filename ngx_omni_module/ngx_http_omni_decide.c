@@ -349,8 +349,9 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     reading = 0;
 
     /*
-     * The profile is read whenever there is one, even for rules that do
-     * not look at it: the consent it states decides what may be shown.
+     * The profile is read when the rules look at it, and also when the
+     * consent it may state decides what may be shown: under opt-in, or
+     * once some visitor refused something (omni_store_consent_refused()).
      */
     if (st && (ctx->identity == NGX_HTTP_OMNI_ID_COOKIE
                || ctx->identity == NGX_HTTP_OMNI_ID_TOKEN))
@@ -361,7 +362,11 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         } else {
             reading = 1;
 
-            if (ngx_http_omni_lookup(r, ctx, st, &rec) == OMNI_OK) {
+            if (((needs & (OMNI_NEED_PROFILE | OMNI_NEED_PID))
+                 || olcf->consent_model == NGX_HTTP_OMNI_OPT_IN
+                 || omni_store_consent_refused(st))
+                && ngx_http_omni_lookup(r, ctx, st, &rec) == OMNI_OK)
+            {
                 ev.rec = &rec;
             }
         }

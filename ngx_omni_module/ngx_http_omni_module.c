@@ -697,9 +697,15 @@ ngx_http_omni_log_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 {
     uint32_t  c;
 
-    /* the profile's stated consent, unless the decision read it */
+    /*
+     * The profile's stated consent, unless the decision read it: under
+     * opt-in always; under opt-out only once some visitor refused
+     * something (a meta flag, one small read), so the common request
+     * reads no profile here.
+     */
     if (!ctx->resolved && ctx->identity != NGX_HTTP_OMNI_ID_NEW
-        && ngx_http_omni_worker_store())
+        && ngx_http_omni_worker_store()
+        && ngx_http_omni_consent_needs_profile(r))
     {
         (void) ngx_http_omni_resolve(r, ctx);
     }

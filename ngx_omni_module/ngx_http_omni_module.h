@@ -482,6 +482,7 @@ ngx_uint_t ngx_http_omni_consent_allows(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_omni_fresh_visitor(ngx_http_request_t *r);
+ngx_uint_t ngx_http_omni_consent_needs_profile(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
     ngx_http_omni_filter_ctx_t *fctx, u_char *data, size_t len,

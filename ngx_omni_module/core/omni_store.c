@@ -1033,7 +1033,48 @@ omni_wtxn_put_record(omni_wtxn_t *w, const omni_profile_t *p)
         return omni_store_fail(w->st, "mdb_put(profiles) failed", rc);
     }
 
+    /*
+     * Some visitor refused a purpose: from now on the request path must
+     * read each visitor's consent (omni_store_consent_refused()).  Until
+     * then, under opt-out, it need not read a profile just to learn that
+     * nothing was refused.
+     */
+    if ((p->consent & OMNI_CONSENT_SET) && !w->st->refusal_known
+        && (p->consent & OMNI_CONSENT_PURPOSES)
+           != OMNI_CONSENT_PURPOSES)
+    {
+        key.mv_data = (void *) "consent_refused";
+        key.mv_size = sizeof("consent_refused") - 1;
+        val.mv_data = (void *) "1";
+        val.mv_size = 1;
+
+        rc = mdb_put(w->txn, w->st->meta, &key, &val, 0);
+        if (rc != 0) {
+            return omni_store_fail(w->st, "mdb_put(meta) failed", rc);
+        }
+
+        /* a handle may write it again after an abort: harmless */
+        w->st->refusal_known = 1;
+    }
+
     return OMNI_OK;
+}
+
+
+int
+omni_store_consent_refused(omni_store_t *st)
+{
+    MDB_val  key, val;
+
+    if (st->rtxn == NULL) {
+        return 1;
+    }
+
+    key.mv_data = (void *) "consent_refused";
+    key.mv_size = sizeof("consent_refused") - 1;
+
+    /* a store that cannot tell is read as "yes": read the consent */
+    return mdb_get(st->rtxn, st->meta, &key, &val) != MDB_NOTFOUND;
 }
 
 

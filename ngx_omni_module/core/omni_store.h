@@ -268,6 +268,14 @@ int omni_wtxn_get_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
  */
 int omni_wtxn_expire_anonymous(omni_wtxn_t *w, uint32_t before,
     unsigned budget, unsigned char *from, unsigned *expired);
+/*
+ * Whether any profile ever stated a refusal of some purpose (meta
+ * "consent_refused", written by the write that stored it), in the open
+ * read window; 1 when it cannot tell.  Under opt-out, a request whose
+ * visitor states nothing needs no profile read to know what it may
+ * record while this is 0.
+ */
+int omni_store_consent_refused(omni_store_t *st);
 /* Whether any tombstone exists (a batch then checks its touches). */
 int omni_wtxn_has_tombstones(omni_wtxn_t *w);
 

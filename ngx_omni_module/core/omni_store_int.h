@@ -54,6 +54,7 @@ struct omni_store_s {
     int           has_forgotten;
     int           has_salt;
     unsigned char salt[32];         /* meta "salt": keyed hashes */
+    int           refusal_known;    /* meta "consent_refused" written */
     MDB_txn      *rtxn;             /* the reusable read transaction */
     unsigned      readonly:1;
     char          path[4096];
