@@ -381,7 +381,7 @@ map_bytes() {
 }
 
 write_conf() {    # cfg workers size arms
-    local cfg=$1 workers=$2 size=$3 arms=" $4 " aff lua_load= lua_http= lua_loc=
+    local cfg=$1 workers=$2 size=$3 arms=" ${4:-} " aff lua_load= lua_http= lua_loc=
     if [ "$workers" = 1 ]; then aff=01; else aff="01 10"; fi
     # Arm C: lua-nginx-module, only in configurations that run it.
     if [ "${arms/ C /}" != "$arms" ]; then
