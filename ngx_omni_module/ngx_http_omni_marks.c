@@ -40,7 +40,20 @@ typedef struct {
     ngx_uint_t                  nmarks;
     ngx_uint_t                  overflow;   /* too many: memory path */
     ngx_http_omni_mark_t       *marks;
+
+    /*
+     * A small page's bytes, read once for the scan anyway: responses
+     * send memory buffers pointing here (one writev instead of a
+     * sendfile per range).  refs counts the requests sending from it; an
+     * entry evicted while referenced is freed by the last of them.
+     */
+    u_char                     *content;    /* [from, size), or NULL */
+    ngx_uint_t                  refs;
+    ngx_uint_t                  evicted;
 } ngx_http_omni_marks_t;
+
+/* pages up to this size are kept in memory (one read covers them) */
+#define NGX_HTTP_OMNI_MARKS_INLINE  NGX_HTTP_OMNI_MARKS_READ
 
 
 static ngx_queue_t  ngx_http_omni_marks_lru;
@@ -103,6 +116,16 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
         end = buf + n;
         base = off;
 
+        /* the whole page in this one piece: keep it */
+        if (off == from && mk->size - from <= NGX_HTTP_OMNI_MARKS_INLINE
+            && (off_t) n == mk->size - from)
+        {
+            mk->content = ngx_alloc(n, r->connection->log);
+            if (mk->content) {
+                ngx_memcpy(mk->content, buf, n);
+            }
+        }
+
         for ( ;; ) {
             type = omni_scan_next(&scan, &p, end, &ev);
 
@@ -152,6 +175,29 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
 }
 
 
+static void
+ngx_http_omni_marks_free(ngx_http_omni_marks_t *mk)
+{
+    if (mk->content) {
+        ngx_free(mk->content);
+    }
+
+    ngx_free(mk);
+}
+
+
+/* The end of a request that sent from mk->content. */
+static void
+ngx_http_omni_marks_release(void *data)
+{
+    ngx_http_omni_marks_t  *mk = data;
+
+    if (--mk->refs == 0 && mk->evicted) {
+        ngx_http_omni_marks_free(mk);
+    }
+}
+
+
 /* Worker exit: the cache goes (valgrind checks every block). */
 void
 ngx_http_omni_marks_exit(void)
@@ -165,7 +211,8 @@ ngx_http_omni_marks_exit(void)
     while (!ngx_queue_empty(&ngx_http_omni_marks_lru)) {
         q = ngx_queue_head(&ngx_http_omni_marks_lru);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_omni_marks_t, lru));
+        ngx_http_omni_marks_free(ngx_queue_data(q, ngx_http_omni_marks_t,
+                                                lru));
     }
 
     ngx_http_omni_marks_n = 0;
@@ -178,7 +225,7 @@ ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
 {
     ngx_queue_t            *q;
     ngx_file_info_t         fi;
-    ngx_http_omni_marks_t  *mk;
+    ngx_http_omni_marks_t  *mk, *old;
 
     if (ngx_http_omni_marks_lru.next == NULL) {
         ngx_queue_init(&ngx_http_omni_marks_lru);
@@ -215,8 +262,16 @@ ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
     if (ngx_http_omni_marks_n == NGX_HTTP_OMNI_MARKS_MAX) {
         q = ngx_queue_last(&ngx_http_omni_marks_lru);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_omni_marks_t, lru));
+        old = ngx_queue_data(q, ngx_http_omni_marks_t, lru);
         ngx_http_omni_marks_n--;
+
+        /* still being sent from: the last request frees it */
+        if (old->refs) {
+            old->evicted = 1;
+
+        } else {
+            ngx_http_omni_marks_free(old);
+        }
     }
 
     ngx_queue_insert_head(&ngx_http_omni_marks_lru, &mk->lru);
@@ -232,11 +287,20 @@ ngx_http_omni_emit_range(ngx_http_request_t *r,
     ngx_http_omni_filter_ctx_t *fctx, ngx_buf_t *in, off_t from, off_t to,
     ngx_buf_t **last)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl;
+    ngx_http_omni_marks_t  *mk;
 
     if (from >= to) {
         return NGX_OK;
+    }
+
+    mk = fctx->marks;
+
+    if (mk->content) {
+        /* the page's own bytes, kept: no read, no copy, one writev */
+        return ngx_http_omni_emit(r, fctx, mk->content + (from - mk->from),
+                                  (size_t) (to - from), 0, last);
     }
 
     cl = ngx_chain_get_free_buf(r->pool, &fctx->free);
@@ -275,6 +339,7 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     off_t                        pos, to;
     ngx_uint_t                   i, found;
     ngx_http_omni_slot_t        *slot;
+    ngx_pool_cleanup_t          *cln;
     ngx_http_omni_mark_t        *m;
     ngx_http_omni_marks_t       *mk;
     ngx_http_omni_filter_ctx_t  *fctx;
@@ -286,6 +351,17 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
         if (mk == NULL || mk->overflow) {
             return NGX_DECLINED;
+        }
+
+        if (mk->content) {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            mk->refs++;
+            cln->handler = ngx_http_omni_marks_release;
+            cln->data = mk;
         }
 
         fctx->marks = mk;

@@ -159,3 +159,58 @@ for (1 .. 3) {
 }
 --- no_error_log
 [error]
+
+=== TEST 4: a page over 64 KB goes out by sendfile ranges, a small one from the kept bytes; both equal the memory path; 600 files (more than the cache keeps) stay right
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- user_files
+>>> rules/r.json
+{"id": "hero", "banner": {"slot": "hero", "html": "<b>HERO</b>"},
+ "pixels": [{"img": "https://px.example/p.gif"}]}
+--- init
+mkdir "$OmniTest::PREFIX/html/p";
+for my $seed (1 .. 5) {
+    srand($seed);
+    my $page = ('z' x (70000 + int rand 200000)) . '<!--omni:slot hero-->'
+             . ('w' x int rand 100000) . '</body>' . ('v' x 1000);
+    open(my $fh, '>', "$OmniTest::PREFIX/html/p/big$seed.html") or die;
+    print $fh $page;
+    close $fh;
+}
+for my $i (1 .. 600) {
+    open(my $fh, '>', "$OmniTest::PREFIX/html/p/s$i.html") or die;
+    print $fh "<p>$i</p><!--omni:slot hero--><p>$i</p></body>";
+    close $fh;
+}
+--- config
+sendfile on;
+location /f/ { omni on; alias $TEST_NGINX_PREFIX/html/p/; }
+location /m/ {
+    omni on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_PORT/raw/;
+}
+location /raw/ { alias $TEST_NGINX_PREFIX/html/p/; }
+--- request
+GET /f/big1.html
+--- more_headers eval
+"Cookie: " . main::cookie()
+--- check
+for my $seed (1 .. 5) {
+    my $f = http_get("/f/big$seed.html", Cookie => main::cookie())->{content};
+    my $m = http_get("/m/big$seed.html", Cookie => main::cookie())->{content};
+    ok($f eq $m && $f =~ m{<b>HERO</b>.*<img [^>]*px\.example[^>]*></body>}s,
+       "big page $seed (" . length($f) . " bytes): file ranges = memory path");
+}
+my $bad = 0;
+for my $round (1 .. 2) {
+    for my $i (1 .. 600) {
+        my $c = http_get("/f/s$i.html", Cookie => main::cookie())->{content};
+        $bad++ unless $c eq "<p>$i</p><b>HERO</b><p>$i</p>"
+            . '<img src="https://px.example/p.gif" width="1" height="1" alt=""></body>';
+    }
+}
+is($bad, 0, '600 small files twice (the cache keeps 512): every answer right');
+--- no_error_log
+[error]
