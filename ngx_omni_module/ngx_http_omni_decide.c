@@ -362,7 +362,9 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         } else {
             reading = 1;
 
-            if (((needs & (OMNI_NEED_PROFILE | OMNI_NEED_PID))
+            /* caps and cooldowns count the profile's impressions too */
+            if (((needs & (OMNI_NEED_PROFILE | OMNI_NEED_PID
+                           | OMNI_NEED_CAPS))
                  || olcf->consent_model == NGX_HTTP_OMNI_OPT_IN
                  || omni_store_consent_refused(st))
                 && ngx_http_omni_lookup(r, ctx, st, &rec) == OMNI_OK)
