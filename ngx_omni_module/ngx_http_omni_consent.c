@@ -345,24 +345,15 @@ ngx_http_omni_fresh_visitor(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (omni_id_random(ctx->vid) != OMNI_OK) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "omni: RAND_bytes() failed");
-        return NGX_ERROR;
-    }
-
-    omni_id_hex(ctx->vid, (char *) ctx->vid_hex);
-    ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
-    ngx_memcpy(ctx->pid_hex, ctx->vid_hex, OMNI_ID_HEX_LEN);
-
-    ctx->identity = NGX_HTTP_OMNI_ID_NEW;
     ctx->resolved = 0;
     ctx->found = 0;
     ctx->consent_stored = 0;
-    ctx->set_cookie = 1;
 
-    return NGX_OK;
+    return ngx_http_omni_mint_visitor(r, ctx);
 }
+
+
+static ngx_uint_t  ngx_http_omni_refusal_seen;
 
 
 /* Whether the log phase must read the visitor's profile for its consent. */
@@ -379,6 +370,11 @@ ngx_http_omni_consent_needs_profile(ngx_http_request_t *r)
         return 1;
     }
 
+    /* the flag is never cleared: once seen, no more reads of it */
+    if (ngx_http_omni_refusal_seen) {
+        return 1;
+    }
+
     st = ngx_http_omni_worker_store();
 
     if (ngx_http_omni_read_begin(r, st) != NGX_OK) {
@@ -387,6 +383,8 @@ ngx_http_omni_consent_needs_profile(ngx_http_request_t *r)
 
     refused = omni_store_consent_refused(st);
     omni_store_read_end(st);
+
+    ngx_http_omni_refusal_seen = refused;
 
     return refused;
 }

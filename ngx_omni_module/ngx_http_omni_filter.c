@@ -232,7 +232,6 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     u_char                      *p, *end;
     ngx_int_t                    rc;
     ngx_buf_t                   *b, *last;
-    ngx_uint_t                   i, found;
     ngx_chain_t                 *cl;
     omni_scan_event_t            ev;
     omni_scan_type_e             type;
@@ -334,34 +333,17 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                 break;
 
             case OMNI_SCAN_SLOT:
-                found = 0;
-                slot = ctx->decision->slots.elts;
-
-                for (i = 0; i < ctx->decision->slots.nelts; i++) {
-                    if (slot[i].name.len == ev.name_len
-                        && ngx_strncmp(slot[i].name.data, ev.name,
-                                       ev.name_len) == 0
-                        && slot[i].html.len && !slot[i].placed)
-                    {
-                        found = 1;
-                        slot[i].placed = 1;
-
-                        if (ngx_http_omni_emit(r, fctx, slot[i].html.data,
-                                               slot[i].html.len, 0, &last)
-                            != NGX_OK)
-                        {
-                            return NGX_ERROR;
-                        }
-
-                        break;
-                    }
-                }
+                slot = ngx_http_omni_slot_take(ctx->decision,
+                                               (u_char *) ev.name,
+                                               ev.name_len);
 
                 /* No banner for it: the marker stays as it was. */
-                if (!found
-                    && ngx_http_omni_emit(r, fctx, (u_char *) ev.data,
-                                          ev.len, ev.from_hold, &last)
-                       != NGX_OK)
+                if ((slot
+                     ? ngx_http_omni_emit(r, fctx, slot->html.data,
+                                          slot->html.len, 0, &last)
+                     : ngx_http_omni_emit(r, fctx, (u_char *) ev.data,
+                                          ev.len, ev.from_hold, &last))
+                    != NGX_OK)
                 {
                     return NGX_ERROR;
                 }
@@ -435,6 +417,34 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return ngx_http_omni_output(r, fctx);
+}
+
+
+/*
+ * The slot a marker names, when the decision has a banner for it not
+ * placed yet (each slot's banner goes in once): marked placed.  The
+ * memory and the file paths both place banners through here.
+ */
+ngx_http_omni_slot_t *
+ngx_http_omni_slot_take(ngx_http_omni_decision_t *dec, u_char *name,
+    size_t len)
+{
+    ngx_uint_t             i;
+    ngx_http_omni_slot_t  *slot;
+
+    slot = dec->slots.elts;
+
+    for (i = 0; i < dec->slots.nelts; i++) {
+        if (slot[i].name.len == len
+            && ngx_strncmp(slot[i].name.data, name, len) == 0
+            && slot[i].html.len && !slot[i].placed)
+        {
+            slot[i].placed = 1;
+            return &slot[i];
+        }
+    }
+
+    return NULL;
 }
 
 

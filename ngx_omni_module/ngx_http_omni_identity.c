@@ -202,14 +202,7 @@ ngx_http_omni_identify(ngx_http_request_t *r)
         return ctx;
     }
 
-    if (omni_id_random(ctx->vid) != OMNI_OK) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "omni: RAND_bytes() failed");
-        return NULL;
-    }
-
-    ctx->identity = NGX_HTTP_OMNI_ID_NEW;
-    ctx->set_cookie = 1;
+    return ngx_http_omni_mint_visitor(r, ctx) == NGX_OK ? ctx : NULL;
 
 done:
 
@@ -289,6 +282,31 @@ ngx_http_omni_header_in(ngx_http_request_t *r, u_char *name, size_t len)
             return &h[i];
         }
     }
+}
+
+
+/*
+ * A new visitor: a random id, a cookie to set, the profile id the visitor
+ * id until the store says otherwise.  A first request, and a browser that
+ * signed out (ngx_http_omni_fresh_visitor()).
+ */
+ngx_int_t
+ngx_http_omni_mint_visitor(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    if (omni_id_random(ctx->vid) != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "omni: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    ctx->identity = NGX_HTTP_OMNI_ID_NEW;
+    ctx->set_cookie = 1;
+
+    omni_id_hex(ctx->vid, (char *) ctx->vid_hex);
+    ngx_memcpy(ctx->pid, ctx->vid, OMNI_ID_LEN);
+    ngx_memcpy(ctx->pid_hex, ctx->vid_hex, OMNI_ID_HEX_LEN);
+
+    return NGX_OK;
 }
 
 

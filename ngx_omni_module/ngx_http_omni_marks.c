@@ -337,7 +337,6 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_buf_t *in, ngx_buf_t **last)
 {
     off_t                        pos, to;
-    ngx_uint_t                   i, found;
     ngx_http_omni_slot_t        *slot;
     ngx_pool_cleanup_t          *cln;
     ngx_http_omni_mark_t        *m;
@@ -406,31 +405,19 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         }
 
         /* a slot: its banner in place of the marker, once per slot */
-        found = 0;
-        slot = ctx->decision->slots.elts;
-
-        for (i = 0; i < ctx->decision->slots.nelts; i++) {
-            if (slot[i].name.len == m->name_len
-                && ngx_strncmp(slot[i].name.data, m->name, m->name_len) == 0
-                && slot[i].html.len && !slot[i].placed)
-            {
-                found = 1;
-                slot[i].placed = 1;
-                break;
-            }
-        }
+        slot = ngx_http_omni_slot_take(ctx->decision, m->name, m->name_len);
 
         fctx->file_mark++;
 
-        if (!found) {
+        if (slot == NULL) {
             /* no banner for it: the marker stays as it was */
             continue;
         }
 
         if (ngx_http_omni_emit_range(r, fctx, in, pos, m->start, last)
             != NGX_OK
-            || ngx_http_omni_emit(r, fctx, slot[i].html.data,
-                                  slot[i].html.len, 0, last)
+            || ngx_http_omni_emit(r, fctx, slot->html.data, slot->html.len, 0,
+                                  last)
                != NGX_OK)
         {
             return NGX_ERROR;

@@ -482,6 +482,8 @@ ngx_uint_t ngx_http_omni_consent_allows(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_omni_fresh_visitor(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_mint_visitor(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
 ngx_uint_t ngx_http_omni_consent_needs_profile(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
@@ -492,6 +494,8 @@ ngx_int_t ngx_http_omni_emit_tail(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_file_buf(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_buf_t *in, ngx_buf_t **last);
 void ngx_http_omni_marks_exit(void);
+ngx_http_omni_slot_t *ngx_http_omni_slot_take(ngx_http_omni_decision_t *dec,
+    u_char *name, size_t len);
 
 ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_events_consent(ngx_http_request_t *r,

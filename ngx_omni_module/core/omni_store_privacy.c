@@ -165,8 +165,8 @@ omni_wtxn_privacy_dbs(omni_wtxn_t *w)
 
 /* The tombstone key of a cookie or device id (its hex text). */
 static int
-omni_tomb_key(omni_store_t *st, unsigned kind, const void *v, size_t len,
-    unsigned char *key)
+omni_tomb_key(const unsigned char *salt, unsigned kind, const void *v,
+    size_t len, unsigned char *key)
 {
     unsigned char  buf[1 + OMNI_ALIAS_MAX_LEN];
 
@@ -176,8 +176,9 @@ omni_tomb_key(omni_store_t *st, unsigned kind, const void *v, size_t len,
 
     buf[0] = (unsigned char) kind;
     memcpy(buf + 1, v, len);
+    omni_khash(salt, 't', buf, len + 1, key);
 
-    return omni_store_khash(st, 't', buf, len + 1, key);
+    return OMNI_OK;
 }
 
 
@@ -199,9 +200,9 @@ omni_store_tombstone_get(omni_store_t *st, MDB_txn *txn, unsigned kind,
         return OMNI_NOTFOUND;
     }
 
-    rc = omni_tomb_key(st, kind, v, len, k);
-    if (rc != OMNI_OK) {
-        return rc == OMNI_INVALID ? OMNI_NOTFOUND : rc;
+    if (!st->has_salt || omni_tomb_key(st->salt, kind, v, len, k) != OMNI_OK)
+    {
+        return OMNI_NOTFOUND;
     }
 
     key.mv_data = k;
@@ -241,20 +242,18 @@ omni_wtxn_tombstone(omni_wtxn_t *w, unsigned kind, const void *v,
     int            rc;
     MDB_val        key, val;
     unsigned char  k[OMNI_KHASH_LEN], buf[OMNI_ID_LEN + 4];
-    unsigned char  kb[1 + OMNI_ALIAS_MAX_LEN];
-
-    if (len == 0 || len > OMNI_ALIAS_MAX_LEN) {
-        return OMNI_OK;
-    }
 
     rc = omni_wtxn_privacy_dbs(w);
     if (rc != OMNI_OK) {
         return rc;
     }
 
-    kb[0] = (unsigned char) kind;
-    memcpy(kb + 1, v, len);
-    omni_khash(w->salt_new ? w->salt : w->st->salt, 't', kb, len + 1, k);
+    /* an id that cannot be an alias has no tombstone to write */
+    if (omni_tomb_key(w->salt_new ? w->salt : w->st->salt, kind, v, len, k)
+        != OMNI_OK)
+    {
+        return OMNI_OK;
+    }
 
     memcpy(buf, pid, OMNI_ID_LEN);
     omni_put_be32(buf + OMNI_ID_LEN, when);
