@@ -9,6 +9,16 @@
  * worker whose request waits for them.  A datagram to a worker that is
  * gone fails at once (ECONNREFUSED) and is dropped: nobody waits there.
  * Abstract addresses need no file and vanish with the socket.
+ *
+ * A receiver's queue holds only net.unix.max_dgram_qlen datagrams (10 by
+ * default): a batch that answers more jobs of one worker than that, or a
+ * worker busy elsewhere for a moment, makes sendto() fail with EAGAIN.
+ * A result is what a request waits for, so it is never given up then:
+ * it waits in this worker's outbox, retried every millisecond, in order,
+ * until the receiver has room, is gone, or has stopped waiting (the job
+ * timeout).  Results carry their job's id, so their order does not
+ * matter.  A wake-up may be dropped: a full queue wakes its reader
+ * anyway.
  */
 
 #include "ngx_http_omni_module.h"
@@ -17,14 +27,32 @@
 #include <sys/un.h>
 
 
-#define NGX_HTTP_OMNI_MAILBOX_MAX  65536
+#define NGX_HTTP_OMNI_MAILBOX_MAX    65536
+#define NGX_HTTP_OMNI_MAILBOX_RETRY  1           /* ms */
 
 
+/* A datagram that found its receiver's queue full. */
+typedef struct {
+    ngx_queue_t   queue;
+    ngx_pid_t     pid;
+    ngx_msec_t    expires;
+    ngx_msec_t    timeout;
+    size_t        len;
+    u_char        data[1];
+} ngx_http_omni_mail_t;
+
+
+static ngx_int_t ngx_http_omni_mailbox_sendto(ngx_pid_t pid,
+    const void *data, size_t len);
+static void ngx_http_omni_mailbox_flush(ngx_event_t *ev);
 static void ngx_http_omni_mailbox_read(ngx_event_t *rev);
 
 
 static ngx_connection_t  *ngx_http_omni_mailbox_c;
 static uint64_t           ngx_http_omni_mailbox_zone;
+static ngx_queue_t        ngx_http_omni_mailbox_out;
+static ngx_uint_t         ngx_http_omni_mailbox_nout;
+static ngx_event_t        ngx_http_omni_mailbox_retry;
 
 
 static socklen_t
@@ -89,6 +117,18 @@ ngx_http_omni_mailbox_init(ngx_cycle_t *cycle, uint64_t zone_id)
 
     ngx_http_omni_mailbox_c = c;
 
+    ngx_queue_init(&ngx_http_omni_mailbox_out);
+    ngx_http_omni_mailbox_nout = 0;
+
+    /*
+     * Not cancelable: an exiting worker first hands out the results it
+     * owes (each for at most the job timeout).
+     */
+    ngx_memzero(&ngx_http_omni_mailbox_retry, sizeof(ngx_event_t));
+    ngx_http_omni_mailbox_retry.handler = ngx_http_omni_mailbox_flush;
+    ngx_http_omni_mailbox_retry.log = cycle->log;
+    ngx_http_omni_mailbox_retry.data = c;
+
     return NGX_OK;
 }
 
@@ -96,6 +136,21 @@ ngx_http_omni_mailbox_init(ngx_cycle_t *cycle, uint64_t zone_id)
 void
 ngx_http_omni_mailbox_exit(void)
 {
+    ngx_queue_t           *q;
+    ngx_http_omni_mail_t  *m;
+
+    if (ngx_http_omni_mailbox_retry.timer_set) {
+        ngx_del_timer(&ngx_http_omni_mailbox_retry);
+    }
+
+    while (ngx_http_omni_mailbox_nout) {
+        q = ngx_queue_head(&ngx_http_omni_mailbox_out);
+        m = ngx_queue_data(q, ngx_http_omni_mail_t, queue);
+        ngx_queue_remove(q);
+        ngx_http_omni_mailbox_nout--;
+        ngx_free(m);
+    }
+
     if (ngx_http_omni_mailbox_c) {
         ngx_close_connection(ngx_http_omni_mailbox_c);
         ngx_http_omni_mailbox_c = NULL;
@@ -103,26 +158,154 @@ ngx_http_omni_mailbox_exit(void)
 }
 
 
+/*
+ * Sends a datagram to the worker pid.  reliable: a result that must
+ * arrive; when the receiver's queue is full it waits in the outbox for
+ * at most timeout ms.  NGX_DECLINED: the receiver is gone.
+ */
 ngx_int_t
-ngx_http_omni_mailbox_send(ngx_pid_t pid, const void *data, size_t len)
+ngx_http_omni_mailbox_send(ngx_pid_t pid, const void *data, size_t len,
+    ngx_msec_t timeout)
 {
-    socklen_t           alen;
-    struct sockaddr_un  sun;
+    ngx_int_t              rc;
+    ngx_http_omni_mail_t  *m;
 
     if (ngx_http_omni_mailbox_c == NULL) {
         return NGX_ERROR;
     }
 
-    alen = ngx_http_omni_mailbox_addr(&sun, pid);
+    rc = ngx_http_omni_mailbox_sendto(pid, data, len);
 
-    if (sendto(ngx_http_omni_mailbox_c->fd, data, len, 0,
-               (struct sockaddr *) &sun, alen)
-        == -1)
-    {
+    if (rc != NGX_AGAIN || timeout == 0) {
+        return rc;
+    }
+
+    m = ngx_alloc(sizeof(ngx_http_omni_mail_t) + len,
+                  ngx_http_omni_mailbox_retry.log);
+    if (m == NULL) {
         return NGX_ERROR;
     }
 
+    m->pid = pid;
+    m->expires = ngx_current_msec + timeout;
+    m->timeout = timeout;
+    m->len = len;
+    ngx_memcpy(m->data, data, len);
+
+    ngx_queue_insert_tail(&ngx_http_omni_mailbox_out, &m->queue);
+    ngx_http_omni_mailbox_nout++;
+
+    if (!ngx_http_omni_mailbox_retry.timer_set) {
+        ngx_add_timer(&ngx_http_omni_mailbox_retry,
+                      NGX_HTTP_OMNI_MAILBOX_RETRY);
+    }
+
     return NGX_OK;
+}
+
+
+/* NGX_AGAIN: the receiver's queue is full; NGX_DECLINED: it is gone. */
+static ngx_int_t
+ngx_http_omni_mailbox_sendto(ngx_pid_t pid, const void *data, size_t len)
+{
+    socklen_t           alen;
+    ngx_err_t           err;
+    struct sockaddr_un  sun;
+
+    alen = ngx_http_omni_mailbox_addr(&sun, pid);
+
+    for ( ;; ) {
+        if (sendto(ngx_http_omni_mailbox_c->fd, data, len, 0,
+                   (struct sockaddr *) &sun, alen)
+            != -1)
+        {
+            return NGX_OK;
+        }
+
+        err = ngx_socket_errno;
+
+        switch (err) {
+
+        case NGX_EINTR:
+            continue;
+
+        case NGX_EAGAIN:
+        case ENOBUFS:
+            return NGX_AGAIN;
+
+        case ECONNREFUSED:
+        case ENOENT:
+            return NGX_DECLINED;
+
+        default:
+            ngx_log_error(NGX_LOG_ALERT, ngx_http_omni_mailbox_retry.log,
+                          err, "omni: mailbox sendto() to worker %P failed",
+                          pid);
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+/*
+ * The outbox, every millisecond while it holds something: each waiting
+ * datagram again, oldest first.  One whose receiver is still full stays,
+ * and so does everything after it for the same receiver.
+ */
+static void
+ngx_http_omni_mailbox_flush(ngx_event_t *ev)
+{
+    ngx_int_t              rc;
+    ngx_uint_t             nfull;
+    ngx_pid_t              full[8];
+    ngx_uint_t             i;
+    ngx_queue_t           *q, *next;
+    ngx_http_omni_mail_t  *m;
+
+    nfull = 0;
+
+    for (q = ngx_queue_head(&ngx_http_omni_mailbox_out);
+         q != ngx_queue_sentinel(&ngx_http_omni_mailbox_out);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        m = ngx_queue_data(q, ngx_http_omni_mail_t, queue);
+
+        for (i = 0; i < nfull; i++) {
+            if (full[i] == m->pid) {
+                break;
+            }
+        }
+
+        if (i < nfull) {
+            rc = NGX_AGAIN;
+
+        } else {
+            rc = ngx_http_omni_mailbox_sendto(m->pid, m->data, m->len);
+        }
+
+        if (rc == NGX_AGAIN) {
+            if ((ngx_msec_int_t) (ngx_current_msec - m->expires) < 0) {
+                if (i == nfull && nfull < 8) {
+                    full[nfull++] = m->pid;
+                }
+
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "omni: worker %P read no mail within %M ms: "
+                          "a result is given up", m->pid, m->timeout);
+        }
+
+        ngx_queue_remove(q);
+        ngx_http_omni_mailbox_nout--;
+        ngx_free(m);
+    }
+
+    if (ngx_http_omni_mailbox_nout) {
+        ngx_add_timer(ev, NGX_HTTP_OMNI_MAILBOX_RETRY);
+    }
 }
 
 

@@ -402,7 +402,7 @@ ngx_uint_t ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu,
 ngx_int_t ngx_http_omni_mailbox_init(ngx_cycle_t *cycle, uint64_t zone_id);
 void ngx_http_omni_mailbox_exit(void);
 ngx_int_t ngx_http_omni_mailbox_send(ngx_pid_t pid, const void *data,
-    size_t len);
+    size_t len, ngx_msec_t timeout);
 
 /* writer */
 ngx_int_t ngx_http_omni_writer_init(ngx_cycle_t *cycle);

@@ -353,7 +353,7 @@ ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job, ngx_uint_t nevents)
     } else if (holder) {
         u_char  wake = NGX_HTTP_OMNI_MSG_WAKE;
 
-        (void) ngx_http_omni_mailbox_send(holder, &wake, 1);
+        (void) ngx_http_omni_mailbox_send(holder, &wake, 1, 0);
     }
 
     return NGX_OK;
@@ -955,7 +955,8 @@ ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t)
 
         } else {
             /* a worker that is gone waits for nothing */
-            (void) ngx_http_omni_mailbox_send(j->origin, buf, p - buf);
+            (void) ngx_http_omni_mailbox_send(j->origin, buf, p - buf,
+                                             NGX_HTTP_OMNI_JOB_TIMEOUT);
         }
     }
 }

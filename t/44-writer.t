@@ -21,6 +21,7 @@ use OmniCookie;
 use OmniLoad;
 use JSON::PP ();
 use Time::HiRes ();
+use IO::Socket::INET ();
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
 sub store  { "$OmniTest::PREFIX/store" }
@@ -71,6 +72,30 @@ sub pids_seen {
     my %p = map { /^ok (\d+)/ ? ($1 => 1) : () } client_lines("$OmniTest::PREFIX/load");
     return scalar keys %p;
 }
+
+# A keep-alive request on $s: the raw request text, then the answer.
+sub ka {
+    my ($s, $req) = @_;
+    print $s $req;
+    return ka_read($s);
+}
+
+sub ka_read {
+    my ($s) = @_;
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        defined(sysread($s, $head, 1, length $head)) && length $head or last;
+    }
+    my ($status) = $head =~ m{^HTTP/1\.1 (\d+)};
+    my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+    my $body = '';
+    while (length $body < ($len // 0)) {
+        sysread($s, $body, $len - length $body, length $body) or last;
+    }
+    return { status => $status // 0, body => $body };
+}
+
+$ENV{TEST_NGINX_PORT2} = free_port();
 
 run_blocks();
 
@@ -352,6 +377,61 @@ ok(main::pids_seen() >= 2 || $ENV{TEST_NGINX_USE_VALGRIND}, 'both workers took e
 my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
 my @lost = grep { !$ids{$_} } map { my $c = $_; map { "w$c-$_" } 1 .. 40 } 1 .. 8;
 is(scalar @lost, 0, 'all 320 events in the feed') or diag("@lost[0..9]");
+--- no_error_log
+[error]
+
+=== TEST 10b: more results due to one worker than its mailbox holds (net.unix.max_dgram_qlen, 10 by default): the writer keeps them until the worker reads, every request is answered
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m;
+server {
+    # reuseport: each worker accepts its own share of the connections
+    listen 127.0.0.1:$TEST_NGINX_PORT2 reuseport;
+    location = /pid { return 200 $pid; }
+    location = /metrics { omni_metrics; }
+    location = /omni/events { omni on; omni_events; }
+}
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+# Keep-alive connections to each worker; the writer X is stopped while
+# worker Y queues 16 events, then Y is stopped while X writes them and
+# answers: 16 results for a mailbox of 10.  Y goes on: all 16 answered.
+my %conns;
+for (1 .. 80) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ENV{TEST_NGINX_PORT2}")
+        or die "connect: $!";
+    push @{ $conns{ main::ka($s, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")->{body} } }, $s;
+}
+my $x = main::holder();
+my ($y) = grep { $_ != $x } keys %conns;
+ok($y && @{ $conns{$y} } >= 17 && @{ $conns{$x} } >= 1, 'connections to both workers')
+    or BAIL_OUT('no connections to both workers');
+my ($ym, @ys) = @{ $conns{$y} }[0 .. 16];
+my $xm = $conns{$x}[0];
+my $jobs = sub { main::ka($_[0], "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")->{body}
+                     =~ /^omni_writer_queue_event_jobs (\d+)/m ? $1 : -1 };
+kill 'STOP', $x;
+for my $i (0 .. $#ys) {
+    my $body = JSON::PP->new->canonical->encode({ type => 'track', event => 'Product Viewed',
+                   messageId => "mb-$i", properties => { sku => "SKU-$i" } });
+    print { $ys[$i] } "POST /omni/events HTTP/1.1\r\nHost: x\r\n"
+        . 'Cookie: ' . main::cookie(sprintf 'abab%028x', $i) . "\r\n"
+        . "Content-Type: application/json\r\nContent-Length: " . length($body)
+        . "\r\n\r\n$body";
+}
+ok(wait_for(sub { $jobs->($ym) == 16 }, 5), 'worker Y queued 16 event jobs');
+kill 'STOP', $y;
+kill 'CONT', $x;
+ok(wait_for(sub { $jobs->($xm) == 0 }, 10), 'the writer wrote them all');
+kill 'CONT', $y;
+my @status = map { main::ka_read($_)->{status} } @ys;
+is(scalar(grep { $_ == 200 } @status), 16, 'all 16 answered 200') or diag("@status");
 --- no_error_log
 [error]
 
