@@ -21,6 +21,7 @@
 #include "omni_store.h"
 #include "omni_batch.h"
 #include "omni_update.h"
+#include "omni_rules.h"
 #include "omni_token.h"
 
 
@@ -180,12 +181,10 @@ int omnictl_restore(omnictl_ctx_t *ctx);
 int omnictl_rules(omnictl_ctx_t *ctx);
 int omnictl_decide(omnictl_ctx_t *ctx);
 
-/* decide --draft (omnictl_draft.c) */
-int omnictl_draft_dir(omnictl_ctx_t *ctx, const char *dir, const char *draft,
-    char *tmp, size_t size);
-void omnictl_draft_done(const char *tmp);
-void omnictl_draft_line(const char *line, const char *tmp, const char *dir,
-    const char *draft, FILE *out);
+/* decide --draft (omnictl_draft.c): OMNI_OK, OMNI_INVALID, OMNI_ERROR
+   (the report says why), or an omnictl exit code already printed */
+int omnictl_draft_load(omnictl_ctx_t *ctx, const char *dir,
+    const char *draft, omni_ruleset_t **set, omni_rules_report_t *rep);
 
 
 #endif /* OMNICTL_H */

@@ -6,187 +6,102 @@
  * once the draft is copied in: arbitration against the live rules,
  * duplicate ids, experiment ranges and the global holdout all apply.
  *
- * The set is built in a private temporary directory of symbolic links,
- * removed before omnictl exits; errors name the real files.
+ * The core does it in memory (omni_rules_read_dir(), omni_rules_files_put(),
+ * the same calls as the console's "try this rule"); errors name the real
+ * files: the draft by the path given, the others in the directory.
  */
 
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "omnictl.h"
 
 
-static const char *
-omnictl_base(const char *path)
-{
-    const char  *s;
-
-    s = strrchr(path, '/');
-
-    return s ? s + 1 : path;
-}
-
-
+/* Reads the draft's text (at most a rule file's size). */
 static int
-omnictl_json_name(const char *name)
+omnictl_draft_read(omnictl_ctx_t *ctx, const char *draft, char **text,
+    size_t *len)
 {
-    size_t  n;
+    FILE    *f;
+    char    *buf;
+    size_t   n;
 
-    n = strlen(name);
-
-    return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
-}
-
-
-/*
- * Builds tmp (size bytes, PATH_MAX is enough): the links of dir's rule
- * files and of the draft.  OMNICTL_EXIT_OK, or an error already printed.
- */
-int
-omnictl_draft_dir(omnictl_ctx_t *ctx, const char *dir, const char *draft,
-    char *tmp, size_t size)
-{
-    DIR            *d;
-    char            src[PATH_MAX], dst[PATH_MAX], real[PATH_MAX];
-    const char     *base, *t;
-    struct dirent  *e;
-
-    base = omnictl_base(draft);
-
-    if (!omnictl_json_name(base)) {
-        return omnictl_usage_error(ctx, "--draft \"%s\": a rule file's name "
-                                   "ends in .json and does not start with "
-                                   "a dot (nginx would ignore it)", draft);
-    }
-
-    if (realpath(draft, real) == NULL) {
+    f = fopen(draft, "r");
+    if (f == NULL) {
         omnictl_error(ctx, "--draft \"%s\": %s", draft, strerror(errno));
         return OMNICTL_EXIT_FATAL;
     }
 
-    t = getenv("TMPDIR");
-    snprintf(tmp, size, "%s/omnictl-draft-XXXXXX", t && t[0] ? t : "/tmp");
-
-    if (mkdtemp(tmp) == NULL) {
-        omnictl_error(ctx, "cannot create a temporary directory in \"%s\": "
-                      "%s", t && t[0] ? t : "/tmp", strerror(errno));
+    buf = malloc(OMNI_RULES_MAX_FILE_SIZE + 2);
+    if (buf == NULL) {
+        fclose(f);
+        omnictl_error(ctx, "out of memory");
         return OMNICTL_EXIT_FATAL;
     }
 
-    d = opendir(dir);
-    if (d == NULL) {
-        omnictl_error(ctx, "cannot read the rules directory \"%s\": %s",
-                      dir, strerror(errno));
-        omnictl_draft_done(tmp);
-        return OMNICTL_EXIT_FATAL;
-    }
+    n = fread(buf, 1, OMNI_RULES_MAX_FILE_SIZE + 1, f);
 
-    while ((e = readdir(d)) != NULL) {
-        if (!omnictl_json_name(e->d_name) || strcmp(e->d_name, base) == 0) {
-            continue;
-        }
-
-        snprintf(src, sizeof(src), "%s/%s", dir, e->d_name);
-
-        if (realpath(src, real + 0) == NULL) {
-            continue;
-        }
-
-        snprintf(dst, sizeof(dst), "%s/%s", tmp, e->d_name);
-
-        if (symlink(real, dst) != 0) {
-            omnictl_error(ctx, "symlink \"%s\": %s", dst, strerror(errno));
-            closedir(d);
-            omnictl_draft_done(tmp);
-            return OMNICTL_EXIT_FATAL;
-        }
-    }
-
-    closedir(d);
-
-    if (realpath(draft, real) == NULL) {
+    if (ferror(f)) {
         omnictl_error(ctx, "--draft \"%s\": %s", draft, strerror(errno));
-        omnictl_draft_done(tmp);
+        fclose(f);
+        free(buf);
         return OMNICTL_EXIT_FATAL;
     }
 
-    snprintf(dst, sizeof(dst), "%s/%s", tmp, base);
+    fclose(f);
 
-    if (symlink(real, dst) != 0) {
-        omnictl_error(ctx, "symlink \"%s\": %s", dst, strerror(errno));
-        omnictl_draft_done(tmp);
+    if (n > OMNI_RULES_MAX_FILE_SIZE) {
+        omnictl_error(ctx, "--draft \"%s\": larger than %d bytes", draft,
+                      OMNI_RULES_MAX_FILE_SIZE);
+        free(buf);
         return OMNICTL_EXIT_FATAL;
     }
+
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
 
     return OMNICTL_EXIT_OK;
 }
 
 
-/* Removes the links and the directory. */
-void
-omnictl_draft_done(const char *tmp)
+int
+omnictl_draft_load(omnictl_ctx_t *ctx, const char *dir, const char *draft,
+    omni_ruleset_t **set, omni_rules_report_t *rep)
 {
-    DIR            *d;
-    char            path[PATH_MAX];
-    struct dirent  *e;
+    int                  rc, ret;
+    char                *text;
+    size_t               len;
+    omni_rules_files_t   fs;
 
-    d = opendir(tmp);
+    *set = NULL;
 
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.') {
-                continue;
-            }
+    if (!omni_rules_file_name_ok(omni_rules_file_base(draft))) {
+        return omnictl_usage_error(ctx, "--draft \"%s\": a rule file's name "
+                                   "ends in .json and does not start with "
+                                   "a dot (nginx would ignore it)", draft);
+    }
 
-            snprintf(path, sizeof(path), "%s/%s", tmp, e->d_name);
-            (void) unlink(path);
+    ret = omnictl_draft_read(ctx, draft, &text, &len);
+    if (ret != OMNICTL_EXIT_OK) {
+        return ret;
+    }
+
+    rc = omni_rules_read_dir(dir, &fs, rep);
+
+    if (rc == OMNI_OK) {
+        rc = omni_rules_files_put(&fs, draft, text, len);
+
+        if (rc == OMNI_OK) {
+            rc = omni_rules_load_files(&fs, 0, set, rep);
         }
 
-        closedir(d);
+        omni_rules_files_free(&fs);
     }
 
-    (void) rmdir(tmp);
-}
+    free(text);
 
-
-/*
- * An error line of the temporary set, as it would read for the real
- * files: "TMP/NAME:..." becomes "DRAFT:..." for the draft and
- * "DIR/NAME:..." for the others.
- */
-void
-omnictl_draft_line(const char *line, const char *tmp, const char *dir,
-    const char *draft, FILE *out)
-{
-    size_t       n;
-    const char  *name, *colon;
-
-    n = strlen(tmp);
-
-    if (strncmp(line, tmp, n) != 0 || line[n] != '/') {
-        fprintf(out, "%s\n", line);
-        return;
-    }
-
-    name = line + n + 1;
-    colon = strchr(name, ':');
-
-    if (colon == NULL) {
-        fprintf(out, "%s\n", line);
-        return;
-    }
-
-    if ((size_t) (colon - name) == strlen(omnictl_base(draft))
-        && strncmp(name, omnictl_base(draft), colon - name) == 0)
-    {
-        fprintf(out, "%s%s\n", draft, colon);
-
-    } else {
-        fprintf(out, "%s/%s\n", dir, name);
-    }
+    return rc;
 }

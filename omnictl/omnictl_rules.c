@@ -529,8 +529,7 @@ omnictl_geo(void *data, omni_geo_t *out)
 static int
 omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
 {
-    int                   rc, ret;
-    char                  tmp[4096];
+    int                   rc;
     unsigned              i, n;
     omni_rules_report_t  *rep;
 
@@ -542,13 +541,12 @@ omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
 
     if (ctx->draft != NULL) {
         /* the directory as it would be with the draft copied in */
-        ret = omnictl_draft_dir(ctx, dir, ctx->draft, tmp, sizeof(tmp));
-        if (ret != OMNICTL_EXIT_OK) {
-            free(rep);
-            return ret;
-        }
+        rc = omnictl_draft_load(ctx, dir, ctx->draft, set, rep);
 
-        rc = omni_rules_load(tmp, set, rep);
+        if (rc != OMNI_OK && rc != OMNI_INVALID && rc != OMNI_ERROR) {
+            free(rep);
+            return rc;              /* already said */
+        }
 
     } else {
         rc = omni_rules_load(dir, set, rep);
@@ -559,13 +557,7 @@ omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
                                                  : OMNI_RULES_MAX_ERRORS;
 
         for (i = 0; i < n; i++) {
-            if (ctx->draft != NULL) {
-                omnictl_draft_line(rep->errors[i], tmp, dir, ctx->draft,
-                                   stderr);
-
-            } else {
-                fprintf(stderr, "%s\n", rep->errors[i]);
-            }
+            fprintf(stderr, "%s\n", rep->errors[i]);
         }
 
         if (rep->nerrors > n) {
@@ -577,10 +569,6 @@ omnictl_load(omnictl_ctx_t *ctx, const char *dir, omni_ruleset_t **set)
                       ctx->draft ? ctx->draft : "",
                       rc == OMNI_INVALID ? " (see omnictl rules check)"
                                          : "");
-    }
-
-    if (ctx->draft != NULL) {
-        omnictl_draft_done(tmp);
     }
 
     free(rep);

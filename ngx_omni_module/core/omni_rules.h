@@ -106,6 +106,54 @@ int omni_rules_load_buffer(const char *name, const char *text, size_t len,
 
 void omni_rules_free(omni_ruleset_t *set);
 
+/*
+ * Rule files as texts (omni_rules_files.c): what omni_rules_load() reads,
+ * kept in memory so that a running server can keep a broken file's last
+ * good version, and a draft can replace one file without touching disk.
+ */
+typedef struct {
+    char        *path;          /* what errors and rule info call it */
+    char        *text;          /* NUL-terminated; NULL: left out */
+    size_t       len;
+    char        *error;         /* could not be read: the error line */
+    unsigned     broken;        /* did not compile: text is its last
+                                   good version, or NULL */
+} omni_rules_file_t;
+
+typedef struct {
+    unsigned            n, cap;
+    omni_rules_file_t  *files;  /* in byte order of the file names */
+} omni_rules_files_t;
+
+/* Reads every rule file of dir (as omni_rules_load() would); a file that
+   cannot be read keeps its error for the compile.  OMNI_OK, OMNI_INVALID
+   (too many files) or OMNI_ERROR, the report saying why. */
+int omni_rules_read_dir(const char *dir, omni_rules_files_t *fs,
+    omni_rules_report_t *report);
+/* Puts text in as the file of path's base name: replaces the file of the
+   same name, or is inserted in name order.  OMNI_OK or OMNI_ERROR. */
+int omni_rules_files_put(omni_rules_files_t *fs, const char *path,
+    const char *text, size_t len);
+void omni_rules_files_free(omni_rules_files_t *fs);
+/* Compiles the files' texts together, exactly as omni_rules_load_ex(). */
+int omni_rules_load_files(const omni_rules_files_t *fs, unsigned flags,
+    omni_ruleset_t **out, omni_rules_report_t *report);
+/*
+ * A running server's reload: when fs does not compile, every file that
+ * does not compile on its own is marked broken and replaced by its text
+ * in good (the same path; NULL good, or none there: left out), and the
+ * rest is compiled with those.  OMNI_OK: *out serves, fs holds what it
+ * was made of, the report lists the broken files' errors.  OMNI_INVALID:
+ * even that does not compile (an error between files, such as a
+ * duplicate rule id): nothing of fs may serve.
+ */
+int omni_rules_load_last_good(omni_rules_files_t *fs,
+    const omni_rules_files_t *good, omni_ruleset_t **out,
+    omni_rules_report_t *report);
+unsigned omni_rules_files_broken(const omni_rules_files_t *fs);
+const char *omni_rules_file_base(const char *path);
+int omni_rules_file_name_ok(const char *name);
+
 unsigned omni_rules_count(const omni_ruleset_t *set);
 
 /*

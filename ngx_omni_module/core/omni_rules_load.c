@@ -4,111 +4,14 @@
  * Load time only: this is where file I/O happens, never later.
  */
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "omni_rules_int.h"
 
 
 static int omni_rules_finish(omni_rb_t *rb, unsigned flags,
     omni_ruleset_t **out);
-
-
-static int
-omni_name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-
-static int
-omni_rules_name_ok(const char *name)
-{
-    size_t  n;
-
-    n = strlen(name);
-
-    return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
-}
-
-
-/* Reads a whole regular file of at most OMNI_RULES_MAX_FILE_SIZE bytes. */
-static int
-omni_rules_read(omni_rb_t *rb, const char *path, char **text, size_t *len)
-{
-    int          fd;
-    char        *buf;
-    size_t       n, off;
-    ssize_t      r;
-    struct stat  st;
-
-    *text = NULL;
-    *len = 0;
-
-    fd = open(path, O_RDONLY);
-    if (fd == -1) {
-        omni_rb_error(rb, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-
-    if (fstat(fd, &st) != 0) {
-        omni_rb_error(rb, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return 1;               /* a directory named x.json: not ours */
-    }
-
-    if (st.st_size > OMNI_RULES_MAX_FILE_SIZE) {
-        omni_rb_error(rb, "%s: larger than %d bytes", path,
-                      OMNI_RULES_MAX_FILE_SIZE);
-        close(fd);
-        return -1;
-    }
-
-    n = (size_t) st.st_size;
-    buf = malloc(n + 1);
-    if (buf == NULL) {
-        omni_rb_error(rb, "%s: out of memory", path);
-        close(fd);
-        return -1;
-    }
-
-    for (off = 0; off < n; off += (size_t) r) {
-        r = read(fd, buf + off, n - off);
-
-        if (r == -1 && errno == EINTR) {
-            r = 0;
-            continue;
-        }
-
-        if (r <= 0) {
-            break;
-        }
-    }
-
-    close(fd);
-
-    if (off != n) {
-        omni_rb_error(rb, "%s: short read", path);
-        free(buf);
-        return -1;
-    }
-
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-
-    return 0;
-}
 
 
 int
@@ -123,112 +26,21 @@ int
 omni_rules_load_ex(const char *dir, unsigned flags, omni_ruleset_t **out,
     omni_rules_report_t *report)
 {
-    DIR            *d;
-    struct dirent  *de;
-    char          **names, **nn, *path, *text;
-    size_t          n, cap, i, dl, len;
-    int             rc;
-    omni_rb_t      *rb;
+    int                  rc;
+    omni_rules_files_t   fs;
 
     *out = NULL;
 
-    rb = omni_rb_create(flags, report);
-    if (rb == NULL) {
-        return OMNI_ERROR;
-    }
-
-    d = opendir(dir);
-    if (d == NULL) {
-        omni_rb_error(rb, "%s: cannot open directory: %s", dir,
-                      strerror(errno));
-        omni_rb_destroy(rb);
-        return OMNI_ERROR;
-    }
-
-    names = NULL;
-    n = 0;
-    cap = 0;
-    rc = OMNI_OK;
-
-    while ((de = readdir(d)) != NULL) {
-        if (!omni_rules_name_ok(de->d_name)) {
-            continue;
-        }
-
-        if (n >= OMNI_RULES_MAX_FILES) {
-            omni_rb_error(rb, "%s: more than %d rule files", dir,
-                          OMNI_RULES_MAX_FILES);
-            rc = OMNI_INVALID;
-            break;
-        }
-
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            nn = realloc(names, cap * sizeof(char *));
-            if (nn == NULL) {
-                rc = OMNI_ERROR;
-                break;
-            }
-
-            names = nn;
-        }
-
-        names[n] = strdup(de->d_name);
-        if (names[n] == NULL) {
-            rc = OMNI_ERROR;
-            break;
-        }
-
-        n++;
-    }
-
-    closedir(d);
-
-    /* byte order of the names: the same everywhere */
-    if (n > 1) {
-        qsort(names, n, sizeof(char *), omni_name_cmp);
-    }
-
-    dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/') {
-        dl--;
-    }
-
-    for (i = 0; i < n && rc == OMNI_OK; i++) {
-        path = malloc(dl + 1 + strlen(names[i]) + 1);
-        if (path == NULL) {
-            rc = OMNI_ERROR;
-            break;
-        }
-
-        memcpy(path, dir, dl);
-        path[dl] = '/';
-        strcpy(path + dl + 1, names[i]);
-
-        if (omni_rules_read(rb, path, &text, &len) == 0) {
-            omni_rb_file(rb, path, text, len);
-            free(text);
-        }
-
-        free(path);
-    }
-
-    for (i = 0; i < n; i++) {
-        free(names[i]);
-    }
-
-    free(names);
-
+    rc = omni_rules_read_dir(dir, &fs, report);
     if (rc != OMNI_OK) {
-        if (rc == OMNI_ERROR) {
-            omni_rb_error(rb, "%s: out of memory", dir);
-        }
-
-        omni_rb_destroy(rb);
         return rc;
     }
 
-    return omni_rules_finish(rb, flags, out);
+    rc = omni_rules_load_files(&fs, flags, out, report);
+
+    omni_rules_files_free(&fs);
+
+    return rc;
 }
 
 
