@@ -27,8 +27,13 @@
  * fold interval already sees the first one.
  *
  * The table is a circular array of entries (activity=N, a power of two)
- * with a hash index by profile id; each entry links to the previous one
- * of its hash bucket.  The oldest entry is overwritten by the newest:
+ * with two hash indexes by profile id, one for touches and one for
+ * impressions; each entry links to the previous one of its bucket, so a
+ * decision's walk for impressions never steps over page views, nor the
+ * overlay's walk for page views over impressions.  A touch's queue
+ * position grows with its entry's sequence number (both are taken under
+ * the mutex), so the overlay's walk, newest first, stops at the first
+ * touch of the profile that the reader's snapshot holds.  The oldest entry is overwritten by the newest:
  * with N at least a few seconds of capped impressions, only committed
  * entries go.  Overwriting one the writer has not committed yet (a table
  * too small for the rate, or a writer far behind) is counted and logged:
@@ -59,7 +64,7 @@ struct ngx_http_omni_act_s {
 size_t
 ngx_http_omni_activity_size(ngx_uint_t n)
 {
-    return n * (sizeof(ngx_http_omni_act_t) + sizeof(uint64_t));
+    return n * (sizeof(ngx_http_omni_act_t) + 2 * sizeof(uint64_t));
 }
 
 
@@ -68,7 +73,8 @@ ngx_http_omni_activity_init(ngx_slab_pool_t *shpool,
     ngx_http_omni_queue_t *qu, ngx_uint_t n)
 {
     qu->act = ngx_slab_calloc(shpool, n * sizeof(ngx_http_omni_act_t));
-    qu->act_bucket = ngx_slab_calloc(shpool, n * sizeof(uint64_t));
+    /* touches' buckets, then impressions' */
+    qu->act_bucket = ngx_slab_calloc(shpool, 2 * n * sizeof(uint64_t));
 
     if (qu->act == NULL || qu->act_bucket == NULL) {
         return NGX_ERROR;
@@ -81,15 +87,30 @@ ngx_http_omni_activity_init(ngx_slab_pool_t *shpool,
 }
 
 
+/*
+ * The bucket of pid's touches (impression 0) or impressions (1).  All 16
+ * bytes are mixed (murmur3's finalizer): minted ids are random, but
+ * imported ones can be anything, e.g. counters whose first 8 bytes are
+ * all zero (bench/gen-profiles.pl), which would put every profile into
+ * one bucket and every lookup on one long chain.
+ */
 static ngx_uint_t
-ngx_http_omni_activity_bucket(ngx_http_omni_queue_t *qu, const u_char *pid)
+ngx_http_omni_activity_bucket(ngx_http_omni_queue_t *qu, const u_char *pid,
+    ngx_uint_t impression)
 {
-    uint64_t  h;
+    uint64_t  h, l;
 
-    /* profile ids are random (or hashed): their bytes are the hash */
     ngx_memcpy(&h, pid, sizeof(h));
+    ngx_memcpy(&l, pid + sizeof(h), sizeof(l));
 
-    return (ngx_uint_t) (h ^ (h >> 29)) & (qu->nact - 1);
+    h ^= l * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+
+    return ((ngx_uint_t) h & (qu->nact - 1)) + (impression ? qu->nact : 0);
 }
 
 
@@ -140,7 +161,7 @@ ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
 
     n = 0;
     walk = 0;
-    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
+    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid, 1)];
 
     while (n < max
            && (e = ngx_http_omni_activity_next(qu, pid, &s, &walk)) != NULL)
@@ -174,7 +195,7 @@ ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
     ngx_uint_t            i, b;
     ngx_http_omni_act_t  *e;
 
-    b = ngx_http_omni_activity_bucket(qu, pid);
+    b = ngx_http_omni_activity_bucket(qu, pid, 0);
 
     for (i = 0; i < n; i++) {
         s = qu->act_next++;
@@ -196,14 +217,14 @@ ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
         }
 
         e->seq = s;
-        e->prev = qu->act_bucket[b];
+        e->prev = qu->act_bucket[b + (campaigns[i] ? qu->nact : 0)];
         e->campaign = campaigns[i];
         e->pos = 0;
         e->time = now;
         e->channel = 0;
         ngx_memcpy(e->pid, pid, OMNI_ID_LEN);
 
-        qu->act_bucket[b] = s;
+        qu->act_bucket[b + (campaigns[i] ? qu->nact : 0)] = s;
         seqs[i] = s;
     }
 }
@@ -255,33 +276,51 @@ ngx_http_omni_activity_touch(ngx_http_omni_queue_t *qu, const u_char *pid,
  * position snap does not hold will add when folded: visits (a touch
  * more than visit_timeout after the visit's last hit starts a visit),
  * the visit's last hit, last seen per channel.  Takes the zone's mutex;
- * reads meta "queue" in st's open read transaction only when pid has
- * touches in the table.  Returns how many touches it counted.
+ * reads meta "queue" in st's open read window (ngx_http_omni_read_snap(),
+ * once per window) only when pid's bucket has touches.  Returns how many
+ * touches it counted.
  */
 ngx_uint_t
 ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu, const u_char *pid,
     omni_store_t *st, uint32_t visit_timeout, omni_rec_t *rec)
 {
     uint64_t              s, snap;
-    uint64_t              pos[NGX_HTTP_OMNI_ACT_WALK];
     uint32_t              times[NGX_HTTP_OMNI_ACT_WALK];
     u_char                chans[NGX_HTTP_OMNI_ACT_WALK];
-    ngx_uint_t            n, k, walk;
+    ngx_uint_t            n, b, walk;
     ngx_http_omni_act_t  *e;
+
+    b = ngx_http_omni_activity_bucket(qu, pid, 0);
+
+    /*
+     * An empty bucket, read without the mutex: the same as having taken
+     * it a moment earlier, before a touch another request is queuing.
+     */
+    if (qu->act_bucket[b] == 0) {
+        return 0;
+    }
+
+    /* what the reader's snapshot has folded already (meta "queue") */
+    if (ngx_http_omni_read_snap(st, qu->id, &snap) != NGX_OK) {
+        snap = 0;
+    }
 
     n = 0;
     walk = 0;
 
     ngx_http_omni_queue_lock();
 
-    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid)];
+    s = qu->act_bucket[b];
 
     while ((e = ngx_http_omni_activity_next(qu, pid, &s, &walk)) != NULL) {
         if (e->campaign != 0 || e->pos == 0) {
-            continue;           /* an impression */
+            continue;           /* not a touch (or not queued) */
         }
 
-        pos[n] = e->pos;
+        if (e->pos <= snap) {
+            break;              /* held, and so is every older touch */
+        }
+
         times[n] = e->time;
         chans[n] = (u_char) e->channel;
         n++;
@@ -289,26 +328,11 @@ ngx_http_omni_activity_overlay(ngx_http_omni_queue_t *qu, const u_char *pid,
 
     ngx_http_omni_queue_unlock();
 
-    if (n == 0) {
-        return 0;
-    }
-
-    /* what the reader's snapshot has folded already (meta "queue") */
-    if (omni_store_read_queue_pos(st, qu->id, &snap) != OMNI_OK) {
-        snap = 0;
-    }
-
     /* newest first: fold them oldest first, as the writer will */
-    for (walk = n, k = 0; walk > 0; walk--) {
-        if (pos[walk - 1] <= snap) {
-            continue;
-        }
-
-        k++;
-
+    for (walk = n; walk > 0; walk--) {
         omni_visit_count(&rec->visits, &rec->visit_last, rec->last_seen,
                          chans[walk - 1], times[walk - 1], visit_timeout);
     }
 
-    return k;
+    return n;
 }

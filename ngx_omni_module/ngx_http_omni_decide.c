@@ -383,7 +383,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     if (qu) {
         if (reading
-            && omni_store_read_queue_pos(st, qu->id, &snap) != OMNI_OK)
+            && ngx_http_omni_read_snap(st, qu->id, &snap) != NGX_OK)
         {
             snap = 0;
         }

@@ -335,6 +335,8 @@ int ngx_http_omni_lookup(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     omni_store_t *st, omni_rec_t *rec);
 omni_store_t *ngx_http_omni_worker_store(void);
 ngx_int_t ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st);
+ngx_int_t ngx_http_omni_read_snap(omni_store_t *st, uint64_t queue_id,
+    uint64_t *snap);
 ngx_int_t ngx_http_omni_read_attr(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_str_t *key, ngx_str_t *value);
 

@@ -15,6 +15,7 @@
  */
 
 #include "ngx_http_omni_module.h"
+#include "omni_batch.h"
 
 
 typedef struct {
@@ -23,6 +24,12 @@ typedef struct {
     ngx_connection_t    dummy;          /* timer data, for debug logs */
     ngx_msec_t          interval;
     ngx_uint_t          failures;       /* consecutive read failures */
+
+    /* meta "queue" of the open read window, read once per window */
+    ngx_uint_t          snap_read;
+    ngx_int_t           snap_rc;
+    uint64_t            snap_queue;     /* the queue id it was read for */
+    uint64_t            snap;
 } ngx_http_omni_worker_store_t;
 
 
@@ -630,6 +637,9 @@ ngx_http_omni_read_begin(ngx_http_request_t *r, omni_store_t *st)
 {
     int  rc;
 
+    /* a new snapshot: its fold position is read again when asked */
+    ngx_http_omni_ws.snap_read = 0;
+
     rc = omni_store_read_begin(st);
 
     if (rc == OMNI_MAP_RESIZED) {
@@ -670,6 +680,31 @@ failed:
     }
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The fold position (meta "queue") of the snapshot of the read window
+ * that ngx_http_omni_read_begin() opened: read once per window, since
+ * the profile's overlay and the decision's caps both ask (an LMDB read
+ * each).
+ */
+ngx_int_t
+ngx_http_omni_read_snap(omni_store_t *st, uint64_t queue_id, uint64_t *snap)
+{
+    if (!ngx_http_omni_ws.snap_read
+        || ngx_http_omni_ws.snap_queue != queue_id)
+    {
+        ngx_http_omni_ws.snap_rc =
+            omni_store_read_queue_pos(st, queue_id, &ngx_http_omni_ws.snap)
+            == OMNI_OK ? NGX_OK : NGX_ERROR;
+        ngx_http_omni_ws.snap_queue = queue_id;
+        ngx_http_omni_ws.snap_read = 1;
+    }
+
+    *snap = ngx_http_omni_ws.snap;
+
+    return ngx_http_omni_ws.snap_rc;
 }
 
 
