@@ -340,7 +340,11 @@ ngx_http_omni_mrule(const u_char *id, size_t len, ngx_uint_t create)
 }
 
 
-/* Counts every rule id of a comma-separated list ($omni_rules). */
+/*
+ * Counts every rule id of a comma-separated list ($omni_rules): a
+ * decision, and an impression too when the rules were delivered; one
+ * lookup per id for both.
+ */
 static void
 ngx_http_omni_metrics_rules_list(ngx_str_t *list, ngx_uint_t impressions)
 {
@@ -359,13 +363,16 @@ ngx_http_omni_metrics_rules_list(ngx_str_t *list, ngx_uint_t impressions)
         e = ngx_http_omni_mrule(p, comma - p, 1);
 
         if (e == NULL) {
-            ngx_http_omni_minc(ngx_http_omni_m->untracked, 1);
-
-        } else if (impressions) {
-            ngx_http_omni_minc(e->impressions, 1);
+            /* once for the decision, once for the impression */
+            ngx_http_omni_minc(ngx_http_omni_m->untracked,
+                               impressions ? 2 : 1);
 
         } else {
             ngx_http_omni_minc(e->decisions, 1);
+
+            if (impressions) {
+                ngx_http_omni_minc(e->impressions, 1);
+            }
         }
 
         p = comma + 1;
@@ -428,11 +435,7 @@ ngx_http_omni_metrics_log(ngx_http_request_t *r)
         ngx_http_omni_minc(ngx_http_omni_m->holdouts, 1);
     }
 
-    ngx_http_omni_metrics_rules_list(&dec->rules, 0);
-
-    if (ctx->impressions) {
-        ngx_http_omni_metrics_rules_list(&dec->rules, 1);
-    }
+    ngx_http_omni_metrics_rules_list(&dec->rules, ctx->impressions);
 
     return NGX_OK;
 }

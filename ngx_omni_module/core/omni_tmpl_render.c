@@ -122,6 +122,22 @@ omni_sink_json(omni_sink_t *s, omni_sink_t *next)
 
 /* ---- escapers ---- */
 
+/*
+ * The replacement of each byte that HTML text or an attribute value
+ * cannot carry as is (NUL is dropped), indexed by the byte: one load per
+ * byte, where a switch compared each with seven characters.
+ */
+static const char  *omni_esc_html_rep[256] = {
+    ['\0'] = "",
+    ['&'] = "&amp;",
+    ['<'] = "&lt;",
+    ['>'] = "&gt;",
+    ['"'] = "&quot;",
+    ['\''] = "&#39;",
+    ['`'] = "&#96;",
+};
+
+
 void
 omni_esc_html(omni_sink_t *s, const char *p, size_t n)
 {
@@ -131,16 +147,7 @@ omni_esc_html(omni_sink_t *s, const char *p, size_t n)
     run = 0;
 
     for (i = 0; i < n; i++) {
-        switch (p[i]) {
-        case '&':  rep = "&amp;";  break;
-        case '<':  rep = "&lt;";   break;
-        case '>':  rep = "&gt;";   break;
-        case '"':  rep = "&quot;"; break;
-        case '\'': rep = "&#39;";  break;
-        case '`':  rep = "&#96;";  break;
-        case '\0': rep = "";       break;
-        default:   rep = NULL;     break;
-        }
+        rep = omni_esc_html_rep[(unsigned char) p[i]];
 
         if (rep == NULL) {
             continue;

@@ -38,7 +38,7 @@
 typedef struct {
     unsigned char   key[OMNI_SECRET_MAX];
     size_t          len;
-    void           *mac;        /* keyed EVP_MAC_CTX, reused per token */
+    void           *mac;        /* its HMAC pads, hashed once */
 } omni_secret_t;
 
 typedef struct {

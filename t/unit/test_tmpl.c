@@ -328,11 +328,56 @@ test_modes(void)
 }
 
 
+/* Every byte value through the HTML escaper (its table), against the rule. */
+static void
+test_esc_html_bytes(void)
+{
+    char         in[256 * 2], want[256 * 12], *w;
+    const char  *rep;
+    unsigned     c, i;
+
+    w = want;
+
+    for (i = 0; i < sizeof(in); i++) {
+        c = (i * 7 + 3) & 0xff;         /* every byte, in two orders */
+        if (i >= 256) {
+            c = i - 256;
+        }
+
+        in[i] = (char) c;
+
+        switch (c) {
+        case '&':  rep = "&amp;";  break;
+        case '<':  rep = "&lt;";   break;
+        case '>':  rep = "&gt;";   break;
+        case '"':  rep = "&quot;"; break;
+        case '\'': rep = "&#39;";  break;
+        case '`':  rep = "&#96;";  break;
+        case 0:    rep = "";       break;
+        default:   rep = NULL;     break;
+        }
+
+        if (rep) {
+            w += sprintf(w, "%s", rep);
+
+        } else {
+            *w++ = (char) c;
+        }
+    }
+
+    *w = '\0';
+
+    ok(strcmp(esc(omni_esc_html, in, sizeof(in)), want) == 0,
+       "HTML escaper: each of the 256 byte values, kept or replaced");
+}
+
+
 static void
 test_escapers(void)
 {
     is_str(esc(omni_esc_html, "a<b>&\"'`", 8), "a&lt;b&gt;&amp;&quot;&#39;"
            "&#96;", "HTML escaper");
+    test_esc_html_bytes();
     is_str(esc(omni_esc_url_part, "AZaz09-._~ /?", 13),
            "AZaz09-._~%20%2F%3F", "URL component escaper");
     is_str(esc(omni_esc_json, "\x01\x7f\xc3\xa9", 4), "\\u0001\\u007f\xc3\xa9",

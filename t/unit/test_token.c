@@ -371,6 +371,98 @@ test_wire_format(void)
 }
 
 
+/*
+ * The MAC with the key's pads hashed at omni_keyring_add() equals
+ * OpenSSL's HMAC() for every key length a secret may have: shorter than
+ * a SHA-256 block, exactly one, longer (hashed first: RFC 2104), the
+ * longest; and over many bodies.
+ */
+static void
+test_hmac_pads(void)
+{
+    char            tok[OMNI_TOKEN_LEN + 1], want[OMNI_TOKEN_LEN + 1];
+    char            key[OMNI_SECRET_MAX + 1], err[256];
+    size_t          lens[] = { 44, 48, 63, 64, 65, 100, 128, 200,
+                               OMNI_SECRET_MAX };
+    unsigned        i, j, k, mdlen, bad;
+    omni_token_t    t, v;
+    omni_keyring_t  kr;
+    unsigned char   raw[OMNI_TOKEN_RAW_LEN], msg[8 + 26], md[64];
+    const char     *chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+                            "UVWXYZ0123456789-_";
+
+    srand(42);
+
+    for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (j = 0; j < lens[i]; j++) {
+            key[j] = chars[rand() % 64];
+        }
+        key[lens[i]] = '\0';
+
+        memset(&kr, 0, sizeof(omni_keyring_t));
+        if (omni_keyring_add(&kr, key, lens[i], err, sizeof(err))
+            != OMNI_OK)
+        {
+            ok(0, "keyring_add of a %zu-byte key: %s", lens[i], err);
+            continue;
+        }
+
+        bad = 0;
+
+        for (k = 0; k < 50; k++) {
+            memset(&t, 0, sizeof(omni_token_t));
+            t.kind = (k & 1) ? OMNI_KIND_TOKEN : OMNI_KIND_COOKIE;
+            for (j = 0; j < OMNI_ID_LEN; j++) {
+                t.id[j] = (unsigned char) rand();
+            }
+            t.issued = (uint32_t) rand();
+            t.expires = k % 3 ? 0 : 0xfffffff0u;
+
+            raw[0] = 1;
+            raw[1] = (unsigned char) t.kind;
+            memcpy(raw + 2, t.id, OMNI_ID_LEN);
+            raw[18] = (unsigned char) (t.issued >> 24);
+            raw[19] = (unsigned char) (t.issued >> 16);
+            raw[20] = (unsigned char) (t.issued >> 8);
+            raw[21] = (unsigned char) t.issued;
+            raw[22] = (unsigned char) (t.expires >> 24);
+            raw[23] = (unsigned char) (t.expires >> 16);
+            raw[24] = (unsigned char) (t.expires >> 8);
+            raw[25] = (unsigned char) t.expires;
+            memcpy(msg, "omni/v1/", 8);
+            memcpy(msg + 8, raw, 26);
+            HMAC(EVP_sha256(), key, (int) lens[i], msg, sizeof(msg), md,
+                 &mdlen);
+            memcpy(raw + 26, md, 16);
+            omni_b64url_encode(raw, sizeof(raw), want, sizeof(want));
+
+            if (omni_token_sign(&kr, &t, tok) != OMNI_OK
+                || strcmp(tok, want) != 0
+                || verify_n(&kr, t.kind, want, OMNI_TOKEN_LEN, 1, &v)
+                   != OMNI_OK
+                || memcmp(v.id, t.id, OMNI_ID_LEN) != 0)
+            {
+                bad++;
+            }
+
+            /* one flipped MAC bit: refused */
+            raw[26 + k % 16] ^= (unsigned char) (1 << (k % 8));
+            omni_b64url_encode(raw, sizeof(raw), want, sizeof(want));
+            if (verify_n(&kr, t.kind, want, OMNI_TOKEN_LEN, 1, &v)
+                != OMNI_TOKEN_BAD_MAC)
+            {
+                bad++;
+            }
+        }
+
+        is_int(bad, 0, "HMAC pads: a %zu-byte key signs and verifies as "
+               "HMAC() does, 50 tokens", lens[i]);
+
+        omni_keyring_free(&kr);
+    }
+}
+
+
 static void
 test_tampering(void)
 {
@@ -550,6 +642,7 @@ main(void)
     test_keyring();
     test_sign_verify();
     test_wire_format();
+    test_hmac_pads();
     test_tampering();
     test_strerror();
     test_sha256();
