@@ -33,7 +33,13 @@
  * overlay's walk for page views over impressions.  A touch's queue
  * position grows with its entry's sequence number (both are taken under
  * the mutex), so the overlay's walk, newest first, stops at the first
- * touch of the profile that the reader's snapshot holds.  The oldest entry is overwritten by the newest:
+ * touch of the profile that the reader's snapshot holds.  Impressions
+ * get the same order: a reservation is pending (position 0) until its
+ * request's touch is queued, when it is cancelled and a settled copy
+ * with the touch's position is added at the head of the chain; with the
+ * count of pending entries per bucket, a decision's walk stops at the
+ * first settled impression the snapshot holds once it has seen every
+ * pending one.  The oldest entry is overwritten by the newest:
  * with N at least a few seconds of capped impressions, only committed
  * entries go.  Overwriting one the writer has not committed yet (a table
  * too small for the rate, or a writer far behind) is counted and logged:
@@ -58,13 +64,16 @@ struct ngx_http_omni_act_s {
 
 
 #define NGX_HTTP_OMNI_ACT_CANCELLED  ((uint64_t) -1)
+
+/* pending impressions of impression bucket b (b >= nact) */
+#define ngx_http_omni_act_pending(qu, b)  (qu)->act_bucket[(b) + (qu)->nact]
 #define NGX_HTTP_OMNI_ACT_WALK       256     /* entries per lookup, max */
 
 
 size_t
 ngx_http_omni_activity_size(ngx_uint_t n)
 {
-    return n * (sizeof(ngx_http_omni_act_t) + 2 * sizeof(uint64_t));
+    return n * (sizeof(ngx_http_omni_act_t) + 3 * sizeof(uint64_t));
 }
 
 
@@ -73,8 +82,8 @@ ngx_http_omni_activity_init(ngx_slab_pool_t *shpool,
     ngx_http_omni_queue_t *qu, ngx_uint_t n)
 {
     qu->act = ngx_slab_calloc(shpool, n * sizeof(ngx_http_omni_act_t));
-    /* touches' buckets, then impressions' */
-    qu->act_bucket = ngx_slab_calloc(shpool, 2 * n * sizeof(uint64_t));
+    /* touches' buckets, impressions', impressions' pending counts */
+    qu->act_bucket = ngx_slab_calloc(shpool, 3 * n * sizeof(uint64_t));
 
     if (qu->act == NULL || qu->act_bucket == NULL) {
         return NGX_ERROR;
@@ -155,21 +164,46 @@ ngx_uint_t
 ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
     uint64_t snap, omni_impr_extra_t *out, ngx_uint_t max)
 {
-    uint64_t              s;
-    ngx_uint_t            n, walk;
+    uint64_t              s, pending, seen;
+    ngx_uint_t            n, b, walk;
     ngx_http_omni_act_t  *e;
 
     n = 0;
-    walk = 0;
-    s = qu->act_bucket[ngx_http_omni_activity_bucket(qu, pid, 1)];
+    seen = 0;
+    b = ngx_http_omni_activity_bucket(qu, pid, 1);
+    pending = ngx_http_omni_act_pending(qu, b);
+    s = qu->act_bucket[b];
 
-    while (n < max
-           && (e = ngx_http_omni_activity_next(qu, pid, &s, &walk)) != NULL)
-    {
-        if (e->campaign == 0
-            || e->pos == NGX_HTTP_OMNI_ACT_CANCELLED
-            || (e->pos != 0 && snap != 0 && e->pos <= snap))
-        {
+    for (walk = 0; s && n < max && walk < NGX_HTTP_OMNI_ACT_WALK; walk++) {
+        e = &qu->act[(s - 1) & (qu->nact - 1)];
+
+        if (e->seq != s) {
+            break;              /* overwritten: the rest is older */
+        }
+
+        s = e->prev;
+
+        if (e->pos == NGX_HTTP_OMNI_ACT_CANCELLED) {
+            continue;
+        }
+
+        if (e->pos == 0) {
+            seen++;             /* pending: counts, however old */
+
+        } else if (snap != 0 && e->pos <= snap) {
+            /*
+             * Held by the snapshot, and so is every older settled one
+             * (they are in settle order): done once no pending one can
+             * be further down.
+             */
+            if (seen >= pending) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (ngx_memcmp(e->pid, pid, OMNI_ID_LEN) != 0) {
             continue;
         }
 
@@ -183,6 +217,61 @@ ngx_http_omni_activity_get(ngx_http_omni_queue_t *qu, const u_char *pid,
 
 
 /*
+ * A new entry at the head of pid's chain (bucket b: touches'
+ * or impressions'), overwriting the oldest of the table.  The caller
+ * holds the zone's mutex.
+ */
+static uint64_t
+ngx_http_omni_activity_put(ngx_http_omni_queue_t *qu, const u_char *pid,
+    ngx_uint_t b, uint64_t campaign, uint32_t time, uint64_t pos,
+    ngx_log_t *log)
+{
+    uint64_t              s;
+    ngx_http_omni_act_t  *e;
+
+    s = qu->act_next++;
+    e = &qu->act[(s - 1) & (qu->nact - 1)];
+
+    if (e->seq
+        && e->pos != NGX_HTTP_OMNI_ACT_CANCELLED
+        && (e->pos == 0 || e->pos > qu->head))
+    {
+        /* a pending impression goes: its bucket counts one less */
+        if (e->pos == 0 && e->campaign != 0) {
+            ngx_http_omni_act_pending(qu,
+                ngx_http_omni_activity_bucket(qu, e->pid, 1))--;
+        }
+
+        /* still needed: the table is too small for the rate */
+        if (ngx_atomic_fetch_add(&qu->act_evicted, 1) % 10000 == 0) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "omni: activity table full (activity=%ui): "
+                          "an entry the writer has not folded was "
+                          "overwritten, frequency caps may be "
+                          "exceeded; %uA so far", qu->nact,
+                          qu->act_evicted + 1);
+        }
+    }
+
+    e->seq = s;
+    e->prev = qu->act_bucket[b];
+    e->campaign = campaign;
+    e->pos = pos;
+    e->time = time;
+    e->channel = 0;
+    ngx_memcpy(e->pid, pid, OMNI_ID_LEN);
+
+    qu->act_bucket[b] = s;
+
+    if (campaign != 0 && pos == 0) {
+        ngx_http_omni_act_pending(qu, b)++;
+    }
+
+    return s;
+}
+
+
+/*
  * Reserves one entry per campaign for pid, seqs[] receiving them.  The
  * caller holds the zone's mutex.
  */
@@ -191,63 +280,63 @@ ngx_http_omni_activity_reserve(ngx_http_omni_queue_t *qu, const u_char *pid,
     const uint64_t *campaigns, ngx_uint_t n, uint32_t now, uint64_t *seqs,
     ngx_log_t *log)
 {
-    uint64_t              s;
-    ngx_uint_t            i, b;
-    ngx_http_omni_act_t  *e;
+    ngx_uint_t  i, b;
 
     b = ngx_http_omni_activity_bucket(qu, pid, 0);
 
     for (i = 0; i < n; i++) {
-        s = qu->act_next++;
-        e = &qu->act[(s - 1) & (qu->nact - 1)];
-
-        if (e->seq
-            && e->pos != NGX_HTTP_OMNI_ACT_CANCELLED
-            && (e->pos == 0 || e->pos > qu->head))
-        {
-            /* still needed: the table is too small for the rate */
-            if (ngx_atomic_fetch_add(&qu->act_evicted, 1) % 10000 == 0) {
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "omni: activity table full (activity=%ui): "
-                              "an entry the writer has not folded was "
-                              "overwritten, frequency caps may be "
-                              "exceeded; %uA so far", qu->nact,
-                              qu->act_evicted + 1);
-            }
-        }
-
-        e->seq = s;
-        e->prev = qu->act_bucket[b + (campaigns[i] ? qu->nact : 0)];
-        e->campaign = campaigns[i];
-        e->pos = 0;
-        e->time = now;
-        e->channel = 0;
-        ngx_memcpy(e->pid, pid, OMNI_ID_LEN);
-
-        qu->act_bucket[b + (campaigns[i] ? qu->nact : 0)] = s;
-        seqs[i] = s;
+        seqs[i] = ngx_http_omni_activity_put(qu, pid,
+                                             b + (campaigns[i] ? qu->nact
+                                                               : 0),
+                                             campaigns[i], now, 0, log);
     }
 }
 
 
 /*
  * The request's touch is queued and ends at pos (0: nothing was
- * delivered, or the touch was dropped: the entries are cancelled).  The
- * caller holds the zone's mutex.
+ * delivered, or the touch was dropped: the entries are cancelled).  A
+ * settled reservation is cancelled and added again, settled, at the
+ * head of its chain, so that settled impressions stay in the order of
+ * their positions (the queue's, taken under the same mutex).  The caller
+ * holds the zone's mutex.
  */
 void
 ngx_http_omni_activity_settle(ngx_http_omni_queue_t *qu,
     const uint64_t *seqs, ngx_uint_t n, uint64_t pos)
 {
-    ngx_uint_t            i;
+    u_char                pid[OMNI_ID_LEN];
+    uint32_t              time;
+    uint64_t              campaign;
+    ngx_uint_t            i, b;
     ngx_http_omni_act_t  *e;
 
     for (i = 0; i < n; i++) {
         e = &qu->act[(seqs[i] - 1) & (qu->nact - 1)];
 
-        if (e->seq == seqs[i]) {
-            e->pos = pos ? pos : NGX_HTTP_OMNI_ACT_CANCELLED;
+        if (e->seq != seqs[i] || e->pos != 0) {
+            continue;           /* overwritten, or settled already */
         }
+
+        e->pos = NGX_HTTP_OMNI_ACT_CANCELLED;
+
+        if (e->campaign == 0) {
+            continue;
+        }
+
+        b = ngx_http_omni_activity_bucket(qu, e->pid, 1);
+        ngx_http_omni_act_pending(qu, b)--;
+
+        if (pos == 0) {
+            continue;
+        }
+
+        ngx_memcpy(pid, e->pid, OMNI_ID_LEN);
+        campaign = e->campaign;
+        time = e->time;
+
+        (void) ngx_http_omni_activity_put(qu, pid, b, campaign, time, pos,
+                                          ngx_cycle->log);
     }
 }
 
@@ -260,13 +349,12 @@ void
 ngx_http_omni_activity_touch(ngx_http_omni_queue_t *qu, const u_char *pid,
     uint32_t time, ngx_uint_t channel, uint64_t pos, ngx_log_t *log)
 {
-    uint64_t  zero, seq;
+    uint64_t  seq;
 
-    zero = 0;
+    seq = ngx_http_omni_activity_put(qu, pid,
+                                     ngx_http_omni_activity_bucket(qu, pid, 0),
+                                     0, time, pos, log);
 
-    ngx_http_omni_activity_reserve(qu, pid, &zero, 1, time, &seq, log);
-
-    qu->act[(seq - 1) & (qu->nact - 1)].pos = pos;
     qu->act[(seq - 1) & (qu->nact - 1)].channel = (uint32_t) channel;
 }
 
