@@ -362,6 +362,7 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
     mcf->queue_size = NGX_CONF_UNSET_UINT;
     mcf->activity = NGX_CONF_UNSET_UINT;
     mcf->fold = NGX_CONF_UNSET_MSEC;
+    mcf->checkpoint = NGX_CONF_UNSET_MSEC;
     mcf->reader_check = NGX_CONF_UNSET_MSEC;
     mcf->visit_timeout = NGX_CONF_UNSET;
     mcf->tp_max = NGX_CONF_UNSET_UINT;

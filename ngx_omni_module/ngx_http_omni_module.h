@@ -63,6 +63,7 @@ typedef struct {
     ngx_uint_t                  max_readers;
     ngx_uint_t                  queue_size;
     ngx_msec_t                  fold;           /* fold interval */
+    ngx_msec_t                  checkpoint;     /* store sync interval */
     ngx_msec_t                  reader_check;
     ngx_str_t                   thread_pool_name;
 #if (NGX_THREADS)

@@ -67,7 +67,7 @@ ngx_http_omni_store_has(ngx_http_omni_main_conf_t *mcf, const char *file)
 /*
  * omni_store PATH [map_size=SIZE] [map_max=SIZE] [max_readers=N]
  *            [queue=N] [reader_check=TIME] [thread_pool=NAME]
- *            [tp_max=N] [tp_max_age=TIME] [anon_ttl=TIME|off];
+ *            [fold=TIME] [checkpoint=TIME] [tp_max=N] [tp_max_age=TIME] [anon_ttl=TIME|off];
  */
 char *
 ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -216,6 +216,27 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /*
+         * How often the store is synced (a checkpoint): what a host crash
+         * can lose of page views, and what the journal replays.
+         */
+        if (ngx_strncmp(value[i].data, "checkpoint=", 11) == 0) {
+            s.data = value[i].data + 11;
+            s.len = value[i].len - 11;
+
+            mcf->checkpoint = ngx_parse_time(&s, 0);
+            if (mcf->checkpoint == (ngx_msec_t) NGX_ERROR
+                || mcf->checkpoint < 10 || mcf->checkpoint > 600000)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" (10ms to 10m)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "reader_check=", 13) == 0) {
             s.data = value[i].data + 13;
             s.len = value[i].len - 13;
@@ -252,6 +273,7 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_uint_value(mcf->queue_size, 65536);
     ngx_conf_init_uint_value(mcf->activity, 262144);
     ngx_conf_init_msec_value(mcf->fold, 1000);
+    ngx_conf_init_msec_value(mcf->checkpoint, 1000);
     ngx_conf_init_msec_value(mcf->reader_check, 10000);
     ngx_conf_init_uint_value(mcf->tp_max, 1000000);
     ngx_conf_init_value(mcf->tp_max_age, 7 * 86400);
@@ -441,7 +463,7 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
     ngx_http_omni_main_conf_t  *mcf;
 
     static const char  *files[] = { "", "/data.mdb", "/lock.mdb",
-                                    "/writer.lock" };
+                                    "/writer.lock", "/journal.ckpt" };
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
 
@@ -473,6 +495,14 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* the first open after a host crash recovers from the journal */
+    if (omni_store_replayed(st)) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "omni: store recovered after a host crash: %ui "
+                      "event(s) replayed from the journal",
+                      (ngx_uint_t) omni_store_replayed(st));
+    }
+
     omni_store_close(st);
 
     if (geteuid() != 0) {
@@ -485,13 +515,21 @@ ngx_http_omni_store_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    /* the writer lease's lock file (ngx_http_omni_queue.c) */
-    if (mcf->store_path.len + sizeof("/writer.lock") <= NGX_MAX_PATH) {
+    /*
+     * The writer lease's lock file (ngx_http_omni_queue.c) and the
+     * journal's checkpoint file (core/omni_journal.c): made here so that
+     * the workers' user owns them.
+     */
+    for (i = 3; i < sizeof(files) / sizeof(files[0]); i++) {
         ngx_fd_t  fd;
 
-        ngx_sprintf(path, "%V/writer.lock%Z", &mcf->store_path);
+        if (mcf->store_path.len + ngx_strlen(files[i]) + 1 > NGX_MAX_PATH) {
+            break;
+        }
+
+        ngx_sprintf(path, "%V%s%Z", &mcf->store_path, files[i]);
         fd = ngx_open_file(path, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
-                           NGX_FILE_DEFAULT_ACCESS);
+                           0640);
         if (fd != NGX_INVALID_FILE) {
             (void) ngx_close_file(fd);
         }
@@ -556,11 +594,12 @@ ngx_http_omni_store_init_worker(ngx_cycle_t *cycle)
     opts.attach = 1;
 
     /*
-     * Traffic batches need integrity, not durability: one fsync per
-     * commit instead of two.  A batch carrying events is synced in full
-     * before anyone is answered (the writer calls omni_store_sync()).
+     * The journal (core/omni_journal.h): commits are not synced; the
+     * events of a batch are appended to the journal and synced there,
+     * once, before anyone is answered, and the store is synced at
+     * checkpoints, off the writer's path.
      */
-    opts.nometasync = 1;
+    opts.journal = 1;
 
     if (omni_store_open(&ngx_http_omni_ws.store,
                         (char *) mcf->store_path.data, &opts,

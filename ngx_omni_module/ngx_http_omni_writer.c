@@ -103,15 +103,34 @@ typedef struct {
     u_char                 expire_from[OMNI_ID_LEN];
     time_t                 expire_next;
     ngx_uint_t             expired;
+    /* the journal's checkpoint: begun by this task after its commit */
+    unsigned               ckpt:1;      /* asked for */
+    unsigned               ckpt_only:1; /* nothing to write, just that */
+    unsigned               ckpt_begun:1;
+    omni_journal_job_t    *jjobs;       /* NGX_HTTP_OMNI_BATCH_JOBS */
     char                   err[512];
 } ngx_http_omni_wtask_t;
+
+
+/* The checkpoint's end, in a pool thread of its own. */
+typedef struct {
+    omni_checkpoint_t      cp;
+    int                    rc;
+    char                   err[512];
+} ngx_http_omni_ctask_t;
 
 
 typedef struct {
 #if (NGX_THREADS)
     ngx_thread_pool_t  *pool;
     ngx_thread_task_t  *task;
+    ngx_thread_task_t  *ckpt_task;
 #endif
+    omni_journal_job_t *jjobs;
+    ngx_msec_t          ckpt_every;     /* omni_store checkpoint= */
+    ngx_msec_t          next_ckpt;
+    unsigned            ckpt_busy:1;    /* an end in flight */
+    unsigned            ckpt_dirty:1;   /* commits since the last begin */
     omni_touch_t       *ops;
     u_char            (*pids)[OMNI_ID_LEN];
     ngx_http_omni_qjob_t  *qjobs;
@@ -161,6 +180,11 @@ static ngx_http_omni_writer_t  ngx_http_omni_w;
 #if (NGX_THREADS)
 static void ngx_http_omni_writer_thread(void *data, ngx_log_t *log);
 static void ngx_http_omni_writer_done(ngx_event_t *ev);
+static void ngx_http_omni_ckpt_thread(void *data, ngx_log_t *log);
+static void ngx_http_omni_ckpt_done(ngx_event_t *ev);
+static void ngx_http_omni_ckpt_post(void);
+static ngx_uint_t ngx_http_omni_ckpt_due(void);
+static void ngx_http_omni_writer_post_ckpt(void);
 static void ngx_http_omni_writer_post(void);
 static void ngx_http_omni_writer_flush(ngx_event_t *ev);
 #endif
@@ -201,6 +225,17 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.task->event.data = ngx_http_omni_w.task->ctx;
     ngx_http_omni_w.task->event.log = cycle->log;
 
+    ngx_http_omni_w.ckpt_task = ngx_thread_task_alloc(cycle->pool,
+                                              sizeof(ngx_http_omni_ctask_t));
+    if (ngx_http_omni_w.ckpt_task == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_omni_w.ckpt_task->handler = ngx_http_omni_ckpt_thread;
+    ngx_http_omni_w.ckpt_task->event.handler = ngx_http_omni_ckpt_done;
+    ngx_http_omni_w.ckpt_task->event.data = ngx_http_omni_w.ckpt_task->ctx;
+    ngx_http_omni_w.ckpt_task->event.log = cycle->log;
+
     ngx_http_omni_w.flush.handler = ngx_http_omni_writer_flush;
     ngx_http_omni_w.flush.log = cycle->log;
     ngx_http_omni_w.flush.data = &ngx_http_omni_w;
@@ -230,12 +265,18 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.qjobs = ngx_alloc(NGX_HTTP_OMNI_BATCH_JOBS
                                       * sizeof(ngx_http_omni_qjob_t),
                                       cycle->log);
+    ngx_http_omni_w.jjobs = ngx_alloc(NGX_HTTP_OMNI_BATCH_JOBS
+                                      * sizeof(omni_journal_job_t),
+                                      cycle->log);
 
     if (ngx_http_omni_w.ops == NULL || ngx_http_omni_w.pids == NULL
-        || ngx_http_omni_w.qjobs == NULL)
+        || ngx_http_omni_w.qjobs == NULL || ngx_http_omni_w.jjobs == NULL)
     {
         return NGX_ERROR;
     }
+
+    ngx_http_omni_w.ckpt_every = mcf->checkpoint;
+    ngx_http_omni_w.next_ckpt = ngx_current_msec + mcf->checkpoint;
 
     if (ngx_http_omni_queue_init_worker(cycle) != NGX_OK) {
         return NGX_ERROR;
@@ -466,6 +507,48 @@ ngx_http_omni_writer_free_jobs(ngx_http_omni_wtask_t *t)
 
 
 /*
+ * The jobs to journal: those the batch applies, as their workers queued
+ * them (text, context, assigned messageIds), so that a recovery parses
+ * and applies them again exactly as here.
+ */
+static size_t
+ngx_http_omni_writer_journal(ngx_http_omni_wtask_t *t)
+{
+    size_t                 n, ilen;
+    ngx_uint_t             i, k;
+    omni_journal_job_t    *jj;
+    ngx_http_omni_qjob_t  *j;
+
+    n = 0;
+
+    for (i = 0; t->jjobs && i < t->njobs; i++) {
+        j = &t->jobs[i];
+
+        if (!j->parsed || j->status == NULL) {
+            continue;
+        }
+
+        ilen = 0;
+
+        for (k = 0; k < j->nids; k++) {
+            ilen += 3 + j->ids[ilen + 2];
+        }
+
+        jj = &t->jjobs[n++];
+        jj->ec = &j->ec;
+        jj->visit_timeout = j->visit_timeout;
+        jj->text = (const char *) j->text;
+        jj->len = j->len;
+        jj->ids = j->ids;
+        jj->ids_len = ilen;
+        jj->nids = j->nids;
+    }
+
+    return n;
+}
+
+
+/*
  * Applies one task in one write transaction, all or nothing: the queued
  * touches of [from, to) (at most NGX_HTTP_OMNI_BATCH_MAX) and the jobs'
  * events.  Runs in a pool thread, or on the event loop at exit.
@@ -577,6 +660,9 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
         }
     }
 
+    b.journal = t->jjobs;
+    b.njournal = ngx_http_omni_writer_journal(t);
+
     rc = omni_batch_apply(st, &ngx_http_omni_w.opts, &b);
 
     t->nevents = b.nevents;
@@ -681,9 +767,66 @@ ngx_http_omni_writer_post(void)
     t->fold_end = t->fold_from;
     t->rc = OMNI_OK;
     t->err[0] = '\0';
+    t->jjobs = ngx_http_omni_w.jjobs;
+    t->ckpt = ngx_http_omni_ckpt_due();
+    t->ckpt_only = 0;
 
     ngx_http_omni_w.retries = 0;
     ngx_http_omni_w.own = 0;
+
+    if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_omni_w.busy = 1;
+}
+
+
+/*
+ * Whether the next batch begins a checkpoint: the store is journaled,
+ * the interval has passed and the previous one has ended.
+ */
+static ngx_uint_t
+ngx_http_omni_ckpt_due(void)
+{
+    omni_store_t  *st;
+
+    st = ngx_http_omni_worker_store();
+
+    return st && omni_store_journaled(st) && !ngx_http_omni_w.ckpt_busy
+           && !ngx_exiting
+           && (ngx_msec_int_t) (ngx_current_msec - ngx_http_omni_w.next_ckpt)
+              >= 0;
+}
+
+
+/*
+ * A writer with nothing to write still checkpoints its last commits
+ * once the interval has passed: a task that only begins a checkpoint.
+ */
+static void
+ngx_http_omni_writer_post_ckpt(void)
+{
+    ngx_http_omni_wtask_t  *t;
+
+    if (!ngx_http_omni_w.ckpt_dirty || !ngx_http_omni_ckpt_due()) {
+        return;
+    }
+
+    t = ngx_http_omni_w.task->ctx;
+
+    t->n = 0;
+    t->njobs = 0;
+    t->nfold = 0;
+    t->fold = 0;
+    t->from = t->to = t->end = 0;
+    t->fold_from = t->fold_end = 0;
+    t->rc = OMNI_OK;
+    t->err[0] = '\0';
+    t->ckpt = 1;
+    t->ckpt_only = 1;
 
     if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
         != NGX_OK)
@@ -723,7 +866,76 @@ ngx_http_omni_writer_thread(void *data, ngx_log_t *log)
         (void) sched_setaffinity(0, sizeof(cpu_set_t), &set);
     }
 
-    t->rc = ngx_http_omni_writer_apply(ngx_http_omni_worker_store(), t);
+    t->ckpt_begun = 0;
+
+    if (!t->ckpt_only) {
+        t->rc = ngx_http_omni_writer_apply(ngx_http_omni_worker_store(), t);
+    }
+
+    /* right after the commit, before the next: the checkpoint's begin */
+    if (t->ckpt && t->rc == OMNI_OK) {
+        ngx_http_omni_ctask_t  *c = ngx_http_omni_w.ckpt_task->ctx;
+
+        if (omni_checkpoint_begin(ngx_http_omni_worker_store(), &c->cp)
+            == OMNI_OK)
+        {
+            t->ckpt_begun = 1;
+        }
+    }
+}
+
+
+/*
+ * The end of a checkpoint: the store's sync, journal.ckpt, the old
+ * segments and the previous pin, concurrently with the next batches.
+ */
+static void
+ngx_http_omni_ckpt_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_omni_ctask_t  *c = data;
+
+    c->rc = omni_checkpoint_end(ngx_http_omni_worker_store(), &c->cp);
+
+    if (c->rc != OMNI_OK) {
+        ngx_cpystrn((u_char *) c->err,
+                    (u_char *) omni_store_error(ngx_http_omni_worker_store()),
+                    sizeof(c->err));
+    }
+}
+
+
+static void
+ngx_http_omni_ckpt_done(ngx_event_t *ev)
+{
+    ngx_http_omni_ctask_t  *c = ev->data;
+
+    ngx_http_omni_w.ckpt_busy = 0;
+
+    if (c->rc != OMNI_OK) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "omni: checkpoint failed, the previous one stays the "
+                      "one to recover from: %s", c->err);
+    }
+
+    ngx_http_omni_w.next_ckpt = ngx_current_msec + ngx_http_omni_w.ckpt_every;
+}
+
+
+/* The begun checkpoint's end goes to a pool thread. */
+static void
+ngx_http_omni_ckpt_post(void)
+{
+    if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.ckpt_task)
+        != NGX_OK)
+    {
+        /* what it pinned goes; the previous checkpoint stays */
+        ngx_http_omni_ctask_t  *c = ngx_http_omni_w.ckpt_task->ctx;
+
+        omni_checkpoint_abandon(ngx_http_omni_worker_store(), &c->cp);
+        return;
+    }
+
+    ngx_http_omni_w.ckpt_busy = 1;
 }
 
 
@@ -784,7 +996,24 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
         }
     }
 
+    if (t->rc == OMNI_OK && (t->n || t->njobs || t->nfold)) {
+        ngx_http_omni_w.ckpt_dirty = 1;
+    }
+
     ngx_http_omni_writer_account(t, ev->log);
+
+    if (t->ckpt_begun) {
+        t->ckpt_begun = 0;
+        ngx_http_omni_w.ckpt_dirty = 0;
+        ngx_http_omni_ckpt_post();
+
+    } else if (t->ckpt) {
+        /* not now (the meta pages moved): at the next batch */
+        ngx_http_omni_w.next_ckpt = ngx_current_msec;
+    }
+
+    t->ckpt = 0;
+    t->ckpt_only = 0;
 
     /*
      * Keep up: while events wait, or a batch's worth of touches is
@@ -833,6 +1062,10 @@ ngx_http_omni_writer_flush(ngx_event_t *ev)
 
     if (!ngx_http_omni_w.busy) {
         ngx_http_omni_writer_post();
+    }
+
+    if (!ngx_http_omni_w.busy) {
+        ngx_http_omni_writer_post_ckpt();
     }
 
     ngx_add_timer(ev, NGX_HTTP_OMNI_BATCH_DELAY);
@@ -1110,8 +1343,18 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
      * completion event will never be delivered.  Account for it here.
      */
     if (ngx_http_omni_w.busy) {
-        ngx_http_omni_writer_account(ngx_http_omni_w.task->ctx, cycle->log);
+        ngx_http_omni_wtask_t  *wt = ngx_http_omni_w.task->ctx;
+
+        ngx_http_omni_writer_account(wt, cycle->log);
         ngx_http_omni_w.busy = 0;
+
+        /* a checkpoint it began: the one at close replaces it */
+        if (wt->ckpt_begun && st) {
+            ngx_http_omni_ctask_t  *c = ngx_http_omni_w.ckpt_task->ctx;
+
+            omni_checkpoint_abandon(st, &c->cp);
+            wt->ckpt_begun = 0;
+        }
     }
 #endif
 
@@ -1119,6 +1362,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     t.ops = ngx_http_omni_w.ops;
     t.pids = ngx_http_omni_w.pids;
     t.jobs = ngx_http_omni_w.qjobs;
+    t.jjobs = ngx_http_omni_w.jjobs;
 
     to = 0;
 
@@ -1189,6 +1433,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     ngx_free(ngx_http_omni_w.ops);
     ngx_free(ngx_http_omni_w.pids);
     ngx_free(ngx_http_omni_w.qjobs);
+    ngx_free(ngx_http_omni_w.jjobs);
     ngx_free(ngx_http_omni_w.fold_ops);
     ngx_free(ngx_http_omni_w.fold_pids);
     ngx_http_omni_w.fold_ops = NULL;
@@ -1196,4 +1441,5 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
     ngx_http_omni_w.ops = NULL;
     ngx_http_omni_w.pids = NULL;
     ngx_http_omni_w.qjobs = NULL;
+    ngx_http_omni_w.jjobs = NULL;
 }

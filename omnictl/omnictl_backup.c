@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "omnictl.h"
+#include "omni_journal.h"
 
 
 #define OMNICTL_PATH_MAX  4200
@@ -248,6 +249,12 @@ omnictl_restore(omnictl_ctx_t *ctx)
      */
     if (unlink(lock) != 0 && errno != ENOENT) {
         omnictl_error(ctx, "cannot remove \"%s\": %s", lock, strerror(errno));
+    }
+
+    /* so does the journal: its checkpoint names pages of the old file */
+    if (omni_journal_reset(store) != OMNI_OK) {
+        omnictl_error(ctx, "cannot reset the journal of \"%s\": %s", store,
+                      strerror(errno));
     }
 
     if (rename(sfile, data) != 0) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "omnictl.h"
+#include "omni_journal.h"
 
 
 /*
@@ -139,6 +140,12 @@ omnictl_open(omnictl_ctx_t *ctx, int mode, omni_store_t **stp)
     if (rc != OMNI_OK) {
         omnictl_open_error(ctx, mode, err);
         return OMNICTL_EXIT_FATAL;
+    }
+
+    if (omni_store_replayed(st)) {
+        fprintf(stderr, "omnictl: %s: recovered after a host crash: %u "
+                "event(s) replayed from the journal\n", ctx->store,
+                omni_store_replayed(st));
     }
 
     if (mode != OMNICTL_OPEN_READ) {

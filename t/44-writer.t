@@ -22,6 +22,7 @@ use OmniLoad;
 use JSON::PP ();
 use Time::HiRes ();
 use IO::Socket::INET ();
+use File::Copy ();
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
 sub store  { "$OmniTest::PREFIX/store" }
@@ -536,6 +537,58 @@ my ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
 is($rc, 0, 'the store verifies') or diag $err;
 ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 is($rc, 0, 'omnictl opens it (stale readers cleared)');
+
+=== TEST 13b: a host crash (power, kernel): the disk holds the store as the last checkpoint synced it, the page cache is gone; the next boot restores that checkpoint and replays the journal: every answered event is in the store, and it verifies
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- main_config
+env OMNI_BOOT_ID=boot-a;
+env OMNI_TEST_CKPT_COPY=$TEST_NGINX_PREFIX/at-checkpoint.mdb;
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m checkpoint=10m;
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; }
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+# checkpoint=10m: after the writer's first checkpoint (its start, before
+# any event), no other; at-checkpoint.mdb is the data file as that sync
+# left it.
+my $master = main::master();
+my @all = ($master, OmniTest::_children_of($master));
+my $dir = "$OmniTest::PREFIX/acks";
+my @kids = clients($dir, 4, 40, sub {
+    my ($c, $i) = @_;
+    my $ck = main::cookie(sprintf 'a0a0%028x', $c);
+    my $r = post_event($ck, $i % 2 ? 'Product Viewed' : 'Product Added', "x$c-$i",
+                       { sku => "S-$i", price => 5 });
+    return $r->{status} == 200 ? "x$c-$i" : undef;
+});
+waitpid($_, 0) for @kids;
+my @acks = client_lines($dir);
+is(scalar @acks, 160, 'all 160 events answered 200');
+ok(-s "$OmniTest::PREFIX/at-checkpoint.mdb", 'the checkpoint was copied');
+my @segs = glob(main::store() . '/journal.*[0-9a-f]');
+ok(@segs >= 1, 'the events are in a journal segment');
+kill 'KILL', @all;
+ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
+# the crash: only what was synced is left of the data file
+File::Copy::copy("$OmniTest::PREFIX/at-checkpoint.mdb", main::store() . '/data.mdb')
+    or die "copy: $!";
+local $ENV{OMNI_BOOT_ID} = 'boot-b';
+my ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
+is($rc, 0, 'the store opens after the crash') or diag $err;
+like($err, qr/recovered after a host crash: 160 event\(s\) replayed from the journal/,
+     'the journal is replayed, once');
+my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
+my @lost = grep { !$ids{$_} } @acks;
+is_deeply(\@lost, [], 'every answered event is in the store');
+($rc, $out, $err) = omnictl('--store', main::store(), 'export');
+is($rc, 0, 'the store verifies') or diag $err;
+($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
+unlike($err, qr/recovered/, 'a second open recovers nothing');
 
 === TEST 14: a full activity table: an impression not yet folded is overwritten, and the warning says so
 --- http_config

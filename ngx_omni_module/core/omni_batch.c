@@ -281,6 +281,7 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
 {
     int           rc, same, tomb;
     double        t0;
+    uint64_t      txnid;
     uint32_t      min_time;
     unsigned      pruned;
     omni_wtxn_t  *w;
@@ -291,6 +292,14 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
 
     if (b->now == 0) {
         b->now = (uint32_t) time(NULL);
+    }
+
+    /* a journaled writer's first batch: a checkpoint of what is there */
+    if (st->journal && !st->started) {
+        rc = omni_journal_start(st);
+        if (rc != OMNI_OK) {
+            return rc;
+        }
     }
 
     rc = omni_store_write_begin(st, &w);
@@ -419,14 +428,21 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
     b->merges = w->merges;
 
     t0 = omni_batch_clock();
+    txnid = mdb_txn_id(w->txn);
     rc = omni_wtxn_commit(w);
 
-    /*
-     * A store opened with nometasync commits its data but not its meta
-     * page: a batch whose events will be acknowledged is made durable
-     * here, with one more sync.
-     */
-    if (rc == OMNI_OK && opts->sync && b->events) {
+    if (rc == OMNI_OK && st->journal) {
+        /* one sync: the events' own bytes, in the journal */
+        if (b->events && b->njournal) {
+            rc = omni_journal_append(st, txnid, b->journal, b->njournal);
+        }
+
+    } else if (rc == OMNI_OK && opts->sync && b->events) {
+        /*
+         * A store opened with nometasync commits its data but not its
+         * meta page: a batch whose events will be acknowledged is made
+         * durable here, with one more sync.
+         */
         rc = omni_store_sync(st);
     }
 

@@ -23,7 +23,8 @@
  *   5. the queue positions the batch ends at (meta "queue": appended up
  *      to, folded up to), so a writer that takes over after a crash
  *      knows what is committed already;
- *   6. commit, then one sync when the batch asks to be durable.
+ *   6. commit, then one sync when the batch asks to be durable: of the
+ *      journal when the store is journaled, of the store otherwise.
  *
  * All or nothing: on any error the transaction is aborted and the store
  * is as it was.  Per-event results are written to each group's status[]
@@ -36,6 +37,7 @@
 #include "omni_store.h"
 #include "omni_update.h"
 #include "omni_event.h"
+#include "omni_journal.h"
 
 typedef struct omni_batch_events_s  omni_batch_events_t;
 
@@ -72,6 +74,14 @@ typedef struct {
     unsigned char        (*fold_pids)[OMNI_ID_LEN];
 
     omni_batch_events_t   *events;
+
+    /*
+     * The jobs the events came in, as received: a journaled store
+     * (omni_journal.h) appends them after the commit and syncs that
+     * instead of the store.
+     */
+    const omni_journal_job_t  *journal;
+    size_t                 njournal;
 
     /*
      * The queue the batch came from: queue_id != 0 stores (queue_id,

@@ -362,6 +362,19 @@ omni_store_open(omni_store_t **stp, const char *path,
 
     strcpy(st->path, path);
     st->readonly = opts->readonly ? 1 : 0;
+    st->nosync = opts->nosync ? 1 : 0;
+    st->journal = (opts->journal && !opts->readonly) ? 1 : 0;
+    st->ckpt_fd = -1;
+    st->data_fd = -1;
+    st->seg_fd = -1;
+
+    /* after a host crash, the journal's recovery comes first */
+    if (!opts->recovering
+        && omni_journal_open(st, opts, err, errlen) != OMNI_OK)
+    {
+        free(st);
+        return OMNI_ERROR;
+    }
 
     rc = mdb_env_create(&st->env);
     if (rc != 0) {
@@ -398,7 +411,7 @@ omni_store_open(omni_store_t **stp, const char *path,
         flags |= MDB_NOMETASYNC;
     }
 
-    if (opts->nosync) {
+    if (opts->nosync || st->journal) {
         flags |= MDB_NOSYNC;
     }
 
@@ -407,6 +420,14 @@ omni_store_open(omni_store_t **stp, const char *path,
         snprintf(err, errlen, "cannot open store \"%s\": %s", path,
                  mdb_strerror(rc));
         mdb_env_close(st->env);
+        omni_journal_close(st);
+        free(st);
+        return OMNI_ERROR;
+    }
+
+    if (omni_journal_attach(st, err, errlen) != OMNI_OK) {
+        mdb_env_close(st->env);
+        omni_journal_close(st);
         free(st);
         return OMNI_ERROR;
     }
@@ -435,6 +456,8 @@ omni_store_open(omni_store_t **stp, const char *path,
     rc = omni_store_open_dbs(st, !opts->readonly && !opts->attach);
     if (rc != OMNI_OK) {
         snprintf(err, errlen, "store \"%s\": %s", path, omni_store_err);
+        st->journal = 0;
+        omni_journal_close(st);
         mdb_env_close(st->env);
         free(st);
         return rc;
@@ -456,6 +479,13 @@ omni_store_close(omni_store_t *st)
     if (st->rtxn) {
         mdb_txn_abort(st->rtxn);
     }
+
+    /* a bulk load synced at its end: record that as the checkpoint */
+    if (!st->journal && st->ckpt_fd != -1 && st->nosync && st->wrote) {
+        (void) omni_journal_synced(st);
+    }
+
+    omni_journal_close(st);
 
     mdb_env_close(st->env);
     free(st);
@@ -908,6 +938,8 @@ omni_wtxn_commit(omni_wtxn_t *w)
         return omni_store_fail(st, "mdb_txn_commit() failed", rc);
     }
 
+    st->wrote = 1;
+
     /*
      * Handles opened inside a write transaction belong to the whole
      * environment once it commits.  A handle's write transactions never
@@ -933,6 +965,14 @@ omni_wtxn_commit(omni_wtxn_t *w)
     if (publish_salt) {
         memcpy(st->salt, salt, sizeof(salt));
         st->has_salt = 1;
+    }
+
+    /*
+     * A commit this handle synced, in a store whose nginx journals: it
+     * becomes the checkpoint a host crash recovers from.
+     */
+    if (!st->journal && !st->nosync && st->ckpt_fd != -1) {
+        return omni_journal_synced(st);
     }
 
     return OMNI_OK;

@@ -68,6 +68,10 @@ typedef struct {
     int         create;         /* create the directory when missing */
     int         attach;         /* open existing databases read-only:
                                    never wait on the writer lock */
+    int         journal;        /* commits are not synced; acknowledged
+                                   events are journaled, the store is
+                                   synced at checkpoints (omni_journal.h) */
+    int         recovering;     /* internal: the journal's recovery */
 } omni_store_opts_t;
 
 int omni_store_open(omni_store_t **stp, const char *path,

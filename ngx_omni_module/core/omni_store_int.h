@@ -9,6 +9,7 @@
 #define OMNI_STORE_INT_H
 
 #include <lmdb.h>
+#include <pthread.h>
 
 #include "omni_store.h"
 
@@ -57,6 +58,22 @@ struct omni_store_s {
     int           refusal_known;    /* meta "consent_refused" written */
     MDB_txn      *rtxn;             /* the reusable read transaction */
     unsigned      readonly:1;
+    unsigned      nosync:1;         /* bulk: the caller syncs */
+    unsigned      wrote:1;          /* a write transaction committed */
+
+    /* the journal (omni_journal.c) */
+    unsigned      journal:1;        /* NOSYNC commits, journaled events */
+    unsigned      started:1;        /* the first checkpoint is taken */
+    unsigned      pin_mu_init:1;
+    int           ckpt_fd;          /* journal.ckpt; -1: none */
+    int           data_fd;          /* data.mdb, for its meta pages */
+    int           seg_fd;           /* the segment appended to; -1 */
+    uint64_t      seg_no;
+    uint64_t      seg_off;
+    unsigned      psize;
+    unsigned      replayed;         /* events the recovery replayed */
+    MDB_txn      *pin;              /* the durable checkpoint's pin */
+    pthread_mutex_t  pin_mu;
     char          path[4096];
 };
 
@@ -85,6 +102,14 @@ struct omni_wtxn_s {
 
 
 int omni_store_fail(omni_store_t *st, const char *what, int rc);
+
+/* omni_journal.c */
+int omni_journal_open(omni_store_t *st, const omni_store_opts_t *opts,
+    char *err, size_t errlen);
+int omni_journal_attach(omni_store_t *st, char *err, size_t errlen);
+void omni_journal_close(omni_store_t *st);
+int omni_journal_start(omni_store_t *st);
+int omni_journal_synced(omni_store_t *st);
 int omni_alias_key(MDB_val *key, unsigned char *buf, unsigned kind,
     const void *val, size_t len);
 int omni_store_meta_u64(omni_store_t *st, MDB_txn *txn, const char *name,
