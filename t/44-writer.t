@@ -590,6 +590,50 @@ is($rc, 0, 'the store verifies') or diag $err;
 ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 unlike($err, qr/recovered/, 'a second open recovers nothing');
 
+=== TEST 13c: a host crash under load, with a checkpoint every 50 ms (pins moving, old segments dropped while events come in): every answered event survives the recovery, and the store verifies
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- main_config
+env OMNI_BOOT_ID=boot-a;
+env OMNI_TEST_CKPT_COPY=$TEST_NGINX_PREFIX/at-checkpoint.mdb;
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=64m checkpoint=50ms;
+--- workers: 2
+--- config
+location = /omni/events { omni on; omni_events; }
+location / { omni on; return 200 "ok\n"; }
+--- request
+GET /warm
+--- check
+my $master = main::master();
+my @all = ($master, OmniTest::_children_of($master));
+my $dir = "$OmniTest::PREFIX/acks";
+my @kids = clients($dir, 4, 400, sub {
+    my ($c, $i) = @_;
+    my $ck = main::cookie(sprintf 'b1b1%028x', $c * 1000 + $i % 7);
+    http_request('GET', "/p?$c-$i", undef, headers => { Cookie => $ck }, timeout => 5);
+    my $r = post_event($ck, $i % 3 ? 'Product Viewed' : 'Product Added', "y$c-$i",
+                       { sku => "S-$i", price => 5 }, 5);
+    return $r->{status} == 200 ? "y$c-$i" : undef;
+});
+my $acked = sub { scalar(() = client_lines($dir)) };
+ok(wait_for(sub { $acked->() >= 300 }, 30), 'events are being acknowledged');
+kill 'KILL', @all;
+waitpid($_, 0) for @kids;
+ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
+my @acks = client_lines($dir);
+File::Copy::copy("$OmniTest::PREFIX/at-checkpoint.mdb", main::store() . '/data.mdb')
+    or die "copy: $!";
+local $ENV{OMNI_BOOT_ID} = 'boot-b';
+my ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
+is($rc, 0, 'the store opens after the crash') or diag $err;
+diag(scalar(@acks) . " events answered before the crash; $err");
+my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
+my @lost = grep { !$ids{$_} } @acks;
+is_deeply(\@lost, [], 'every answered event is in the store');
+($rc, $out, $err) = omnictl('--store', main::store(), 'export');
+is($rc, 0, 'the store verifies') or diag $err;
+
 === TEST 14: a full activity table: an impression not yet folded is overwritten, and the warning says so
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
