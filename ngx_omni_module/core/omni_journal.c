@@ -49,6 +49,13 @@
 #define OMNI_MDB_MAGIC       0xBEEFC0DEU
 #define OMNI_META_MAGIC_AT   16
 #define OMNI_META_TXNID_AT   144
+/*
+ * A segment is made ready before it is needed: written through (zeros,
+ * or an obsolete segment renamed) and synced with its directory entry,
+ * so that an append overwrites allocated blocks and its fdatasync
+ * flushes the data alone, not the file's size and extents.
+ */
+#define OMNI_SEG_SIZE        (8u << 20)
 
 typedef struct {
     uint64_t        seq;
@@ -463,6 +470,89 @@ omni_seg_prune(const char *dir, uint64_t below)
 }
 
 
+static int omni_dir_sync(const char *dir);
+
+
+/*
+ * After a checkpoint: the segments before `below` are obsolete.  One of
+ * them becomes the segment after the current one (below + 1), made
+ * ready for the writer; the others go.  Without one, a new file of
+ * zeros.  Stale records a recycled segment still holds name commits
+ * the checkpoint has: a recovery skips them, and stops at the first
+ * record that is not whole.
+ */
+static void
+omni_seg_recycle(omni_store_t *st, uint64_t below)
+{
+    int          fd;
+    char         name[4200], to[4200];
+    size_t       i, n, off;
+    uint64_t    *l;
+    struct stat  sb;
+
+    static const unsigned char  zeros[65536];
+
+    if (omni_seg_list(st->path, &l, &n) != OMNI_OK) {
+        return;
+    }
+
+    omni_seg_name(to, sizeof(to), st->path, below + 1);
+    fd = -1;
+
+    for (i = 0; i < n; i++) {
+        if (l[i] >= below) {
+            continue;
+        }
+
+        omni_seg_name(name, sizeof(name), st->path, l[i]);
+
+        if (fd == -1 && st->prep_fd == -1 && stat(name, &sb) == 0
+            && sb.st_size >= (off_t) OMNI_SEG_SIZE
+            && rename(name, to) == 0)
+        {
+            fd = open(to, O_WRONLY | O_CLOEXEC);
+            continue;
+        }
+
+        (void) unlink(name);
+    }
+
+    free(l);
+
+    if (st->prep_fd != -1 || (fd == -1 && stat(to, &sb) == 0)) {
+        return;                 /* ready already, or in use */
+    }
+
+    if (fd == -1) {
+        fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+
+        for (off = 0; fd != -1 && off < OMNI_SEG_SIZE; off += sizeof(zeros)) {
+            if (pwrite(fd, zeros, sizeof(zeros), (off_t) off)
+                != (ssize_t) sizeof(zeros))
+            {
+                close(fd);
+                (void) unlink(to);
+                fd = -1;
+            }
+        }
+    }
+
+    if (fd == -1) {
+        return;
+    }
+
+    if (fdatasync(fd) != 0 || omni_dir_sync(st->path) != 0) {
+        close(fd);
+        return;
+    }
+
+    pthread_mutex_lock(&st->pin_mu);
+    st->prep_fd = fd;
+    st->prep_no = below + 1;
+    pthread_mutex_unlock(&st->pin_mu);
+}
+
+
 static int
 omni_dir_sync(const char *dir)
 {
@@ -535,6 +625,18 @@ omni_journal_append(omni_store_t *st, uint64_t txnid,
 
     if (total == 0) {
         return OMNI_OK;
+    }
+
+    if (st->seg_fd == -1 && st->pin_mu_init) {
+        pthread_mutex_lock(&st->pin_mu);
+
+        if (st->prep_fd != -1 && st->prep_no == st->seg_no) {
+            st->seg_fd = st->prep_fd;
+            st->seg_off = 0;
+            st->prep_fd = -1;
+        }
+
+        pthread_mutex_unlock(&st->pin_mu);
     }
 
     if (st->seg_fd == -1) {
@@ -721,7 +823,7 @@ omni_checkpoint_end(omni_store_t *st, omni_checkpoint_t *cp)
         goto failed;
     }
 
-    omni_seg_prune(st->path, cp->next_seg);
+    omni_seg_recycle(st, cp->next_seg);
 
     /* S is durable: what pinned the one before may go */
     pthread_mutex_lock(&st->pin_mu);
@@ -1216,6 +1318,7 @@ omni_journal_open(omni_store_t *st, const omni_store_opts_t *opts,
     st->ckpt_fd = -1;
     st->data_fd = -1;
     st->seg_fd = -1;
+    st->prep_fd = -1;
 
     snprintf(name, sizeof(name), "%s/journal.ckpt", st->path);
 
@@ -1320,6 +1423,11 @@ omni_journal_close(omni_store_t *st)
     if (st->seg_fd != -1) {
         close(st->seg_fd);
         st->seg_fd = -1;
+    }
+
+    if (st->prep_fd != -1) {
+        close(st->prep_fd);
+        st->prep_fd = -1;
     }
 
     if (st->data_fd != -1) {

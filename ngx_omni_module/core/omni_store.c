@@ -367,6 +367,7 @@ omni_store_open(omni_store_t **stp, const char *path,
     st->ckpt_fd = -1;
     st->data_fd = -1;
     st->seg_fd = -1;
+    st->prep_fd = -1;
 
     /* after a host crash, the journal's recovery comes first */
     if (!opts->recovering

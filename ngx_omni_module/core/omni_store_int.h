@@ -73,6 +73,8 @@ struct omni_store_s {
     unsigned      psize;
     unsigned      replayed;         /* events the recovery replayed */
     MDB_txn      *pin;              /* the durable checkpoint's pin */
+    int           prep_fd;          /* the next segment, made ready */
+    uint64_t      prep_no;
     pthread_mutex_t  pin_mu;
     char          path[4096];
 };
