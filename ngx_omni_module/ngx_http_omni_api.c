@@ -24,8 +24,6 @@ static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_omni_no_store = ngx_string("no-store");
 static ngx_str_t  ngx_http_omni_private = ngx_string("private, no-store");
 static ngx_int_t ngx_http_omni_admin_decide_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *field, const char *reason);
 
 
 /*
@@ -407,7 +405,7 @@ ngx_http_omni_admin_decide_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *field, const char *reason)
 {
@@ -427,14 +425,105 @@ ngx_http_omni_admin_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The visitor an admin endpoint asks about (profile=ID or customer=ID,
+ * channel=): the request's identity from now on, deciding exactly as for
+ * that visitor.  NGX_OK, or NGX_DECLINED with *rc the answer already
+ * sent (a JSON error naming the argument).
+ */
+ngx_int_t
+ngx_http_omni_admin_visitor(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_int_t *rc)
+{
+    u_char         *dst, *src;
+    ngx_int_t       ch;
+    ngx_str_t       arg;
+    omni_store_t   *st;
+    unsigned char   pid[OMNI_ID_LEN];
+
+    if (ngx_http_arg(r, (u_char *) "profile", 7, &arg) == NGX_OK) {
+        if (omni_id_parse((char *) arg.data, arg.len, pid) != OMNI_OK) {
+            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "profile",
+                                            "expected 32 hex digits");
+            return NGX_DECLINED;
+        }
+
+    } else if (ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK) {
+        /* Decode %XX escapes; customer ids go into the alias key raw. */
+        dst = ngx_pnalloc(r->pool, arg.len + 1);
+        if (dst == NULL) {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
+        }
+
+        src = arg.data;
+        arg.data = dst;
+        ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+        arg.len = dst - arg.data;
+
+        st = ngx_http_omni_worker_store();
+
+        if (arg.len == 0 || arg.len > OMNI_ALIAS_MAX_LEN) {
+            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "customer", "invalid length");
+            return NGX_DECLINED;
+        }
+
+        if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
+            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "store", "store unavailable");
+            return NGX_DECLINED;
+        }
+
+        ch = omni_store_get_alias(st, OMNI_ALIAS_CUSTOMER, arg.data,
+                                  arg.len, pid);
+        omni_store_read_end(st);
+
+        if (ch != OMNI_OK) {
+            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                            "customer", "not found");
+            return NGX_DECLINED;
+        }
+
+    } else {
+        *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "profile",
+                                        "profile or customer is required");
+        return NGX_DECLINED;
+    }
+
+    ctx->channel = -1;
+
+    if (ngx_http_arg(r, (u_char *) "channel", 7, &arg) == NGX_OK) {
+        ch = omni_channel_parse((char *) arg.data, arg.len);
+        if (ch < 0) {
+            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "channel", "unknown channel");
+            return NGX_DECLINED;
+        }
+
+        ctx->channel = ch;
+    }
+
+    /* The profile is the identity: decide exactly as for a visitor. */
+    ctx->identified = 1;
+    ctx->identity = NGX_HTTP_OMNI_ID_COOKIE;
+    ctx->pid_fixed = 1;
+    ctx->endpoint = 1;
+    ngx_memcpy(ctx->pid, pid, OMNI_ID_LEN);
+    ngx_memcpy(ctx->vid, pid, OMNI_ID_LEN);
+    omni_id_hex(pid, (char *) ctx->vid_hex);
+    omni_id_hex(pid, (char *) ctx->pid_hex);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
 {
-    u_char               *dst, *src;
-    ngx_int_t             rc, ch;
-    ngx_str_t             arg, text, format;
-    omni_store_t         *st;
-    unsigned char         pid[OMNI_ID_LEN];
+    ngx_int_t             rc;
+    ngx_str_t             text, format;
     ngx_http_omni_ctx_t  *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -456,61 +545,8 @@ ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_arg(r, (u_char *) "profile", 7, &arg) == NGX_OK) {
-        if (omni_id_parse((char *) arg.data, arg.len, pid) != OMNI_OK) {
-            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "profile",
-                                             "expected 32 hex digits");
-        }
-
-    } else if (ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK) {
-        /* Decode %XX escapes; customer ids go into the alias key raw. */
-        dst = ngx_pnalloc(r->pool, arg.len + 1);
-        if (dst == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        src = arg.data;
-        arg.data = dst;
-        ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
-        arg.len = dst - arg.data;
-
-        st = ngx_http_omni_worker_store();
-
-        if (arg.len == 0 || arg.len > OMNI_ALIAS_MAX_LEN) {
-            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "customer", "invalid length");
-        }
-
-        if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
-            return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "store", "store unavailable");
-        }
-
-        rc = omni_store_get_alias(st, OMNI_ALIAS_CUSTOMER, arg.data,
-                                  arg.len, pid);
-        omni_store_read_end(st);
-
-        if (rc != OMNI_OK) {
-            return ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                             "customer", "not found");
-        }
-
-    } else {
-        return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "profile",
-                                         "profile or customer is required");
-    }
-
-    ctx->channel = -1;
-
-    if (ngx_http_arg(r, (u_char *) "channel", 7, &arg) == NGX_OK) {
-        ch = omni_channel_parse((char *) arg.data, arg.len);
-        if (ch < 0) {
-            return ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "channel", "unknown channel");
-        }
-
-        ctx->channel = ch;
+    if (ngx_http_omni_admin_visitor(r, ctx, &rc) != NGX_OK) {
+        return rc;
     }
 
     ngx_str_null(&format);
@@ -524,15 +560,6 @@ ngx_http_omni_admin_decide_handler(ngx_http_request_t *r)
                                          "expected json or text");
     }
 
-    /* The profile is the identity: decide exactly as for a visitor. */
-    ctx->identified = 1;
-    ctx->identity = NGX_HTTP_OMNI_ID_COOKIE;
-    ctx->pid_fixed = 1;
-    ctx->endpoint = 1;
-    ngx_memcpy(ctx->pid, pid, OMNI_ID_LEN);
-    ngx_memcpy(ctx->vid, pid, OMNI_ID_LEN);
-    omni_id_hex(pid, (char *) ctx->vid_hex);
-    omni_id_hex(pid, (char *) ctx->pid_hex);
     ctx->want_text = format.len == 4 && format.data[0] == 't';
 
     /* The admin endpoint may always explain (JSON only). */
@@ -652,17 +679,11 @@ ngx_http_omni_feed_u64(ngx_str_t *s)
 static ngx_int_t
 ngx_http_omni_feed_handler(ngx_http_request_t *r)
 {
-    int                        ret;
-    u_char                    *p;
-    int64_t                    v;
-    uint64_t                   after, first;
-    ngx_int_t                  rc;
-    ngx_str_t                  arg, json;
-    ngx_uint_t                 limit;
-    ngx_buf_t                 *b;
-    omni_store_t              *st;
-    ngx_table_elt_t           *h;
-    ngx_http_omni_feed_ctx_t   fc;
+    int64_t      v;
+    uint64_t     after;
+    ngx_int_t    rc;
+    ngx_str_t    arg;
+    ngx_uint_t   limit;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -696,7 +717,44 @@ ngx_http_omni_feed_handler(ngx_http_request_t *r)
         limit = (ngx_uint_t) v;
     }
 
+    return ngx_http_omni_feed_answer(r, after, limit);
+}
+
+
+/*
+ * The lines after a cursor, with X-Omni-Cursor; also the console's live
+ * feed.  after == (uint64_t) -1: the last "limit" lines.
+ */
+ngx_int_t
+ngx_http_omni_feed_answer(ngx_http_request_t *r, uint64_t after,
+    ngx_uint_t limit)
+{
+    int                        ret;
+    u_char                    *p;
+    uint64_t                   first;
+    ngx_int_t                  rc;
+    ngx_str_t                  json;
+    ngx_buf_t                 *b;
+    omni_store_t              *st;
+    ngx_table_elt_t           *h;
+    omni_store_stat_t          ss;
+    ngx_http_omni_feed_ctx_t   fc;
+
     st = ngx_http_omni_worker_store();
+
+    if (st != NULL && after == (uint64_t) -1) {
+        /* where the log ends now: a few mdb_stat() and cursor ends */
+        if (omni_store_stat(st, &ss) != OMNI_OK) {
+            return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "store", "store unavailable");
+        }
+
+        after = ss.last_seq > limit ? ss.last_seq - limit : 0;
+
+        if (ss.first_seq && after + 1 < ss.first_seq) {
+            after = ss.first_seq - 1;
+        }
+    }
 
     if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
         return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,

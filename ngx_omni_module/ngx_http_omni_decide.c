@@ -44,6 +44,21 @@ static ngx_http_variable_t  ngx_http_omni_decision_vars[] = {
 };
 
 
+/*
+ * The rules a request decides with: the set serving, or the draft the
+ * console's "try this rule" compiled for this request only.
+ */
+static ngx_inline omni_ruleset_t *
+ngx_http_omni_decide_set(ngx_http_request_t *r)
+{
+    ngx_http_omni_ctx_t  *ctx;
+
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    return ctx && ctx->draft ? ctx->draft : ngx_http_omni_rules_current();
+}
+
+
 /* snprintf-style renderers: try a pool buffer, retry once at full size. */
 static ngx_int_t
 ngx_http_omni_render(ngx_http_request_t *r, ngx_http_omni_render_pt fn,
@@ -86,7 +101,7 @@ ngx_http_omni_render_slot(ngx_http_request_t *r, omni_eval_t *ev,
 {
     ngx_http_omni_slot_arg_t  *a = arg;
 
-    return omni_render_slot_html(ngx_http_omni_rules_current(), ev, d,
+    return omni_render_slot_html(ngx_http_omni_decide_set(r), ev, d,
                                  a->name, a->len, out, cap);
 }
 
@@ -95,7 +110,7 @@ static size_t
 ngx_http_omni_render_pixels(ngx_http_request_t *r, omni_eval_t *ev,
     omni_decision_t *d, void *arg, char *out, size_t cap)
 {
-    return omni_render_pixels_html(ngx_http_omni_rules_current(), ev, d,
+    return omni_render_pixels_html(ngx_http_omni_decide_set(r), ev, d,
                                    out, cap);
 }
 
@@ -104,7 +119,7 @@ static size_t
 ngx_http_omni_render_json(ngx_http_request_t *r, omni_eval_t *ev,
     omni_decision_t *d, void *arg, char *out, size_t cap)
 {
-    return omni_render_decision_json(ngx_http_omni_rules_current(), ev, d,
+    return omni_render_decision_json(ngx_http_omni_decide_set(r), ev, d,
                                      arg != NULL, out, cap);
 }
 
@@ -113,7 +128,7 @@ static size_t
 ngx_http_omni_render_txt(ngx_http_request_t *r, omni_eval_t *ev,
     omni_decision_t *d, void *arg, char *out, size_t cap)
 {
-    return omni_render_text(ngx_http_omni_rules_current(), ev, d,
+    return omni_render_text(ngx_http_omni_decide_set(r), ev, d,
                             ev->channel, out, cap);
 }
 
@@ -122,7 +137,7 @@ static size_t
 ngx_http_omni_render_shown(ngx_http_request_t *r, omni_eval_t *ev,
     omni_decision_t *d, void *arg, char *out, size_t cap)
 {
-    return omni_render_shown(ngx_http_omni_rules_current(), d,
+    return omni_render_shown(ngx_http_omni_decide_set(r), d,
                              (unsigned) (uintptr_t) arg, out, cap);
 }
 
@@ -139,7 +154,7 @@ ngx_http_omni_render_hdr(ngx_http_request_t *r, omni_eval_t *ev,
 {
     ngx_http_omni_header_arg_t  *a = arg;
 
-    return omni_render_header(ngx_http_omni_rules_current(), ev, d, a->i,
+    return omni_render_header(ngx_http_omni_decide_set(r), ev, d, a->i,
                               &a->name, out, cap);
 }
 
@@ -240,6 +255,49 @@ ngx_http_omni_decide_reserve(ngx_http_request_t *r,
 }
 
 
+#define NGX_HTTP_OMNI_HELD_MAX  32
+
+
+/* The held-back rules' ids, comma-separated, like dec->rules. */
+static ngx_int_t
+ngx_http_omni_decide_held(ngx_http_request_t *r, omni_ruleset_t *set,
+    omni_eval_t *ev, omni_decision_t *d, ngx_http_omni_decision_t *dec)
+{
+    u_char       *p;
+    size_t        len;
+    uint32_t      held[NGX_HTTP_OMNI_HELD_MAX];
+    unsigned      i, n;
+    const char   *id;
+
+    n = omni_decision_held(set, ev, d, held, NGX_HTTP_OMNI_HELD_MAX);
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, n * (OMNI_RULES_MAX_ID + 1));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    dec->held.data = p;
+
+    for (i = 0; i < n; i++) {
+        id = omni_rules_rule_id(set, held[i], &len);
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, id, len);
+    }
+
+    dec->held.len = p - dec->held.data;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t json)
@@ -269,7 +327,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ctx->decided = 1;
     ctx->decided_json = json ? 1 : 0;
 
-    set = ngx_http_omni_rules_current();
+    set = ngx_http_omni_decide_set(r);
 
     if (set == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
         return NGX_DECLINED;
@@ -401,6 +459,14 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     if (qu
         && ngx_http_omni_decide_reserve(r, ctx, set, &ev, &d, snap, extra)
            != NGX_OK)
+    {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+    /* rules the visitor would see but for their own holdout (metrics) */
+    if ((needs & OMNI_NEED_HELD) && !ctx->pid_fixed
+        && ngx_http_omni_decide_held(r, set, &ev, &d, dec) != NGX_OK)
     {
         ret = NGX_ERROR;
         goto done;

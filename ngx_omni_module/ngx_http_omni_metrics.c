@@ -51,6 +51,10 @@ typedef struct {
     ngx_atomic_t        key;            /* hash | 1; 0: free.  Set last */
     ngx_atomic_t        decisions;
     ngx_atomic_t        impressions;
+    ngx_atomic_t        holdouts;       /* held back by its own holdout */
+    ngx_atomic_t        day;            /* of the two below, UTC days */
+    ngx_atomic_t        impressions_today;
+    ngx_atomic_t        holdouts_today;
     u_char              len;
     u_char              id[OMNI_RULES_MAX_ID];
 } ngx_http_omni_mrule_t;
@@ -341,6 +345,29 @@ ngx_http_omni_mrule(const u_char *id, size_t len, ngx_uint_t create)
 
 
 /*
+ * Today's count of a rule (the console): the first count of a new day
+ * (UTC) starts both of today's counters again.  Two workers passing
+ * midnight at once may lose a count or two of the new day: the console
+ * shows them, nothing bills by them.
+ */
+static void
+ngx_http_omni_mtoday(ngx_http_omni_mrule_t *e, ngx_atomic_t *today)
+{
+    ngx_atomic_uint_t  day, old;
+
+    day = (ngx_atomic_uint_t) (ngx_time() / 86400);
+    old = e->day;
+
+    if (old != day && ngx_atomic_cmp_set(&e->day, old, day)) {
+        e->impressions_today = 0;
+        e->holdouts_today = 0;
+    }
+
+    ngx_http_omni_minc(*today, 1);
+}
+
+
+/*
  * Counts every rule id of a comma-separated list ($omni_rules): a
  * decision, and an impression too when the rules were delivered; one
  * lookup per id for both.
@@ -372,7 +399,39 @@ ngx_http_omni_metrics_rules_list(ngx_str_t *list, ngx_uint_t impressions)
 
             if (impressions) {
                 ngx_http_omni_minc(e->impressions, 1);
+                ngx_http_omni_mtoday(e, &e->impressions_today);
             }
+        }
+
+        p = comma + 1;
+    }
+}
+
+
+/* The rules a delivered decision held back by their own holdout. */
+static void
+ngx_http_omni_metrics_held_list(ngx_str_t *list)
+{
+    u_char                 *p, *last, *comma;
+    ngx_http_omni_mrule_t  *e;
+
+    p = list->data;
+    last = p + list->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        e = ngx_http_omni_mrule(p, comma - p, 1);
+
+        if (e == NULL) {
+            ngx_http_omni_minc(ngx_http_omni_m->untracked, 1);
+
+        } else {
+            ngx_http_omni_minc(e->holdouts, 1);
+            ngx_http_omni_mtoday(e, &e->holdouts_today);
         }
 
         p = comma + 1;
@@ -436,6 +495,10 @@ ngx_http_omni_metrics_log(ngx_http_request_t *r)
     }
 
     ngx_http_omni_metrics_rules_list(&dec->rules, ctx->impressions);
+
+    if (ctx->impressions && dec->held.len) {
+        ngx_http_omni_metrics_held_list(&dec->held);
+    }
 
     return NGX_OK;
 }
@@ -616,6 +679,35 @@ ngx_http_omni_metrics_rules(uint64_t sig, ngx_uint_t failed)
 }
 
 
+/* A rule's counters, for the console; all 0 when never counted. */
+void
+ngx_http_omni_metrics_rule(const char *id, size_t len,
+    ngx_http_omni_rule_counts_t *out)
+{
+    ngx_http_omni_mrule_t  *e;
+
+    ngx_memzero(out, sizeof(ngx_http_omni_rule_counts_t));
+
+    if (ngx_http_omni_m == NULL) {
+        return;
+    }
+
+    e = ngx_http_omni_mrule((const u_char *) id, len, 0);
+    if (e == NULL) {
+        return;
+    }
+
+    out->decisions = e->decisions;
+    out->impressions = e->impressions;
+    out->holdouts = e->holdouts;
+
+    if (e->day == (ngx_atomic_uint_t) (ngx_time() / 86400)) {
+        out->impressions_today = e->impressions_today;
+        out->holdouts_today = e->holdouts_today;
+    }
+}
+
+
 void
 ngx_http_omni_metrics_geo(ngx_uint_t found)
 {
@@ -745,7 +837,7 @@ ngx_http_omni_mhistograms(ngx_http_omni_mout_t *o,
 
 static void
 ngx_http_omni_mrules(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
-    omni_ruleset_t *set, ngx_uint_t impressions)
+    omni_ruleset_t *set, ngx_uint_t what)
 {
     size_t                  len;
     unsigned                i, n;
@@ -753,14 +845,21 @@ ngx_http_omni_mrules(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
     const char             *name;
     ngx_http_omni_mrule_t  *e;
 
-    name = impressions ? "omni_rule_impressions_total"
-                       : "omni_rule_decisions_total";
+    static const char  *names[] = {
+        "omni_rule_decisions_total", "omni_rule_impressions_total",
+        "omni_rule_holdouts_total"
+    };
+    static const char  *helps[] = {
+        "Times a decision chose a rule, by rule id.",
+        "Times a rule's banner, pixels or headers were delivered, by rule "
+        "id.",
+        "Times a delivered decision held a rule back from a visitor it "
+        "matched, the visitor being in the rule's own holdout, by rule id."
+    };
 
-    ngx_http_omni_mhead(o, name, "counter",
-                        impressions
-                        ? "Times a rule's banner, pixels or headers were "
-                          "delivered, by rule id."
-                        : "Times a decision chose a rule, by rule id.");
+    name = names[what];
+
+    ngx_http_omni_mhead(o, name, "counter", helps[what]);
 
     n = set ? omni_rules_count(set) : 0;
 
@@ -773,7 +872,40 @@ ngx_http_omni_mrules(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
         ngx_http_omni_mlabel(o, id, len);
         ngx_http_omni_mput(o, "\"} %uA\n",
                            e == NULL ? 0
-                           : impressions ? e->impressions : e->decisions);
+                           : what == 1 ? e->impressions
+                           : what == 2 ? e->holdouts : e->decisions);
+    }
+}
+
+
+/*
+ * The rules directory as it is now, as this worker loaded it (every
+ * worker loads every change): whether it has errors, and which files do
+ * not compile (label values bounded by the files of the directory).
+ */
+static void
+ngx_http_omni_mfiles(ngx_http_omni_mout_t *o)
+{
+    ngx_uint_t                 i;
+    const omni_rules_files_t  *fs;
+
+    fs = ngx_http_omni_rules_files();
+
+    ngx_http_omni_mone(o, "omni_rules_broken", "gauge",
+                       "1 while the rules directory has errors (shown by "
+                       "the console), else 0.",
+                       ngx_http_omni_rules_failure() != NULL);
+
+    ngx_http_omni_mhead(o, "omni_rules_file_broken", "gauge",
+                        "1 for a rule file that does not compile (its last "
+                        "good version serves, or nothing of it), else 0.");
+
+    for (i = 0; fs && i < fs->n; i++) {
+        ngx_http_omni_mput(o, "omni_rules_file_broken{file=\"");
+        ngx_http_omni_mlabel(o, fs->files[i].path,
+                             ngx_strlen(fs->files[i].path));
+        ngx_http_omni_mput(o, "\"} %ui\n",
+                           (ngx_uint_t) (fs->files[i].broken != 0));
     }
 }
 
@@ -810,6 +942,7 @@ ngx_http_omni_metrics_print(ngx_http_request_t *r, ngx_http_omni_mout_t *o,
 
     ngx_http_omni_mrules(o, m, set, 0);
     ngx_http_omni_mrules(o, m, set, 1);
+    ngx_http_omni_mrules(o, m, set, 2);
 
     ngx_http_omni_mone(o, "omni_rule_untracked_total", "counter",
                        "Rule decisions and impressions not counted by "
@@ -894,9 +1027,12 @@ ngx_http_omni_metrics_print(ngx_http_request_t *r, ngx_http_omni_mout_t *o,
                        "Rules in the set that serves.",
                        set ? omni_rules_count(set) : 0);
     ngx_http_omni_mone(o, "omni_rules_reload_failures_total", "counter",
-                       "Changes of the rules directory that did not "
-                       "compile (the previous set kept serving).",
+                       "Changes of the rules directory with errors (a "
+                       "broken file's last good version, or the previous "
+                       "set, kept serving).",
                        m->rules_failures);
+
+    ngx_http_omni_mfiles(o);
 
     ngx_http_omni_mone(o, "omni_geo_lookups_total", "counter",
                        "Geo lookups of decisions whose rules need the "
@@ -910,12 +1046,14 @@ ngx_http_omni_metrics_print(ngx_http_request_t *r, ngx_http_omni_mout_t *o,
 static ngx_int_t
 ngx_http_omni_metrics_handler(ngx_http_request_t *r)
 {
-    size_t                size;
-    ngx_int_t             rc;
-    ngx_buf_t            *b;
-    ngx_chain_t           out;
-    omni_ruleset_t       *set;
-    ngx_http_omni_mout_t  o;
+    size_t                     size;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i;
+    ngx_chain_t                out;
+    omni_ruleset_t            *set;
+    ngx_http_omni_mout_t       o;
+    const omni_rules_files_t  *fs;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -932,10 +1070,18 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
 
     set = ngx_http_omni_rules_current();
 
-    /* the fixed part, then two lines per rule with their longest ids */
+    /* the fixed part, three lines per rule with their longest ids, one
+       per rule file with its path (escaped: twice as long at most) */
+    fs = ngx_http_omni_rules_files();
+
     size = 16384 + (set ? omni_rules_count(set) : 0)
-                   * 2 * (sizeof("omni_rule_impressions_total{rule=\"\"} ")
+                   * 3 * (sizeof("omni_rule_impressions_total{rule=\"\"} ")
                           + 2 * OMNI_RULES_MAX_ID + NGX_ATOMIC_T_LEN + 1);
+
+    for (i = 0; fs && i < fs->n; i++) {
+        size += sizeof("omni_rules_file_broken{file=\"\"} 0\n")
+                + 2 * ngx_strlen(fs->files[i].path);
+    }
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {

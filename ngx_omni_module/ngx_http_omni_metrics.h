@@ -48,6 +48,18 @@ void ngx_http_omni_metrics_events_parsed(omni_event_batch_t *b);
 /* rules: a set loaded (its signature) or a change that failed */
 void ngx_http_omni_metrics_rules(uint64_t sig, ngx_uint_t failed);
 
+/* a rule's counters (the console): totals, and today's (UTC) */
+typedef struct {
+    uint64_t    decisions;
+    uint64_t    impressions;
+    uint64_t    holdouts;
+    uint64_t    impressions_today;
+    uint64_t    holdouts_today;
+} ngx_http_omni_rule_counts_t;
+
+void ngx_http_omni_metrics_rule(const char *id, size_t len,
+    ngx_http_omni_rule_counts_t *out);
+
 /* geo: one lookup, found or not */
 void ngx_http_omni_metrics_geo(ngx_uint_t found);
 

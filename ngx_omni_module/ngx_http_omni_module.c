@@ -500,6 +500,15 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
     }
 
+    if (conf->console) {
+        /* the console's draft rule files too, up to a rule file's size */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->client_body_buffer_size < OMNI_RULES_MAX_FILE_SIZE) {
+            clcf->client_body_buffer_size = OMNI_RULES_MAX_FILE_SIZE;
+        }
+    }
+
     return NGX_CONF_OK;
 }
 

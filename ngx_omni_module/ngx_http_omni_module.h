@@ -80,6 +80,7 @@ typedef struct {
     ngx_str_t                   rules_dir;      /* empty: no rules */
     ngx_msec_t                  rules_check;    /* 0: no timer */
     omni_ruleset_t             *rules;          /* compiled at config */
+    omni_rules_files_t         *rules_files;    /* its texts */
     uint64_t                    rules_sig;
 
     ngx_str_t                   geoip_path;     /* empty: no geo */
@@ -131,6 +132,7 @@ typedef struct {
 
     size_t                      events_max_body; /* omni_events */
     ngx_flag_t                  decide_explain; /* omni_decide explain= */
+    ngx_uint_t                  console;        /* omni_console here */
     ngx_uint_t                  consent_model;  /* NGX_HTTP_OMNI_OPT_* */
     ngx_http_omni_consent_cookie_t *consent_cookie; /* NULL: none */
     ngx_flag_t                  upstream_events;
@@ -218,6 +220,8 @@ typedef struct {
     ngx_str_t                   text;           /* email/SMS, admin only */
     ngx_str_t                   rules;          /* shown rule ids */
     ngx_str_t                   campaigns;      /* shown campaigns */
+    ngx_str_t                   held;           /* rule ids held back by
+                                                   their own holdout */
     ngx_array_t                 headers;        /* ngx_keyval_t */
     ngx_uint_t                  holdout;
     ngx_uint_t                  nshown;
@@ -285,6 +289,8 @@ typedef struct {
 
     ngx_http_omni_decision_t   *decision;
     ngx_http_omni_filter_ctx_t *filter;
+    omni_ruleset_t             *draft;          /* the console's "try this
+                                                   rule": decide with it */
 
     /* JSON that replaces nginx's own error page (events endpoint) */
     ngx_str_t                   error_body;
@@ -425,9 +431,11 @@ ngx_int_t ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle);
 void ngx_http_omni_rules_exit_worker(ngx_cycle_t *cycle);
 omni_ruleset_t *ngx_http_omni_rules_current(void);
 omni_rules_report_t *ngx_http_omni_rules_failure(void);
+const omni_rules_files_t *ngx_http_omni_rules_files(void);
 
 /* console */
 char *ngx_http_omni_console(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_console_try(ngx_http_request_t *r);
 
 /* cors */
 char *ngx_http_omni_cors(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -459,6 +467,12 @@ char *ngx_http_omni_identify_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_omni_feed_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_omni_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *field, const char *reason);
+ngx_int_t ngx_http_omni_admin_visitor(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_int_t *rc);
+ngx_int_t ngx_http_omni_feed_answer(ngx_http_request_t *r, uint64_t after,
+    ngx_uint_t limit);
 ngx_int_t ngx_http_omni_send_json_status(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *json);
 ngx_int_t ngx_http_omni_add_header(ngx_http_request_t *r, const char *key,

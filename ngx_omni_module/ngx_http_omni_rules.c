@@ -7,9 +7,12 @@
  * own rollback).  Marketers also just drop files: each worker re-checks
  * the directory on a timer, off the event loop in a thread-pool task that
  * stats the files and, when something changed, compiles the new set.  A
- * set that fails to compile never replaces the one serving; its errors
- * are logged once per change.  The request path only reads the current
- * compiled set: no stat, no JSON.
+ * file that does not compile keeps its last good version serving (or is
+ * left out, if it never compiled) while the other files' changes go
+ * live; only an error between files (a duplicate rule id, ...) keeps
+ * the whole previous set.  Errors are logged once per change, and shown
+ * by the console and the metrics (ngx_http_omni_rules_failure()).  The
+ * request path only reads the current compiled set: no stat, no JSON.
  */
 
 #include <dirent.h>
@@ -26,6 +29,8 @@ typedef struct {
     uint64_t             sig;           /* out: what the task saw */
     int                  rc;            /* out: OMNI_OK, _INVALID, ... */
     omni_ruleset_t      *set;           /* out: new set on success */
+    omni_rules_files_t   files;         /* out: its texts */
+    const omni_rules_files_t  *good;    /* in: the texts serving */
     omni_rules_report_t  report;
 } ngx_http_omni_rules_task_t;
 
@@ -35,6 +40,9 @@ typedef struct {
     omni_ruleset_t      *config_set;    /* owned by the cycle pool */
     uint64_t             sig;           /* of current, 0: unknown */
     uint64_t             failed_sig;    /* last set that failed */
+    omni_rules_files_t  *good;          /* the texts of current */
+    omni_rules_files_t   good_own;      /* ... when loaded by the timer */
+    omni_rules_report_t *report;        /* the last change's errors */
     ngx_event_t          timer;
     ngx_connection_t     dummy;
     ngx_msec_t           interval;
@@ -43,6 +51,7 @@ typedef struct {
     ngx_thread_task_t   *task;
 #endif
     unsigned             busy:1;
+    unsigned             broken:1;      /* report holds errors */
 } ngx_http_omni_rules_worker_t;
 
 
@@ -50,11 +59,14 @@ static ngx_http_omni_rules_worker_t  ngx_http_omni_rw;
 
 
 static void ngx_http_omni_rules_cleanup(void *data);
+static void ngx_http_omni_rules_files_cleanup(void *data);
 static uint64_t ngx_http_omni_rules_signature(const char *dir);
 #if (NGX_THREADS)
 static void ngx_http_omni_rules_timer(ngx_event_t *ev);
 static void ngx_http_omni_rules_thread(void *data, ngx_log_t *log);
 static void ngx_http_omni_rules_done(ngx_event_t *ev);
+static void ngx_http_omni_rules_broken(ngx_log_t *log,
+    ngx_http_omni_rules_task_t *t);
 #endif
 
 
@@ -66,24 +78,23 @@ ngx_http_omni_rules_current(void)
 
 
 /*
- * The report of the last change of the rules directory that did not
- * compile, while the previous set keeps serving (the console shows it);
- * NULL when the directory's current state is the set serving, or while
- * a load is running.
+ * The errors of the rules directory as it is now, for the console and
+ * the metrics: the broken files (their last good version, or nothing,
+ * serving instead), or a change that does not compile at all (the
+ * previous set serving).  NULL when everything compiles.
  */
 omni_rules_report_t *
 ngx_http_omni_rules_failure(void)
 {
-#if (NGX_THREADS)
-    if (ngx_http_omni_rw.failed_sig && !ngx_http_omni_rw.busy
-        && ngx_http_omni_rw.task)
-    {
-        return &((ngx_http_omni_rules_task_t *)
-                 ngx_http_omni_rw.task->ctx)->report;
-    }
-#endif
+    return ngx_http_omni_rw.broken ? ngx_http_omni_rw.report : NULL;
+}
 
-    return NULL;
+
+/* The files of the set serving: paths, and which are broken. */
+const omni_rules_files_t *
+ngx_http_omni_rules_files(void)
+{
+    return ngx_http_omni_rw.good;
 }
 
 
@@ -97,7 +108,8 @@ ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t            *value, s;
     ngx_uint_t            i, n;
     omni_ruleset_t       *set;
-    ngx_pool_cleanup_t   *cln;
+    ngx_pool_cleanup_t   *cln, *fcln;
+    omni_rules_files_t   *files;
     omni_rules_report_t  *report;
 
     if (mcf->rules_dir.data) {
@@ -165,8 +177,26 @@ ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* Strict: any invalid rule fails the configuration, all reported. */
-    rc = omni_rules_load((char *) mcf->rules_dir.data, &set, report);
+    files = ngx_pcalloc(cf->pool, sizeof(omni_rules_files_t));
+    if (files == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Strict: any invalid rule fails the configuration, all reported.
+     * The texts are kept: a worker's reload falls back on them for a
+     * file that breaks later.
+     */
+    set = NULL;
+    rc = omni_rules_read_dir((char *) mcf->rules_dir.data, files, report);
+
+    if (rc == OMNI_OK) {
+        rc = omni_rules_load_files(files, 0, &set, report);
+
+        if (rc != OMNI_OK) {
+            omni_rules_files_free(files);
+        }
+    }
 
     if (rc != OMNI_OK) {
         n = report->nerrors < OMNI_RULES_MAX_ERRORS ? report->nerrors
@@ -192,15 +222,21 @@ ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
+    fcln = ngx_pool_cleanup_add(cf->pool, 0);
+
+    if (cln == NULL || fcln == NULL) {
         omni_rules_free(set);
+        omni_rules_files_free(files);
         return NGX_CONF_ERROR;
     }
 
     cln->handler = ngx_http_omni_rules_cleanup;
     cln->data = set;
+    fcln->handler = ngx_http_omni_rules_files_cleanup;
+    fcln->data = files;
 
     mcf->rules = set;
+    mcf->rules_files = files;
     mcf->rules_sig = ngx_http_omni_rules_signature(
                                                (char *) mcf->rules_dir.data);
 
@@ -217,6 +253,13 @@ static void
 ngx_http_omni_rules_cleanup(void *data)
 {
     omni_rules_free(data);
+}
+
+
+static void
+ngx_http_omni_rules_files_cleanup(void *data)
+{
+    omni_rules_files_free(data);
 }
 
 
@@ -306,6 +349,7 @@ ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle)
 
     ngx_http_omni_rw.current = mcf->rules;
     ngx_http_omni_rw.config_set = mcf->rules;
+    ngx_http_omni_rw.good = mcf->rules_files;
     ngx_http_omni_rw.sig = mcf->rules_sig;
 
     /* the set of the configuration: generation 1, or the next after HUP */
@@ -321,6 +365,12 @@ ngx_http_omni_rules_init_worker(ngx_cycle_t *cycle)
     }
 
     ngx_http_omni_rw.pool = mcf->thread_pool;
+
+    ngx_http_omni_rw.report = ngx_pcalloc(cycle->pool,
+                                          sizeof(omni_rules_report_t));
+    if (ngx_http_omni_rw.report == NULL) {
+        return NGX_ERROR;
+    }
 
     ngx_http_omni_rw.task = ngx_thread_task_alloc(cycle->pool,
                                           sizeof(ngx_http_omni_rules_task_t));
@@ -362,7 +412,10 @@ ngx_http_omni_rules_exit_worker(ngx_cycle_t *cycle)
         omni_rules_free(ngx_http_omni_rw.current);
     }
 
+    omni_rules_files_free(&ngx_http_omni_rw.good_own);
+
     ngx_http_omni_rw.current = NULL;
+    ngx_http_omni_rw.good = NULL;
 }
 
 
@@ -381,6 +434,7 @@ ngx_http_omni_rules_timer(ngx_event_t *ev)
         t = ngx_http_omni_rw.task->ctx;
         t->last_sig = ngx_http_omni_rw.sig;
         t->skip_sig = ngx_http_omni_rw.failed_sig;
+        t->good = ngx_http_omni_rw.good;
         t->set = NULL;
         t->rc = OMNI_OK;
 
@@ -407,14 +461,26 @@ ngx_http_omni_rules_thread(void *data, ngx_log_t *log)
     }
 
     ngx_memzero(&t->report, sizeof(omni_rules_report_t));
-    t->rc = omni_rules_load(t->dir, &t->set, &t->report);
+
+    t->rc = omni_rules_read_dir(t->dir, &t->files, &t->report);
+    if (t->rc != OMNI_OK) {
+        return;
+    }
+
+    /* a broken file: its last good text serves, the rest goes live */
+    t->rc = omni_rules_load_last_good(&t->files, t->good, &t->set,
+                                      &t->report);
+
+    if (t->rc != OMNI_OK) {
+        omni_rules_files_free(&t->files);
+    }
 }
 
 
 static void
 ngx_http_omni_rules_done(ngx_event_t *ev)
 {
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   nbroken;
     ngx_http_omni_rules_task_t  *t;
 
     t = ev->data;
@@ -427,12 +493,19 @@ ngx_http_omni_rules_done(ngx_event_t *ev)
     if (t->rc == OMNI_OK && t->set) {
         if (ngx_exiting) {
             omni_rules_free(t->set);
+            omni_rules_files_free(&t->files);
             return;
         }
 
         if (ngx_http_omni_rw.current != ngx_http_omni_rw.config_set) {
             omni_rules_free(ngx_http_omni_rw.current);
         }
+
+        /* the texts serving now: what a file that breaks next falls on */
+        omni_rules_files_free(&ngx_http_omni_rw.good_own);
+        ngx_http_omni_rw.good_own = t->files;
+        ngx_http_omni_rw.good = &ngx_http_omni_rw.good_own;
+        ngx_memzero(&t->files, sizeof(omni_rules_files_t));
 
         ngx_http_omni_rw.current = t->set;
         ngx_http_omni_rw.sig = t->sig;
@@ -441,10 +514,26 @@ ngx_http_omni_rules_done(ngx_event_t *ev)
 
         ngx_http_omni_metrics_rules(t->sig, 0);
 
+        nbroken = omni_rules_files_broken(ngx_http_omni_rw.good);
+
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                       "omni_rules: reloaded %ui rule(s) from %ui file(s) "
                       "in \"%s\"", (ngx_uint_t) t->report.rules,
                       (ngx_uint_t) t->report.files, t->dir);
+
+        ngx_http_omni_rw.broken = 0;
+
+        if (nbroken == 0) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "omni_rules: %ui file(s) in \"%s\" do not compile, "
+                      "their last good version keeps serving (a new file "
+                      "is left out) (%ui error(s))", nbroken, t->dir,
+                      (ngx_uint_t) t->report.nerrors);
+
+        ngx_http_omni_rules_broken(ev->log, t);
         return;
     }
 
@@ -455,20 +544,34 @@ ngx_http_omni_rules_done(ngx_event_t *ev)
 
     ngx_http_omni_rw.failed_sig = t->sig;
 
-    ngx_http_omni_metrics_rules(t->sig, 1);
-
-    n = t->report.nerrors < OMNI_RULES_MAX_ERRORS ? t->report.nerrors
-                                                  : OMNI_RULES_MAX_ERRORS;
-
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                   "omni_rules: \"%s\" changed but does not compile, the "
                   "previous rules keep serving (%ui error(s))", t->dir,
                   (ngx_uint_t) t->report.nerrors);
 
+    ngx_http_omni_rules_broken(ev->log, t);
+}
+
+
+/* A change with errors: counted, logged, kept for the console. */
+static void
+ngx_http_omni_rules_broken(ngx_log_t *log, ngx_http_omni_rules_task_t *t)
+{
+    ngx_uint_t  i, n;
+
+    ngx_http_omni_metrics_rules(t->sig, 1);
+
+    n = t->report.nerrors < OMNI_RULES_MAX_ERRORS ? t->report.nerrors
+                                                  : OMNI_RULES_MAX_ERRORS;
+
     for (i = 0; i < n; i++) {
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0, "omni_rules: %s",
+        ngx_log_error(NGX_LOG_ERR, log, 0, "omni_rules: %s",
                       t->report.errors[i]);
     }
+
+    ngx_memcpy(ngx_http_omni_rw.report, &t->report,
+               sizeof(omni_rules_report_t));
+    ngx_http_omni_rw.broken = 1;
 }
 
 #endif

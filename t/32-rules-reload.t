@@ -1,8 +1,10 @@
 # omni_rules: configuration-time validation (nginx -t names
 # file:line:column for every error), the check= parameter, live reload of
-# the rules directory by each worker's timer (a broken change never
-# replaces the serving set), and "nginx -s reload" with a broken directory
-# (nginx keeps the old configuration, old rules included, serving).
+# the rules directory by each worker's timer (a broken file keeps its last
+# good version serving while the other files reload; an error between
+# files keeps the whole previous set), and "nginx -s reload" with a broken
+# directory (nginx keeps the old configuration, old rules included,
+# serving).
 
 use strict;
 use warnings;
@@ -221,7 +223,7 @@ qr/\[info\] .*omni_rules: 2 rule\(s\) from 1 file\(s\) in "\S+\/rules"/
 --- no_error_log
 [error]
 
-=== TEST 12: live reload: a new file is picked up, a broken change keeps the previous rules, a fix is picked up
+=== TEST 12: live reload: a new file is picked up, a broken new file is left out while the rest serves, a fix is picked up
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 omni_store $TEST_NGINX_PREFIX/store map_size=16m;
@@ -255,7 +257,7 @@ like(error_log_text(), qr/\[notice\] .*omni_rules: reloaded 2 rule\(s\) from 2 f
 
 # 2. a broken change: an unknown key
 main::spew("$dir/c.json", qq({\n  "id": "three",\n  "banner": {"slot": "hero", "htm": "<b>THREE</b>"}\n}\n));
-my $broken = qr/\[error\] .*omni_rules: "\Q$dir\E" changed but does not compile, the previous rules keep serving \(1 error\(s\)\)/;
+my $broken = qr/\[error\] .*omni_rules: 1 file\(s\) in "\Q$dir\E" do not compile, their last good version keeps serving \(a new file is left out\) \(1 error\(s\)\)/;
 ok(wait_for(sub { error_log_text() =~ $broken }, 10, 0.1), 'the broken change is logged');
 like(error_log_text(), qr/\[error\] .*omni_rules: \Q$dir\E\/c\.json:3:30: banner\.htm: unknown key "htm" in banner/,
      'with the file:line:column of the error');
@@ -282,7 +284,7 @@ ok(wait_for(sub { main::page() eq "<body><b>ONE</b><b>TWO</b></body>\n" }, 10, 0
 
 # 5. a broken file, then removed again before any fix: back to the set on disk
 main::spew("$dir/d.json", "{ broken");
-ok(wait_for(sub { main::count_matches(qr/changed but does not compile/) == 2 }, 10, 0.1),
+ok(wait_for(sub { main::count_matches(qr/file\(s\) in "[^"]+" do not compile/) == 2 }, 10, 0.1),
    'a second broken change is logged');
 like(error_log_text(), qr/omni_rules: \Q$dir\E\/d\.json:1:8: string or '\}' expected near 'broken'/, 'naming d.json:1:8');
 unlink "$dir/d.json" or die;
@@ -464,3 +466,82 @@ ok(wait_for(sub { $log = OmniTest::_slurp("$OmniTest::PREFIX/logs/theme.log") //
 like($log, qr{^/big\.html theme=\[story\] rules=\[story\]$}m,
      'its log line still sees X-Omni-Theme: story (nothing of it points into the freed set)')
     or diag $log;
+
+=== TEST 17: a broken file keeps its last good version while the other files reload; the console and the metrics show it; an error between files keeps the whole previous set
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules check=1s;
+--- user_files
+>>> rules/a.json
+{"id": "one", "banner": {"slot": "hero", "html": "<b>ONE</b>"}}
+>>> rules/b.json
+{"id": "two", "banner": {"slot": "aside", "html": "<b>TWO</b>"}}
+>>> html/index.html
+<body><!--omni:slot hero--><!--omni:slot aside--></body>
+--- workers: 2
+--- config
+omni on;
+location /omni/console/ { omni_console; }
+location = /omni/metrics { omni_metrics; }
+--- request
+GET /index.html
+--- more_headers eval
+"Cookie: " . main::cookie()
+--- response_body
+<body><b>ONE</b><b>TWO</b></body>
+--- timeout: 30
+--- check
+use JSON::PP ();
+my $dir = main::rules_dir();
+my $metrics = sub { http_get('/omni/metrics')->{content} };
+my $gauge = sub { my ($f) = @_; $metrics->() =~ /^omni_rules_file_broken\{file="\Q$dir\E\/$f"\} (\d)$/m ? $1 : 'none' };
+like($metrics->(), qr/^omni_rules_broken 0$/m, 'nothing broken to begin with');
+is($gauge->('a.json'), 0, 'a.json compiles');
+
+# 1. a.json breaks while b.json changes: b's change serves, a's last good version too
+main::spew("$dir/a.json", qq({"id": "one",\n "banner": {"slot": "hero", "html": "<b>ONE-A</b>", "colour": 1}}\n));
+main::spew("$dir/b.json", main::rule('two', 'aside', 'TWO-B'));
+ok(wait_for(sub { my $p = main::page(); $p eq "<body><b>ONE</b><b>TWO-B</b></body>\n" }, 10, 0.1),
+   'the good change serves; the broken file\'s last good version too') or diag main::page();
+for (1 .. 10) {
+    is(main::page(), "<body><b>ONE</b><b>TWO-B</b></body>\n", 'every worker');
+}
+like(error_log_text(), qr/\[error\] .*omni_rules: 1 file\(s\) in "\Q$dir\E" do not compile, their last good version keeps serving/,
+     'logged');
+like(error_log_text(), qr/omni_rules: \Q$dir\E\/a\.json:2:53: banner\.colour: unknown key "colour" in banner/,
+     'with its file:line:column');
+my $d = JSON::PP::decode_json(http_get('/omni/console/rules')->{content});
+ok($d->{broken}, 'the console: broken');
+like($d->{errors}[0], qr{/a\.json:2:53: banner\.colour}, 'with the error');
+is_deeply([ map { [ $_->{file} =~ m{([^/]+)$}, $_->{broken} ? 1 : 0, $_->{serving} ] } @{ $d->{files} } ],
+          [ [ 'a.json', 1, 'its last good version' ], [ 'b.json', 0, 'this version' ] ],
+          'and which file, and what of it serves') or diag explain $d->{files};
+is($gauge->('a.json'), 1, 'metrics: omni_rules_file_broken for a.json is 1');
+is($gauge->('b.json'), 0, 'for b.json 0');
+like($metrics->(), qr/^omni_rules_broken 1$/m, 'omni_rules_broken 1');
+like($metrics->(), qr/^omni_rules_reload_failures_total 1$/m, 'counted once, not once per worker');
+
+# 2. b.json changes again: a.json's last good version still serves
+main::spew("$dir/b.json", main::rule('two', 'aside', 'TWO-C'));
+ok(wait_for(sub { main::page() eq "<body><b>ONE</b><b>TWO-C</b></body>\n" }, 10, 0.1),
+   'the next change of another file serves, with the same last good version');
+is($gauge->('a.json'), 1, 'a.json still broken');
+
+# 3. the fix
+main::spew("$dir/a.json", main::rule('one', 'hero', 'ONE-A'));
+ok(wait_for(sub { main::page() eq "<body><b>ONE-A</b><b>TWO-C</b></body>\n" }, 10, 0.1), 'the fix serves');
+ok(wait_for(sub { $metrics->() =~ /^omni_rules_broken 0$/m }, 5), 'nothing broken any more');
+is($gauge->('a.json'), 0, 'a.json compiles');
+ok(!JSON::PP::decode_json(http_get('/omni/console/rules')->{content})->{broken}, 'the console agrees');
+
+# 4. an error between files (a duplicate id): the whole previous set serves
+main::spew("$dir/c.json", main::rule('two', 'hero', 'DUP', priority => 9));
+ok(wait_for(sub { error_log_text() =~ /omni_rules: "\Q$dir\E" changed but does not compile, the previous rules keep serving/ }, 10, 0.1),
+   'a change that only fails as a whole is logged as such');
+like(error_log_text(), qr/omni_rules: \S+\/c\.json:\d+:\d+: .*"two"/, 'naming the duplicate');
+is(main::page(), "<body><b>ONE-A</b><b>TWO-C</b></body>\n", 'the previous set serves');
+like($metrics->(), qr/^omni_rules_broken 1$/m, 'and the metrics say so');
+--- no_error_log
+[warn]
+[crit]

@@ -173,6 +173,8 @@ unsigned omni_rules_count(const omni_ruleset_t *set);
                                            omni_decision_caps_hold() */
 #define OMNI_NEED_INJECT     0x0100     /* some rule puts a banner or a
                                            pixel into pages */
+#define OMNI_NEED_HELD       0x0200     /* some rule has its own holdout:
+                                           omni_decision_held() */
 
 unsigned omni_rules_needs(const omni_ruleset_t *set);
 
@@ -372,6 +374,18 @@ int omni_decision_caps_hold(const omni_ruleset_t *set, omni_eval_t *ctx,
  */
 unsigned omni_decision_campaigns(const omni_ruleset_t *set,
     const omni_decision_t *d, uint64_t *out, unsigned max);
+
+
+/*
+ * The rules a visitor matched but did not see because they are in the
+ * rule's own holdout (its control group), for counting: rule indices in
+ * out, at most max; returns the count.  0 without OMNI_NEED_HELD, for a
+ * decision blocked (global holdout, consent), or without ctx->pid.
+ * Evaluates only the rules with a holdout whose bucket holds the
+ * visitor; ctx as for omni_decide().
+ */
+unsigned omni_decision_held(const omni_ruleset_t *set, omni_eval_t *ctx,
+    const omni_decision_t *d, uint32_t *out, unsigned max);
 
 
 /* ---- rendering ----

@@ -408,6 +408,10 @@ omni_rb_finish(omni_rb_t *rb)
 
         set->needs |= r->needs;
 
+        if (r->holdout_bp) {
+            set->needs |= OMNI_NEED_HELD;
+        }
+
         if ((r->slot >= 0 && r->html) || r->npixels) {
             set->needs |= OMNI_NEED_INJECT;
         }
