@@ -153,8 +153,10 @@ if (@ev) {
     print "One worker (CPU 0), wrk on CPU 1 POSTing one client event per",
           " request (`bench/events.lua`: a signed visitor cookie, \"Product",
           " Added\" with a unique messageId), each answered once its batch is",
-          " committed and synced (two fdatasync() calls: the commit's, and",
-          " omni_store_sync() for the meta page). Medians over the rounds;",
+          " committed (not synced) and its events appended to the event",
+          " journal and synced there (one fdatasync() of a journal segment;",
+          " the store is synced at checkpoints, every second, in another",
+          " thread). Medians over the rounds;",
           " every event answered 200 \"accepted\" was then found in the feed",
           " (source client, its messageId).\n\n";
     if (%fs) {
