@@ -17,6 +17,8 @@ static ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r,
     ngx_str_t *json);
 static ngx_int_t ngx_http_omni_empty_decision(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_str_t *json);
+static ngx_int_t ngx_http_omni_send_rejected(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_str_t *json);
 static ngx_int_t ngx_http_omni_send_body(ngx_http_request_t *r,
     ngx_str_t *body, ngx_str_t *cache_control);
 
@@ -229,7 +231,15 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
 
     if (ctx->identity == NGX_HTTP_OMNI_ID_NONE && ctx->token_error) {
         /* an expired or forged token: the app must get a new one */
-        return ngx_http_omni_token_rejected(r, ctx);
+        if (olcf->token_rejected == NGX_HTTP_OMNI_REJECTED_401) {
+            return ngx_http_omni_token_rejected(r, ctx);
+        }
+
+        /*
+         * omni_token_rejected anonymous: what anybody without a profile
+         * sees, saying why; nothing is recorded, no cookie is minted.
+         */
+        ctx->anonymous = 1;
     }
 
     /*
@@ -243,7 +253,7 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
     /* The response is the decision itself: no JSON merge on top. */
     ctx->endpoint = 1;
 
-    if (ctx->identity != NGX_HTTP_OMNI_ID_NONE) {
+    if (ctx->identity != NGX_HTTP_OMNI_ID_NONE || ctx->anonymous) {
         rc = ngx_http_omni_decide(r, ctx, mode);
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -251,11 +261,47 @@ ngx_http_omni_decide_handler(ngx_http_request_t *r)
 
         if (ctx->decision) {
             json = ctx->decision->json;
-            ctx->impressions = 1;
+            ctx->impressions = ctx->anonymous ? 0 : 1;
         }
     }
 
+    if (ctx->anonymous) {
+        return ngx_http_omni_send_rejected(r, ctx, &json);
+    }
+
     return ngx_http_omni_send_json(r, &json);
+}
+
+
+/*
+ * The anonymous decision for a refused token: {"identity":"rejected",
+ * "reason":..., then the decision's own members}, a 200 the app can
+ * render while it gets a new token.
+ */
+static ngx_int_t
+ngx_http_omni_send_rejected(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_str_t *json)
+{
+    u_char     *p;
+    ngx_str_t   out;
+
+    if (json->len < 2 || json->data[0] != '{') {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out.data = ngx_pnalloc(r->pool, json->len + 128);
+    if (out.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the reason is one of omni_token_strerror()'s fixed texts */
+    p = ngx_snprintf(out.data, 128, "{\"identity\":\"rejected\","
+                     "\"reason\":\"app token refused: %s\",",
+                     ctx->token_error);
+    p = ngx_cpymem(p, json->data + 1, json->len - 1);
+    out.len = p - out.data;
+
+    return ngx_http_omni_send_json(r, &out);
 }
 
 

@@ -329,7 +329,10 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     set = ngx_http_omni_decide_set(r);
 
-    if (set == NULL || ctx->identity == NGX_HTTP_OMNI_ID_NONE) {
+    /* nobody, unless asked as an anonymous visitor (a refused token) */
+    if (set == NULL
+        || (ctx->identity == NGX_HTTP_OMNI_ID_NONE && !ctx->anonymous))
+    {
         return NGX_DECLINED;
     }
 
@@ -351,7 +354,9 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     omni_eval_init(&ev);
     ev.channel = (unsigned) ngx_http_omni_channel(r, ctx);
     ev.now = (uint32_t) ngx_time();
-    ev.pid = ctx->pid;
+
+    /* anonymous: no profile id, so no experiment and no holdout either */
+    ev.pid = ctx->anonymous ? NULL : ctx->pid;
 
     /* Sec-GPC or DNT: no ads, whatever was stated */
     if (ngx_http_omni_consent_signal(r)) {
@@ -436,7 +441,8 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
      * Impressions other requests showed that this snapshot does not hold
      * yet count against caps too (ngx_http_omni_activity.c).
      */
-    qu = (needs & OMNI_NEED_CAPS) ? ngx_http_omni_queue() : NULL;
+    qu = (needs & OMNI_NEED_CAPS) && !ctx->anonymous ? ngx_http_omni_queue()
+                                                     : NULL;
     snap = 0;
 
     if (qu) {

@@ -863,6 +863,7 @@ ngx_http_omni_channel(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         return (ngx_uint_t) olcf->channel;
     }
 
-    return ctx->identity == NGX_HTTP_OMNI_ID_TOKEN ? OMNI_CH_APP
-                                                   : OMNI_CH_WEB;
+    /* an app whose token was refused is still an app */
+    return ctx->identity == NGX_HTTP_OMNI_ID_TOKEN || ctx->anonymous
+           ? OMNI_CH_APP : OMNI_CH_WEB;
 }

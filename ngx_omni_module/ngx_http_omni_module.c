@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_omni_log_handler(ngx_http_request_t *r);
 static void ngx_http_omni_upstream_identity(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_header_filter(ngx_http_request_t *r);
+static char *ngx_http_omni_token_rejected_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_omni_log_consent(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 
@@ -86,6 +88,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       ngx_conf_set_sec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_omni_loc_conf_t, token_ttl),
+      NULL },
+
+    { ngx_string("omni_token_rejected"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_omni_token_rejected_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("omni_channel"),
@@ -412,6 +421,7 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
 
     conf->enable = NGX_CONF_UNSET;
     conf->token_ttl = NGX_CONF_UNSET;
+    conf->token_rejected = NGX_CONF_UNSET_UINT;
     conf->channel = NGX_CONF_UNSET;
     conf->inject = NGX_CONF_UNSET;
     conf->fallback = NGX_CONF_UNSET;
@@ -441,6 +451,8 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl,
                              30 * 24 * 60 * 60);
     ngx_conf_merge_value(conf->channel, prev->channel, NGX_CONF_UNSET);
+    ngx_conf_merge_uint_value(conf->token_rejected, prev->token_rejected,
+                              NGX_HTTP_OMNI_REJECTED_401);
     ngx_conf_merge_value(conf->inject, prev->inject, 1);
     ngx_conf_merge_value(conf->fallback, prev->fallback, 1);
     ngx_conf_merge_value(conf->private_cache, prev->private_cache, 1);
@@ -510,6 +522,41 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* omni_token_rejected 401 | anonymous: omni_decide and a refused token */
+static char *
+ngx_http_omni_token_rejected_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (olcf->token_rejected != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "401", 3) == 0) {
+        olcf->token_rejected = NGX_HTTP_OMNI_REJECTED_401;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 9
+        && ngx_strncmp(value[1].data, "anonymous", 9) == 0)
+    {
+        olcf->token_rejected = NGX_HTTP_OMNI_REJECTED_ANONYMOUS;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"omni_token_rejected\" "
+                       "(401 or anonymous)", &value[1]);
+
+    return NGX_CONF_ERROR;
 }
 
 

@@ -46,6 +46,11 @@
 
 
 /* Where a directive was configured, for errors found after the block. */
+/* omni_token_rejected */
+#define NGX_HTTP_OMNI_REJECTED_401        0
+#define NGX_HTTP_OMNI_REJECTED_ANONYMOUS  1
+
+
 typedef struct {
     ngx_str_t                   name;           /* the directive */
     ngx_str_t                   file;
@@ -133,6 +138,7 @@ typedef struct {
     size_t                      events_max_body; /* omni_events */
     ngx_flag_t                  decide_explain; /* omni_decide explain= */
     ngx_uint_t                  console;        /* omni_console here */
+    ngx_uint_t                  token_rejected; /* NGX_HTTP_OMNI_REJECTED_* */
     ngx_uint_t                  consent_model;  /* NGX_HTTP_OMNI_OPT_* */
     ngx_http_omni_consent_cookie_t *consent_cookie; /* NULL: none */
     ngx_flag_t                  upstream_events;
@@ -291,6 +297,8 @@ typedef struct {
     ngx_http_omni_filter_ctx_t *filter;
     omni_ruleset_t             *draft;          /* the console's "try this
                                                    rule": decide with it */
+    unsigned                    anonymous:1;    /* decide with no profile
+                                                   (a refused token) */
 
     /* JSON that replaces nginx's own error page (events endpoint) */
     ngx_str_t                   error_body;

@@ -4,7 +4,9 @@
 # credentials) or "*" (without), a 403 JSON naming Origin otherwise, and
 # never a cookie nor a touch; actual requests carry the CORS headers.
 # A refused app token (expired, forged) is a 401 JSON with "identity":
-# "rejected", never a 200 as a new web visitor with a Set-Cookie.
+# "rejected" (omni_token_rejected 401, the default), or a 200 decision as
+# an anonymous visitor carrying "identity": "rejected" (omni_token_rejected
+# anonymous); never a 200 as a new web visitor with a Set-Cookie.
 
 use strict;
 use warnings;
@@ -240,3 +242,80 @@ POST /omni/events
 !Set-Cookie
 --- error_log
 omni: app token refused
+
+=== TEST 10: omni_token_rejected anonymous: a refused token gets the decision of a visitor without a profile, with "identity":"rejected"; no cookie, nothing recorded; a valid token and the 401 default elsewhere are unchanged
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules;
+--- user_files
+>>> rules/a.json
+{"rules": [
+ {"id": "welcome", "priority": 10, "when": {"stage": "new"},
+  "banner": {"slot": "hero", "html": "<p>Welcome</p>", "text": "Welcome"}},
+ {"id": "returning", "priority": 20, "when": {"visits": {"gte": 1}},
+  "banner": {"slot": "hero", "html": "<p>Back</p>", "text": "Back"}}
+]}
+--- config
+location = /omni/decide { omni_token_rejected anonymous; omni on; omni_decide; }
+location = /strict/decide { omni_decide; }
+location = /omni/metrics { omni_metrics; }
+--- request
+GET /omni/decide
+--- more_headers eval
+"X-Omni-Token: " . main::expired()
+--- error_code: 200
+--- response_body_like
+^\{"identity":"rejected","reason":"app token refused: expired","channel":"app","holdout":false,"blocked":null,"slots":\{"hero":\{"rule":"welcome",
+--- response_headers
+!Set-Cookie
+!WWW-Authenticate
+Cache-Control: private, no-store
+--- request_2
+GET /omni/decide
+--- more_headers_2 eval
+"Authorization: Bearer " . main::forged()
+--- error_code_2: 200
+--- response_body_like_2
+^\{"identity":"rejected","reason":"app token refused: bad signature","channel":"app",
+--- response_headers_2
+!Set-Cookie
+--- request_3
+GET /strict/decide
+--- more_headers_3 eval
+"X-Omni-Token: " . main::expired()
+--- error_code_3: 401
+--- response_body_like_3
+"identity":"rejected"
+--- check
+use JSON::PP ();
+# a valid token: its own profile, no "identity" member, recorded
+my $r = http_get('/omni/decide', 'X-Omni-Token' => main::token());
+is($r->{status}, 200, 'a valid token: 200');
+my $d = JSON::PP::decode_json($r->{content});
+ok(!exists $d->{identity}, 'no "identity" member for a valid token');
+is($d->{slots}{hero}{rule}, 'welcome', 'a new device sees the welcome');
+ok(wait_for(sub {
+    my ($rc, $out) = omnictl('--store', "$OmniTest::PREFIX/store", 'tail', '--after', '0');
+    $out =~ /"anonymousId":"$main::DEV"/;
+}, 5), 'the valid token\'s request is in the feed');
+# the refused ones left nothing: one touchpoint only, no impression counted for them
+my ($rc, $out) = omnictl('--store', "$OmniTest::PREFIX/store", 'tail', '--after', '0');
+is(scalar(() = $out =~ /\n/g), 1, 'the two refused requests recorded nothing');
+like(http_get('/omni/metrics')->{content}, qr/^omni_rule_impressions_total\{rule="welcome"\} 1$/m,
+     'and counted no impression');
+like(http_get('/omni/metrics')->{content}, qr/^omni_requests_total\{identity="invalid"\} [23]$/m,
+     'counted as refused');
+--- error_log
+omni: app token refused
+--- no_error_log
+[error]
+
+=== TEST 11: omni_token_rejected: anything but 401 or anonymous is refused at nginx -t
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+--- config
+location = /omni/decide { omni_token_rejected 200; omni_decide; }
+--- must_die
+--- error_log
+qr/\[emerg\] .*invalid value "200" in "omni_token_rejected" \(401 or anonymous\) in \S+nginx\.conf:\d+/
