@@ -49,6 +49,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_omni_events_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_events_set_ip(ngx_http_request_t *r,
+    u_char **body, size_t *len);
 static ngx_uint_t ngx_http_omni_media_type(ngx_http_request_t *r,
     const char *type);
 static ngx_int_t ngx_http_omni_events_fire(ngx_http_request_t *r,
@@ -107,8 +109,23 @@ ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        /* the feed keeps the sender's ip: off by default, for privacy */
+        if (value[i].len == 5 && ngx_strncmp(value[i].data, "ip=on", 5) == 0)
+        {
+            olcf->events_ip = 1;
+            continue;
+        }
+
+        if (value[i].len == 6
+            && ngx_strncmp(value[i].data, "ip=off", 6) == 0)
+        {
+            olcf->events_ip = 0;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+                           "invalid parameter \"%V\" (max_body=SIZE, ip=on "
+                           "or ip=off)", &value[i]);
         return NGX_CONF_ERROR;
     }
 
@@ -116,6 +133,101 @@ ngx_http_omni_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     clcf->handler = ngx_http_omni_events_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/* Sets context.ip of one event object (not an object: left alone). */
+static void
+ngx_http_omni_events_set_ip_one(json_t *ev, json_t *ip)
+{
+    json_t  *ctx;
+
+    if (!json_is_object(ev)) {
+        return;
+    }
+
+    ctx = json_object_get(ev, "context");
+
+    if (ctx == NULL) {
+        ctx = json_object();
+        if (ctx == NULL || json_object_set_new(ev, "context", ctx) != 0) {
+            return;
+        }
+    }
+
+    if (json_is_object(ctx)) {
+        (void) json_object_set(ctx, "ip", ip);
+    }
+}
+
+
+/*
+ * omni_events ip=on for a browser or an app: its own address (the
+ * connection's, as $remote_addr has it, after realip when configured)
+ * written as context.ip into every event of the body, replacing what it
+ * claimed; the body becomes that text.  NGX_DECLINED leaves a body that
+ * does not parse to the parser's error.
+ */
+static ngx_int_t
+ngx_http_omni_events_set_ip(ngx_http_request_t *r, u_char **body,
+    size_t *len)
+{
+    char          *text;
+    u_char        *p;
+    size_t         i, n;
+    json_t        *root, *list, *ip;
+    json_error_t   jerr;
+
+    root = json_loadb((char *) *body, *len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ip = json_stringn((char *) r->connection->addr_text.data,
+                      r->connection->addr_text.len);
+    if (ip == NULL) {
+        json_decref(root);
+        return NGX_DECLINED;
+    }
+
+    /* one event, an array of them, or {"batch": [...]} */
+    list = json_is_array(root) ? root : json_object_get(root, "batch");
+
+    if (json_is_array(list)) {
+        n = json_array_size(list);
+
+        for (i = 0; i < n; i++) {
+            ngx_http_omni_events_set_ip_one(json_array_get(list, i), ip);
+        }
+
+    } else {
+        ngx_http_omni_events_set_ip_one(root, ip);
+    }
+
+    json_decref(ip);
+
+    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+
+    if (text == NULL) {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_strlen(text);
+
+    p = ngx_pnalloc(r->pool, n);
+    if (p == NULL) {
+        free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, text, n);
+    free(text);
+
+    *body = p;
+    *len = n;
+
+    return NGX_OK;
 }
 
 
@@ -621,6 +733,27 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
                                                  : OMNI_SRC_CLIENT;
     ec.now = (uint32_t) ngx_time();
     ec.channel = OMNI_CH_MAX;
+
+    /*
+     * omni_events ip=on: the feed keeps a server's context.ip as sent,
+     * and a browser's or app's own address, written into the text the
+     * writer parses again (whatever the client claimed).
+     */
+    if (olcf->events_ip) {
+        ec.source |= OMNI_SRC_KEEP_IP;
+
+        rc = ectx->trust != OMNI_TRUST_SERVER
+             ? ngx_http_omni_events_set_ip(r, &body, &len) : NGX_DECLINED;
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (rc == NGX_OK) {
+            ec.source |= OMNI_SRC_IP_SET;
+        }
+    }
 
     /*
      * Segment's single-call paths (/v1/track, /v1/page, ...) imply the

@@ -136,6 +136,7 @@ typedef struct {
     ngx_hash_t                  types_hash;
 
     size_t                      events_max_body; /* omni_events */
+    ngx_uint_t                  events_ip;      /* omni_events ip=on */
     ngx_flag_t                  decide_explain; /* omni_decide explain= */
     ngx_uint_t                  console;        /* omni_console here */
     ngx_uint_t                  token_rejected; /* NGX_HTTP_OMNI_REJECTED_* */

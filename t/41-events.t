@@ -565,3 +565,72 @@ is($r->{json}{accepted}, 60, 'all 60 events');
 --- no_error_log
 buffered to a temporary file
 [error]
+
+=== TEST 17: the sender's ip in the feed only where configured (omni_events ip=on): a server's context.ip as sent, a browser's or app's own address whatever it sent; never by default
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_events_key current "srv-key-0123456789abcdef0123456789abcdef";
+--- config
+location = /omni/events { omni on; omni_events; }
+location = /ip/events { omni on; omni_events max_body=128k ip=on; }
+location = /noip/events { omni on; omni_events ip=off; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+my $n = 0;
+my $send = sub {
+    my ($path, $who, %ctx) = @_;
+    my $id = 'ip-' . ++$n;
+    my %auth = $who eq 'server' ? main::server() : (Cookie => main::cookie());
+    my $r = main::post({ type => 'track', event => 'Product Viewed', messageId => $id,
+                         ($who eq 'server' ? (userId => 'C-IP') : ()),
+                         properties => { sku => 'TENT-2' },
+                         (%ctx ? (context => { library => { name => 'analytics.js' }, %ctx }) : ()) },
+                       path => $path, %auth);
+    is($r->{status}, 200, "$path, $who: 200") or diag $r->{content};
+    my ($line) = grep { $_->{messageId} eq $id } @{ main::feed() };
+    return $line->{context};
+};
+my $c = $send->('/omni/events', 'server', ip => '203.0.113.9');
+ok(!exists $c->{ip}, 'by default a server\'s context.ip is not kept') or diag explain $c;
+is($c->{library}{name}, 'analytics.js', 'the rest of its context is');
+$c = $send->('/omni/events', 'client', ip => '198.51.100.7');
+ok(!exists $c->{ip}, 'nor a browser\'s');
+$c = $send->('/omni/events', 'client');
+ok(!exists $c->{ip}, 'nor the connection\'s address');
+$c = $send->('/noip/events', 'server', ip => '203.0.113.9');
+ok(!exists $c->{ip}, 'ip=off: not kept');
+$c = $send->('/ip/events', 'server', ip => '203.0.113.9');
+is($c->{ip}, "203.0.113.9", "ip=on: a server's context.ip as sent") or diag explain $c;
+is($c->{source}, 'server', 'next to the module\'s source');
+$c = $send->('/ip/events', 'server');
+ok(!exists $c->{ip}, 'a server that sends none: none');
+$c = $send->('/ip/events', 'client', ip => '198.51.100.7');
+is($c->{ip}, '127.0.0.1', 'a browser: its own address, not what it claims');
+$c = $send->('/ip/events', 'client');
+is($c->{ip}, '127.0.0.1', 'also without a context');
+# a batch: every event
+my $r = main::post({ batch => [
+    { type => 'track', event => 'Product Viewed', messageId => 'ip-b1', properties => { sku => 'A', price => 199.99 },
+      context => { ip => '10.9.9.9', page => { path => '/p/a' } } },
+    { type => 'page', name => 'Home', messageId => 'ip-b2' } ] },
+    path => '/ip/events', Cookie => main::cookie());
+is($r->{status}, 200, 'a batch: 200') or diag $r->{content};
+my %f = map { $_->{messageId} => $_ } grep { $_->{messageId} =~ /^ip-b/ } @{ main::feed() };
+is($f{'ip-b1'}{context}{ip}, '127.0.0.1', 'its first event: the address');
+is($f{'ip-b1'}{context}{page}{path}, '/p/a', 'the rest of its context as sent');
+is($f{'ip-b1'}{properties}{price}, 199.99, 'its properties as sent');
+is($f{'ip-b2'}{context}{ip}, '127.0.0.1', 'its second event too');
+--- no_error_log
+[error]
+
+=== TEST 18: omni_events: a bad ip= value does not start
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+--- config
+location = /omni/events { omni_events ip=yes; }
+--- must_die
+--- error_log
+qr/\[emerg\] .*invalid parameter "ip=yes" \(max_body=SIZE, ip=on or ip=off\)/

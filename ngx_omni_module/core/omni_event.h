@@ -74,6 +74,17 @@ enum {
     OMNI_SRC_CLI                /* omnictl event */
 };
 
+/*
+ * Flags over OMNI_SRC_* in omni_event_ctx_t.source (they travel with it
+ * to the writer and the journal): the feed keeps the sender's
+ * context.ip (omni_events ip=on) as a server sent it, or as the module
+ * wrote it into a client's text (the connection's address, whatever the
+ * client sent).  Without them context.ip is never kept.
+ */
+#define OMNI_SRC_MASK        0x0f
+#define OMNI_SRC_KEEP_IP     0x10
+#define OMNI_SRC_IP_SET      0x20
+
 /* What the arrival point knows about the request. */
 typedef struct {
     unsigned        trust;              /* OMNI_TRUST_* */

@@ -1059,8 +1059,9 @@ omni_ev_anon(omni_event_t *ev, omni_event_err_t *err, const char *path,
 /*
  * What Segment's calls carry beyond the event itself, kept for the feed:
  * page and screen names and categories, the sender's context (library,
- * page, userAgent, ...; never its ip, nor an email address in
- * context.traits), alias's previousId and group's groupId.  An alias
+ * page, userAgent, ...; its ip only where configured, c->keep_ip; never
+ * an email address in context.traits), alias's previousId and group's
+ * groupId.  An alias
  * names a customer and a group sets the account on the profile: both
  * need a server key, as identify with a userId does.
  */
@@ -1106,7 +1107,17 @@ omni_ev_segment(omni_event_t *ev, omni_event_err_t *err, const char *path,
 
         /* the module's own member, and what must not be kept */
         (void) json_object_del(ctx, "source");
-        (void) json_object_del(ctx, "ip");
+
+        /* the sender's ip: where configured, a server's or ours */
+        t = json_object_get(ctx, "ip");
+
+        if (!(c->source & OMNI_SRC_KEEP_IP)
+            || (c->trust != OMNI_TRUST_SERVER
+                && !(c->source & OMNI_SRC_IP_SET))
+            || !json_is_string(t) || json_string_length(t) > 64)
+        {
+            (void) json_object_del(ctx, "ip");
+        }
 
         t = json_object_get(ctx, "traits");
         if (json_is_object(t)) {
@@ -1316,7 +1327,7 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
     memset(ev, 0, sizeof(omni_event_t));
     memset(&email, 0, sizeof(email));
     ev->trust = c->trust;
-    ev->source = c->source;
+    ev->source = c->source & OMNI_SRC_MASK;
     ev->revenue = -1;
 
     if (!json_is_object(obj)) {
