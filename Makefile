@@ -46,10 +46,10 @@ DATADIR    ?= $(PREFIX)/share/libnginx-mod-http-omni
 NGX_MODDIR ?= /usr/lib/nginx/modules
 INSTALL    ?= install
 
-.PHONY: all deps module omnictl man unit test demo demo-stop bench \
-        writer-bench install deb clean
+.PHONY: all deps module omnictl man unit natsping test demo demo-stop \
+        bench writer-bench install deb clean
 
-all: module omnictl unit
+all: module omnictl unit natsping
 
 # Installs system packages only when something is missing (the script asks
 # dpkg first and calls apt-get only for what is absent).
@@ -80,6 +80,14 @@ $(BUILD)/unit/%: t/unit/%.c t/unit/omni_tap.h $(wildcard t/unit/*.h) $(BUILD)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(OMNI_CFLAGS) -It/unit -o $@ $< $(BUILD)/libomnicore.a \
 	    $(OMNI_LIBS)
+
+# The tests' NATS JetStream client (t/tools/natsping.c, libnats): publish,
+# dump a stream, stream info; see t/lib/OmniNats.pm.
+natsping: $(BUILD)/natsping
+$(BUILD)/natsping: t/tools/natsping.c $(CORE_DIR)/omni_nkey.c \
+    $(CORE_DIR)/omni_nkey.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(OMNI_CFLAGS) -o $@ $< $(CORE_DIR)/omni_nkey.c -lnats -lcrypto
 
 # The dynamic module, built against the system nginx (GUIDE section 5):
 # nginx-dev ships configure, auto/ and headers but no core .c files.

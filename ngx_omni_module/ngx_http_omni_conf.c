@@ -93,5 +93,6 @@ ngx_http_omni_conf_check(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    /* omni_cluster requires omni_store (ngx_http_omni_cluster_conf.c) */
+    return ngx_http_omni_cluster_conf_check(cf);
 }

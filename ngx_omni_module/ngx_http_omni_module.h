@@ -31,6 +31,8 @@
 #include "omni_scan.h"
 #include "omni_event.h"
 
+#include "ngx_http_omni_cluster.h"
+
 
 #define NGX_HTTP_OMNI_ID_NONE     0
 #define NGX_HTTP_OMNI_ID_COOKIE   1
@@ -92,6 +94,9 @@ typedef struct {
     struct MMDB_s              *geoip;          /* opened at config */
 
     ngx_array_t                *event_keys;     /* omni_events_key */
+
+    ngx_http_omni_cluster_conf_t *cluster;      /* omni_cluster; NULL: a
+                                                   single host */
 
     /* checked once the http block is read (ngx_http_omni_conf.c) */
     ngx_http_omni_conf_ref_t    omni_on;        /* the first "omni on" */

@@ -21,9 +21,12 @@ npm_deps() {
 }
 
 # chromium: the console's browser test (t/14-console.t), headless.
+# libnats-dev: the cluster's NATS JetStream client (omni_cluster);
+# nats-server: the tests' own 3-server JetStream clusters (t/lib/OmniNats.pm).
 PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       liblmdb-dev lmdb-utils libjansson-dev libmaxminddb-dev mmdb-bin
       libpcre2-dev libpcre3-dev zlib1g-dev
+      libnats-dev nats-server
       perl libtest-base-perl libjson-pp-perl libmaxmind-db-writer-perl
       wrk curl
       dpkg-dev debhelper
@@ -68,6 +71,10 @@ if command -v systemctl >/dev/null 2>&1; then
     # prometheus is here for promtool (t/49-metrics.t), not its server
     $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
     $SUDO systemctl disable prometheus >/dev/null 2>&1 || true
+    # nats-server is here for the tests' own clusters (loopback, free
+    # ports), not the packaged service on 4222
+    $SUDO systemctl stop nats-server >/dev/null 2>&1 || true
+    $SUDO systemctl disable nats-server >/dev/null 2>&1 || true
 fi
 npm_deps
 echo "install-deps: done"

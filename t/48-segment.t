@@ -4,8 +4,9 @@
 # with its Basic auth and {batch, writeKey, sentAt} envelope; and the
 # exact bodies of analytics-go ({messageId, sentAt, batch, context}), the
 # older analytics-node ({batch, timestamp, sentAt}), the HTTP API's
-# single-call paths (/v1/track) and analytics.js in a browser (its own
-# UUID anonymousId next to the omni cookie).  The feed keeps the ids as
+# single-call paths (/v1/track), analytics.js in a browser (its own
+# UUID anonymousId next to the omni cookie), and analytics-python,
+# analytics-ios and analytics-android with their Basic auth.  The feed keeps the ids as
 # sent, the sender's context and the page name and category.
 
 use strict;
@@ -169,5 +170,59 @@ is($r->{status}, 403, 'another visitor\'s omni id: 403');
 # alias and group from a browser need a key
 $r = post({ type => 'group', groupId => 'acme' }, Cookie => main::cookie());
 is($r->{status}, 403, 'group from a browser: 403');
+--- no_error_log
+[error]
+
+=== TEST 5: replayed bodies of analytics-python, analytics-ios and analytics-android (their envelopes, contexts and timestamps, exactly as they send them), with their Basic auth
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_events_key segment "wk-0123456789abcdef0123456789abcdef";
+--- config
+location ~ ^/v1/(batch|track|identify|page|screen|alias|group)$ {
+    omni_events;
+}
+--- request
+GET /v1/batch
+--- error_code: 405
+--- check
+my @t = gmtime(time - 5);
+my $py_ts = sprintf '%04d-%02d-%02dT%02d:%02d:%02d.123456+00:00', $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
+my $z_ts  = sprintf '%04d-%02d-%02dT%02d:%02d:%02d.123Z', $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
+# analytics-python 2.x (analytics/client.py _enqueue, request.py post):
+# {"batch": [...], "sentAt": isoformat()} with User-Agent analytics-python/VERSION;
+# each message: integrations {}, context.library, a uuid4 messageId, isoformat timestamps
+my $py = '{"batch": [{"properties": {"plan": "pro", "revenue": 12.5}, "timestamp": "' . $py_ts . '", "context": {"library": {"name": "analytics-python", "version": "2.3.2"}}, "integrations": {}, "anonymousId": null, "userId": "PY-1", "type": "track", "event": "Plan Upgraded", "messageId": "3bf4c5d6-89a1-4c2b-9d3e-4f5a6b7c8d90"}, {"properties": {"url": "https://shop.example/docs"}, "timestamp": "' . $py_ts . '", "context": {"library": {"name": "analytics-python", "version": "2.3.2"}}, "integrations": {}, "anonymousId": null, "userId": "PY-1", "type": "page", "category": "Docs", "name": "Install", "messageId": "4c05d6e7-9ab2-4d3c-8e4f-506a7b8c9da1"}], "sentAt": "' . $py_ts . '"}';
+my $r = post($py, path => '/v1/batch', main::basic(), 'User-Agent' => 'analytics-python/2.3.2');
+is($r->{status}, 200, 'analytics-python: 200') or diag $r->{content};
+is($r->{json}{accepted}, 2, 'analytics-python: both accepted');
+# analytics-ios 4.x (SEGSegmentIntegration: {"batch", "sentAt"}; SEGHTTPClient: Basic writeKey:)
+my $ios_anon = 'A1B2C3D4-E5F6-4711-8899-AABBCCDDEEFF';
+my $ios = '{"batch":[{"type":"screen","name":"Product","properties":{"sku":"TENT-2"},"anonymousId":"' . $ios_anon . '","messageId":"0F1E2D3C-4B5A-4697-8877-665544332211","timestamp":"' . $z_ts . '","integrations":{},"context":{"app":{"name":"Shop","version":"2.4.0","build":"240","namespace":"com.example.shop"},"device":{"id":"6F7E8D9C-0B1A-4233-9455-667788990011","manufacturer":"Apple","model":"iPhone15,2","type":"ios","name":"iPhone"},"library":{"name":"analytics-ios","version":"4.1.8"},"locale":"en-PT","network":{"wifi":true,"cellular":false,"carrier":"unknown"},"os":{"name":"iOS","version":"17.1"},"screen":{"width":393,"height":852},"timezone":"Europe/Lisbon","traits":{"anonymousId":"' . $ios_anon . '"}},"_metadata":{"bundled":[],"unbundled":[]}}],"sentAt":"' . $z_ts . '"}';
+$r = post($ios, path => '/v1/batch', main::basic());
+is($r->{status}, 200, 'analytics-ios: 200') or diag $r->{content};
+# analytics-android 4.x (SegmentIntegration: {"batch":[...],"sentAt":"..."}, "channel":"mobile" on each event)
+my $and = '{"batch":[{"channel":"mobile","context":{"app":{"build":"240","name":"Shop","namespace":"com.example.shop","version":"2.4.0"},"device":{"id":"c5f9d3e2a1b04b6f","manufacturer":"Google","model":"Pixel 8","name":"shiba","type":"android"},"library":{"name":"analytics-android","version":"4.11.3"},"locale":"en-PT","network":{"wifi":true,"carrier":"Vodafone","bluetooth":false,"cellular":false},"os":{"name":"Android","version":"14"},"screen":{"density":2.625,"width":1080,"height":2400},"timezone":"Europe/Lisbon","traits":{"anonymousId":"9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"},"userAgent":"Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UD1A.230803.041)"},"integrations":{},"messageId":"2a3b4c5d-6e7f-4809-9a1b-2c3d4e5f6a7b","timestamp":"' . $z_ts . '","type":"track","anonymousId":"9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a","event":"Product Added","properties":{"sku":"TENT-2","price":199.0,"quantity":1}}],"sentAt":"' . $z_ts . '"}';
+$r = post($and, path => '/v1/batch', main::basic());
+is($r->{status}, 200, 'analytics-android: 200') or diag $r->{content};
+my $feed = feed();
+my ($p1) = @{ main::by_id($feed, messageId => '3bf4c5d6-89a1-4c2b-9d3e-4f5a6b7c8d90') };
+is($p1->{userId}, 'PY-1', 'python: the userId');
+is($p1->{context}{library}{name}, 'analytics-python', 'python: its library');
+is($p1->{properties}{revenue}, 12.5, 'python: its properties');
+my ($p2) = @{ main::by_id($feed, messageId => '4c05d6e7-9ab2-4d3c-8e4f-506a7b8c9da1') };
+is($p2->{name}, 'Install', 'python page: its name');
+is($p2->{category}, 'Docs', 'python page: its category');
+my ($i1) = @{ main::by_id($feed, messageId => '0F1E2D3C-4B5A-4697-8877-665544332211') };
+is($i1->{anonymousId}, $ios_anon, 'ios: the anonymousId as sent (an uppercase UUID stays one)');
+is($i1->{type}, 'screen', 'ios: a screen');
+is($i1->{name}, 'Product', 'ios: its name');
+is($i1->{context}{device}{model}, 'iPhone15,2', 'ios: the device');
+is($i1->{context}{library}{name}, 'analytics-ios', 'ios: the library');
+my ($a1) = @{ main::by_id($feed, messageId => '2a3b4c5d-6e7f-4809-9a1b-2c3d4e5f6a7b') };
+is($a1->{anonymousId}, '9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a', 'android: the anonymousId as sent');
+is($a1->{channel}, 'app', 'android: "channel":"mobile" is the app channel');
+is($a1->{context}{os}{name}, 'Android', 'android: its context');
+is($a1->{context}{userAgent}, 'Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UD1A.230803.041)', 'android: its userAgent');
 --- no_error_log
 [error]
