@@ -27,6 +27,7 @@
 #include "omni_token.h"
 #include "omni_store.h"
 #include "omni_update.h"
+#include "omni_batch.h"
 #include "omni_rules.h"
 #include "omni_scan.h"
 #include "omni_event.h"
@@ -438,6 +439,21 @@ ngx_uint_t ngx_http_omni_writer_busy(void);
 ngx_int_t ngx_http_omni_writer_events(ngx_http_omni_wjob_t *job,
     ngx_uint_t nevents);
 void ngx_http_omni_writer_resize_pending(void);
+ngx_int_t ngx_http_omni_writer_parse_job(ngx_http_omni_qjob_t *j);
+void ngx_http_omni_writer_job_results(ngx_http_omni_qjob_t *jobs,
+    ngx_uint_t njobs, int rc);
+ngx_int_t ngx_http_omni_writer_events_batch(ngx_http_omni_qjob_t *jobs,
+    ngx_uint_t njobs, omni_journal_job_t *jjobs, omni_batch_t *b,
+    omni_batch_events_t **groups);
+
+/* the cluster's data path (ngx_http_omni_cluster.c) */
+ngx_uint_t ngx_http_omni_cluster_on(void);
+ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
+    ngx_thread_pool_t *pool, time_t visit_timeout);
+void ngx_http_omni_cluster_kick(void);
+void ngx_http_omni_cluster_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu,
+    uint64_t from, uint64_t to, char *err, size_t len);
 
 /* rules */
 char *ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -107,6 +107,9 @@ typedef struct {
     unsigned               ckpt:1;      /* asked for */
     unsigned               ckpt_only:1; /* nothing to write, just that */
     unsigned               ckpt_begun:1;
+    /* a cluster node: the batch went to the stream, not to LMDB; its
+       jobs are answered when the stream gives them back */
+    unsigned               published:1;
     omni_journal_job_t    *jjobs;       /* NGX_HTTP_OMNI_BATCH_JOBS */
     char                   err[512];
 } ngx_http_omni_wtask_t;
@@ -286,6 +289,15 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+#if (NGX_THREADS)
+    if (ngx_http_omni_cluster_init_worker(cycle, ngx_http_omni_w.pool,
+                                          mcf->visit_timeout)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+#endif
+
     return ngx_http_omni_mailbox_init(cycle, ngx_http_omni_queue()->id);
 }
 
@@ -309,7 +321,13 @@ void
 ngx_http_omni_writer_kick(void)
 {
 #if (NGX_THREADS)
-    if (ngx_http_omni_w.task == NULL || ngx_http_omni_w.flush.timer_set) {
+    if (ngx_http_omni_w.task == NULL) {
+        return;
+    }
+
+    ngx_http_omni_cluster_kick();
+
+    if (ngx_http_omni_w.flush.timer_set) {
         return;
     }
 
@@ -506,13 +524,38 @@ ngx_http_omni_writer_free_jobs(ngx_http_omni_wtask_t *t)
 }
 
 
+/* For a cluster node's consumer: the same parse, results and cleanup. */
+ngx_int_t
+ngx_http_omni_writer_parse_job(ngx_http_omni_qjob_t *j)
+{
+    return ngx_http_omni_writer_parse(j);
+}
+
+
+void
+ngx_http_omni_writer_job_results(ngx_http_omni_qjob_t *jobs,
+    ngx_uint_t njobs, int rc)
+{
+    ngx_http_omni_wtask_t  t;
+
+    ngx_memzero(&t, sizeof(ngx_http_omni_wtask_t));
+    t.jobs = jobs;
+    t.njobs = njobs;
+    t.rc = rc;
+
+    ngx_http_omni_writer_results(&t);
+    ngx_http_omni_writer_free_jobs(&t);
+}
+
+
 /*
  * The jobs to journal: those the batch applies, as their workers queued
  * them (text, context, assigned messageIds), so that a recovery parses
  * and applies them again exactly as here.
  */
 static size_t
-ngx_http_omni_writer_journal(ngx_http_omni_wtask_t *t)
+ngx_http_omni_writer_journal(ngx_http_omni_qjob_t *jobs, ngx_uint_t njobs,
+    omni_journal_job_t *jjobs)
 {
     size_t                 n, ilen;
     ngx_uint_t             i, k;
@@ -521,8 +564,8 @@ ngx_http_omni_writer_journal(ngx_http_omni_wtask_t *t)
 
     n = 0;
 
-    for (i = 0; t->jjobs && i < t->njobs; i++) {
-        j = &t->jobs[i];
+    for (i = 0; jjobs && i < njobs; i++) {
+        j = &jobs[i];
 
         if (!j->parsed || j->status == NULL) {
             continue;
@@ -534,7 +577,7 @@ ngx_http_omni_writer_journal(ngx_http_omni_wtask_t *t)
             ilen += 3 + j->ids[ilen + 2];
         }
 
-        jj = &t->jjobs[n++];
+        jj = &jjobs[n++];
         jj->ec = &j->ec;
         jj->visit_timeout = j->visit_timeout;
         jj->text = (const char *) j->text;
@@ -549,6 +592,52 @@ ngx_http_omni_writer_journal(ngx_http_omni_wtask_t *t)
 
 
 /*
+ * The batch's events: one group per parsed job, chained in order, and
+ * the jobs to journal.  *groups (malloc) is freed by the caller after
+ * the apply.  The writer and a cluster node's consumer both build their
+ * batches with it.
+ */
+ngx_int_t
+ngx_http_omni_writer_events_batch(ngx_http_omni_qjob_t *jobs,
+    ngx_uint_t njobs, omni_journal_job_t *jjobs, omni_batch_t *b,
+    omni_batch_events_t **groups)
+{
+    ngx_uint_t             i;
+    omni_batch_events_t  **last;
+
+    *groups = NULL;
+
+    if (njobs == 0) {
+        return NGX_OK;
+    }
+
+    *groups = calloc(njobs, sizeof(omni_batch_events_t));
+    if (*groups == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = &b->events;
+
+    for (i = 0; i < njobs; i++) {
+        if (!jobs[i].parsed || jobs[i].status == NULL) {
+            continue;
+        }
+
+        (*groups)[i].batch = &jobs[i].batch;
+        (*groups)[i].status = jobs[i].status;
+        (*groups)[i].pids = jobs[i].pids;
+        *last = &(*groups)[i];
+        last = &(*groups)[i].next;
+    }
+
+    b->journal = jjobs;
+    b->njournal = ngx_http_omni_writer_journal(jobs, njobs, jjobs);
+
+    return NGX_OK;
+}
+
+
+/*
  * Applies one task in one write transaction, all or nothing: the queued
  * touches of [from, to) (at most NGX_HTTP_OMNI_BATCH_MAX) and the jobs'
  * events.  Runs in a pool thread, or on the event loop at exit.
@@ -559,9 +648,8 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
     int                     rc;
     ngx_uint_t              i, nj;
     omni_batch_t            b;
-    ngx_http_omni_qjob_t   *j;
     ngx_http_omni_queue_t  *qu;
-    omni_batch_events_t    *groups, **last;
+    omni_batch_events_t    *groups;
 
     qu = ngx_http_omni_queue();
 
@@ -633,35 +721,14 @@ ngx_http_omni_writer_apply(omni_store_t *st, ngx_http_omni_wtask_t *t)
         ngx_memcpy(b.expire_from, t->expire_from, OMNI_ID_LEN);
     }
 
-    groups = NULL;
-
-    if (t->njobs) {
-        groups = calloc(t->njobs, sizeof(omni_batch_events_t));
-        if (groups == NULL) {
-            ngx_cpystrn((u_char *) t->err, (u_char *) "out of memory",
-                        sizeof(t->err));
-            return OMNI_ERROR;
-        }
-
-        last = &b.events;
-
-        for (i = 0; i < t->njobs; i++) {
-            j = &t->jobs[i];
-
-            if (!j->parsed || j->status == NULL) {
-                continue;
-            }
-
-            groups[i].batch = &j->batch;
-            groups[i].status = j->status;
-            groups[i].pids = j->pids;
-            *last = &groups[i];
-            last = &groups[i].next;
-        }
+    if (ngx_http_omni_writer_events_batch(t->jobs, t->njobs, t->jjobs, &b,
+                                          &groups)
+        != NGX_OK)
+    {
+        ngx_cpystrn((u_char *) t->err, (u_char *) "out of memory",
+                    sizeof(t->err));
+        return OMNI_ERROR;
     }
-
-    b.journal = t->jjobs;
-    b.njournal = ngx_http_omni_writer_journal(t);
 
     rc = omni_batch_apply(st, &ngx_http_omni_w.opts, &b);
 
@@ -747,7 +814,9 @@ ngx_http_omni_writer_post(void)
         return;
     }
 
-    t->fold = ngx_http_omni_writer_fold_due(qu, 0);
+    /* a cluster node folds what its consumer applies, not here */
+    t->fold = ngx_http_omni_cluster_on() ? 0
+                                         : ngx_http_omni_writer_fold_due(qu, 0);
 
     if (qu->appended == qu->tail && !t->fold) {
         return;                 /* logged; folded at the next fold */
@@ -838,6 +907,55 @@ ngx_http_omni_writer_post_ckpt(void)
 }
 
 
+/*
+ * A cluster node's batch: what is queued goes to the stream, in queue
+ * order; the node's consumer applies it when the stream gives it back,
+ * as every other node does (ngx_http_omni_cluster.c).  The range is the
+ * one a local batch would take.  On failure nothing moves: the batch is
+ * published again (JetStream drops the duplicates by their ids), and
+ * its event jobs are answered as failed now (503).
+ */
+static int
+ngx_http_omni_writer_publish(ngx_http_omni_wtask_t *t)
+{
+    ngx_int_t               rc;
+    ngx_http_omni_queue_t  *qu;
+
+    qu = ngx_http_omni_queue();
+
+    t->n = 0;
+    t->njobs = 0;
+    t->nevents = 0;
+    t->nfold = 0;
+    t->fold = 0;
+    t->end = t->from;
+    t->fold_end = t->fold_from;
+    t->published = 0;
+
+    if (qu == NULL || t->from >= t->to) {
+        return OMNI_OK;
+    }
+
+    t->n = ngx_http_omni_queue_read(qu, t->from, t->to, t->ops,
+                                    NGX_HTTP_OMNI_BATCH_MAX, t->jobs,
+                                    NGX_HTTP_OMNI_BATCH_JOBS, &t->njobs,
+                                    (uint32_t) ngx_http_omni_w.visit_timeout,
+                                    &t->end);
+
+    rc = ngx_http_omni_cluster_publish(qu, t->from, t->end, t->err,
+                                       sizeof(t->err));
+
+    if (rc != NGX_OK) {
+        t->end = t->from;
+        return OMNI_ERROR;
+    }
+
+    t->published = 1;
+
+    return OMNI_OK;
+}
+
+
 static void
 ngx_http_omni_writer_thread(void *data, ngx_log_t *log)
 {
@@ -867,6 +985,11 @@ ngx_http_omni_writer_thread(void *data, ngx_log_t *log)
     }
 
     t->ckpt_begun = 0;
+
+    if (ngx_http_omni_cluster_on() && !t->ckpt_only) {
+        t->rc = ngx_http_omni_writer_publish(t);
+        return;
+    }
 
     if (!t->ckpt_only) {
         t->rc = ngx_http_omni_writer_apply(ngx_http_omni_worker_store(), t);
@@ -1021,6 +1144,7 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
      * Touches left at exit are written by the exit handler.
      */
     if (qu && ngx_http_omni_queue_holder() && !ngx_exiting
+        && (t->rc == OMNI_OK || !ngx_http_omni_cluster_on())
         && (qu->ev_queued != qu->ev_consumed
             || ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN
             || (t->fold && qu->head != qu->appended)))
@@ -1115,6 +1239,19 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
         break;
 
     default:
+        if (ngx_http_omni_cluster_on()) {
+            /* the stream is unreachable: one line a minute, retried */
+            if (ngx_time() - ngx_http_omni_w.full_logged >= 60) {
+                ngx_http_omni_w.full_logged = ngx_time();
+                ngx_log_error(NGX_LOG_ERR, log, 0,
+                              "omni: cluster: %ui touches and %ui event "
+                              "job(s) not published, retrying: %s",
+                              t->n, t->njobs, t->err);
+            }
+
+            break;
+        }
+
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "omni: writer batch of %ui touches and %ui event "
                       "job(s) failed: %s", t->n, t->njobs, t->err);
@@ -1158,9 +1295,17 @@ ngx_http_omni_writer_results(ngx_http_omni_wtask_t *t)
     static u_char  buf[sizeof(ngx_http_omni_result_t)
                        + 1024 * NGX_HTTP_OMNI_RESULT_ITEM];
 
+    if (t->published) {
+        return;                 /* the consumer answers them */
+    }
+
     for (i = 0; i < t->njobs; i++) {
         j = &t->jobs[i];
         h = (ngx_http_omni_result_t *) buf;
+
+        if (j->origin == 0) {
+            continue;           /* another node's: nobody waits here */
+        }
 
         h->type = NGX_HTTP_OMNI_MSG_RESULT;
         h->full = (t->rc == OMNI_MAP_FULL || t->rc == OMNI_MAP_RESIZED);
@@ -1379,8 +1524,37 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         t.fold_pids = ngx_http_omni_w.fold_pids;
     }
 
-    while (st && t.fold_from < to) {
+    /* a cluster node publishes what is queued: the stream applies it */
+    if (ngx_http_omni_cluster_on()) {
+        t.fold = 0;
+        t.fold_from = t.from;
+    }
+
+    while (st && (t.fold_from < to || (t.from < to && t.fold == 0))) {
         t.to = to;
+
+        if (ngx_http_omni_cluster_on()) {
+            t.rc = ngx_http_omni_writer_publish(&t);
+            rc = t.rc;
+
+            if (rc != OMNI_OK) {
+                ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                              "omni: cluster: %ui queued touchpoint(s) and "
+                              "%ui event job(s) not published on exit: %s",
+                              t.n, t.njobs, t.err);
+            }
+
+            ngx_http_omni_writer_account(&t, cycle->log);
+
+            if (rc != OMNI_OK || t.end == t.from) {
+                break;
+            }
+
+            t.from = t.end;
+            t.fold_from = t.end;
+            continue;
+        }
+
         t.rc = ngx_http_omni_writer_apply(st, &t);
 
         if (t.rc == OMNI_MAP_RESIZED || t.rc == OMNI_MAP_FULL) {
@@ -1407,6 +1581,7 @@ ngx_http_omni_writer_exit(ngx_cycle_t *cycle)
         t.fold_from = t.fold_end;
     }
 
+    ngx_http_omni_cluster_exit(cycle);
     ngx_http_omni_lease_release();
 
     /* Whatever still waits gets no answer now: fail it. */

@@ -14,6 +14,7 @@
 
 /* meta "queue": u64 BE queue id, u64 BE position */
 #define OMNI_QUEUE_META  "queue"
+#define OMNI_STREAM_META "stream"
 
 
 static double
@@ -425,6 +426,23 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
         }
     }
 
+    if (b->stream_seq) {
+        MDB_val        key, val;
+        unsigned char  buf[8];
+
+        omni_put_be64(buf, b->stream_seq);
+        key.mv_data = (void *) OMNI_STREAM_META;
+        key.mv_size = sizeof(OMNI_STREAM_META) - 1;
+        val.mv_data = buf;
+        val.mv_size = sizeof(buf);
+
+        rc = mdb_put(w->txn, st->meta, &key, &val, 0);
+        if (rc != 0) {
+            rc = omni_store_fail(st, "mdb_put(meta stream) failed", rc);
+            goto failed;
+        }
+    }
+
     b->merges = w->merges;
 
     t0 = omni_batch_clock();
@@ -522,4 +540,37 @@ omni_store_queue_pos(omni_store_t *st, uint64_t queue_id, uint64_t *pos,
     mdb_txn_abort(txn);
 
     return rc;
+}
+
+
+int
+omni_store_stream_seq(omni_store_t *st, uint64_t *seq)
+{
+    int       rc;
+    MDB_val   key, val;
+    MDB_txn  *txn;
+
+    *seq = 0;
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_begin(stream) failed", rc);
+    }
+
+    key.mv_data = (void *) OMNI_STREAM_META;
+    key.mv_size = sizeof(OMNI_STREAM_META) - 1;
+
+    rc = mdb_get(txn, st->meta, &key, &val);
+
+    if (rc == 0 && val.mv_size == 8) {
+        *seq = omni_get_be64(val.mv_data);
+
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return omni_store_fail(st, "mdb_get(meta stream) failed", rc);
+    }
+
+    mdb_txn_abort(txn);
+
+    return OMNI_OK;
 }

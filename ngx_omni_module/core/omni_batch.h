@@ -91,6 +91,13 @@ typedef struct {
     uint64_t               queue_pos;   /* logged up to */
     uint64_t               fold_pos;    /* folded up to */
 
+    /*
+     * A cluster node's batch consumed from the shared stream: != 0
+     * stores the last stream sequence it holds in meta "stream", in the
+     * same transaction (omni_store_stream_seq()).
+     */
+    uint64_t               stream_seq;
+
     /* results */
     unsigned               nevents;     /* events applied */
     unsigned               pruned;      /* touchpoints retention removed */
@@ -141,5 +148,11 @@ int omni_store_read_queue_pos(omni_store_t *st, uint64_t queue_id,
  */
 int omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
     unsigned char (*pids)[OMNI_ID_LEN]);
+
+/*
+ * The last stream sequence a cluster node applied (meta "stream"); 0
+ * when none.  Its own read transaction.
+ */
+int omni_store_stream_seq(omni_store_t *st, uint64_t *seq);
 
 #endif /* OMNI_BATCH_H */

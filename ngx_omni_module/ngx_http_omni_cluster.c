@@ -1,0 +1,852 @@
+/*
+ * The cluster's data path (docs/cluster.md): nodes that share one NATS
+ * JetStream stream.
+ *
+ * In the worker that holds the store's writer lease:
+ *
+ *   publish: the writer task (a pool thread) sends what the workers
+ *     queued, each queue record as it is in the ring (a touch, or an
+ *     event job with its text and context), behind a small envelope (the
+ *     node, the queue zone's id, the record's position), to the subject
+ *     omni.<stream>.<node>, with Nats-Msg-Id <node>-<zone>-<position> so
+ *     that a batch published twice (a retry, a writer that took over) is
+ *     stored once.  It waits for JetStream's acknowledgements (replicated
+ *     as the stream says) for at most timeout=; nothing is applied here;
+ *   consume: a pool task fetches the stream in order from the sequence
+ *     the store holds (meta "stream") and applies each fetch in one
+ *     transaction through the core's omni_batch_apply(), every node's
+ *     records the same way: the touches logged and folded, the events
+ *     parsed again exactly as their worker did.  The transaction stores
+ *     the last sequence.  This node's own event jobs are then answered
+ *     (their waiting requests get the results), and the ring's space up
+ *     to this node's last applied record is given back.
+ *
+ * Every node applies the same records in the same order: the stream's
+ * order decides between two nodes that change one profile at once, and
+ * every store converges to the same profiles.  Nothing of libnats runs on
+ * the event loop: connecting, publishing and fetching all happen in pool
+ * threads (and libnats's own threads).
+ */
+
+#include "ngx_http_omni_module.h"
+#include "ngx_http_omni_cluster.h"
+#include "omni_batch.h"
+
+#include <nats/nats.h>
+
+
+#define NGX_HTTP_OMNI_ENV_MAGIC    0x31434d4fU      /* "OMC1" */
+#define NGX_HTTP_OMNI_ENV_LEN      48
+#define NGX_HTTP_OMNI_FETCH_MAX    1024
+#define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
+#define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
+#define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
+
+
+/* The consume task's context: one fetch, decoded and applied. */
+typedef struct {
+    int                     rc;
+    char                    err[256];
+    ngx_uint_t              nmsgs;
+    ngx_uint_t              ntouches;
+    ngx_uint_t              nevents;
+    uint64_t                own_end;        /* this zone's records up to */
+    ngx_http_omni_qjob_t   *jobs;           /* NGX_HTTP_OMNI_BATCH_JOBS */
+    ngx_uint_t              njobs;
+    ngx_http_omni_queue_t  *fake;           /* the fetch as a ring */
+} ngx_http_omni_ctask_t;
+
+
+typedef struct {
+    ngx_http_omni_cluster_conf_t  *conf;
+    natsOptions           *opts;
+    natsConnection        *nc;
+    jsCtx                 *js;
+    natsSubscription      *sub;
+    char                   subject[96];     /* omni.<stream>.<node> */
+    char                   filter[96];      /* omni.<stream>.> */
+    uint64_t               applied;         /* the store's meta "stream" */
+    ngx_atomic_t           pub_failed;      /* async publish errors */
+    ngx_thread_pool_t     *pool;
+    ngx_thread_task_t     *task;
+    ngx_event_t            tick;
+    omni_touch_t          *ops;
+    u_char               (*pids)[OMNI_ID_LEN];
+    omni_journal_job_t    *jjobs;
+    uint32_t               visit_timeout;
+    time_t                 logged;          /* the last error line */
+    unsigned               busy:1;
+    unsigned               behind:1;        /* past the stream's retention */
+    unsigned               more:1;
+} ngx_http_omni_cluster_t;
+
+
+static ngx_http_omni_cluster_t  ngx_http_omni_cl;
+
+
+static void ngx_http_omni_cluster_tick(ngx_event_t *ev);
+static void ngx_http_omni_cluster_thread(void *data, ngx_log_t *log);
+static void ngx_http_omni_cluster_done(ngx_event_t *ev);
+
+
+ngx_uint_t
+ngx_http_omni_cluster_on(void)
+{
+    return ngx_http_omni_cl.conf != NULL;
+}
+
+
+static void
+ngx_http_omni_cluster_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void) ngx_atomic_fetch_add(&ngx_http_omni_cl.pub_failed, 1);
+}
+
+
+ngx_int_t
+ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
+    ngx_thread_pool_t *pool, time_t visit_timeout)
+{
+    ngx_http_omni_cluster_conf_t  *cf;
+
+    ngx_memzero(&ngx_http_omni_cl, sizeof(ngx_http_omni_cluster_t));
+
+    cf = ngx_http_omni_cluster_conf(cycle);
+
+    if (cf == NULL || ngx_http_omni_worker_store() == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_omni_cl.conf = cf;
+    ngx_http_omni_cl.pool = pool;
+    ngx_http_omni_cl.visit_timeout = (uint32_t) visit_timeout;
+
+    ngx_snprintf((u_char *) ngx_http_omni_cl.subject,
+                 sizeof(ngx_http_omni_cl.subject) - 1, "omni.%V.%V%Z",
+                 &cf->stream, &cf->node);
+    ngx_snprintf((u_char *) ngx_http_omni_cl.filter,
+                 sizeof(ngx_http_omni_cl.filter) - 1, "omni.%V.>%Z",
+                 &cf->stream);
+
+    ngx_http_omni_cl.task = ngx_thread_task_alloc(cycle->pool,
+                                              sizeof(ngx_http_omni_ctask_t));
+    ngx_http_omni_cl.ops = ngx_alloc(NGX_HTTP_OMNI_FETCH_MAX
+                                     * sizeof(omni_touch_t), cycle->log);
+    ngx_http_omni_cl.pids = ngx_alloc(NGX_HTTP_OMNI_FETCH_MAX * OMNI_ID_LEN,
+                                      cycle->log);
+    ngx_http_omni_cl.jjobs = ngx_alloc(NGX_HTTP_OMNI_FETCH_MAX
+                                       * sizeof(omni_journal_job_t),
+                                       cycle->log);
+
+    if (ngx_http_omni_cl.task == NULL || ngx_http_omni_cl.ops == NULL
+        || ngx_http_omni_cl.pids == NULL || ngx_http_omni_cl.jjobs == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    ((ngx_http_omni_ctask_t *) ngx_http_omni_cl.task->ctx)->jobs =
+        ngx_alloc(NGX_HTTP_OMNI_FETCH_MAX * sizeof(ngx_http_omni_qjob_t),
+                  cycle->log);
+
+    if (((ngx_http_omni_ctask_t *) ngx_http_omni_cl.task->ctx)->jobs == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_omni_cl.task->handler = ngx_http_omni_cluster_thread;
+    ngx_http_omni_cl.task->event.handler = ngx_http_omni_cluster_done;
+    ngx_http_omni_cl.task->event.data = ngx_http_omni_cl.task->ctx;
+    ngx_http_omni_cl.task->event.log = cycle->log;
+
+    ngx_http_omni_cl.tick.handler = ngx_http_omni_cluster_tick;
+    ngx_http_omni_cl.tick.log = cycle->log;
+    ngx_http_omni_cl.tick.data = &ngx_http_omni_cl;
+    ngx_http_omni_cl.tick.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+/* This worker holds the lease now: consume. */
+void
+ngx_http_omni_cluster_kick(void)
+{
+    if (ngx_http_omni_cl.conf && !ngx_http_omni_cl.tick.timer_set) {
+        ngx_add_timer(&ngx_http_omni_cl.tick, 1);
+    }
+}
+
+
+void
+ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
+{
+    if (ngx_http_omni_cl.conf == NULL) {
+        return;
+    }
+
+    if (ngx_http_omni_cl.tick.timer_set) {
+        ngx_del_timer(&ngx_http_omni_cl.tick);
+    }
+
+    /* the pool has finished the task in flight */
+    if (ngx_http_omni_cl.sub) {
+        natsSubscription_Destroy(ngx_http_omni_cl.sub);
+    }
+
+    if (ngx_http_omni_cl.js) {
+        jsCtx_Destroy(ngx_http_omni_cl.js);
+    }
+
+    if (ngx_http_omni_cl.nc) {
+        natsConnection_Close(ngx_http_omni_cl.nc);
+        natsConnection_Destroy(ngx_http_omni_cl.nc);
+    }
+
+    if (ngx_http_omni_cl.opts) {
+        natsOptions_Destroy(ngx_http_omni_cl.opts);
+    }
+
+    ngx_http_omni_cl.sub = NULL;
+    ngx_http_omni_cl.js = NULL;
+    ngx_http_omni_cl.nc = NULL;
+    ngx_http_omni_cl.opts = NULL;
+    ngx_http_omni_cl.conf = NULL;
+}
+
+
+/* ---- the connection, in a pool thread ---- */
+
+static ngx_int_t
+ngx_http_omni_cluster_fail(char *err, size_t len, const char *what,
+    natsStatus s)
+{
+    snprintf(err, len, "%s: %s (%s)", what, natsStatus_GetText(s),
+             nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+    return NGX_ERROR;
+}
+
+
+/*
+ * Connects (libnats goes on reconnecting in its own threads), and makes
+ * the JetStream context.  Called by whichever task needs it first; both
+ * tasks run in the holder's pool threads, never at once before this is
+ * done (the writer's publish waits for a connection: it fails until
+ * then, and is retried).
+ */
+static ngx_int_t
+ngx_http_omni_cluster_connect(char *err, size_t len)
+{
+    natsStatus                     s;
+    jsOptions                      jo;
+    natsOptions                   *o;
+    natsConnection                *nc;
+    ngx_http_omni_cluster_conf_t  *cf;
+
+    static ngx_atomic_t            lock;
+
+    if (ngx_http_omni_cl.js) {
+        return NGX_OK;
+    }
+
+    if (!ngx_atomic_cmp_set(&lock, 0, 1)) {
+        snprintf(err, len, "not connected yet");
+        return NGX_ERROR;
+    }
+
+    cf = ngx_http_omni_cl.conf;
+    o = ngx_http_omni_cl.opts;
+
+    if (o == NULL) {
+        s = natsOptions_Create(&o);
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetURL(o, (const char *) cf->urls.data);
+        }
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetName(o, (const char *) cf->node.data);
+        }
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+        }
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetMaxReconnect(o, -1);
+        }
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetReconnectWait(o, 250);
+        }
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetTimeout(o, 2000);
+        }
+
+        if (s == NATS_OK && cf->creds.len) {
+            s = natsOptions_SetUserCredentialsFromFiles(o,
+                                          (const char *) cf->creds.data, NULL);
+        }
+
+        if (s == NATS_OK && cf->nkey.len) {
+            s = natsOptions_SetNKeyFromSeed(o,
+                                  (const char *) cf->nkey_public.data,
+                                  (const char *) cf->nkey.data);
+        }
+
+        if (s == NATS_OK && cf->tls) {
+            s = natsOptions_SetSecure(o, true);
+        }
+
+        if (s == NATS_OK && cf->tls_ca.len) {
+            s = natsOptions_LoadCATrustedCertificates(o,
+                                              (const char *) cf->tls_ca.data);
+        }
+
+        if (s == NATS_OK && cf->tls_cert.len) {
+            s = natsOptions_LoadCertificatesChain(o,
+                                              (const char *) cf->tls_cert.data,
+                                              (const char *) cf->tls_key.data);
+        }
+
+        if (s != NATS_OK) {
+            if (o) {
+                natsOptions_Destroy(o);
+            }
+
+            ngx_atomic_cmp_set(&lock, 1, 0);
+            return ngx_http_omni_cluster_fail(err, len, "NATS options", s);
+        }
+
+        ngx_http_omni_cl.opts = o;
+    }
+
+    if (ngx_http_omni_cl.nc == NULL) {
+        s = natsConnection_Connect(&nc, o);
+
+        if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+            ngx_atomic_cmp_set(&lock, 1, 0);
+            return ngx_http_omni_cluster_fail(err, len, "connect", s);
+        }
+
+        ngx_http_omni_cl.nc = nc;
+    }
+
+    jsOptions_Init(&jo);
+    jo.Wait = (int64_t) cf->timeout;
+    jo.PublishAsync.MaxPending = 65536;
+    jo.PublishAsync.ErrHandler = ngx_http_omni_cluster_pub_error;
+
+    s = natsConnection_JetStream(&ngx_http_omni_cl.js, ngx_http_omni_cl.nc,
+                                 &jo);
+
+    ngx_atomic_cmp_set(&lock, 1, 0);
+
+    if (s != NATS_OK) {
+        ngx_http_omni_cl.js = NULL;
+        return ngx_http_omni_cluster_fail(err, len, "JetStream", s);
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- publish: the writer task, in a pool thread ---- */
+
+ngx_int_t
+ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
+    uint64_t to, char *err, size_t len)
+{
+    u_char                        *p, *rec, *data;
+    uint32_t                       rlen;
+    uint64_t                       pos, failed;
+    natsMsg                       *m;
+    natsStatus                     s;
+    jsPubOptions                   po;
+    ngx_uint_t                     n;
+    ngx_http_omni_cluster_conf_t  *cf;
+    u_char                         id[128];
+    u_char                         buf[NGX_HTTP_OMNI_ENV_LEN];
+
+    if (from >= to) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_omni_cluster_connect(err, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cf = ngx_http_omni_cl.conf;
+    failed = ngx_http_omni_cl.pub_failed;
+    n = 0;
+
+    for (pos = from; pos < to; pos += rlen) {
+        rec = qu->ring + pos % qu->size;
+        ngx_memcpy(&rlen, rec, sizeof(uint32_t));
+
+        if (rlen < 8 || rlen > to - pos) {
+            snprintf(err, len, "a damaged queue record at %llu",
+                     (unsigned long long) pos);
+            return NGX_ERROR;
+        }
+
+        if (rec[4] == 0) {
+            continue;                   /* padding at the ring's end */
+        }
+
+        /* the envelope: magic, zone id, position, node */
+        ngx_memzero(buf, sizeof(buf));
+        p = buf;
+        *(uint32_t *) p = NGX_HTTP_OMNI_ENV_MAGIC;
+        *(uint64_t *) (p + 8) = qu->id;
+        *(uint64_t *) (p + 16) = pos;
+        ngx_memcpy(p + 24, cf->node.data,
+                   ngx_min(cf->node.len, NGX_HTTP_OMNI_ENV_LEN - 24));
+
+        data = malloc(NGX_HTTP_OMNI_ENV_LEN + rlen);
+        if (data == NULL) {
+            snprintf(err, len, "out of memory");
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(data, buf, NGX_HTTP_OMNI_ENV_LEN);
+        ngx_memcpy(data + NGX_HTTP_OMNI_ENV_LEN, rec, rlen);
+
+        /* the message takes a copy */
+        s = natsMsg_Create(&m, ngx_http_omni_cl.subject, NULL,
+                           (const char *) data, NGX_HTTP_OMNI_ENV_LEN + rlen);
+        free(data);
+
+        if (s != NATS_OK) {
+            return ngx_http_omni_cluster_fail(err, len, "message", s);
+        }
+
+        ngx_snprintf(id, sizeof(id) - 1, "%V-%016xL-%uL%Z", &cf->node,
+                     qu->id, pos);
+
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", (const char *) id);
+
+        if (s == NATS_OK) {
+            s = js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL);
+        }
+
+        if (s != NATS_OK) {
+            natsMsg_Destroy(m);
+            return ngx_http_omni_cluster_fail(err, len, "publish", s);
+        }
+
+        n++;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = (int64_t) cf->timeout;
+
+    s = js_PublishAsyncComplete(ngx_http_omni_cl.js, &po);
+
+    if (s != NATS_OK) {
+        natsMsgList  pending;
+
+        /* what did not make it is published again with the next batch */
+        if (js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
+            == NATS_OK)
+        {
+            natsMsgList_Destroy(&pending);
+        }
+
+        return ngx_http_omni_cluster_fail(err, len,
+                                          "no acknowledgement from JetStream",
+                                          s);
+    }
+
+    if (ngx_http_omni_cl.pub_failed != failed) {
+        snprintf(err, len, "JetStream refused %llu message(s)",
+                 (unsigned long long) (ngx_http_omni_cl.pub_failed - failed));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- consume: a pool task of the lease holder ---- */
+
+static void
+ngx_http_omni_cluster_tick(ngx_event_t *ev)
+{
+    if (ngx_exiting || ngx_http_omni_cl.conf == NULL
+        || !ngx_http_omni_queue_holder())
+    {
+        return;
+    }
+
+    if (!ngx_http_omni_cl.busy) {
+        if (ngx_thread_task_post(ngx_http_omni_cl.pool, ngx_http_omni_cl.task)
+            == NGX_OK)
+        {
+            ngx_http_omni_cl.busy = 1;
+            return;
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_OMNI_CONSUME_IDLE);
+}
+
+
+/*
+ * The stream (made when missing) and a pull consumer from the sequence
+ * after the store's.  A store behind the stream's first sequence missed
+ * records retention removed: it stops here, for good, and says so.
+ */
+static ngx_int_t
+ngx_http_omni_cluster_subscribe(char *err, size_t len)
+{
+    natsStatus                     s;
+    jsErrCode                      jerr;
+    jsStreamInfo                  *si;
+    jsStreamConfig                 sc;
+    jsSubOptions                   so;
+    const char                    *subjects[1];
+    ngx_http_omni_cluster_conf_t  *cf;
+
+    cf = ngx_http_omni_cl.conf;
+
+    if (omni_store_stream_seq(ngx_http_omni_worker_store(),
+                              &ngx_http_omni_cl.applied)
+        != OMNI_OK)
+    {
+        snprintf(err, len, "%s",
+                 omni_store_error(ngx_http_omni_worker_store()));
+        return NGX_ERROR;
+    }
+
+    si = NULL;
+    s = js_GetStreamInfo(&si, ngx_http_omni_cl.js,
+                         (const char *) cf->stream.data, NULL, &jerr);
+
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        jsStreamConfig_Init(&sc);
+        subjects[0] = ngx_http_omni_cl.filter;
+        sc.Name = (const char *) cf->stream.data;
+        sc.Subjects = subjects;
+        sc.SubjectsLen = 1;
+        sc.Storage = js_FileStorage;
+        sc.Replicas = (int64_t) cf->replicas;
+        sc.MaxAge = (int64_t) cf->max_age * 1000000000LL;
+        sc.MaxBytes = cf->max_bytes ? (int64_t) cf->max_bytes : -1;
+        sc.Duplicates = NGX_HTTP_OMNI_DUP_WINDOW;
+
+        s = js_AddStream(&si, ngx_http_omni_cl.js, &sc, NULL, &jerr);
+    }
+
+    if (s != NATS_OK) {
+        return ngx_http_omni_cluster_fail(err, len, "the stream", s);
+    }
+
+    if (si->State.Msgs && si->State.FirstSeq > ngx_http_omni_cl.applied + 1)
+    {
+        snprintf(err, len, "this node's store holds the stream up to "
+                 "sequence %llu, and the stream now begins at %llu "
+                 "(retention removed the records between): bootstrap this "
+                 "node from a peer's store (docs/cluster.md), it applies "
+                 "nothing more until then",
+                 (unsigned long long) ngx_http_omni_cl.applied,
+                 (unsigned long long) si->State.FirstSeq);
+        jsStreamInfo_Destroy(si);
+        ngx_http_omni_cl.behind = 1;
+        return NGX_ERROR;
+    }
+
+    jsStreamInfo_Destroy(si);
+
+    jsSubOptions_Init(&so);
+    so.Stream = (const char *) cf->stream.data;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = ngx_http_omni_cl.applied + 1;
+    so.Config.AckPolicy = js_AckAll;
+    so.Config.MaxAckPending = 65536;
+    so.Config.InactiveThreshold = 300 * 1000000000LL;
+
+    s = js_PullSubscribe(&ngx_http_omni_cl.sub, ngx_http_omni_cl.js,
+                         ngx_http_omni_cl.filter, NULL, NULL, &so, &jerr);
+
+    if (s != NATS_OK) {
+        ngx_http_omni_cl.sub = NULL;
+        return ngx_http_omni_cluster_fail(err, len, "the consumer", s);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_omni_ctask_t  *c = data;
+
+    int                     rc;
+    u_char                 *p, *rec;
+    size_t                  total, off;
+    uint32_t                rlen;
+    uint64_t                seq, last, end;
+    natsMsg                *m, *lastmsg;
+    natsStatus              s;
+    jsErrCode               jerr;
+    ngx_uint_t              i, k, n, njobs, own;
+    natsMsgList             list;
+    omni_batch_t            b;
+    jsMsgMetaData          *meta;
+    omni_batch_opts_t       opts;
+    omni_batch_events_t    *groups;
+    ngx_http_omni_queue_t  *qu;
+    u_char                  owns[NGX_HTTP_OMNI_FETCH_MAX];
+
+    c->rc = OMNI_OK;
+    c->err[0] = '\0';
+    c->nmsgs = 0;
+    c->ntouches = 0;
+    c->nevents = 0;
+    c->njobs = 0;
+    c->own_end = 0;
+    c->fake = NULL;
+
+    if (ngx_http_omni_cl.behind) {
+        return;
+    }
+
+    if (ngx_http_omni_cluster_connect(c->err, sizeof(c->err)) != NGX_OK) {
+        c->rc = OMNI_ERROR;
+        return;
+    }
+
+    if (ngx_http_omni_cl.sub == NULL
+        && ngx_http_omni_cluster_subscribe(c->err, sizeof(c->err))
+           != NGX_OK)
+    {
+        c->rc = OMNI_ERROR;
+        return;
+    }
+
+    s = natsSubscription_Fetch(&list, ngx_http_omni_cl.sub,
+                               NGX_HTTP_OMNI_FETCH_MAX,
+                               NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
+
+    if (s == NATS_TIMEOUT) {
+        return;                         /* nothing new */
+    }
+
+    if (s != NATS_OK) {
+        (void) ngx_http_omni_cluster_fail(c->err, sizeof(c->err), "fetch",
+                                          s);
+        c->rc = OMNI_ERROR;
+        return;
+    }
+
+    qu = ngx_http_omni_queue();
+
+    /* the records, back to back: a ring the queue's decoder reads */
+    total = 0;
+
+    for (i = 0; i < (ngx_uint_t) list.Count; i++) {
+        total += ngx_align(natsMsg_GetDataLength(list.Msgs[i]), 8);
+    }
+
+    c->fake = ngx_alloc(sizeof(ngx_http_omni_queue_t) + total + 8, log);
+    if (c->fake == NULL) {
+        natsMsgList_Destroy(&list);
+        c->rc = OMNI_ERROR;
+        return;
+    }
+
+    ngx_memzero(c->fake, sizeof(ngx_http_omni_queue_t));
+    c->fake->size = total + 8;
+
+    off = 0;
+    last = 0;
+    lastmsg = NULL;
+    n = 0;
+    njobs = 0;
+
+    for (i = 0; i < (ngx_uint_t) list.Count; i++) {
+        m = list.Msgs[i];
+        lastmsg = m;
+
+        seq = 0;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+
+        if (seq == 0 || seq <= ngx_http_omni_cl.applied || seq <= last) {
+            continue;                   /* applied already */
+        }
+
+        last = seq;
+        p = (u_char *) natsMsg_GetData(m);
+
+        if (natsMsg_GetDataLength(m) < NGX_HTTP_OMNI_ENV_LEN + 8
+            || *(uint32_t *) p != NGX_HTTP_OMNI_ENV_MAGIC)
+        {
+            continue;                   /* not a record of ours */
+        }
+
+        rec = p + NGX_HTTP_OMNI_ENV_LEN;
+        ngx_memcpy(&rlen, rec, sizeof(uint32_t));
+
+        if (rlen < 8 || rlen
+            > (uint32_t) natsMsg_GetDataLength(m) - NGX_HTTP_OMNI_ENV_LEN)
+        {
+            continue;
+        }
+
+        own = (qu && *(uint64_t *) (p + 8) == qu->id);
+
+        if (own) {
+            end = *(uint64_t *) (p + 16) + rlen;
+            c->own_end = ngx_max(c->own_end, end);
+        }
+
+        if (rec[4] == 2 && njobs < NGX_HTTP_OMNI_FETCH_MAX) {
+            owns[njobs++] = (u_char) own;
+        }
+
+        ngx_memcpy(c->fake->ring + off, rec, rlen);
+        off += rlen;
+        c->nmsgs++;
+    }
+
+    n = 0;
+
+    if (off) {
+        n = ngx_http_omni_queue_read(c->fake, 0, off, ngx_http_omni_cl.ops,
+                                     NGX_HTTP_OMNI_FETCH_MAX, c->jobs,
+                                     NGX_HTTP_OMNI_FETCH_MAX, &c->njobs,
+                                     ngx_http_omni_cl.visit_timeout, &end);
+    }
+
+    for (k = 0; k < c->njobs; k++) {
+        if (k >= njobs || !owns[k]) {
+            c->jobs[k].origin = 0;      /* another node's (or zone's) */
+        }
+
+        (void) ngx_http_omni_writer_parse_job(&c->jobs[k]);
+    }
+
+    ngx_memzero(&b, sizeof(omni_batch_t));
+    ngx_memzero(&opts, sizeof(omni_batch_opts_t));
+
+    /* every node logs and folds at once what the stream gives it */
+    b.touches = ngx_http_omni_cl.ops;
+    b.ntouches = n;
+    b.pids = ngx_http_omni_cl.pids;
+    b.fold = ngx_http_omni_cl.ops;
+    b.nfold = n;
+    b.fold_pids = ngx_http_omni_cl.pids;
+    b.stream_seq = last;
+
+    if (qu && c->own_end) {
+        b.queue_id = qu->id;
+        b.queue_pos = c->own_end;
+        b.fold_pos = c->own_end;
+    }
+
+    rc = OMNI_OK;
+
+    if (ngx_http_omni_writer_events_batch(c->jobs, c->njobs,
+                                          ngx_http_omni_cl.jjobs, &b, &groups)
+        != NGX_OK)
+    {
+        rc = OMNI_ERROR;
+    }
+
+    if (rc == OMNI_OK && last) {
+        rc = omni_batch_apply(ngx_http_omni_worker_store(), &opts, &b);
+
+        if (rc == OMNI_MAP_RESIZED || rc == OMNI_MAP_FULL) {
+            (void) omni_store_set_map_size(ngx_http_omni_worker_store(), 0);
+            rc = omni_batch_apply(ngx_http_omni_worker_store(), &opts, &b);
+        }
+    }
+
+    free(groups);
+
+    if (rc != OMNI_OK) {
+        snprintf(c->err, sizeof(c->err), "applying the stream failed: %s",
+                 omni_store_error(ngx_http_omni_worker_store()));
+        c->rc = rc;
+
+        /* from the store's sequence again, with a new consumer */
+        natsSubscription_Destroy(ngx_http_omni_cl.sub);
+        ngx_http_omni_cl.sub = NULL;
+        natsMsgList_Destroy(&list);
+        return;
+    }
+
+    if (last) {
+        ngx_http_omni_cl.applied = last;
+    }
+
+    c->ntouches = n;
+    c->nevents = b.nevents;
+
+    if (lastmsg) {
+        (void) natsMsg_Ack(lastmsg, NULL);
+    }
+
+    ngx_http_omni_cl.more = (list.Count == NGX_HTTP_OMNI_FETCH_MAX);
+
+    natsMsgList_Destroy(&list);
+}
+
+
+/* On the event loop: answer this node's jobs, give back ring space. */
+static void
+ngx_http_omni_cluster_done(ngx_event_t *ev)
+{
+    ngx_http_omni_ctask_t  *c = ev->data;
+    ngx_http_omni_queue_t  *qu;
+
+    ngx_http_omni_cl.busy = 0;
+
+    if (c->rc != OMNI_OK && c->err[0]
+        && ngx_time() - ngx_http_omni_cl.logged >= 60)
+    {
+        ngx_http_omni_cl.logged = ngx_time();
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0, "omni: cluster: %s", c->err);
+    }
+
+    if (c->njobs) {
+        ngx_http_omni_writer_job_results(c->jobs, c->njobs, c->rc);
+        c->njobs = 0;
+    }
+
+    qu = ngx_http_omni_queue();
+
+    if (qu && c->rc == OMNI_OK && c->own_end > qu->head
+        && c->own_end <= qu->appended)
+    {
+        ngx_http_omni_queue_folded(qu, c->own_end);
+    }
+
+    if (c->fake) {
+        ngx_free(c->fake);
+        c->fake = NULL;
+    }
+
+    if (ngx_exiting || !ngx_http_omni_queue_holder()) {
+        return;
+    }
+
+    /* at once while the stream has more; otherwise at the next tick */
+    if (ngx_http_omni_cl.more && c->rc == OMNI_OK) {
+        ngx_http_omni_cluster_tick(&ngx_http_omni_cl.tick);
+        return;
+    }
+
+    if (!ngx_http_omni_cl.tick.timer_set) {
+        ngx_add_timer(&ngx_http_omni_cl.tick,
+                      c->rc == OMNI_OK ? NGX_HTTP_OMNI_CONSUME_IDLE : 250);
+    }
+}
