@@ -471,21 +471,87 @@ ngx_http_omni_admin_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* An argument's value, %XX-decoded, in the request pool. */
+static ngx_int_t
+ngx_http_omni_admin_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    u_char     *dst, *src;
+    ngx_str_t   arg;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    dst = ngx_pnalloc(r->pool, arg.len + 1);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = arg.data;
+    value->data = dst;
+    ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}
+
+
 /*
- * The visitor an admin endpoint asks about (profile=ID or customer=ID,
- * channel=): the request's identity from now on, deciding exactly as for
- * that visitor.  NGX_OK, or NGX_DECLINED with *rc the answer already
- * sent (a JSON error naming the argument).
+ * The profile behind an alias; a cookie's or a token's visitor without
+ * an alias yet is its own profile (ngx_http_omni_resolve() does the
+ * same).  NGX_OK, NGX_DECLINED (not found), NGX_ERROR (no store).
+ */
+static ngx_int_t
+ngx_http_omni_admin_alias(ngx_http_request_t *r, unsigned kind,
+    const void *val, size_t len, unsigned char *pid)
+{
+    int            rc;
+    omni_store_t  *st;
+
+    st = ngx_http_omni_worker_store();
+
+    if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = omni_store_get_alias(st, kind, val, len, pid);
+    omni_store_read_end(st);
+
+    if (rc == OMNI_NOTFOUND
+        && (kind == OMNI_ALIAS_COOKIE || kind == OMNI_ALIAS_DEVICE))
+    {
+        return omni_id_parse(val, len, pid) == OMNI_OK ? NGX_OK
+                                                       : NGX_DECLINED;
+    }
+
+    return rc == OMNI_OK ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The visitor an admin endpoint asks about, the request's identity from
+ * now on, deciding exactly as for that visitor: profile=ID,
+ * customer=ID, email=ADDRESS, or cookie=VALUE / token=VALUE (the omni
+ * cookie's value or an app token: either is accepted under either
+ * name), and channel=.  NGX_OK, or NGX_DECLINED with *rc the answer
+ * already sent (a JSON error naming the argument).
  */
 ngx_int_t
 ngx_http_omni_admin_visitor(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_int_t *rc)
 {
-    u_char         *dst, *src;
-    ngx_int_t       ch;
-    ngx_str_t       arg;
-    omni_store_t   *st;
-    unsigned char   pid[OMNI_ID_LEN];
+    int                         vrc;
+    char                        hex[OMNI_SHA256_HEX_LEN + 1];
+    ngx_int_t                   ch, found;
+    ngx_str_t                   arg;
+    const char                 *field;
+    omni_token_t                tok;
+    unsigned char               pid[OMNI_ID_LEN];
+    ngx_http_omni_main_conf_t  *mcf;
+
+    found = NGX_DECLINED;
+    field = "profile";
 
     if (ngx_http_arg(r, (u_char *) "profile", 7, &arg) == NGX_OK) {
         if (omni_id_parse((char *) arg.data, arg.len, pid) != OMNI_OK) {
@@ -495,46 +561,110 @@ ngx_http_omni_admin_visitor(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
             return NGX_DECLINED;
         }
 
-    } else if (ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK) {
-        /* Decode %XX escapes; customer ids go into the alias key raw. */
-        dst = ngx_pnalloc(r->pool, arg.len + 1);
-        if (dst == NULL) {
-            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            return NGX_DECLINED;
+        found = NGX_OK;
+
+    } else if ((found = ngx_http_omni_admin_arg(r, "customer", &arg))
+               != NGX_DECLINED)
+    {
+        field = "customer";
+
+        if (found == NGX_OK) {
+            if (arg.len == 0 || arg.len > OMNI_ALIAS_MAX_LEN) {
+                *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "customer",
+                                                "invalid length");
+                return NGX_DECLINED;
+            }
+
+            found = ngx_http_omni_admin_alias(r, OMNI_ALIAS_CUSTOMER,
+                                              arg.data, arg.len, pid);
         }
 
-        src = arg.data;
-        arg.data = dst;
-        ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
-        arg.len = dst - arg.data;
+    } else if ((found = ngx_http_omni_admin_arg(r, "email", &arg))
+               != NGX_DECLINED)
+    {
+        field = "email";
 
-        st = ngx_http_omni_worker_store();
+        if (found == NGX_OK) {
+            /* stored as the SHA-256 of the lowercased, trimmed address */
+            while (arg.len && arg.data[0] == ' ') {
+                arg.data++;
+                arg.len--;
+            }
 
-        if (arg.len == 0 || arg.len > OMNI_ALIAS_MAX_LEN) {
-            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "customer", "invalid length");
-            return NGX_DECLINED;
+            while (arg.len && arg.data[arg.len - 1] == ' ') {
+                arg.len--;
+            }
+
+            if (arg.len == 0 || arg.len > 254
+                || ngx_strlchr(arg.data, arg.data + arg.len, '@') == NULL)
+            {
+                *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "email",
+                                                "expected an address");
+                return NGX_DECLINED;
+            }
+
+            omni_sha256_hex((char *) arg.data, arg.len, 1, hex);
+            found = ngx_http_omni_admin_alias(r, OMNI_ALIAS_EMAIL, hex,
+                                              OMNI_SHA256_HEX_LEN, pid);
         }
 
-        if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
-            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "store", "store unavailable");
-            return NGX_DECLINED;
-        }
+    } else if ((found = ngx_http_omni_admin_arg(r, "cookie", &arg))
+               != NGX_DECLINED
+               || (found = ngx_http_omni_admin_arg(r, "token", &arg))
+                  != NGX_DECLINED)
+    {
+        field = ngx_http_arg(r, (u_char *) "cookie", 6, &arg) == NGX_OK
+                ? "cookie" : "token";
 
-        ch = omni_store_get_alias(st, OMNI_ALIAS_CUSTOMER, arg.data,
-                                  arg.len, pid);
-        omni_store_read_end(st);
+        if (found == NGX_OK) {
+            (void) ngx_http_omni_admin_arg(r, field, &arg);
 
-        if (ch != OMNI_OK) {
-            *rc = ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                            "customer", "not found");
-            return NGX_DECLINED;
+            mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+
+            vrc = omni_token_verify(&mcf->keyring, OMNI_KIND_COOKIE,
+                                    (char *) arg.data, arg.len,
+                                    (uint32_t) ngx_time(), &tok);
+
+            if (vrc == OMNI_TOKEN_BAD_KIND) {
+                vrc = omni_token_verify(&mcf->keyring, OMNI_KIND_TOKEN,
+                                        (char *) arg.data, arg.len,
+                                        (uint32_t) ngx_time(), &tok);
+            }
+
+            if (vrc != OMNI_OK) {
+                *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                field,
+                                                omni_token_strerror(vrc));
+                return NGX_DECLINED;
+            }
+
+            /* visitor and device aliases are keyed by the id in hex */
+            omni_id_hex(tok.id, hex);
+            found = ngx_http_omni_admin_alias(r,
+                                              tok.kind == OMNI_KIND_TOKEN
+                                              ? OMNI_ALIAS_DEVICE
+                                              : OMNI_ALIAS_COOKIE,
+                                              hex, OMNI_ID_HEX_LEN, pid);
         }
 
     } else {
         *rc = ngx_http_omni_admin_error(r, NGX_HTTP_BAD_REQUEST, "profile",
-                                        "profile or customer is required");
+                                        "profile, customer, email, cookie "
+                                        "or token is required");
+        return NGX_DECLINED;
+    }
+
+    if (found == NGX_ERROR) {
+        *rc = ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "store", "store unavailable");
+        return NGX_DECLINED;
+    }
+
+    if (found == NGX_DECLINED) {
+        *rc = ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND, field,
+                                        "not found");
         return NGX_DECLINED;
     }
 

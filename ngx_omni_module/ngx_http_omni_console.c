@@ -17,6 +17,9 @@
  *                     would give (ngx_http_omni_try.c)
  *   GET .../feed      the touchpoint feed (omni_feed's lines): the last
  *                     ones, or those after=CURSOR, for the live view
+ *   GET .../profile   {"profile": {...}}: a visitor's profile as omnictl
+ *                     get prints it (profile=, customer=, email=,
+ *                     cookie= or token=, as omni_admin_decide takes)
  *
  * The page asks .../decide (omni_admin_decide) for a profile's decision
  * on every channel, with the explanation of every rule.  Like the feed,
@@ -38,6 +41,7 @@
 static ngx_int_t ngx_http_omni_console_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_console_rules(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_console_feed(ngx_http_request_t *r);
+static ngx_int_t ngx_http_omni_console_profile(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_omni_console_is(ngx_http_request_t *r,
     const char *suffix);
 
@@ -59,6 +63,7 @@ static const char  ngx_http_omni_console_page[] =
 ".channel { border: 1px solid #ccc; margin: .6em 0; padding: .4em .8em; }\n"
 ".explanation { font-family: monospace; font-size: 90%; color: #555; }\n"
 "textarea { width: 100%; max-width: 60em; font-family: monospace; }\n"
+"#profile { max-height: 16em; overflow: auto; background: #f6f6f6; }\n"
 "#feed { font-family: monospace; font-size: 90%; list-style: none;\n"
 "        padding: 0; max-height: 20em; overflow: auto; }\n"
 "</style>\n"
@@ -75,11 +80,13 @@ static const char  ngx_http_omni_console_page[] =
 "<tbody></tbody></table>\n"
 "<h2>A visitor's decision</h2>\n"
 "<form id=\"who\">\n"
-"<label>profile id or customer id\n"
-"<input id=\"visitor\" size=\"40\" placeholder=\"a11ce000... or cust-1001\">\n"
+"<label>profile id, customer id, email, cookie or app token\n"
+"<input id=\"visitor\" size=\"60\"\n"
+"  placeholder=\"a11ce000..., cust-1001, ana@example.com, a cookie...\">\n"
 "</label>\n"
 "<button type=\"submit\">Show</button>\n"
 "</form>\n"
+"<pre id=\"profile\"></pre>\n"
 "<div id=\"decision\"></div>\n"
 "<h2>Try this rule</h2>\n"
 "<p>Paste a draft rule file: it is checked with the rules serving, as if\n"
@@ -104,8 +111,10 @@ static const char  ngx_http_omni_console_page[] =
 "  return e;\n"
 "}\n"
 "function who(v) {\n"
-"  return (/^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$/.test(v)\n"
-"          ? 'profile=' : 'customer=') + encodeURIComponent(v);\n"
+"  var k = /^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$/.test(v) ? 'profile='\n"
+"          : v.indexOf('@') > 0 ? 'email='\n"
+"          : /^[A-Za-z0-9_-]{56}$/.test(v) ? 'cookie=' : 'customer=';\n"
+"  return k + encodeURIComponent(v);\n"
 "}\n"
 "function loadRules() {\n"
 "  fetch('rules', {cache: 'no-store'}).then(function (r) {\n"
@@ -162,7 +171,15 @@ static const char  ngx_http_omni_console_page[] =
 "}\n"
 "function show(v) {\n"
 "  var out = document.getElementById('decision');\n"
+"  var prof = document.getElementById('profile');\n"
 "  out.textContent = '';\n"
+"  prof.textContent = '';\n"
+"  fetch('profile?' + who(v), {cache: 'no-store'}).then(function (r) {\n"
+"    return r.json();\n"
+"  }).then(function (d) {\n"
+"    prof.textContent = d.profile ? JSON.stringify(d.profile, null, 1)\n"
+"                                 : 'profile: ' + d.error;\n"
+"  }).catch(function (e) { prof.textContent = String(e); });\n"
 "  CHANNELS.forEach(function (ch) {\n"
 "    var box = channelBox(out, 'channel-', ch);\n"
 "    fetch('decide?' + who(v) + '&channel=' + ch + '&explain=1',\n"
@@ -329,6 +346,10 @@ ngx_http_omni_console_handler(ngx_http_request_t *r)
         return ngx_http_omni_console_feed(r);
     }
 
+    if (ngx_http_omni_console_is(r, "/profile")) {
+        return ngx_http_omni_console_profile(r);
+    }
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = sizeof(ngx_http_omni_console_page) - 1;
     ngx_str_set(&r->headers_out.content_type, "text/html");
@@ -420,6 +441,91 @@ ngx_http_omni_console_feed(ngx_http_request_t *r)
     }
 
     return ngx_http_omni_feed_answer(r, after, limit);
+}
+
+
+/* A visitor's profile, as "omnictl get" prints it. */
+static ngx_int_t
+ngx_http_omni_console_profile(ngx_http_request_t *r)
+{
+    int                   rc;
+    char                 *text;
+    json_t               *o, *p;
+    ngx_int_t             ret;
+    ngx_str_t             json;
+    omni_rec_t            rec;
+    omni_store_t         *st;
+    omni_profile_t        prof;
+    ngx_http_omni_ctx_t  *ctx;
+
+    ctx = ngx_http_omni_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_omni_admin_visitor(r, ctx, &ret) != NGX_OK) {
+        return ret;
+    }
+
+    st = ngx_http_omni_worker_store();
+
+    if (st == NULL || ngx_http_omni_read_begin(r, st) != NGX_OK) {
+        return ngx_http_omni_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "store", "store unavailable");
+    }
+
+    /* copied out of the read window: the record points into it */
+    omni_profile_init(&prof, ctx->pid);
+
+    rc = omni_store_get_profile(st, ctx->pid, &rec);
+
+    if (rc == OMNI_OK) {
+        rc = omni_profile_from_rec(&prof, &rec);
+    }
+
+    omni_store_read_end(st);
+
+    if (rc == OMNI_NOTFOUND) {
+        omni_profile_free(&prof);
+        return ngx_http_omni_admin_error(r, NGX_HTTP_NOT_FOUND, "profile",
+                                         "no profile yet");
+    }
+
+    p = rc == OMNI_OK ? omni_profile_to_json(&prof) : NULL;
+    omni_profile_free(&prof);
+
+    o = p ? json_object() : NULL;
+
+    if (o == NULL) {
+        json_decref(p);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* o owns p from here, whatever happens */
+    if (json_object_set_new(o, "profile", p) != 0) {
+        json_decref(o);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json.len = ngx_strlen(text);
+    json.data = ngx_pnalloc(r->pool, json.len);
+
+    if (json.data == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(json.data, text, json.len);
+    free(text);
+
+    return ngx_http_omni_send_json_status(r, NGX_HTTP_OK, &json);
 }
 
 

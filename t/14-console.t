@@ -113,6 +113,7 @@ for my $ch (qw(web app email sms)) {
 }
 like($dom, qr{<div class="explanation">cart-abandon: shown in slot hero</div>}, 'the explanation');
 like($dom, qr{Still thinking about the|your cart is still waiting|items in your cart}i, 'the rendered text');
+like($dom, qr{<pre id="profile">\{.*"first_name": "Ana".*</pre>}s, 'the visitor\'s profile');
 like($dom, qr{<th>impressions today</th><th>holdouts today</th>}, 'the counts columns');
 like($dom, qr{<td>cart-abandon</td>(?:<td>[^<]*</td>){5}<td class="n">0</td><td class="n">0</td>},
      'a rule\'s counts (the console itself counts nothing)');
@@ -181,8 +182,12 @@ location = /omni/metrics { omni_metrics; }
 my ($rc, $out, $err) = omnictl('--store', "$OmniTest::PREFIX/store", '--map-size', '16m',
                                'stat', '--create');
 die $err if $rc;
+use Digest::SHA ();
 ($rc, $out, $err) = omnictl({ stdin => '{"id":"a11ce0000000000000000000000000a1","visits":3,'
-    . '"aliases":[{"type":"customer","id":"cust-1001"}],"attributes":{"first_name":"Ana"}}' . "\n" },
+    . '"aliases":[{"type":"customer","id":"cust-1001"},'
+    . '{"type":"email","id":"' . Digest::SHA::sha256_hex('ana@example.com') . '"},'
+    . '{"type":"cookie","id":"c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c1"},'
+    . '{"type":"device","id":"d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d1"}],"attributes":{"first_name":"Ana"}}' . "\n" },
     '--store', "$OmniTest::PREFIX/store", 'import', '-');
 die $err if $rc;
 --- request
@@ -206,6 +211,32 @@ is($r{welcome}{holdouts_today}, 0, 'and the other one never held back');
 is($r{welcome}{impressions}, 2, 'the totals too');
 like(http_get('/omni/metrics')->{content}, qr/^omni_rule_holdouts_total\{rule="control"\} 2$/m,
      'the holdouts in the metrics');
+
+# 1b. a visitor by customer id, email, cookie or app token: the profile, and the decision
+use OmniCookie;
+my @whom = ('customer=cust-1001', 'email=Ana%40Example.com', 'profile=a11ce0000000000000000000000000a1',
+            'cookie=' . mint_cookie(TEST_SECRET, 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c1'),
+            'token=' . mint_token(TEST_SECRET, 'd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d1'),
+            'cookie=' . mint_token(TEST_SECRET, 'd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d1'));
+for my $w (@whom) {
+    my $p = http_get("/omni/console/profile?$w");
+    is($p->{status}, 200, "profile by $w") or diag $p->{content};
+    my $pd = eval { $json->decode($p->{content}) } || {};
+    is($pd->{profile}{id}, 'a11ce0000000000000000000000000a1', "$w: the profile");
+    is($pd->{profile}{attributes}{first_name}, 'Ana', "$w: its attributes");
+    my $dd = $json->decode(http_get("/omni/console/decide?$w&channel=email")->{content});
+    is($dd->{slots}{hero}{rule}, 'welcome', "$w: the decision");
+}
+my $p = http_get('/omni/console/profile?email=nobody%40example.com');
+is($p->{status}, 404, 'an unknown email: 404');
+like($p->{content}, qr/"field":"email"/, 'naming email');
+$p = http_get('/omni/console/profile?cookie=' . mint_cookie('another-secret-0123456789-abcdefghijklmnop', 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c1'));
+is($p->{status}, 400, 'a forged cookie: 400');
+like($p->{content}, qr/"error":"bad signature","field":"cookie"/, 'saying why');
+$p = http_get('/omni/console/profile?cookie=' . mint_cookie(TEST_SECRET, 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c9'));
+is($p->{status}, 404, 'a visitor never seen: no profile yet');
+like($p->{content}, qr/"error":"no profile yet"/, 'saying so');
+is(http_get('/omni/console/profile')->{status}, 400, 'nobody named: 400');
 
 # 2. a draft with an error: 422, every error with the draft's file:line:column
 my $r = http_request('POST', '/omni/console/try?customer=cust-1001&channel=web',

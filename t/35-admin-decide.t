@@ -104,7 +104,7 @@ GET /omni/admin/decide?customer=nobody
 GET /omni/admin/decide
 --- error_code_4: 400
 --- response_body_4
-{"error":"profile or customer is required","field":"profile"}
+{"error":"profile, customer, email, cookie or token is required","field":"profile"}
 
 === TEST 4: refused to clients the location does not allow
 --- http_config
