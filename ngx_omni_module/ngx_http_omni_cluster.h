@@ -28,7 +28,10 @@ typedef struct {
     ngx_array_t   *servers;    /* ngx_str_t, each "nats://host:port" or
                                   "tls://host:port", NUL-terminated */
     ngx_str_t      urls;       /* all of them joined with ",",
-                                  NUL-terminated (natsOptions_SetURL) */
+                                  NUL-terminated, for log lines: libnats
+                                  3.4's natsOptions_SetURL() takes ONE
+                                  URL (a list fails to connect); give
+                                  server_urls to natsOptions_SetServers() */
     ngx_str_t      stream;     /* default "OMNI"; [A-Za-z0-9_-]{1,32} */
     ngx_str_t      node;       /* required; [A-Za-z0-9_-]{1,32} */
     ngx_str_t      creds, nkey, tls_ca, tls_cert, tls_key;
@@ -48,6 +51,9 @@ typedef struct {
                                    NUL-terminated) of the nkey= seed, for
                                    natsOptions_SetNKeyFromSeed(); empty
                                    without nkey= */
+    const char   **server_urls; /* servers as a C array of
+                                   servers->nelts strings, for
+                                   natsOptions_SetServers() */
     ngx_str_t      file;        /* where omni_cluster was configured */
     ngx_uint_t     line;
 } ngx_http_omni_cluster_conf_t;

@@ -341,6 +341,16 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *p = '\0';
     ccf->urls.len = p - ccf->urls.data;
 
+    ccf->server_urls = ngx_palloc(cf->pool,
+                                  ccf->servers->nelts * sizeof(char *));
+    if (ccf->server_urls == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < ccf->servers->nelts; i++) {
+        ccf->server_urls[i] = (const char *) s[i].data;
+    }
+
     mcf->cluster = ccf;
 
     return NGX_CONF_OK;

@@ -134,10 +134,21 @@ connect_js(natsConnection **nc, jsCtx **js)
     natsOptions  *opts = NULL;
     jsOptions     jo;
     char          pub[OMNI_NKEY_PUBLIC_LEN + 1], err[256];
+    char         *copy, *tok, *save;
+    const char   *servers[16];
+    int           n = 0;
+
+    /* natsOptions_SetURL() takes one URL: a list goes to SetServers() */
+    copy = strdup(o.urls);
+    for (tok = strtok_r(copy, ",", &save); tok && n < 16;
+         tok = strtok_r(NULL, ",", &save))
+    {
+        servers[n++] = tok;
+    }
 
     s = natsOptions_Create(&opts);
     if (s == NATS_OK) {
-        s = natsOptions_SetURL(opts, o.urls);
+        s = natsOptions_SetServers(opts, servers, n);
     }
     if (s == NATS_OK) {
         s = natsOptions_SetTimeout(opts, o.timeout);
@@ -152,6 +163,7 @@ connect_js(natsConnection **nc, jsCtx **js)
         if (omni_nkey_public_from_file(o.nkey, pub, err, sizeof(err)) != 0) {
             fprintf(stderr, "natsping: --nkey %s: %s\n", o.nkey, err);
             natsOptions_Destroy(opts);
+            free(copy);
             exit(1);
         }
         s = natsOptions_SetNKeyFromSeed(opts, pub, o.nkey);
@@ -171,6 +183,7 @@ connect_js(natsConnection **nc, jsCtx **js)
         s = natsConnection_Connect(nc, opts);
     }
     natsOptions_Destroy(opts);
+    free(copy);
 
     if (s != NATS_OK) {
         return s;
