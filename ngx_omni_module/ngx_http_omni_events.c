@@ -920,8 +920,11 @@ ngx_http_omni_events_result(ngx_http_omni_wjob_t *job, ngx_uint_t i)
         if (job->rc != NGX_OK) {
             json_object_set_new(o, "status", json_string("failed"));
             json_object_set_new(o, "reason",
-                                json_string(job->full ? "store is full"
-                                                      : "store error"));
+                json_string(job->full ? "store is full"
+                            : ngx_http_omni_cluster_on()
+                              ? "the cluster's stream did not acknowledge "
+                                "it in time: retry with the same messageId"
+                            : "store error"));
             return o;
         }
 

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "omnictl.h"
+#include "omni_batch.h"
 
 
 #define OMNICTL_DEFAULT_TTL   (30 * 86400)
@@ -300,6 +301,7 @@ omnictl_stat(omnictl_ctx_t *ctx)
 {
     int                ret, rc, attempt;
     json_t            *obj;
+    uint64_t           stream;
     omni_store_t      *st;
     omni_store_stat_t  s;
 
@@ -339,6 +341,11 @@ omnictl_stat(omnictl_ctx_t *ctx)
                     "last_seq", (json_int_t) s.last_seq,
                     "schema", (json_int_t) s.schema,
                     "path", omni_store_path(st));
+
+    /* a cluster node: the last sequence of the stream its store holds */
+    if (obj && omni_store_stream_seq(st, &stream) == OMNI_OK && stream) {
+        json_object_set_new(obj, "stream_seq", json_integer(stream));
+    }
 
     omni_store_close(st);
 
