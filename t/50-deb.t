@@ -126,6 +126,13 @@ my $abi = `dpkg-query -W -f='\${Provides}' nginx`;
 like(`dpkg-deb -f $deb{'libnginx-mod-http-omni'} Depends`,
      qr/\Q$abi\E/, "Depends on the installed nginx's ABI ($abi)");
 
+# The NATS client the cluster links (omni_cluster): the runtime library
+# from shlibs, nats-server only suggested (a node connects to servers).
+like(`dpkg-deb -f $deb{'libnginx-mod-http-omni'} Depends`,
+     qr/\blibnats[\d.]+\b/, 'Depends on the NATS client library (libnats)');
+like(`dpkg-deb -f $deb{'libnginx-mod-http-omni'} Suggests`,
+     qr/\bnats-server\b/, 'Suggests nats-server');
+
 # ---- install ----
 
 $touched = 1;
