@@ -550,3 +550,21 @@ omni_cluster nats://127.0.0.1:1;
 location = /t { return 200; }
 --- must_die
 invalid number of arguments in "omni_cluster" directive
+
+=== TEST 49: a file parameter without a file
+--- http_config
+omni_store $TEST_NGINX_PREFIX/store;
+omni_cluster nats://127.0.0.1:1 node=web-1 creds=;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid "omni_cluster" parameter "creds=": no file
+
+=== TEST 50: replicas= without a number
+--- http_config
+omni_store $TEST_NGINX_PREFIX/store;
+omni_cluster nats://127.0.0.1:1 node=web-1 replicas=;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid "omni_cluster" parameter "replicas=": replicas must be 1 to 5

@@ -3,7 +3,9 @@
 # a stream of 3 replicas takes a message with a de-duplication id and
 # gives it back; a duplicate is recognised; kill -9 of the stream's
 # leader loses nothing acknowledged, the others go on, and the killed
-# server comes back with the same store and catches up.
+# server comes back with the same store and catches up.  An nkey seed's
+# derived public key authenticates; a server that cannot start is
+# reported at once.
 
 use strict;
 use warnings;
@@ -124,5 +126,28 @@ is(scalar(() = $out =~ /\n/g), 3, 'the restarted server answers with all three')
 my @pids = @{ $nats->pids };
 ok($nats->stop_all, 'stop_all');
 ok(!(grep { kill 0, $_ } @pids), 'no server left');
+
+# One server with nkey authentication: the public key omni_nkey derives
+# from the seed (as omni_cluster nkey= does) is the one the server knows.
+my $one = start_cluster(1, extra => "authorization { users: [ { nkey: "
+    . "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 } ] }\n");
+my $seed = $one->dir . '/user.nk';
+open my $fh, '>', $seed or die "$seed: $!";
+print $fh "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY\n";
+close $fh;
+($rc, $out, $err) = $one->natsping('ping');
+isnt($rc, 0, 'nkey server: refused without the nkey');
+($rc, $out, $err) = $one->natsping({nkey => $seed}, 'ping');
+is($rc, 0, 'nkey server: accepted with the seed file') or diag $err;
+($rc, $out, $err) = $one->natsping({nkey => $seed}, 'add-stream', 'ONE', 'one.>');
+is($out, "created ONE replicas=1\n", 'a JetStream of one server') or diag $err;
+$one->stop_all;
+
+# A server that cannot start is reported at once, with its log
+my $t0 = time;
+ok(!eval { start_cluster(1, extra => "no_such_option: [\n"); 1 },
+   'a bad configuration: start_cluster croaks');
+like($@, qr/nats-server n1 exited/, 'saying the server exited');
+ok(time - $t0 < 10, 'without waiting for the timeout');
 
 done_testing();

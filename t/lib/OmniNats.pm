@@ -203,13 +203,8 @@ sub _write_conf {
     my $js = $self->{js}
         ? "jetstream {\n    store_dir: \"$store\"\n    max_memory_store: 64MB\n}\n"
         : '';
-    my $conf = <<"CONF";
-server_name: $s->{name}
-listen: 127.0.0.1:$s->{port}
-http: 127.0.0.1:$s->{mport}
-log_file: "$self->{root}/$s->{name}.log"
-logtime: true
-$js
+    # one server: no cluster (JetStream would wait for routes)
+    my $cluster = $self->{n} == 1 ? '' : <<"CLUSTER";
 cluster {
     name: $self->{name}
     listen: 127.0.0.1:$s->{cport}
@@ -217,6 +212,15 @@ cluster {
         @{[ join ",\n        ", @routes ]}
     ]
 }
+CLUSTER
+    my $conf = <<"CONF";
+server_name: $s->{name}
+listen: 127.0.0.1:$s->{port}
+http: 127.0.0.1:$s->{mport}
+log_file: "$self->{root}/$s->{name}.log"
+logtime: true
+$js
+$cluster
 $extra
 CONF
     open my $fh, '>', "$self->{root}/$s->{name}.conf"
@@ -278,16 +282,16 @@ sub _server_ready {
     return 0 unless _alive($self->{servers}[$i]{pid});
     my $routez = $self->monitor($i, '/routez') or return 0;
     return 0 if ($routez->{num_routes} // 0) < $want_routes;
-    return 1 unless $self->{js};
+    my $h = $HTTP->get("http://127.0.0.1:$self->{servers}[$i]{mport}/healthz");
+    return 0 unless $h->{status} == 200;
+    return 1 unless $self->{js} && $self->{n} > 1;
     my $jsz = $self->monitor($i, '/jsz') or return 0;
     my $meta = $jsz->{meta_cluster} or return 0;
     my $leader = $meta->{leader} // '';
     return 0 unless length $leader;
     my %up = map { $_->{name} => 1 }
              grep { _alive($_->{pid}) } @{ $self->{servers} };
-    return 0 unless $up{$leader};
-    my $h = $HTTP->get("http://127.0.0.1:$self->{servers}[$i]{mport}/healthz");
-    return $h->{status} == 200;
+    return $up{$leader} ? 1 : 0;
 }
 
 # wait_ready(%opt): every running server ready (see _server_ready), and
@@ -296,22 +300,28 @@ sub wait_ready {
     my ($self, %opt) = @_;
     my @up = grep { _alive($self->{servers}[$_]{pid}) } 0 .. $self->{n} - 1;
     my $routes = @up - 1;
+    my $died;
     my $ok = OmniTest::wait_for(sub {
+        # a server that exited (a bad configuration, a port taken) will
+        # not come back: say so at once
+        return 1 if ($died) = grep { !_alive($self->{servers}[$_]{pid}) } @up;
         for my $i (@up) {
             return 0 unless $self->_server_ready($i, $routes);
         }
-        return 1 unless $self->{js};
+        return 1 unless $self->{js} && $self->{n} > 1;
         my %leaders = map {
             ((($self->monitor($_, '/jsz') // {})->{meta_cluster} // {})->{leader} // '') => 1
         } @up;
         return keys %leaders == 1;
     }, $opt{timeout} // $self->{timeout}, 0.05);
-    return 1 if $ok;
+    return 1 if $ok && !defined $died;
     my $logs = join '', map {
         "--- $self->{servers}[$_]{name} (pid " . ($self->{servers}[$_]{pid} // '-') . "):\n"
         . _tail($self->log_file($_), 15) . _tail("$self->{root}/$self->{servers}[$_]{name}.out", 5)
     } 0 .. $self->{n} - 1;
-    croak "NATS cluster not ready within " . ($opt{timeout} // $self->{timeout}) . "s\n$logs";
+    croak defined $died
+        ? "nats-server $self->{servers}[$died]{name} exited\n$logs"
+        : "NATS cluster not ready within " . ($opt{timeout} // $self->{timeout}) . "s\n$logs";
 }
 
 sub _tail {
