@@ -7,7 +7,7 @@
  * recorded: the draft set lives as long as the request.
  *
  *   POST .../try?customer=ID&channel=web[&file=NAME.json]
- *   POST .../try?profile=ID&channel=app
+ *   POST .../try?profile=ID&channel=app   (or email=, cookie=, token=)
  *   POST .../try                     (validation only)
  *
  * The core does the work (omni_rules_files_put(), omni_rules_load_files(),
@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "ngx_http_omni_module.h"
+#include "omni_json.h"
 
 
 typedef struct {
@@ -283,7 +284,8 @@ ngx_http_omni_try_answer(ngx_http_request_t *r, ngx_http_omni_try_t *t)
                                                       : OMNI_RULES_MAX_ERRORS;
 
         for (i = 0; i < n; i++) {
-            json_array_append_new(errors, json_string(t->report.errors[i]));
+            json_array_append_new(errors,
+                                  omni_json_string(t->report.errors[i]));
         }
 
         json_object_set_new(o, "ok", json_false());
@@ -311,8 +313,12 @@ ngx_http_omni_try_answer(ngx_http_request_t *r, ngx_http_omni_try_t *t)
         return ngx_http_omni_send_json_status(r, 422, &json);
     }
 
+    /* a visitor named as omni_admin_decide takes one */
     visitor = ngx_http_arg(r, (u_char *) "profile", 7, &arg) == NGX_OK
-              || ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK;
+              || ngx_http_arg(r, (u_char *) "customer", 8, &arg) == NGX_OK
+              || ngx_http_arg(r, (u_char *) "email", 5, &arg) == NGX_OK
+              || ngx_http_arg(r, (u_char *) "cookie", 6, &arg) == NGX_OK
+              || ngx_http_arg(r, (u_char *) "token", 5, &arg) == NGX_OK;
 
     ctx = NULL;
 
@@ -342,7 +348,7 @@ ngx_http_omni_try_answer(ngx_http_request_t *r, ngx_http_omni_try_t *t)
     }
 
     json_object_set_new(o, "ok", json_true());
-    json_object_set_new(o, "file", json_string(t->path));
+    json_object_set_new(o, "file", omni_json_string(t->path));
     json_object_set_new(o, "rules", json_integer(omni_rules_count(t->set)));
 
     text = json_dumps(o, JSON_COMPACT);

@@ -264,6 +264,10 @@ is($d->{decision}{slots}{hero}{rule}, 'vip', 'the draft wins the slot');
 is($d->{decision}{slots}{hero}{text}, 'VIP Ana', 'rendered for the visitor');
 ok((grep { /^vip: shown in slot hero/ } @{ $d->{decision}{explanation} }), 'with the explanation')
     or diag explain $d->{decision}{explanation};
+# the visitor by email
+$r = http_request('POST', '/omni/console/try?email=ana%40example.com&channel=sms', $draft);
+$d = $json->decode($r->{content});
+is($d->{decision}{slots}{hero}{rule}, 'vip', 'a visitor by email too') or diag $r->{content};
 # validation only, without a visitor; file= replaces a file serving
 $r = http_request('POST', '/omni/console/try?file=a.json', $draft);
 $d = $json->decode($r->{content});
