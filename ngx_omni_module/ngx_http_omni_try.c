@@ -233,12 +233,15 @@ ngx_http_omni_try_done(ngx_event_t *ev)
 {
     ngx_http_omni_try_t  *t = ev->data;
 
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = t->request;
+    c = r->connection;
 
+    /* finalizing may free the request (and t with its pool) */
     ngx_http_finalize_request(r, ngx_http_omni_try_answer(r, t));
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 
