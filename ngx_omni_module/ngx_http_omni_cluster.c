@@ -65,6 +65,8 @@ typedef struct {
     natsSubscription      *sub;
     char                   subject[96];     /* omni.<stream>.<node> */
     char                   filter[96];      /* omni.<stream>.> */
+    char                   durable[64];     /* omni-<node> */
+    ngx_uint_t             idle;            /* fetches that timed out */
     uint64_t               applied;         /* the store's meta "stream" */
     ngx_atomic_t           pub_failed;      /* async publish errors */
     ngx_thread_pool_t     *pool;
@@ -93,6 +95,13 @@ ngx_uint_t
 ngx_http_omni_cluster_on(void)
 {
     return ngx_http_omni_cl.conf != NULL;
+}
+
+
+static void
+ngx_http_omni_cluster_connected(natsConnection *nc, void *closure)
+{
+    /* nothing to do: the tasks use the connection once it is there */
 }
 
 
@@ -127,6 +136,9 @@ ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_snprintf((u_char *) ngx_http_omni_cl.filter,
                  sizeof(ngx_http_omni_cl.filter) - 1, "omni.%V.>%Z",
                  &cf->stream);
+    ngx_snprintf((u_char *) ngx_http_omni_cl.durable,
+                 sizeof(ngx_http_omni_cl.durable) - 1, "omni-%V%Z",
+                 &cf->node);
 
     ngx_http_omni_cl.task = ngx_thread_task_alloc(cycle->pool,
                                               sizeof(ngx_http_omni_ctask_t));
@@ -259,7 +271,9 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
         s = natsOptions_Create(&o);
 
         if (s == NATS_OK) {
-            s = natsOptions_SetURL(o, (const char *) cf->urls.data);
+            /* SetURL takes one URL: the list goes to SetServers */
+            s = natsOptions_SetServers(o, cf->server_urls,
+                                       (int) cf->servers->nelts);
         }
 
         if (s == NATS_OK) {
@@ -267,7 +281,14 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
         }
 
         if (s == NATS_OK) {
-            s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+            /*
+             * With a connected callback, a first connect that fails
+             * returns at once and goes on in libnats's threads; without
+             * one it would block here until NATS answers.
+             */
+            s = natsOptions_SetRetryOnFailedConnect(o, true,
+                                          ngx_http_omni_cluster_connected,
+                                          NULL);
         }
 
         if (s == NATS_OK) {
@@ -561,16 +582,26 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
 
     jsStreamInfo_Destroy(si);
 
+    /*
+     * A durable consumer, replicated like the stream, so that it lives
+     * on when one server dies; made again from the store's sequence
+     * whenever this node subscribes (the store's sequence is the truth,
+     * not the consumer's).
+     */
+    (void) js_DeleteConsumer(ngx_http_omni_cl.js,
+                             (const char *) cf->stream.data,
+                             ngx_http_omni_cl.durable, NULL, &jerr);
+
     jsSubOptions_Init(&so);
     so.Stream = (const char *) cf->stream.data;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = ngx_http_omni_cl.applied + 1;
     so.Config.AckPolicy = js_AckAll;
     so.Config.MaxAckPending = 65536;
-    so.Config.InactiveThreshold = 300 * 1000000000LL;
 
     s = js_PullSubscribe(&ngx_http_omni_cl.sub, ngx_http_omni_cl.js,
-                         ngx_http_omni_cl.filter, NULL, NULL, &so, &jerr);
+                         ngx_http_omni_cl.filter, ngx_http_omni_cl.durable,
+                         NULL, &so, &jerr);
 
     if (s != NATS_OK) {
         ngx_http_omni_cl.sub = NULL;
@@ -634,13 +665,46 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                                NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
 
     if (s == NATS_TIMEOUT) {
-        return;                         /* nothing new */
+        /*
+         * Nothing new, most likely.  Every 40 empty fetches (2 s) the
+         * stream is asked: when it holds more than the store, the
+         * consumer is stuck (its server gone) and is made again.
+         */
+        if (++ngx_http_omni_cl.idle % 40 == 0) {
+            jsStreamInfo  *si = NULL;
+
+            if (js_GetStreamInfo(&si, ngx_http_omni_cl.js,
+                                 (const char *)
+                                     ngx_http_omni_cl.conf->stream.data,
+                                 NULL, &jerr)
+                == NATS_OK)
+            {
+                if (si->State.LastSeq > ngx_http_omni_cl.applied) {
+                    natsSubscription_Destroy(ngx_http_omni_cl.sub);
+                    ngx_http_omni_cl.sub = NULL;
+                }
+
+                jsStreamInfo_Destroy(si);
+            }
+        }
+
+        return;
     }
+
+    ngx_http_omni_cl.idle = 0;
 
     if (s != NATS_OK) {
         (void) ngx_http_omni_cluster_fail(c->err, sizeof(c->err), "fetch",
                                           s);
         c->rc = OMNI_ERROR;
+
+        /*
+         * The consumer may be gone with the server that held it (a
+         * server killed, a cluster restarted): a new one, from the
+         * store's sequence, at the next try.
+         */
+        natsSubscription_Destroy(ngx_http_omni_cl.sub);
+        ngx_http_omni_cl.sub = NULL;
         return;
     }
 
