@@ -894,6 +894,10 @@ ngx_http_omni_writer_post_ckpt(void)
     t->fold_from = t->fold_end = 0;
     t->rc = OMNI_OK;
     t->err[0] = '\0';
+    t->nevents = 0;
+    t->merges = 0;
+    t->commit_s = 0;
+    t->published = 0;
     t->ckpt = 1;
     t->ckpt_only = 1;
 
@@ -1209,7 +1213,10 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
 
     qu = ngx_http_omni_queue();
 
-    ngx_http_omni_metrics_batch(t->rc, t->n, t->commit_s, t->merges);
+    /* a task that only began a checkpoint is no batch */
+    if (!t->ckpt_only) {
+        ngx_http_omni_metrics_batch(t->rc, t->n, t->commit_s, t->merges);
+    }
 
     switch (t->rc) {
 
