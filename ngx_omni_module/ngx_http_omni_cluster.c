@@ -46,7 +46,7 @@
 /* The consume task's context: one fetch, decoded and applied. */
 typedef struct {
     int                     rc;
-    char                    err[256];
+    char                    err[512];
     ngx_uint_t              nmsgs;
     ngx_uint_t              ntouches;
     ngx_uint_t              nevents;
@@ -557,7 +557,9 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
         sc.Replicas = (int64_t) cf->replicas;
         sc.MaxAge = (int64_t) cf->max_age * 1000000000LL;
         sc.MaxBytes = cf->max_bytes ? (int64_t) cf->max_bytes : -1;
-        sc.Duplicates = NGX_HTTP_OMNI_DUP_WINDOW;
+        /* JetStream wants the duplicates window within max_age */
+        sc.Duplicates = (sc.MaxAge && sc.MaxAge < NGX_HTTP_OMNI_DUP_WINDOW)
+                        ? sc.MaxAge : NGX_HTTP_OMNI_DUP_WINDOW;
 
         s = js_AddStream(&si, ngx_http_omni_cl.js, &sc, NULL, &jerr);
     }
@@ -566,7 +568,9 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
         return ngx_http_omni_cluster_fail(err, len, "the stream", s);
     }
 
-    if (si->State.Msgs && si->State.FirstSeq > ngx_http_omni_cl.applied + 1)
+    /* the stream went on past the store, and dropped what came between */
+    if (si->State.LastSeq > ngx_http_omni_cl.applied
+        && si->State.FirstSeq > ngx_http_omni_cl.applied + 1)
     {
         snprintf(err, len, "this node's store holds the stream up to "
                  "sequence %llu, and the stream now begins at %llu "

@@ -13,7 +13,9 @@
 #     Retry-After, and the feed resumes afterwards;
 #   - kill -9 of a node (every process), then a restart: it catches up,
 #     and its store equals the other's (exports compared);
-#   - reloads under load with the cluster on.
+#   - reloads under load with the cluster on;
+#   - a node down longer than the stream's retention says so and applies
+#     nothing (never a silent gap).
 # Every node's error.log is checked for [alert], [crit] and [emerg].
 
 use strict;
@@ -68,7 +70,7 @@ http {
     omni_store $p/store map_size=64m;
     omni_rules $p/rules;
     omni_events_key pos "$KEY";
-    omni_cluster @{[ $nats->urls ]} node=web-$i stream=OMNI replicas=3 timeout=2s;
+    omni_cluster @{[ $nats->urls ]} node=web-$i $NODE{$i}{cluster} replicas=3 timeout=2s;
     server {
         listen 127.0.0.1:$port;
         root $p/html;
@@ -97,6 +99,7 @@ sub start_node {
     my $p = "$root/n$i";
     File::Path::make_path("$p/logs", "$p/tmp", "$p/html", "$p/rules");
     $NODE{$i}{port} //= free_port();
+    $NODE{$i}{cluster} //= 'stream=OMNI';
     open(my $fh, '>', "$p/html/index.html") or die;
     print $fh "<html><body><!--omni:slot hero-->page</body></html>\n";
     close $fh;
@@ -353,10 +356,32 @@ is(export_of(2), export_of(1), 'its store equals the other node\'s (exports)');
     is(export_of(2), export_of(1), 'the stores are equal');
 }
 
+# ---- a node behind the stream's retention ----
+{
+    $NODE{3}{cluster} = 'stream=SHORT max_age=1s';
+    start_node(3);
+    get(3, '/', $ck) for 1 .. 2;
+    ok(wait_for(sub { (stat_of(3)->{stream_seq} // 0) >= 2 }, 10), 'node 3 applied its stream');
+    stop_node(3);
+    my %info;
+    for my $k (1 .. 3) { $nats->natsping({stream => 'SHORT'}, 'pub', 'omni.SHORT.other', "x$k") }
+    ok(wait_for(sub {
+        my (undef, $out) = $nats->natsping('stream-info', 'SHORT');
+        %info = $out =~ /^(\w+)=(.*)$/mg;
+        ($info{messages} // 1) == 0;
+    }, 10, 0.2), "retention dropped the stream's messages (first_seq $info{first_seq})");
+    start_node(3);
+    my $log = "$root/n3/logs/error.log";
+    ok(wait_for(sub { (OmniTest::_slurp($log) // '') =~ /omni: cluster: this node's store holds the stream up to sequence \d+, and the stream now begins at \d+ \(retention removed the records between\): bootstrap this node/ }, 10),
+       'node 3 says it is behind the retention and needs a bootstrap');
+    is(get(3, '/', $ck)->{status}, 200, 'and serves pages from its store');
+    stop_node(3);
+}
+
 stop_node(1);
 stop_node(2);
 
-for my $i (1, 2) {
+for my $i (1, 2, 3) {
     my $log = OmniTest::_slurp("$root/n$i/logs/error.log") // '';
     my @bad = $log =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
     is_deeply(\@bad, [], "node $i: no [alert], [crit] or [emerg]");
