@@ -37,7 +37,8 @@
 
 #define NGX_HTTP_OMNI_ENV_MAGIC    0x31434d4fU      /* "OMC1" */
 #define NGX_HTTP_OMNI_ENV_LEN      48
-#define NGX_HTTP_OMNI_FETCH_MAX    1024
+#define NGX_HTTP_OMNI_FETCH_MAX    1024             /* decoded per fetch */
+#define NGX_HTTP_OMNI_FETCH_ASK    256              /* asked per fetch */
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
@@ -51,6 +52,8 @@ typedef struct {
     ngx_uint_t              ntouches;
     ngx_uint_t              nevents;
     uint64_t                own_end;        /* this zone's records up to */
+    unsigned                ckpt:1;         /* begin a checkpoint after */
+    unsigned                ckpt_begun:1;
     ngx_http_omni_qjob_t   *jobs;           /* NGX_HTTP_OMNI_BATCH_JOBS */
     ngx_uint_t              njobs;
     ngx_http_omni_queue_t  *fake;           /* the fetch as a ring */
@@ -199,7 +202,16 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
         ngx_del_timer(&ngx_http_omni_cl.tick);
     }
 
-    /* the pool has finished the task in flight */
+    /* the pool has finished the task in flight; a checkpoint it began
+       gives way to the one the store's close makes */
+    if (ngx_http_omni_cl.task
+        && ((ngx_http_omni_ctask_t *) ngx_http_omni_cl.task->ctx)->ckpt_begun
+        && ngx_http_omni_worker_store())
+    {
+        omni_checkpoint_abandon(ngx_http_omni_worker_store(),
+                                ngx_http_omni_writer_ckpt_cp());
+    }
+
     if (ngx_http_omni_cl.sub) {
         natsSubscription_Destroy(ngx_http_omni_cl.sub);
     }
@@ -504,6 +516,9 @@ ngx_http_omni_cluster_tick(ngx_event_t *ev)
     }
 
     if (!ngx_http_omni_cl.busy) {
+        ((ngx_http_omni_ctask_t *) ngx_http_omni_cl.task->ctx)->ckpt =
+                                          ngx_http_omni_writer_ckpt_due() ? 1 : 0;
+
         if (ngx_thread_task_post(ngx_http_omni_cl.pool, ngx_http_omni_cl.task)
             == NGX_OK)
         {
@@ -646,6 +661,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     c->njobs = 0;
     c->own_end = 0;
     c->fake = NULL;
+    c->ckpt_begun = 0;
 
     if (ngx_http_omni_cl.behind) {
         return;
@@ -665,7 +681,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     }
 
     s = natsSubscription_Fetch(&list, ngx_http_omni_cl.sub,
-                               NGX_HTTP_OMNI_FETCH_MAX,
+                               NGX_HTTP_OMNI_FETCH_ASK,
                                NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
 
     if (s == NATS_TIMEOUT) {
@@ -713,6 +729,17 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     }
 
     qu = ngx_http_omni_queue();
+
+    /*
+     * libnats may hand back more than was asked: what does not fit the
+     * arrays is not applied now; a new consumer from the store's
+     * sequence gives it again.
+     */
+    if (list.Count > NGX_HTTP_OMNI_FETCH_MAX) {
+        list.Count = NGX_HTTP_OMNI_FETCH_MAX;
+        natsSubscription_Destroy(ngx_http_omni_cl.sub);
+        ngx_http_omni_cl.sub = NULL;
+    }
 
     /* the records, back to back: a ring the queue's decoder reads */
     total = 0;
@@ -856,6 +883,15 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         ngx_http_omni_cl.applied = last;
     }
 
+    /* right after this thread's commit: the checkpoint's begin */
+    if (c->ckpt && last
+        && omni_checkpoint_begin(ngx_http_omni_worker_store(),
+                                 ngx_http_omni_writer_ckpt_cp())
+           == OMNI_OK)
+    {
+        c->ckpt_begun = 1;
+    }
+
     c->ntouches = n;
     c->nevents = b.nevents;
 
@@ -863,7 +899,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         (void) natsMsg_Ack(lastmsg, NULL);
     }
 
-    ngx_http_omni_cl.more = (list.Count == NGX_HTTP_OMNI_FETCH_MAX);
+    ngx_http_omni_cl.more = (list.Count >= NGX_HTTP_OMNI_FETCH_ASK);
 
     natsMsgList_Destroy(&list);
 }
@@ -877,6 +913,12 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
     ngx_http_omni_queue_t  *qu;
 
     ngx_http_omni_cl.busy = 0;
+
+    if (c->ckpt) {
+        ngx_http_omni_writer_ckpt_begun(c->ckpt_begun);
+        c->ckpt = 0;
+        c->ckpt_begun = 0;
+    }
 
     if (c->rc != OMNI_OK && c->err[0]
         && ngx_time() - ngx_http_omni_cl.logged >= 60)

@@ -446,6 +446,10 @@ ngx_int_t ngx_http_omni_writer_events_batch(ngx_http_omni_qjob_t *jobs,
     ngx_uint_t njobs, omni_journal_job_t *jjobs, omni_batch_t *b,
     omni_batch_events_t **groups);
 
+ngx_uint_t ngx_http_omni_writer_ckpt_due(void);
+omni_checkpoint_t *ngx_http_omni_writer_ckpt_cp(void);
+void ngx_http_omni_writer_ckpt_begun(ngx_uint_t begun);
+
 /* the cluster's data path (ngx_http_omni_cluster.c) */
 ngx_uint_t ngx_http_omni_cluster_on(void);
 ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,

@@ -524,6 +524,41 @@ ngx_http_omni_writer_free_jobs(ngx_http_omni_wtask_t *t)
 }
 
 
+#if (NGX_THREADS)
+
+/*
+ * A cluster node's consumer begins the checkpoints after its commits,
+ * in its own thread (the only one that writes the store there): whether
+ * one is due, where the begun one goes, and its end posted.
+ */
+ngx_uint_t
+ngx_http_omni_writer_ckpt_due(void)
+{
+    return ngx_http_omni_w.ckpt_task && ngx_http_omni_ckpt_due();
+}
+
+
+omni_checkpoint_t *
+ngx_http_omni_writer_ckpt_cp(void)
+{
+    return &((ngx_http_omni_ctask_t *) ngx_http_omni_w.ckpt_task->ctx)->cp;
+}
+
+
+void
+ngx_http_omni_writer_ckpt_begun(ngx_uint_t begun)
+{
+    if (begun) {
+        ngx_http_omni_ckpt_post();
+
+    } else {
+        ngx_http_omni_w.next_ckpt = ngx_current_msec;
+    }
+}
+
+#endif
+
+
 /* For a cluster node's consumer: the same parse, results and cleanup. */
 ngx_int_t
 ngx_http_omni_writer_parse_job(ngx_http_omni_qjob_t *j)
@@ -837,7 +872,9 @@ ngx_http_omni_writer_post(void)
     t->rc = OMNI_OK;
     t->err[0] = '\0';
     t->jjobs = ngx_http_omni_w.jjobs;
-    t->ckpt = ngx_http_omni_ckpt_due();
+    /* a cluster node's store is written by its consumer, which begins
+       the checkpoints (ngx_http_omni_cluster.c) */
+    t->ckpt = ngx_http_omni_cluster_on() ? 0 : ngx_http_omni_ckpt_due();
     t->ckpt_only = 0;
 
     ngx_http_omni_w.retries = 0;
@@ -880,7 +917,9 @@ ngx_http_omni_writer_post_ckpt(void)
 {
     ngx_http_omni_wtask_t  *t;
 
-    if (!ngx_http_omni_w.ckpt_dirty || !ngx_http_omni_ckpt_due()) {
+    if (!ngx_http_omni_w.ckpt_dirty || !ngx_http_omni_ckpt_due()
+        || ngx_http_omni_cluster_on())
+    {
         return;
     }
 
