@@ -212,6 +212,15 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
                                 ngx_http_omni_writer_ckpt_cp());
     }
 
+    /*
+     * The connection is closed first: libnats's threads then deliver
+     * nothing more (acknowledgements, messages) to what is destroyed
+     * after.
+     */
+    if (ngx_http_omni_cl.nc) {
+        natsConnection_Close(ngx_http_omni_cl.nc);
+    }
+
     if (ngx_http_omni_cl.sub) {
         natsSubscription_Destroy(ngx_http_omni_cl.sub);
     }
@@ -221,7 +230,6 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_omni_cl.nc) {
-        natsConnection_Close(ngx_http_omni_cl.nc);
         natsConnection_Destroy(ngx_http_omni_cl.nc);
     }
 

@@ -59,6 +59,8 @@ sub conf {
 load_module @{[ OmniTest::module_path() ]};
 $user
 worker_processes 2;
+worker_rlimit_core 2g;
+working_directory $p/;
 error_log $p/logs/error.log info;
 pid $p/logs/nginx.pid;
 events { worker_connections 256; }
@@ -283,7 +285,8 @@ is(export_of(2), export_of(1), 'the stores are equal (exports)');
         my @lost = grep { !$ids{$_} } @acks;
         is_deeply(\@lost, [], "node $i: every answered event is in its store");
     }
-    $nats->restart(0);
+    $nats->restart(0, wait => 0);
+    $nats->wait_ready(timeout => 90);
 }
 
 # ---- NATS entirely down ----
@@ -301,7 +304,7 @@ is(export_of(2), export_of(1), 'the stores are equal (exports)');
     ok(Time::HiRes::time() - $t < 5, 'within the timeout (2 s), not hanging');
     get(1, "/during-$_", $ck) for 1 .. 5;
     $nats->restart($_, wait => 0) for @idx;
-    $nats->wait_ready;
+    $nats->wait_ready(timeout => 90);
     ok(wait_for(sub { post(2, { type => 'track', event => 'Product Viewed', messageId => 'down-1',
                                 properties => { sku => 'X' } }, Cookie => "omni=$ck")->{status} == 200 }, 30, 0.5),
        'NATS back: the retried event is answered 200');
