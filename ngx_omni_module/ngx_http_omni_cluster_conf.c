@@ -51,9 +51,25 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                        *p;
     size_t                         len;
     ngx_int_t                      n;
-    ngx_str_t                     *value, v, *s;
-    ngx_uint_t                     i, schemes, seen_urls;
+    ngx_str_t                     *value, v, *s, *f;
+    ngx_uint_t                     i, k, schemes, seen_urls;
     ngx_http_omni_cluster_conf_t  *ccf;
+
+    static const struct {
+        ngx_str_t                  name;
+        size_t                     offset;
+    } files[] = {
+        { ngx_string("creds"),
+          offsetof(ngx_http_omni_cluster_conf_t, creds) },
+        { ngx_string("nkey"),
+          offsetof(ngx_http_omni_cluster_conf_t, nkey) },
+        { ngx_string("tls_ca"),
+          offsetof(ngx_http_omni_cluster_conf_t, tls_ca) },
+        { ngx_string("tls_cert"),
+          offsetof(ngx_http_omni_cluster_conf_t, tls_cert) },
+        { ngx_string("tls_key"),
+          offsetof(ngx_http_omni_cluster_conf_t, tls_key) },
+    };
 
     if (mcf->cluster != NULL) {
         return "is duplicate";
@@ -138,54 +154,40 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_omni_param("creds=")) {
-            ngx_http_omni_once(ccf->creds.data, NULL, "creds=");
-            if (ngx_http_omni_cluster_path(cf, "creds", &v, &ccf->creds)
+        /* the file parameters: each once, each a readable file */
+        for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+            f = (ngx_str_t *) ((u_char *) ccf + files[k].offset);
+
+            if (value[i].len <= files[k].name.len
+                || ngx_strncmp(value[i].data, files[k].name.data,
+                               files[k].name.len) != 0
+                || value[i].data[files[k].name.len] != '=')
+            {
+                continue;
+            }
+
+            if (f->data != NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"omni_cluster\" parameter "
+                                   "\"%V\": %V= is given twice", &value[i],
+                                   &files[k].name);
+                return NGX_CONF_ERROR;
+            }
+
+            v.data = value[i].data + files[k].name.len + 1;
+            v.len = value[i].len - files[k].name.len - 1;
+
+            if (ngx_http_omni_cluster_path(cf, (char *) files[k].name.data,
+                                           &v, f)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }
-            continue;
+
+            break;
         }
 
-        if (ngx_http_omni_param("nkey=")) {
-            ngx_http_omni_once(ccf->nkey.data, NULL, "nkey=");
-            if (ngx_http_omni_cluster_path(cf, "nkey", &v, &ccf->nkey)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-            continue;
-        }
-
-        if (ngx_http_omni_param("tls_ca=")) {
-            ngx_http_omni_once(ccf->tls_ca.data, NULL, "tls_ca=");
-            if (ngx_http_omni_cluster_path(cf, "tls_ca", &v, &ccf->tls_ca)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-            continue;
-        }
-
-        if (ngx_http_omni_param("tls_cert=")) {
-            ngx_http_omni_once(ccf->tls_cert.data, NULL, "tls_cert=");
-            if (ngx_http_omni_cluster_path(cf, "tls_cert", &v,
-                                           &ccf->tls_cert)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-            continue;
-        }
-
-        if (ngx_http_omni_param("tls_key=")) {
-            ngx_http_omni_once(ccf->tls_key.data, NULL, "tls_key=");
-            if (ngx_http_omni_cluster_path(cf, "tls_key", &v, &ccf->tls_key)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
+        if (k < sizeof(files) / sizeof(files[0])) {
             continue;
         }
 
