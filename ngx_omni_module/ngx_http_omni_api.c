@@ -332,6 +332,36 @@ ngx_http_omni_empty_decision(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 }
 
 
+/*
+ * o's text, in the request's pool: what every JSON answer of the module
+ * sends.  The caller keeps its reference to o.
+ */
+ngx_int_t
+ngx_http_omni_json_pool(ngx_http_request_t *r, json_t *o, size_t flags,
+    ngx_str_t *out)
+{
+    char  *text;
+
+    text = o ? json_dumps(o, flags) : NULL;
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = ngx_strlen(text);
+    out->data = ngx_pnalloc(r->pool, out->len);
+
+    if (out->data == NULL) {
+        free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, text, out->len);
+    free(text);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_omni_send_json(ngx_http_request_t *r, ngx_str_t *json)
 {

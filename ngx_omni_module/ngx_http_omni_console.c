@@ -449,7 +449,6 @@ static ngx_int_t
 ngx_http_omni_console_profile(ngx_http_request_t *r)
 {
     int                   rc;
-    char                 *text;
     json_t               *o, *p;
     ngx_int_t             ret;
     ngx_str_t             json;
@@ -507,23 +506,12 @@ ngx_http_omni_console_profile(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    text = json_dumps(o, JSON_COMPACT);
+    rc = ngx_http_omni_json_pool(r, o, JSON_COMPACT, &json);
     json_decref(o);
 
-    if (text == NULL) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    json.len = ngx_strlen(text);
-    json.data = ngx_pnalloc(r->pool, json.len);
-
-    if (json.data == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(json.data, text, json.len);
-    free(text);
 
     return ngx_http_omni_send_json_status(r, NGX_HTTP_OK, &json);
 }
@@ -533,8 +521,8 @@ ngx_http_omni_console_profile(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_omni_console_rules(ngx_http_request_t *r)
 {
-    char                        *text;
     size_t                       len;
+    ngx_int_t                    rc;
     json_t                      *o, *rules, *errors, *files, *x;
     unsigned                     i, n;
     ngx_str_t                    json;
@@ -633,27 +621,16 @@ ngx_http_omni_console_rules(ngx_http_request_t *r)
     json_object_set(o, "rules", rules);
     json_object_set(o, "files", files);
 
-    text = json_dumps(o, JSON_COMPACT);
+    rc = ngx_http_omni_json_pool(r, o, JSON_COMPACT, &json);
 
     json_decref(o);
     json_decref(rules);
     json_decref(errors);
     json_decref(files);
 
-    if (text == NULL) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    json.len = ngx_strlen(text);
-    json.data = ngx_pnalloc(r->pool, json.len);
-
-    if (json.data == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(json.data, text, json.len);
-    free(text);
 
     return ngx_http_omni_send_json_status(r, NGX_HTTP_OK, &json);
 

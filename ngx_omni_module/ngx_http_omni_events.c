@@ -1063,26 +1063,15 @@ static ngx_int_t
 ngx_http_omni_events_send(ngx_http_request_t *r, ngx_uint_t status,
     json_t *root)
 {
-    char       *text;
+    ngx_int_t   rc;
     ngx_str_t   json;
 
-    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    rc = ngx_http_omni_json_pool(r, root, JSON_COMPACT, &json);
     json_decref(root);
 
-    if (text == NULL) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    json.len = ngx_strlen(text);
-    json.data = ngx_pnalloc(r->pool, json.len);
-
-    if (json.data == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(json.data, text, json.len);
-    free(text);
 
     if (status == NGX_HTTP_NOT_ALLOWED) {
         (void) ngx_http_omni_add_header(r, "Allow", "POST");

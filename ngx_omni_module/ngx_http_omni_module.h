@@ -548,6 +548,8 @@ void ngx_http_omni_marks_exit(void);
 ngx_http_omni_slot_t *ngx_http_omni_slot_take(ngx_http_omni_decision_t *dec,
     u_char *name, size_t len);
 
+ngx_int_t ngx_http_omni_json_pool(ngx_http_request_t *r, json_t *o,
+    size_t flags, ngx_str_t *out);
 ngx_int_t ngx_http_omni_events_error_page(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_events_consent(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, uint32_t consent);

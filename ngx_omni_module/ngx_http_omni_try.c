@@ -295,23 +295,12 @@ ngx_http_omni_try_answer(ngx_http_request_t *r, ngx_http_omni_try_t *t)
         json_object_set_new(o, "errors", errors);
         json_object_set_new(o, "more", json_integer(t->report.nerrors - n));
 
-        text = json_dumps(o, JSON_COMPACT);
+        rc = ngx_http_omni_json_pool(r, o, JSON_COMPACT, &json);
         json_decref(o);
 
-        if (text == NULL) {
+        if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        json.len = ngx_strlen(text);
-        json.data = ngx_pnalloc(r->pool, json.len);
-
-        if (json.data == NULL) {
-            free(text);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(json.data, text, json.len);
-        free(text);
 
         return ngx_http_omni_send_json_status(r, 422, &json);
     }
