@@ -69,6 +69,19 @@ sub load {
     return ($count, @kids);
 }
 
+# The messageIds of @acks that the store's feed lacks.
+sub lost {
+    my %ids = map { ($_->{messageId} // '') => 1 } @{ feed() };
+    return grep { !$ids{$_} } @_;
+}
+
+# A host crash: only what the last checkpoint synced is left of the data
+# file (the copy OMNI_TEST_CKPT_COPY made then).
+sub host_crash {
+    File::Copy::copy("$OmniTest::PREFIX/at-checkpoint.mdb", store() . '/data.mdb')
+        or die "copy: $!";
+}
+
 sub pids_seen {
     my %p = map { /^ok (\d+)/ ? ($1 => 1) : () } client_lines("$OmniTest::PREFIX/load");
     return scalar keys %p;
@@ -461,8 +474,7 @@ ok(wait_for(sub { $acked->() >= 60 }, 10), 'events are being acknowledged');
 kill 'KILL', $victim;
 waitpid($_, 0) for @kids;
 my @acks = client_lines($dir);
-my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
-my @lost = grep { !$ids{$_} } @acks;
+my @lost = main::lost(@acks);
 diag(scalar(@acks) . ' events acknowledged');
 ok(@acks > 100, 'most events acknowledged across the kill');
 is_deeply(\@lost, [], 'no acknowledged event is lost');
@@ -529,8 +541,7 @@ kill 'KILL', @all;
 waitpid($_, 0) for @kids;
 ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
 my @acks = client_lines($dir);
-my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
-my @lost = grep { !$ids{$_} } @acks;
+my @lost = main::lost(@acks);
 diag(scalar(@acks) . ' events answered 200 before the kill');
 is_deeply(\@lost, [], 'every answered event is in the store');
 my ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
@@ -574,16 +585,13 @@ my @segs = glob(main::store() . '/journal.*[0-9a-f]');
 ok(@segs >= 1, 'the events are in a journal segment');
 kill 'KILL', @all;
 ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
-# the crash: only what was synced is left of the data file
-File::Copy::copy("$OmniTest::PREFIX/at-checkpoint.mdb", main::store() . '/data.mdb')
-    or die "copy: $!";
+main::host_crash();
 local $ENV{OMNI_BOOT_ID} = 'boot-b';
 my ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 is($rc, 0, 'the store opens after the crash') or diag $err;
 like($err, qr/recovered after a host crash: 160 event\(s\) replayed from the journal/,
      'the journal is replayed, once');
-my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
-my @lost = grep { !$ids{$_} } @acks;
+my @lost = main::lost(@acks);
 is_deeply(\@lost, [], 'every answered event is in the store');
 ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
 is($rc, 0, 'the store verifies') or diag $err;
@@ -622,14 +630,12 @@ kill 'KILL', @all;
 waitpid($_, 0) for @kids;
 ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
 my @acks = client_lines($dir);
-File::Copy::copy("$OmniTest::PREFIX/at-checkpoint.mdb", main::store() . '/data.mdb')
-    or die "copy: $!";
+main::host_crash();
 local $ENV{OMNI_BOOT_ID} = 'boot-b';
 my ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 is($rc, 0, 'the store opens after the crash') or diag $err;
 diag(scalar(@acks) . " events answered before the crash; $err");
-my %ids = map { ($_->{messageId} // '') => 1 } @{ main::feed() };
-my @lost = grep { !$ids{$_} } @acks;
+my @lost = main::lost(@acks);
 is_deeply(\@lost, [], 'every answered event is in the store');
 ($rc, $out, $err) = omnictl('--store', main::store(), 'export');
 is($rc, 0, 'the store verifies') or diag $err;
