@@ -1087,16 +1087,33 @@ ngx_http_omni_ckpt_done(ngx_event_t *ev)
 }
 
 
-/* The begun checkpoint's end goes to a pool thread. */
+/*
+ * An exiting worker's checkpoint stops spreading its writes: the thread
+ * pool is destroyed (and waited for) before the exit handlers run.
+ */
+static int
+ngx_http_omni_ckpt_hurry(void)
+{
+    return ngx_exiting || ngx_quit || ngx_terminate;
+}
+
+
+/*
+ * The begun checkpoint's end goes to a pool thread, its writes spread
+ * over half the interval (omni_checkpoint_t.spread_ms).
+ */
 static void
 ngx_http_omni_ckpt_post(void)
 {
+    ngx_http_omni_ctask_t  *c = ngx_http_omni_w.ckpt_task->ctx;
+
+    c->cp.spread_ms = ngx_http_omni_w.ckpt_every / 2;
+    c->cp.hurry = ngx_http_omni_ckpt_hurry;
+
     if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.ckpt_task)
         != NGX_OK)
     {
         /* what it pinned goes; the previous checkpoint stays */
-        ngx_http_omni_ctask_t  *c = ngx_http_omni_w.ckpt_task->ctx;
-
         omni_checkpoint_abandon(ngx_http_omni_worker_store(), &c->cp);
         return;
     }

@@ -23,6 +23,11 @@
  * 16, the transaction id at 144 (LMDB 0.9, 64-bit).
  */
 
+/* sync_file_range(2) */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -803,11 +808,95 @@ omni_checkpoint_begin(omni_store_t *st, omni_checkpoint_t *cp)
 }
 
 
+/*
+ * A smoothed checkpoint (PostgreSQL's checkpoint_completion_target, with
+ * sync_file_range as its checkpoint_flush_after uses it): the data file's
+ * dirty pages are written back one step of the file at a time, each step
+ * waited for, the steps spread over cp->spread_ms.  A journal sync that
+ * falls in the interval then waits behind one step's writes at most,
+ * not behind every page of the interval, and the final fdatasync finds
+ * little left to write.  Best effort: the sync after it is what makes
+ * the pages durable.
+ */
+#define OMNI_CKPT_STEPS      64
+#define OMNI_CKPT_STEP_MIN   (1u << 20)
+
+static double
+omni_mono_s(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+static void
+omni_ckpt_writeback(omni_store_t *st, omni_checkpoint_t *cp)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    int              fd;
+    off_t            end, step, off;
+    double           t0, due, now;
+    unsigned         i;
+    MDB_envinfo      info;
+    struct timespec  ts;
+
+    if (cp->spread_ms == 0
+        || mdb_env_get_fd(st->env, &fd) != 0
+        || mdb_env_info(st->env, &info) != 0)
+    {
+        return;
+    }
+
+    end = (off_t) (info.me_last_pgno + 1) * st->psize;
+    step = (end + OMNI_CKPT_STEPS - 1) / OMNI_CKPT_STEPS;
+
+    if (step < (off_t) OMNI_CKPT_STEP_MIN) {
+        step = OMNI_CKPT_STEP_MIN;
+    }
+
+    t0 = omni_mono_s();
+
+    for (i = 0, off = 0; off < end; i++, off += step) {
+
+        if (cp->hurry && cp->hurry()) {
+            return;
+        }
+
+        if (sync_file_range(fd, off, step, SYNC_FILE_RANGE_WAIT_BEFORE
+                                           | SYNC_FILE_RANGE_WRITE
+                                           | SYNC_FILE_RANGE_WAIT_AFTER)
+            != 0)
+        {
+            return;
+        }
+
+        /* ahead of the schedule: wait for the next step's turn */
+        due = t0 + cp->spread_ms / 1000.0 * (i + 1) / OMNI_CKPT_STEPS;
+        now = omni_mono_s();
+
+        if (due > now) {
+            ts.tv_sec = (time_t) (due - now);
+            ts.tv_nsec = (long) ((due - now - ts.tv_sec) * 1e9);
+            nanosleep(&ts, NULL);
+        }
+    }
+#else
+    (void) st;
+    (void) cp;
+#endif
+}
+
+
 int
 omni_checkpoint_end(omni_store_t *st, omni_checkpoint_t *cp)
 {
     int       rc;
     MDB_txn  *old;
+
+    omni_ckpt_writeback(st, cp);
 
     rc = mdb_env_sync(st->env, 1);
     if (rc != 0) {

@@ -59,6 +59,14 @@ typedef struct {
     unsigned        psize;
     unsigned char   meta[4096];
     double          started;
+    /*
+     * Set by the caller between begin and end: the end writes the data
+     * file back in steps spread over spread_ms before its sync, so that
+     * a journal sync never waits behind a whole interval's pages; it
+     * stops spreading as soon as hurry() says so (an exiting process).
+     */
+    unsigned        spread_ms;
+    int           (*hurry)(void);
 } omni_checkpoint_t;
 
 /*
