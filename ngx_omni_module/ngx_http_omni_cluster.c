@@ -30,9 +30,11 @@
 
 #include "ngx_http_omni_module.h"
 #include "ngx_http_omni_cluster.h"
+#include "ngx_http_omni_metrics.h"
 #include "omni_batch.h"
 
 #include <nats/nats.h>
+#include <dlfcn.h>
 
 
 #define NGX_HTTP_OMNI_ENV_MAGIC    0x31434d4fU      /* "OMC1" */
@@ -42,6 +44,7 @@
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
+#define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
 
 
 /* The consume task's context: one fetch, decoded and applied. */
@@ -51,6 +54,8 @@ typedef struct {
     ngx_uint_t              nmsgs;
     ngx_uint_t              ntouches;
     ngx_uint_t              nevents;
+    ngx_uint_t              merges;         /* for the metrics */
+    double                  commit_s;
     uint64_t                own_end;        /* this zone's records up to */
     unsigned                ckpt:1;         /* begin a checkpoint after */
     unsigned                ckpt_begun:1;
@@ -71,6 +76,7 @@ typedef struct {
     char                   durable[64];     /* omni-<node> */
     ngx_uint_t             idle;            /* fetches that timed out */
     uint64_t               applied;         /* the store's meta "stream" */
+    uint64_t               stream_last;     /* the stream's, as last seen */
     ngx_atomic_t           pub_failed;      /* async publish errors */
     ngx_thread_pool_t     *pool;
     ngx_thread_task_t     *task;
@@ -80,9 +86,14 @@ typedef struct {
     omni_journal_job_t    *jjobs;
     uint32_t               visit_timeout;
     time_t                 logged;          /* the last error line */
-    unsigned               busy:1;
-    unsigned               behind:1;        /* past the stream's retention */
-    unsigned               more:1;
+    /*
+     * Flags written by pool threads (opened, behind, more) and by the
+     * event loop (busy): whole words each, no bit-fields sharing one.
+     */
+    ngx_uint_t             busy;
+    ngx_uint_t             opened;          /* libnats is in use */
+    ngx_uint_t             behind;          /* past the stream's retention */
+    ngx_uint_t             more;
 } ngx_http_omni_cluster_t;
 
 
@@ -115,6 +126,32 @@ ngx_http_omni_cluster_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 }
 
 
+static void
+ngx_http_omni_cluster_pin(ngx_log_t *log)
+{
+    void     *h;
+    Dl_info   di;
+
+    if (dladdr((void *) ngx_http_omni_cluster_pin, &di) == 0
+        || di.dli_fname == NULL)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "omni: cluster: dladdr() found no module file");
+        return;
+    }
+
+    h = dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+
+    if (h == NULL) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "omni: cluster: dlopen(\"%s\", RTLD_NODELETE) failed: "
+                      "%s", di.dli_fname, dlerror());
+    }
+
+    /* the handle is never closed: the module stays until exit */
+}
+
+
 ngx_int_t
 ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_thread_pool_t *pool, time_t visit_timeout)
@@ -131,6 +168,15 @@ ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
 
     ngx_http_omni_cl.conf = cf;
     ngx_http_omni_cl.pool = pool;
+
+    /*
+     * The module stays mapped until the process ends: nginx unloads it
+     * (dlclose) when the worker's cycle is destroyed, right before exit,
+     * and libnats, which it pulls in, would go with it.  Exit waits for
+     * libnats's threads (nats_CloseAndWait), but one that outlived that
+     * wait would then run unmapped code, or call back into it.
+     */
+    ngx_http_omni_cluster_pin(cycle->log);
     ngx_http_omni_cl.visit_timeout = (uint32_t) visit_timeout;
 
     ngx_snprintf((u_char *) ngx_http_omni_cl.subject,
@@ -237,6 +283,28 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
         natsOptions_Destroy(ngx_http_omni_cl.opts);
     }
 
+    /*
+     * Destroyed objects leave libnats's threads running for a while
+     * (the connection's reader and flusher, the subscriptions' delivery
+     * threads, the library's timer and callback threads): they must all
+     * have stopped before nginx frees the cycle and unloads the module.
+     * Blocking is acceptable here, the worker serves nothing more.
+     */
+    if (ngx_http_omni_cl.opened) {
+        natsStatus  s;
+
+        s = nats_CloseAndWait(NGX_HTTP_OMNI_CLOSE_WAIT);
+
+        if (s != NATS_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "omni: cluster: libnats's threads did not stop "
+                          "within %d ms: %s", NGX_HTTP_OMNI_CLOSE_WAIT,
+                          natsStatus_GetText(s));
+        }
+
+        ngx_http_omni_cl.opened = 0;
+    }
+
     ngx_http_omni_cl.sub = NULL;
     ngx_http_omni_cl.js = NULL;
     ngx_http_omni_cl.nc = NULL;
@@ -288,6 +356,8 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
     o = ngx_http_omni_cl.opts;
 
     if (o == NULL) {
+        /* the first call opens the library (its threads) */
+        ngx_http_omni_cl.opened = 1;
         s = natsOptions_Create(&o);
 
         if (s == NATS_OK) {
@@ -508,6 +578,8 @@ ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
         return NGX_ERROR;
     }
 
+    ngx_http_omni_metrics_cluster_published(n);
+
     return NGX_OK;
 }
 
@@ -591,6 +663,8 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
         return ngx_http_omni_cluster_fail(err, len, "the stream", s);
     }
 
+    ngx_http_omni_cl.stream_last = si->State.LastSeq;
+
     /* the stream went on past the store, and dropped what came between */
     if (si->State.LastSeq > ngx_http_omni_cl.applied
         && si->State.FirstSeq > ngx_http_omni_cl.applied + 1)
@@ -666,6 +740,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     c->nmsgs = 0;
     c->ntouches = 0;
     c->nevents = 0;
+    c->merges = 0;
+    c->commit_s = 0;
     c->njobs = 0;
     c->own_end = 0;
     c->fake = NULL;
@@ -707,6 +783,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                                  NULL, &jerr)
                 == NATS_OK)
             {
+                ngx_http_omni_cl.stream_last = si->State.LastSeq;
+
                 if (si->State.LastSeq > ngx_http_omni_cl.applied) {
                     natsSubscription_Destroy(ngx_http_omni_cl.sub);
                     ngx_http_omni_cl.sub = NULL;
@@ -779,6 +857,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         seq = 0;
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
             seq = meta->Sequence.Stream;
+            ngx_http_omni_cl.stream_last = seq + meta->NumPending;
             jsMsgMetaData_Destroy(meta);
         }
 
@@ -902,6 +981,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     c->ntouches = n;
     c->nevents = b.nevents;
+    c->merges = b.merges;
+    c->commit_s = b.commit_s;
 
     if (lastmsg) {
         (void) natsMsg_Ack(lastmsg, NULL);
@@ -921,6 +1002,17 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
     ngx_http_omni_queue_t  *qu;
 
     ngx_http_omni_cl.busy = 0;
+
+    ngx_http_omni_metrics_cluster_consumed(c->rc, c->err[0] != '\0',
+                                           c->nmsgs, c->ntouches,
+                                           c->commit_s, c->merges);
+    ngx_http_omni_metrics_cluster_state(ngx_http_omni_cl.nc
+                                        && natsConnection_Status(
+                                               ngx_http_omni_cl.nc)
+                                           == NATS_CONN_STATUS_CONNECTED,
+                                        ngx_http_omni_cl.applied,
+                                        ngx_http_omni_cl.stream_last,
+                                        ngx_http_omni_cl.behind);
 
     if (c->ckpt) {
         ngx_http_omni_writer_ckpt_begun(c->ckpt_begun);
