@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 
 #define OMNI_TMPL_HTML      1
@@ -188,7 +189,12 @@ void omni_sink_strip(omni_sink_t *s, omni_sink_t *next);
 void omni_sink_strip_end(omni_sink_t *s);
 
 #define omni_sink_put(s, p, n)   (s)->put((s), (p), (n))
-void omni_sink_str(omni_sink_t *s, const char *str);
+/* inline: the length of a literal is known at compile time */
+static inline void
+omni_sink_str(omni_sink_t *s, const char *str)
+{
+    s->put(s, str, strlen(str));
+}
 
 /* Escapers (also for the rules renderer). */
 void omni_esc_html(omni_sink_t *s, const char *p, size_t n);

@@ -11,6 +11,10 @@
 
 #include "omni_tmpl.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 #define OMNI_TMPL_URL_BUF       4096    /* longest templated URL value */
 
@@ -35,8 +39,37 @@ omni_is_space(int c)
 int
 omni_url_allowed(const char *p, size_t n)
 {
-    char    s[9];
-    size_t  i, k;
+    char                  s[9];
+    size_t                i, k;
+    const unsigned char  *u;
+
+    /*
+     * The common case on the request path (every pixel, every templated
+     * link): eight printable bytes first, nothing to skip, so the answer
+     * is the prefix itself; the loop below decides the rest the same way.
+     */
+    u = (const unsigned char *) p;
+
+    if (n >= 8 && u[0] > ' ' && u[1] > ' ' && u[2] > ' ' && u[3] > ' '
+        && u[4] > ' ' && u[5] > ' ' && u[6] > ' ' && u[7] > ' ')
+    {
+        if (u[0] == '/') {
+            return u[1] != '/' && u[1] != '\\';
+        }
+
+        if ((u[0] | 0x20) != 'h' || (u[1] | 0x20) != 't'
+            || (u[2] | 0x20) != 't' || (u[3] | 0x20) != 'p')
+        {
+            return 0;
+        }
+
+        if (u[4] == ':') {
+            return u[5] == '/' && u[6] == '/';
+        }
+
+        return (u[4] | 0x20) == 's' && u[5] == ':' && u[6] == '/'
+               && u[7] == '/';
+    }
 
     for (i = 0, k = 0; i < n && k < sizeof(s) - 1; i++) {
         if (p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
@@ -97,13 +130,6 @@ omni_sink_end(omni_sink_t *s)
 }
 
 
-void
-omni_sink_str(omni_sink_t *s, const char *str)
-{
-    s->put(s, str, strlen(str));
-}
-
-
 static void
 omni_sink_json_put(omni_sink_t *s, const char *p, size_t n)
 {
@@ -138,6 +164,45 @@ static const char  *omni_esc_html_rep[256] = {
 };
 
 
+/*
+ * The offset of the first byte at or after i that HTML escaping replaces
+ * (n when none): 16 bytes per step with SSE2 (seven compares, one mask),
+ * where the table costs a load and a test per byte.
+ */
+static size_t
+omni_esc_html_next(const char *p, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    int      m;
+    __m128i  v, x;
+
+    while (i + 16 <= n) {
+        v = _mm_loadu_si128((const __m128i *) (p + i));
+        x = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('&')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('<')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(v, _mm_set1_epi8('>')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(v, _mm_set1_epi8('\'')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(v, _mm_set1_epi8('`')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(v, _mm_setzero_si128()));
+        m = _mm_movemask_epi8(x);
+
+        if (m) {
+            return i + (size_t) __builtin_ctz((unsigned) m);
+        }
+
+        i += 16;
+    }
+#endif
+
+    while (i < n && omni_esc_html_rep[(unsigned char) p[i]] == NULL) {
+        i++;
+    }
+
+    return i;
+}
+
+
 void
 omni_esc_html(omni_sink_t *s, const char *p, size_t n)
 {
@@ -147,6 +212,12 @@ omni_esc_html(omni_sink_t *s, const char *p, size_t n)
     run = 0;
 
     for (i = 0; i < n; i++) {
+        i = omni_esc_html_next(p, i, n);
+
+        if (i == n) {
+            break;
+        }
+
         rep = omni_esc_html_rep[(unsigned char) p[i]];
 
         if (rep == NULL) {
@@ -301,6 +372,24 @@ omni_esc_json(omni_sink_t *s, const char *p, size_t n)
 }
 
 
+/* RFC 3986 unreserved characters, by byte: one load per byte. */
+static const unsigned char  omni_url_unreserved[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+};
+
+
 /* RFC 3986 unreserved characters stay, everything else is %XX. */
 void
 omni_esc_url_part(omni_sink_t *s, const char *p, size_t n)
@@ -315,10 +404,7 @@ omni_esc_url_part(omni_sink_t *s, const char *p, size_t n)
     for (i = 0; i < n; i++) {
         c = (unsigned char) p[i];
 
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-            || c == '~')
-        {
+        if (omni_url_unreserved[c]) {
             continue;
         }
 

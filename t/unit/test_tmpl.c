@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "omni_tap.h"
+#include "omni_core.h"
 #include "omni_tmpl.h"
 
 
@@ -436,6 +437,153 @@ test_strip_and_sinks(void)
 }
 
 
+/*
+ * The request path's fast escapers and URL check against the plain
+ * byte-by-byte versions they replaced (kept here as the reference), over
+ * random strings rich in the bytes that matter: identical output.
+ */
+static void
+ref_url_part(omni_sink_t *s, const char *p, size_t n)
+{
+    static const char  hex[] = "0123456789ABCDEF";
+    size_t             i;
+    unsigned char      c;
+    char               buf[3];
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) p[i];
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~')
+        {
+            s->put(s, p + i, 1);
+            continue;
+        }
+
+        buf[0] = '%';
+        buf[1] = hex[c >> 4];
+        buf[2] = hex[c & 0xf];
+        s->put(s, buf, 3);
+    }
+}
+
+
+static void
+ref_esc_html(omni_sink_t *s, const char *p, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        switch (p[i]) {
+        case '\0': break;
+        case '&': omni_sink_str(s, "&amp;"); break;
+        case '<': omni_sink_str(s, "&lt;"); break;
+        case '>': omni_sink_str(s, "&gt;"); break;
+        case '"': omni_sink_str(s, "&quot;"); break;
+        case '\'': omni_sink_str(s, "&#39;"); break;
+        case '`': omni_sink_str(s, "&#96;"); break;
+        default: s->put(s, p + i, 1);
+        }
+    }
+}
+
+
+static int
+ref_url_allowed(const char *p, size_t n)
+{
+    char    s[9];
+    size_t  i, k;
+
+    for (i = 0, k = 0; i < n && k < sizeof(s) - 1; i++) {
+        if (p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+            continue;
+        }
+
+        if (k == 0 && (unsigned char) p[i] <= ' ') {
+            continue;
+        }
+
+        s[k++] = (char) (p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+    }
+
+    s[k] = '\0';
+
+    if (k >= 1 && s[0] == '/') {
+        return k == 1 || (s[1] != '/' && s[1] != '\\');
+    }
+
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+
+static void
+test_fast_paths(void)
+{
+    static const char  *starts[] = { "", "http://", "https://", "HTTPS://",
+                                     "hTtP:", "/", "//", "/\\", " \t/x",
+                                     "https:/", "httpx://", "javascript:" };
+    static const char   alpha[] = "aZ09-._~&<>\"'`\0 \t\n\r/\\:%?=#\x80\xff";
+    char                in[200], a[2048], b[2048], hx[OMNI_ID_HEX_LEN + 1],
+                        want[OMNI_ID_HEX_LEN + 1];
+    unsigned char       id[OMNI_ID_LEN];
+    size_t              n, k, na, nb;
+    unsigned            i, j, bad_html, bad_url, bad_allowed, bad_hex;
+    omni_sink_t         sa, sb;
+
+    srand(20261206);
+    bad_html = bad_url = bad_allowed = bad_hex = 0;
+
+    for (i = 0; i < 20000; i++) {
+        k = strlen(starts[i % (sizeof(starts) / sizeof(starts[0]))]);
+        memcpy(in, starts[i % (sizeof(starts) / sizeof(starts[0]))], k);
+        n = k + (size_t) (rand() % 90);
+
+        for (j = (unsigned) k; j < n; j++) {
+            in[j] = rand() % 4 ? alpha[rand() % (sizeof(alpha) - 1)]
+                               : (char) (rand() % 256);
+        }
+
+        omni_sink_buf(&sa, a, sizeof(a));
+        omni_esc_html(&sa, in, n);
+        na = omni_sink_end(&sa);
+        omni_sink_buf(&sb, b, sizeof(b));
+        ref_esc_html(&sb, in, n);
+        nb = omni_sink_end(&sb);
+        bad_html += na != nb || memcmp(a, b, na) != 0;
+
+        omni_sink_buf(&sa, a, sizeof(a));
+        omni_esc_url_part(&sa, in, n);
+        na = omni_sink_end(&sa);
+        omni_sink_buf(&sb, b, sizeof(b));
+        ref_url_part(&sb, in, n);
+        nb = omni_sink_end(&sb);
+        bad_url += na != nb || memcmp(a, b, na) != 0;
+
+        for (j = 0; j <= n && j < 12; j++) {
+            bad_allowed += !omni_url_allowed(in, j) != !ref_url_allowed(in, j);
+        }
+
+        bad_allowed += !omni_url_allowed(in, n) != !ref_url_allowed(in, n);
+
+        for (j = 0; j < OMNI_ID_LEN; j++) {
+            id[j] = (unsigned char) rand();
+            snprintf(want + 2 * j, 3, "%02x", id[j]);
+        }
+
+        omni_id_hex(id, hx);
+        bad_hex += strcmp(hx, want) != 0;
+    }
+
+    is_int(bad_html, 0, "HTML escaper (16 bytes a step) = byte by byte, "
+           "20,000 random strings");
+    is_int(bad_url, 0, "URL component escaper (table) = the comparisons");
+    is_int(bad_allowed, 0, "URL policy fast path = the full check, every "
+           "prefix length to 12");
+    is_int(bad_hex, 0, "omni_id_hex = %%02x per byte");
+}
+
+
 int
 main(void)
 {
@@ -444,6 +592,7 @@ main(void)
     test_modes();
     test_escapers();
     test_strip_and_sinks();
+    test_fast_paths();
 
     pool_free();
 
