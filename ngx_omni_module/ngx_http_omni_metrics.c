@@ -85,6 +85,16 @@ typedef struct {
     ngx_atomic_t        geo_lookups;
     ngx_atomic_t        geo_misses;
 
+    /* omni_cluster: counters, and the lease holder's gauges */
+    ngx_atomic_t        cl_published;   /* messages acknowledged */
+    ngx_atomic_t        cl_publish_failures;
+    ngx_atomic_t        cl_consumed;    /* messages applied */
+    ngx_atomic_t        cl_consume_failures;
+    ngx_atomic_t        cl_applied;     /* the store's stream sequence */
+    ngx_atomic_t        cl_last;        /* the stream's, as last seen */
+    ngx_atomic_t        cl_connected;
+    ngx_atomic_t        cl_behind;
+
     ngx_http_omni_mrule_t  rules[NGX_HTTP_OMNI_MRULES];
 } ngx_http_omni_metrics_t;
 
@@ -93,6 +103,8 @@ static ngx_int_t ngx_http_omni_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_omni_metrics_log(ngx_http_request_t *r);
 static ngx_int_t ngx_http_omni_metrics_handler(ngx_http_request_t *r);
+static void ngx_http_omni_metrics_batch_ok(ngx_uint_t touches,
+    double commit_s, ngx_uint_t merges);
 
 
 static ngx_str_t  ngx_http_omni_metrics_name = ngx_string("omni_metrics");
@@ -514,12 +526,35 @@ ngx_http_omni_metrics_batch(int rc, ngx_uint_t touches, double commit_s,
         return;
     }
 
+    /*
+     * A cluster node's writer only publishes: the consumer's
+     * transactions are the batches (ngx_http_omni_metrics_cluster_consumed).
+     */
+    if (ngx_http_omni_cluster_on()) {
+        if (rc != OMNI_OK) {
+            ngx_http_omni_minc(ngx_http_omni_m->cl_publish_failures, 1);
+        }
+
+        return;
+    }
+
     if (rc != OMNI_OK) {
         i = (rc == OMNI_MAP_FULL || rc == OMNI_MAP_RESIZED)
             ? NGX_HTTP_OMNI_MB_FULL : NGX_HTTP_OMNI_MB_FAILED;
         ngx_http_omni_minc(ngx_http_omni_m->batches[i], 1);
         return;
     }
+
+    ngx_http_omni_metrics_batch_ok(touches, commit_s, merges);
+}
+
+
+/* A committed batch: its touches, size, commit time and merges. */
+static void
+ngx_http_omni_metrics_batch_ok(ngx_uint_t touches, double commit_s,
+    ngx_uint_t merges)
+{
+    ngx_uint_t  i;
 
     ngx_http_omni_minc(ngx_http_omni_m->batches[NGX_HTTP_OMNI_MB_OK], 1);
     ngx_http_omni_minc(ngx_http_omni_m->committed, touches);
@@ -723,6 +758,68 @@ ngx_http_omni_metrics_geo(ngx_uint_t found)
 }
 
 
+/* In a pool thread of the lease holder: JetStream acknowledged them. */
+void
+ngx_http_omni_metrics_cluster_published(ngx_uint_t n)
+{
+    if (ngx_http_omni_m == NULL) {
+        return;
+    }
+
+    ngx_http_omni_minc(ngx_http_omni_m->cl_published, n);
+}
+
+
+/*
+ * A consume task's outcome: a transaction of the stream's messages,
+ * counted as the writer's batches are, or a failure (connect, fetch,
+ * apply: the messages come again from the store's sequence).  A fetch
+ * that found nothing new counts nothing.
+ */
+void
+ngx_http_omni_metrics_cluster_consumed(int rc, ngx_uint_t failed,
+    ngx_uint_t messages, ngx_uint_t touches, double commit_s,
+    ngx_uint_t merges)
+{
+    if (ngx_http_omni_m == NULL) {
+        return;
+    }
+
+    if (rc != OMNI_OK) {
+        if (failed) {
+            ngx_http_omni_minc(ngx_http_omni_m->cl_consume_failures, 1);
+        }
+
+        return;
+    }
+
+    if (messages == 0) {
+        return;
+    }
+
+    ngx_http_omni_minc(ngx_http_omni_m->cl_consumed, messages);
+
+    /* the transaction, as a single host's writer batch counts */
+    ngx_http_omni_metrics_batch_ok(touches, commit_s, merges);
+}
+
+
+/* The lease holder, after each consume task (every 10 ms or so). */
+void
+ngx_http_omni_metrics_cluster_state(ngx_uint_t connected, uint64_t applied,
+    uint64_t last, ngx_uint_t behind)
+{
+    if (ngx_http_omni_m == NULL) {
+        return;
+    }
+
+    ngx_http_omni_m->cl_connected = connected ? 1 : 0;
+    ngx_http_omni_m->cl_applied = (ngx_atomic_uint_t) applied;
+    ngx_http_omni_m->cl_last = (ngx_atomic_uint_t) ngx_max(last, applied);
+    ngx_http_omni_m->cl_behind = behind ? 1 : 0;
+}
+
+
 /* ---- the exposition ---- */
 
 typedef struct {
@@ -910,6 +1007,68 @@ ngx_http_omni_mfiles(ngx_http_omni_mout_t *o)
 }
 
 
+/*
+ * omni_cluster: the counters go on across reloads like the others; the
+ * gauges are the lease holder's view, 0 without omni_cluster.
+ */
+static void
+ngx_http_omni_mcluster(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
+    ngx_http_omni_cluster_conf_t *cf)
+{
+    uint64_t    applied, last;
+    ngx_uint_t  on;
+
+    on = (cf != NULL);
+    applied = on ? m->cl_applied : 0;
+    last = on ? m->cl_last : 0;
+
+    /* an info metric: one series with omni_cluster, none without */
+    ngx_http_omni_mhead(o, "omni_cluster_node_info", "gauge",
+                        "1, labelled with this node's omni_cluster node= "
+                        "and stream=; no series without omni_cluster.");
+
+    if (on) {
+        ngx_http_omni_mput(o, "omni_cluster_node_info{node=\"");
+        ngx_http_omni_mlabel(o, (char *) cf->node.data, cf->node.len);
+        ngx_http_omni_mput(o, "\",stream=\"");
+        ngx_http_omni_mlabel(o, (char *) cf->stream.data, cf->stream.len);
+        ngx_http_omni_mput(o, "\"} 1\n");
+    }
+
+    ngx_http_omni_mone(o, "omni_cluster_messages_published_total", "counter",
+                       "Queue records this node published to the stream "
+                       "and JetStream acknowledged.", m->cl_published);
+    ngx_http_omni_mone(o, "omni_cluster_publish_failures_total", "counter",
+                       "Writer batches whose publish failed (no NATS "
+                       "connection, no acknowledgement within timeout=): "
+                       "published again with the next batch.",
+                       m->cl_publish_failures);
+    ngx_http_omni_mone(o, "omni_cluster_messages_consumed_total", "counter",
+                       "Stream messages (every node's) applied to this "
+                       "node's store.", m->cl_consumed);
+    ngx_http_omni_mone(o, "omni_cluster_consume_failures_total", "counter",
+                       "Fetches or applies of the stream that failed: "
+                       "fetched again from the store's sequence.",
+                       m->cl_consume_failures);
+    ngx_http_omni_mone(o, "omni_cluster_stream_applied_sequence", "gauge",
+                       "The last stream sequence applied to this node's "
+                       "store.", applied);
+    ngx_http_omni_mone(o, "omni_cluster_stream_last_sequence", "gauge",
+                       "The stream's last sequence, as this node last saw "
+                       "it.", last);
+    ngx_http_omni_mone(o, "omni_cluster_stream_lag_messages", "gauge",
+                       "Stream messages this node has yet to apply.",
+                       last > applied ? last - applied : 0);
+    ngx_http_omni_mone(o, "omni_cluster_connected", "gauge",
+                       "1 while the node's NATS connection is up, else 0.",
+                       on ? (uint64_t) m->cl_connected : 0);
+    ngx_http_omni_mone(o, "omni_cluster_behind_retention", "gauge",
+                       "1 when the stream dropped records this node never "
+                       "applied: it applies nothing until bootstrapped.",
+                       on ? (uint64_t) m->cl_behind : 0);
+}
+
+
 static void
 ngx_http_omni_metrics_print(ngx_http_request_t *r, ngx_http_omni_mout_t *o,
     ngx_http_omni_metrics_t *m, omni_ruleset_t *set)
@@ -1040,6 +1199,8 @@ ngx_http_omni_metrics_print(ngx_http_request_t *r, ngx_http_omni_mout_t *o,
     ngx_http_omni_mone(o, "omni_geo_misses_total", "counter",
                        "Geo lookups that found no location.",
                        m->geo_misses);
+
+    ngx_http_omni_mcluster(o, m, mcf->cluster);
 }
 
 

@@ -63,4 +63,19 @@ void ngx_http_omni_metrics_rule(const char *id, size_t len,
 /* geo: one lookup, found or not */
 void ngx_http_omni_metrics_geo(ngx_uint_t found);
 
+/*
+ * The cluster (ngx_http_omni_cluster.c): messages JetStream acknowledged
+ * (the publish, in a pool thread); one consume task's outcome, on the
+ * event loop (messages, touches, commit time and merges applied, or a
+ * failure); the lease holder's view of the stream and of its NATS
+ * connection.  Without omni_cluster the writer's batches count as
+ * before; with it the consumer's transactions are the batches.
+ */
+void ngx_http_omni_metrics_cluster_published(ngx_uint_t n);
+void ngx_http_omni_metrics_cluster_consumed(int rc, ngx_uint_t failed,
+    ngx_uint_t messages, ngx_uint_t touches, double commit_s,
+    ngx_uint_t merges);
+void ngx_http_omni_metrics_cluster_state(ngx_uint_t connected,
+    uint64_t applied, uint64_t last, ngx_uint_t behind);
+
 #endif /* NGX_HTTP_OMNI_METRICS_H */

@@ -45,6 +45,158 @@ sub promtool {
     return ($rc == 0 && $out . $err eq '', $out . $err);
 }
 
+# The documented alerts (docs/metrics.md): every metric their expressions
+# and the other sample expressions name is one the scrape printed
+# (%$names, from its TYPE lines), the rules load (promtool check rules),
+# and each alert fires when it should, with its annotations, and not
+# otherwise (promtool test rules, on made-up series).
+sub check_alerts {
+    my ($docs, $names) = @_;
+
+    my @yaml = $docs =~ /^```yaml\n(.*?)^```$/msg;
+    my ($alerts) = grep { /alert: OmniTouchesDropped/ } @yaml;
+    ok($alerts && $alerts =~ /alert: OmniStoreNearlyFull/,
+       'the sample alerts: drops and store fill');
+
+    # the prose after the rules file
+    my ($section) = $docs =~ /^## Alerts\n.*?^```yaml\n.*?^```\n(.*)/ms;
+    my @exprs = $alerts =~ /^\s+expr: (.*?)\n(?=\s+for:)/msg;
+    my @more = grep { /\[\d+[mh]\]/ } $section =~ /`([^`]+)`/g;
+    ok(@exprs >= 5 && @more >= 3, scalar(@exprs) . ' alert expressions, '
+       . scalar(@more) . ' other expressions');
+    my %used;
+    for my $e (@exprs, @more) {
+        $used{$_ =~ s/_(bucket|sum|count)$//r}++
+            for $e =~ /\b(omni_[a-z_]+)\b/g;
+    }
+    for my $n (sort keys %used) {
+        ok($names->{$n}, "the alerts' $n is a metric the module prints");
+    }
+
+    my $bin = `command -v promtool 2>/dev/null`;
+    chomp $bin;
+    SKIP: {
+        skip 'promtool is not installed', 2 unless $bin;
+        my $dir = $OmniTest::PREFIX;
+        open(my $fh, '>', "$dir/alerts.yml") or die $!;
+        print $fh $alerts;
+        close $fh;
+        my ($rc, $out, $err) = run_command([$bin, 'check', 'rules',
+                                            "$dir/alerts.yml"]);
+        is($rc, 0, 'promtool check rules: the documented alerts load')
+            or diag "$out$err";
+
+        my ($share) = grep { /identity="invalid"/ } @more;
+        (my $t = $main::ALERT_TESTS) =~ s/\@SHARE\@/$share/;
+        open($fh, '>', "$dir/alerts-test.yml") or die $!;
+        print $fh $t;
+        close $fh;
+        ($rc, $out, $err) = run_command([$bin, 'test', 'rules',
+                                         "$dir/alerts-test.yml"]);
+        is($rc, 0, 'promtool test rules: each alert fires when it should')
+            or diag "$out$err";
+    }
+}
+
+# Made-up series for the documented alerts: instance a is in trouble
+# with everything, b and c are not (c has no store: map_max 0).
+our $ALERT_TESTS = <<'YAML';
+rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'omni_touches_dropped_total{instance="a",job="omni"}'
+        values: '0 0 0 5 10 10 10 10 10 10 10 10 10 10 10 10 10 10'
+      - series: 'omni_touches_dropped_total{instance="b",job="omni"}'
+        values: '0x20'
+      - series: 'omni_store_map_used_bytes{instance="a",job="omni"}'
+        values: '950x20'
+      - series: 'omni_store_map_max_bytes{instance="a",job="omni"}'
+        values: '1000x20'
+      - series: 'omni_store_map_used_bytes{instance="b",job="omni"}'
+        values: '500x20'
+      - series: 'omni_store_map_max_bytes{instance="b",job="omni"}'
+        values: '1000x20'
+      - series: 'omni_store_map_used_bytes{instance="c",job="omni"}'
+        values: '0x20'
+      - series: 'omni_store_map_max_bytes{instance="c",job="omni"}'
+        values: '0x20'
+      - series: 'omni_cluster_node_info{instance="a",job="omni",node="web-1",stream="OMNI"}'
+        values: '1x20'
+      - series: 'omni_cluster_connected{instance="a",job="omni"}'
+        values: '0x20'
+      - series: 'omni_cluster_connected{instance="b",job="omni"}'
+        values: '0x20'
+      - series: 'omni_cluster_stream_lag_messages{instance="a",job="omni"}'
+        values: '20000x20'
+      - series: 'omni_cluster_stream_lag_messages{instance="b",job="omni"}'
+        values: '0x20'
+      - series: 'omni_cluster_behind_retention{instance="a",job="omni"}'
+        values: '0x20'
+      - series: 'omni_cluster_behind_retention{instance="b",job="omni"}'
+        values: '0x20'
+      - series: 'omni_rules_broken{instance="a",job="omni"}'
+        values: '0x20'
+      - series: 'omni_rules_file_broken{instance="a",job="omni",file="/r/a.json"}'
+        values: '1x20'
+      - series: 'omni_rules_file_broken{instance="a",job="omni",file="/r/b.json"}'
+        values: '0x20'
+      - series: 'omni_rules_broken{instance="b",job="omni"}'
+        values: '0x20'
+      - series: 'omni_requests_total{instance="a",job="omni",identity="invalid"}'
+        values: '0+60x20'
+      - series: 'omni_requests_total{instance="a",job="omni",identity="cookie"}'
+        values: '0+180x20'
+      - series: 'omni_requests_total{instance="a",job="omni",identity="new"}'
+        values: '0x20'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: OmniTouchesDropped
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: a, job: omni}
+            exp_annotations:
+              summary: "a drops touchpoints"
+              description: "10 touches dropped in 5 minutes: the writer queue or the store is full (omni_store queue= / map_max=)."
+      - eval_time: 15m
+        alertname: OmniTouchesDropped
+      - eval_time: 5m
+        alertname: OmniStoreNearlyFull
+      - eval_time: 15m
+        alertname: OmniStoreNearlyFull
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: a, job: omni}
+            exp_annotations:
+              summary: "a: the omni store is 90% full"
+              description: "The store uses 95% of map_max; when it is full, touchpoints are dropped. Raise map_max or lower touchpoint retention (tp_max, tp_max_age)."
+      - eval_time: 10m
+        alertname: OmniClusterLagging
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: a, job: omni}
+            exp_annotations:
+              summary: "a does not keep up with the cluster's stream"
+              description: "20000: the node's store is behind the stream (or past its retention: bootstrap it from a peer, docs/cluster.md)."
+      - eval_time: 10m
+        alertname: OmniClusterDisconnected
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: a, job: omni}
+            exp_annotations:
+              summary: "a has no NATS connection"
+              description: "For 5 minutes: the node publishes nothing (events get 503) and applies nothing from the other nodes."
+      - eval_time: 10m
+        alertname: OmniRulesBroken
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: a, job: omni}
+            exp_annotations:
+              summary: "a: a rule file does not compile: see the console"
+    promql_expr_test:
+      - expr: '@SHARE@'
+        eval_time: 10m
+        exp_samples:
+          - labels: '{instance="a",job="omni"}'
+            value: 0.25
+YAML
+
 sub master_pid {
     open(my $fh, '<', "$OmniTest::PREFIX/logs/nginx.pid") or die $!;
     my $pid = <$fh>;
@@ -210,20 +362,7 @@ ok(keys %names >= 25, scalar(keys %names) . ' metrics');
 for my $n (sort keys %names) {
     like($docs, qr/`\Q$n\E`/, "docs/metrics.md documents $n");
 }
-my @yaml = $docs =~ /^```yaml\n(.*?)^```$/msg;
-my ($alerts) = grep { /alert: OmniTouchesDropped/ } @yaml;
-ok($alerts && $alerts =~ /alert: OmniStoreNearlyFull/, 'the sample alerts: drops and store fill');
-SKIP: {
-    my $bin = `command -v promtool 2>/dev/null`;
-    chomp $bin;
-    skip 'promtool is not installed', 1 unless $bin;
-    open(my $fh, '>', "$OmniTest::PREFIX/alerts.yml") or die $!;
-    print $fh $alerts;
-    close $fh;
-    my ($rc, $out, $err) = run_command([$bin, 'check', 'rules',
-                                        "$OmniTest::PREFIX/alerts.yml"]);
-    is($rc, 0, 'promtool check rules: the documented alerts load') or diag "$out$err";
-}
+main::check_alerts($docs, \%names);
 
 # a broken change of the rules: counted once, not once per worker
 open(my $fh, '>', "$OmniTest::PREFIX/rules/b.json") or die $!;
