@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh                 # arms A and B, 1k profiles
 #   N=4000 ARMS="A F B" bench/callgrind.sh
+#   ARMS="A N" bench/callgrind.sh      # N: a new visitor (no cookie)
 #
 # One nginx (the module snapshot, master_process off, one process) runs
 # under valgrind --tool=callgrind --separate-threads=yes with the bench's
@@ -145,14 +146,17 @@ arm_url() {
         A) echo "http://$HOST:$PORT/a/page.html" ;;
         F) echo "http://$HOST:$((PORT + 1))/f/page.html" ;;
         B) echo "http://$HOST:$((PORT + 1))/b/page.html" ;;
+        N) echo "http://$HOST:$((PORT + 1))/f/page.html" ;;
         *) die "unknown arm $1" ;;
     esac
 }
 
 # One curl configuration per arm: N requests on one connection, the i-th
-# with the i-th cookie and address (cycling), as bench/wrk.lua pairs them.
+# with the i-th cookie and address (cycling), as bench/wrk.lua pairs them;
+# arm N (the F location without a cookie: a new visitor every request)
+# sends no cookie.
 for arm in $ARMS; do
-    perl -e '
+    NO_COOKIE=$([ "$arm" = N ] && echo 1 || true) perl -e '
         my ($url, $ua, $n, $cf, $ipf) = @ARGV;
         open(my $c, "<", $cf) or die; my @c = map { (split)[1] } <$c>;
         open(my $i, "<", $ipf) or die; chomp(my @ip = <$i>);
@@ -160,7 +164,8 @@ for arm in $ARMS; do
             print "next\n" if $k;
             print "url = \"$url\"\noutput = \"/dev/null\"\n";
             print "write-out = \"%{http_code} %{size_download}\\n\"\n";
-            print "header = \"Cookie: omni=$c[$k % @c]\"\n";
+            print "header = \"Cookie: omni=$c[$k % @c]\"\n"
+                unless $ENV{NO_COOKIE};
             print "header = \"X-Forwarded-For: $ip[$k % @ip]\"\n";
             print "user-agent = \"$ua\"\n";
         }' "$(arm_url "$arm")" "$UA" "$N" "$OUT/data/cookies.txt" "$IPS" \

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include "omni_core.h"
 #include "omni_record.h"
@@ -336,6 +338,82 @@ rnd(uint32_t *s)
 }
 
 
+/*
+ * omni_id_random() serves ids from a per-thread buffer: 1,000 ids in a
+ * row are all distinct, and a forked child (an nginx worker forked by
+ * its master after the master drew one id) never hands out the ids its
+ * parent will.
+ */
+static int
+test_id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, OMNI_ID_LEN);
+}
+
+
+static void
+test_random_ids(void)
+{
+    int            fd[2], status, dup = 0;
+    pid_t          pid;
+    unsigned       i;
+    unsigned char  ids[1000][OMNI_ID_LEN], child[8][OMNI_ID_LEN];
+    unsigned char  mine[8][OMNI_ID_LEN];
+
+    for (i = 0; i < 1000; i++) {
+        if (omni_id_random(ids[i]) != OMNI_OK) {
+            break;
+        }
+    }
+
+    qsort(ids, i, OMNI_ID_LEN, test_id_cmp);
+
+    for (i = 1; i < 1000; i++) {
+        dup += memcmp(ids[i - 1], ids[i], OMNI_ID_LEN) == 0;
+    }
+
+    ok(dup == 0, "1,000 random ids, all distinct");
+
+    /* the parent has drawn part of a buffer: fork, both draw 8 */
+    (void) omni_id_random(ids[0]);
+
+    if (pipe(fd) != 0) {
+        ok(0, "pipe");
+        return;
+    }
+
+    pid = fork();
+
+    if (pid == 0) {
+        for (i = 0; i < 8; i++) {
+            (void) omni_id_random(child[i]);
+        }
+
+        _exit(write(fd[1], child, sizeof(child)) == sizeof(child) ? 0 : 1);
+    }
+
+    for (i = 0; i < 8; i++) {
+        (void) omni_id_random(mine[i]);
+    }
+
+    ok(read(fd[0], child, sizeof(child)) == sizeof(child)
+       && waitpid(pid, &status, 0) == pid && status == 0,
+       "the child's ids read");
+
+    dup = 0;
+
+    for (i = 0; i < 64; i++) {
+        dup += memcmp(mine[i / 8], child[i % 8], OMNI_ID_LEN) == 0;
+    }
+
+    ok(dup == 0, "a forked child draws none of its parent's ids");
+
+    close(fd[0]);
+    close(fd[1]);
+}
+
+
+
 static void
 test_core(void)
 {
@@ -371,6 +449,8 @@ test_core(void)
 
     ok(omni_id_random(id) == OMNI_OK && omni_id_random(id2) == OMNI_OK
        && memcmp(id, id2, OMNI_ID_LEN) != 0, "random ids differ");
+
+    test_random_ids();
 }
 
 
