@@ -672,7 +672,7 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
     u_char                      *body, *p;
     size_t                       len;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, valid, forbidden;
+    ngx_uint_t                   i, valid, forbidden, signal;
     const char                  *field, *reason;
     omni_event_ctx_t             ec;
     omni_event_err_t             err;
@@ -752,6 +752,22 @@ ngx_http_omni_events_body(ngx_http_request_t *r)
 
         if (rc == NGX_OK) {
             ec.source |= OMNI_SRC_IP_SET;
+        }
+    }
+
+    /*
+     * A browser or app that sends Sec-GPC: 1 or DNT: 1: the feed keeps
+     * its events without referrer, campaign data, click ids or
+     * advertising ids, marked context.privacy (docs/privacy.md).
+     */
+    if (ectx->trust == OMNI_TRUST_CLIENT) {
+        signal = ngx_http_omni_consent_signal(r);
+
+        if (signal == NGX_HTTP_OMNI_SIGNAL_GPC) {
+            ec.source |= OMNI_SRC_GPC;
+
+        } else if (signal == NGX_HTTP_OMNI_SIGNAL_DNT) {
+            ec.source |= OMNI_SRC_DNT;
         }
     }
 
@@ -1369,11 +1385,12 @@ ngx_http_omni_events_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         first = 0;
     }
 
-    p = ngx_sprintf(p, "},\"context\":{\"source\":\"consent cookie\"}}");
+    /* the feed's context.source says "consent cookie" (OMNI_SRC_COOKIE) */
+    p = ngx_sprintf(p, "}}");
 
     ngx_memzero(&ec, sizeof(omni_event_ctx_t));
     ec.trust = OMNI_TRUST_CLIENT;
-    ec.source = OMNI_SRC_CLIENT;
+    ec.source = OMNI_SRC_COOKIE;
     ec.now = (uint32_t) ngx_time();
     ec.visitor_kind = ctx->identity == NGX_HTTP_OMNI_ID_TOKEN
                       ? OMNI_ALIAS_DEVICE : OMNI_ALIAS_COOKIE;

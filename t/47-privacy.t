@@ -126,6 +126,7 @@ ok(!(grep { ($_->{profileId} // '') eq $pid } @$feed), 'the feed has nothing und
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
+omni_events_key main "srv-key-0123456789abcdef0123456789abcdef";
 omni_consent_cookie CookieConsent analytics=statistics personalization=preferences ads=marketing;
 --- user_files
 >>> rules/r.json
@@ -150,12 +151,23 @@ my $case = sub {
     my %h = (Cookie => join('; ', @cookie), Referer => 'https://news.example/a');
     $h{'Sec-GPC'} = '1' if $c{gpc};
     $h{'DNT'} = '1' if $c{dnt};
+    $h{'DNT'} = '0' if $c{dnt0};
+    # the sources of consent (docs/privacy.md): the CMP cookie above, a
+    # client event, an identify call's traits.consent, a server event
+    my $r;
     if ($c{event}) {
-        my $r = main::post({ type => 'track', event => 'Consent Updated', properties => $c{event} },
-                           Cookie => $cookie[0]);
-        is($r->{status}, 200, "$c{name}: the consent event") or diag $r->{content};
+        $r = main::post({ type => 'track', event => 'Consent Updated', properties => $c{event} },
+                        Cookie => $cookie[0]);
+    } elsif ($c{identify}) {
+        $r = main::post({ type => 'identify', traits => { consent => $c{identify} } },
+                        Cookie => $cookie[0]);
+    } elsif ($c{server}) {
+        $r = main::post({ type => 'track', event => 'Consent Updated', anonymousId => $vid,
+                          properties => $c{server} }, main::server());
     }
-    my $page = http_get("/$c{model}/p?utm_source=mail", %h);
+    is($r->{status}, 200, "$c{name}: the consent statement") or diag $r->{content} if $r;
+    # a click id in the query: a third-party id the touchpoint never keeps
+    my $page = http_get("/$c{model}/p?utm_source=mail&gclid=GCLID-$n", %h);
     my $json = JSON::PP::decode_json(http_get("/$c{model}-decide", %h)->{content});
     is($page->{content} =~ /<b>offer<\/b>/ ? 1 : 0, $c{banner}, "$c{name}: HTML banner $c{banner}");
     is($page->{content} =~ /ads\.example/ ? 1 : 0, $c{pixel}, "$c{name}: HTML pixel $c{pixel}");
@@ -183,6 +195,21 @@ my @cases = (
       event => { analytics => JSON::PP::true, personalization => JSON::PP::true, ads => JSON::PP::true } },
     { name => 'opt-in, event grants all, Sec-GPC', model => 'in', banner => 1, pixel => 0, tp => 'gpc',
       gpc => 1, event => { analytics => JSON::PP::true, personalization => JSON::PP::true, ads => JSON::PP::true } },
+    { name => 'opt-out, identify traits.consent refuses ads', model => 'out', banner => 1, pixel => 0,
+      tp => 'full', identify => { ads => JSON::PP::false } },
+    { name => 'opt-in, identify traits.consent grants all', model => 'in', banner => 1, pixel => 1,
+      tp => 'full', identify => { analytics => JSON::PP::true, personalization => JSON::PP::true,
+                                  ads => JSON::PP::true } },
+    { name => 'opt-out, server event refuses all', model => 'out', banner => 0, pixel => 0, tp => 'none',
+      server => { analytics => JSON::PP::false, personalization => JSON::PP::false, ads => JSON::PP::false } },
+    { name => 'opt-in, server event grants all', model => 'in', banner => 1, pixel => 1, tp => 'full',
+      server => { analytics => JSON::PP::true, personalization => JSON::PP::true, ads => JSON::PP::true } },
+    { name => 'opt-in, cookie grants all, Sec-GPC', model => 'in', banner => 1, pixel => 0, tp => 'gpc',
+      gpc => 1, cmp => '{necessary:true,preferences:true,statistics:true,marketing:true}' },
+    { name => 'opt-in, cookie grants all, DNT', model => 'in', banner => 1, pixel => 0, tp => 'dnt',
+      dnt => 1, cmp => '{necessary:true,preferences:true,statistics:true,marketing:true}' },
+    { name => 'opt-out, DNT: 0 is no signal', model => 'out', banner => 1, pixel => 1, tp => 'full',
+      dnt0 => 1 },
 );
 my %vid;
 $vid{$_->{name}} = $case->(%$_) for @cases;
@@ -211,6 +238,30 @@ for my $c (@cases) {
         ok(!exists $page->{properties}{utm_source}, "$c->{name}: no utm");
         is($page->{context}{privacy}, $c->{tp}, "$c->{name}: marked $c->{tp}");
     }
+    # never the query: no click id, GPC or not
+    unlike($main::JSON->encode($_), qr/GCLID|gclid/, "$c->{name}: no click id in the touchpoint")
+        for @tp;
+}
+# every consent statement is in the feed, with its source, whatever the
+# statement allows, so that email and ad tools downstream honour it
+my %cmp_key = (statistics => 'analytics', preferences => 'personalization', marketing => 'ads');
+for my $c (grep { $_->{cmp} || $_->{event} || $_->{identify} || $_->{server} } @cases) {
+    my $v = $vid{$c->{name}};
+    my %said = ($c->{cmp} // '') =~ /(\w+):(true|false)/g;
+    my $want = $c->{event} || $c->{identify} || $c->{server}
+        || { map { ($cmp_key{$_} => ($said{$_} eq 'true' ? JSON::PP::true : JSON::PP::false)) }
+             grep { $cmp_key{$_} } keys %said };
+    my $src = $c->{cmp} ? 'consent cookie' : $c->{server} ? 'server' : 'client';
+    my @rec;
+    ok(wait_for(sub {
+        @rec = grep { ($_->{anonymousId} // '') eq $v
+                      && (($_->{event} // '') eq 'Consent Updated'
+                          || ($_->{type} eq 'identify' && $_->{traits}{consent})) } @{ main::feed() };
+        @rec }, 5), "$c->{name}: the feed records the consent change");
+    next unless @rec;
+    is($rec[0]{context}{source}, $src, "$c->{name}: context.source $src");
+    is_deeply($rec[0]{type} eq 'identify' ? $rec[0]{traits}{consent} : $rec[0]{properties}, $want,
+              "$c->{name}: the purposes as stated") or diag explain $rec[0];
 }
 # a consent cookie's statement is recorded: profile and feed
 my $v = $vid{'opt-out, cookie refuses ads'};
@@ -373,3 +424,59 @@ omni_store $TEST_NGINX_PREFIX/store anon_ttl=1d tp_max_age=7d;
 location / { return 200; }
 --- must_die
 qr/"anon_ttl" \(86400 s\) is shorter than "tp_max_age" \(604800 s\): an expired profile's touchpoints would stay in \S+nginx\.conf:\d+/
+
+=== TEST 7: Sec-GPC or DNT on a browser's or app's own events: the feed keeps no referrer, campaign data, click id or advertising id, and marks them
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+--- config
+location = /omni/events { omni on; omni_events; }
+--- request
+GET /omni/events
+--- error_code: 405
+--- check
+# what analytics.js sends for a page view, and an app's track call
+my $page = { type => 'page', name => 'Trail',
+             properties => { path => '/p/trail', referrer => 'https://news.example/a', title => 'Trail',
+                             search => '?gclid=GCLID-1', url => 'https://shop.example/p/trail?gclid=GCLID-1',
+                             utm_medium => 'email' },
+             context => { page => { path => '/p/trail', referrer => 'https://news.example/a',
+                                    search => '?gclid=GCLID-1',
+                                    url => 'https://shop.example/p/trail?gclid=GCLID-1' },
+                          campaign => { source => 'mail', medium => 'email', name => 'winter' },
+                          referrer => { type => 'google', id => 'GCLID-1' },
+                          library => { name => 'analytics.js', version => '4.1.0' } } };
+my $app = { type => 'track', event => 'Product Viewed', properties => { sku => 'SKU-G' },
+            context => { device => { advertisingId => 'ADID-6D92078A', manufacturer => 'Apple' },
+                         campaign => { source => 'mail' } } };
+my @sent = (
+    [ 'gpc', 'browser, Sec-GPC: 1', $page, Cookie => main::cookie('96c00000000000000000000000000001'), 'Sec-GPC' => '1' ],
+    [ 'dnt', 'app, DNT: 1', $app, 'X-Omni-Token' => main::token('96c000000000000000000000000000d1'), 'DNT' => '1' ],
+    [ '', 'browser, no signal', $page, Cookie => main::cookie('96c00000000000000000000000000002') ],
+    [ '', 'app, no signal', $app, 'X-Omni-Token' => main::token('96c000000000000000000000000000d2') ],
+);
+for my $s (@sent) {
+    my ($mark, $name, $body, %h) = @$s;
+    my $r = main::post($body, %h);
+    is($r->{status}, 200, "$name: accepted") or diag $r->{content};
+    my $id = $r->{json}{messageId};
+    my ($rec) = grep { ($_->{messageId} // '') eq $id } @{ main::feed() };
+    ok($rec, "$name: in the feed") or next;
+    my $text = $main::JSON->encode($rec);
+    if ($mark) {
+        is($rec->{context}{privacy}, $mark, "$name: marked $mark");
+        unlike($text, qr/news\.example|GCLID|ADID|winter|"utm_|"campaign"|"referrer"|"search"/,
+               "$name: no referrer, campaign data, click id or advertising id") or diag $text;
+    } else {
+        ok(!exists $rec->{context}{privacy}, "$name: not marked");
+        like($text, $body eq $page ? qr/news\.example.*GCLID-1/ : qr/ADID-6D92078A/,
+             "$name: kept as sent") or diag $text;
+    }
+}
+# what the event does is the same: the page is still a page, the product
+# view still a view
+my $p = main::profile('device:96c000000000000000000000000000d1');
+ok($p && grep({ ($_->{sku} // '') eq 'SKU-G' } @{ $p->{views} || [] }), 'the GPC app\'s view is in its profile')
+    or diag explain $p;
+--- no_error_log
+[error]

@@ -71,7 +71,9 @@ enum {
     OMNI_SRC_CLIENT = 0,        /* omni_events without a key */
     OMNI_SRC_SERVER,            /* omni_events with a server key */
     OMNI_SRC_UPSTREAM,          /* the upstream's X-Omni-Event header */
-    OMNI_SRC_CLI                /* omnictl event */
+    OMNI_SRC_CLI,               /* omnictl event */
+    OMNI_SRC_COOKIE             /* the site's consent cookie, recorded as
+                                   the visitor's Consent Updated */
 };
 
 /*
@@ -84,6 +86,14 @@ enum {
 #define OMNI_SRC_MASK        0x0f
 #define OMNI_SRC_KEEP_IP     0x10
 #define OMNI_SRC_IP_SET      0x20
+
+/*
+ * The sending browser or app said Sec-GPC: 1 (or DNT: 1): an opt-out of
+ * sale or sharing (docs/privacy.md).  Its events reach the feed without
+ * referrer, campaign data or advertising ids, marked context.privacy.
+ */
+#define OMNI_SRC_GPC         0x40
+#define OMNI_SRC_DNT         0x80
 
 /* What the arrival point knows about the request. */
 typedef struct {

@@ -821,7 +821,7 @@ omni_ev_record(const omni_event_t *ev, const unsigned char *pid,
     static const char  *types[] = { "", "track", "identify", "page",
                                     "screen", "alias", "group" };
     static const char  *sources[] = { "client", "server", "upstream",
-                                      "cli" };
+                                      "cli", "consent cookie" };
 
     o = json_object();
     ctx = json_object();
@@ -885,8 +885,10 @@ omni_ev_record(const omni_event_t *ev, const unsigned char *pid,
         failed |= json_object_set(o, "traits", ev->traits_json);
     }
 
+    i = ev->source & OMNI_SRC_MASK;
     failed |= json_object_set_new(ctx, "source",
-                                  json_string(sources[ev->source & 3]));
+                                  json_string(i <= OMNI_SRC_COOKIE
+                                              ? sources[i] : "client"));
     failed |= json_object_set_new(o, "context", ctx);
 
     if (failed) {

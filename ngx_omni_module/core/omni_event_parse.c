@@ -1183,6 +1183,116 @@ omni_ev_segment(omni_event_t *ev, omni_event_err_t *err, const char *path,
 }
 
 
+/*
+ * What a page-like object (a context.page, an event's properties) says
+ * about where the visitor came from: the referrer, the search string,
+ * utm_* members and the query or fragment of its URL, where click ids
+ * (gclid, fbclid, ...) travel.  Removed in place.
+ */
+static void
+omni_ev_privacy_page(json_t *o)
+{
+    json_t      *v;
+    void        *tmp;
+    const char  *k, *s;
+    size_t       n;
+
+    (void) json_object_del(o, "referrer");
+    (void) json_object_del(o, "search");
+
+    json_object_foreach_safe(o, tmp, k, v) {
+        if (strncmp(k, "utm_", 4) == 0) {
+            (void) json_object_del(o, k);
+        }
+    }
+
+    v = json_object_get(o, "url");
+
+    if (json_is_string(v)) {
+        s = json_string_value(v);
+        n = strcspn(s, "?#");
+
+        if (s[n] != '\0') {
+            /* jansson copies before it frees the old value */
+            (void) json_string_setn(v, s, n);
+        }
+    }
+}
+
+
+/*
+ * Sec-GPC: 1 or DNT: 1 on the request of a browser or app (c->source):
+ * an opt-out of sale or sharing (docs/privacy.md).  The feed's copy of
+ * its event keeps no referrer, no campaign data, no click ids in URLs
+ * and no advertising id, and is marked context.privacy, as a page
+ * view's touchpoint is.  What the event does to the profile is the same.
+ */
+static int
+omni_ev_privacy(omni_event_t *ev, omni_event_err_t *err, const char *path,
+    const omni_event_ctx_t *c)
+{
+    json_t  *ctx, *o, *props;
+
+    if (!(c->source & (OMNI_SRC_GPC | OMNI_SRC_DNT))) {
+        return OMNI_OK;
+    }
+
+    ctx = ev->feed_extra ? json_object_get(ev->feed_extra, "context") : NULL;
+
+    if (ctx == NULL) {
+        if (ev->feed_extra == NULL) {
+            ev->feed_extra = json_object();
+        }
+
+        ctx = json_object();
+
+        if (ev->feed_extra == NULL || ctx == NULL
+            || json_object_set_new(ev->feed_extra, "context", ctx) != 0)
+        {
+            return omni_ev_fail(err, OMNI_ERROR, path, "context",
+                                "out of memory");
+        }
+    }
+
+    (void) json_object_del(ctx, "campaign");
+    (void) json_object_del(ctx, "referrer");
+
+    o = json_object_get(ctx, "page");
+    if (json_is_object(o)) {
+        omni_ev_privacy_page(o);
+    }
+
+    o = json_object_get(ctx, "device");
+    if (json_is_object(o)) {
+        (void) json_object_del(o, "advertisingId");
+    }
+
+    if (json_object_set_new(ctx, "privacy",
+                            json_string((c->source & OMNI_SRC_GPC)
+                                        ? "gpc" : "dnt"))
+        != 0)
+    {
+        return omni_ev_fail(err, OMNI_ERROR, path, "context",
+                            "out of memory");
+    }
+
+    if (json_is_object(ev->properties)) {
+        /* a copy: the parsed body is the caller's */
+        props = json_deep_copy(ev->properties);
+        if (props == NULL) {
+            return omni_ev_fail(err, OMNI_ERROR, path, "properties",
+                                "out of memory");
+        }
+
+        json_decref(ev->properties);
+        ev->properties = props;
+        omni_ev_privacy_page(props);
+    }
+
+    return OMNI_OK;
+}
+
+
 /* The identities an event names, with the trust rules applied. */
 static int
 omni_ev_idents(omni_event_t *ev, omni_event_err_t *err, const char *path,
@@ -1669,7 +1779,7 @@ omni_ev_parse(omni_event_t *ev, json_t *obj, const omni_event_ctx_t *c,
                             sub);
     }
 
-    return OMNI_OK;
+    return omni_ev_privacy(ev, err, path, c);
 }
 
 

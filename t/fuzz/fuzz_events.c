@@ -143,7 +143,8 @@ fz_check_event(const omni_event_t *ev, const omni_event_ctx_t *c)
     json_t      *v;
 
     fz_check(ev->type >= OMNI_EV_TRACK && ev->type <= OMNI_EV_GROUP);
-    fz_check(ev->trust == c->trust && ev->source == c->source);
+    fz_check(ev->trust == c->trust
+             && ev->source == (c->source & OMNI_SRC_MASK));
     fz_check(ev->channel < OMNI_CH_MAX);
     fz_check(ev->time <= c->now);
     fz_check(ev->name[0] != '\0'
@@ -186,6 +187,23 @@ fz_check_event(const omni_event_t *ev, const omni_event_ctx_t *c)
     if (ev->traits_json) {
         fz_check(json_is_object(ev->traits_json)
                  && json_object_get(ev->traits_json, "email") == NULL);
+    }
+
+    /* Sec-GPC or DNT: the feed's copy keeps no referrer, campaign data
+       or advertising id, and says why (docs/privacy.md) */
+    if (c->source & (OMNI_SRC_GPC | OMNI_SRC_DNT)) {
+        v = ev->feed_extra ? json_object_get(ev->feed_extra, "context")
+                           : NULL;
+        fz_check(json_is_object(v)
+                 && json_is_string(json_object_get(v, "privacy")));
+        fz_check(json_object_get(v, "campaign") == NULL
+                 && json_object_get(v, "referrer") == NULL);
+        fz_check(json_object_get(json_object_get(v, "page"), "referrer")
+                 == NULL);
+        fz_check(json_object_get(json_object_get(v, "device"),
+                                 "advertisingId")
+                 == NULL);
+        fz_check(json_object_get(ev->properties, "referrer") == NULL);
     }
 
     switch (ev->name_id) {
@@ -323,9 +341,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     ctx[0].visitor_kind = OMNI_ALIAS_COOKIE;
     memcpy(ctx[0].visitor, fz_vid_a, OMNI_ID_LEN);
 
-    /* an app */
+    /* an app whose request said Sec-GPC: 1 */
     ctx[1].trust = OMNI_TRUST_CLIENT;
-    ctx[1].source = OMNI_SRC_CLIENT;
+    ctx[1].source = OMNI_SRC_CLIENT | OMNI_SRC_GPC;
     ctx[1].channel = OMNI_CH_APP;
     ctx[1].visitor_kind = OMNI_ALIAS_DEVICE;
     memcpy(ctx[1].visitor, fz_vid_b, OMNI_ID_LEN);
