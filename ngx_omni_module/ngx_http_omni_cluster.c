@@ -45,6 +45,8 @@
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
+#define NGX_HTTP_OMNI_PUB_TRY      250              /* ms per wait */
+#define NGX_HTTP_OMNI_PUB_PAUSE    50               /* ms after refusals */
 
 
 /* The consume task's context: one fetch, decoded and applied. */
@@ -77,7 +79,6 @@ typedef struct {
     ngx_uint_t             idle;            /* fetches that timed out */
     uint64_t               applied;         /* the store's meta "stream" */
     uint64_t               stream_last;     /* the stream's, as last seen */
-    ngx_atomic_t           pub_failed;      /* async publish errors */
     ngx_thread_pool_t     *pool;
     ngx_thread_task_t     *task;
     ngx_event_t            tick;
@@ -100,6 +101,19 @@ typedef struct {
 static ngx_http_omni_cluster_t  ngx_http_omni_cl;
 
 
+/* What JetStream refused, handed from libnats's thread to the publisher. */
+static struct {
+    pthread_mutex_t        mu;
+    natsMsg              **msgs;
+    ngx_uint_t             n;
+    ngx_uint_t             size;
+    ngx_uint_t             count;           /* refusals, ever */
+    natsStatus             err;             /* the last one's */
+    jsErrCode              code;
+} ngx_http_omni_cl_refused = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0,
+                               NATS_OK, 0 };
+
+
 static void ngx_http_omni_cluster_tick(ngx_event_t *ev);
 static void ngx_http_omni_cluster_thread(void *data, ngx_log_t *log);
 static void ngx_http_omni_cluster_done(ngx_event_t *ev);
@@ -119,10 +133,55 @@ ngx_http_omni_cluster_connected(natsConnection *nc, void *closure)
 }
 
 
+/*
+ * A message JetStream refused (no stream leader during an election, a
+ * server gone): libnats's reply thread calls this.  The message is taken
+ * back (pae->Msg = NULL: libnats then leaves it alone) for the publisher
+ * to send again, with the same Nats-Msg-Id, until its timeout.
+ */
 static void
 ngx_http_omni_cluster_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 {
-    (void) ngx_atomic_fetch_add(&ngx_http_omni_cl.pub_failed, 1);
+    natsMsg  **a;
+
+    pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
+
+    ngx_http_omni_cl_refused.count++;
+    ngx_http_omni_cl_refused.err = pae->Err;
+    ngx_http_omni_cl_refused.code = pae->ErrCode;
+
+    if (ngx_http_omni_cl_refused.n == ngx_http_omni_cl_refused.size) {
+        a = realloc(ngx_http_omni_cl_refused.msgs,
+                    (ngx_http_omni_cl_refused.size * 2 + 64)
+                    * sizeof(natsMsg *));
+
+        if (a != NULL) {
+            ngx_http_omni_cl_refused.msgs = a;
+            ngx_http_omni_cl_refused.size =
+                                  ngx_http_omni_cl_refused.size * 2 + 64;
+        }
+    }
+
+    if (pae->Msg && ngx_http_omni_cl_refused.n < ngx_http_omni_cl_refused.size)
+    {
+        ngx_http_omni_cl_refused.msgs[ngx_http_omni_cl_refused.n++] =
+                                                                  pae->Msg;
+        pae->Msg = NULL;
+    }
+
+    pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
+}
+
+
+/* Milliseconds of a monotonic clock, for pool threads. */
+static int64_t
+ngx_http_omni_cluster_now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 
@@ -463,16 +522,174 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
 
 /* ---- publish: the writer task, in a pool thread ---- */
 
+/*
+ * Waits for the acknowledgements of what was published, for at most
+ * timeout= in all, in tries of NGX_HTTP_OMNI_PUB_TRY: what JetStream
+ * refused (no stream leader while it elects one) and what is still
+ * unacknowledged after a try (sent to a server that died, whose
+ * connection libnats has moved to another) are sent again, with their
+ * Nats-Msg-Id, so that JetStream stores each once.  A server's death
+ * then costs the events in flight some latency, not a 503.
+ */
+static ngx_int_t
+ngx_http_omni_cluster_complete(char *err, size_t len)
+{
+    int64_t        deadline, left, wait;
+    natsMsg      **again, *m;
+    natsStatus     s, last;
+    jsPubOptions   po;
+    ngx_uint_t     i, n, size, tries, refused;
+    natsMsgList    pending;
+
+    deadline = ngx_http_omni_cluster_now()
+               + (int64_t) ngx_http_omni_cl.conf->timeout;
+    again = NULL;
+    size = 0;
+    tries = 0;
+    last = NATS_OK;
+
+    for ( ;; ) {
+        tries++;
+        left = deadline - ngx_http_omni_cluster_now();
+        wait = ngx_min(left, NGX_HTTP_OMNI_PUB_TRY);
+
+        jsPubOptions_Init(&po);
+        po.MaxWait = ngx_max(wait, 1);
+
+        s = js_PublishAsyncComplete(ngx_http_omni_cl.js, &po);
+
+        /* the refused ones, taken back by the error handler */
+        pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
+
+        n = ngx_http_omni_cl_refused.n;
+        refused = n;
+
+        if (n) {
+            last = ngx_http_omni_cl_refused.err;
+
+            if (n > size) {
+                free(again);
+                size = n + 256;
+                again = malloc(size * sizeof(natsMsg *));
+            }
+
+            if (again) {
+                ngx_memcpy(again, ngx_http_omni_cl_refused.msgs,
+                           n * sizeof(natsMsg *));
+
+            } else {
+                for (i = 0; i < n; i++) {
+                    natsMsg_Destroy(ngx_http_omni_cl_refused.msgs[i]);
+                }
+
+                size = 0;
+                n = 0;
+            }
+
+            ngx_http_omni_cl_refused.n = 0;
+        }
+
+        pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
+
+        if (s == NATS_OK && refused == 0) {
+            free(again);
+            return NGX_OK;
+        }
+
+        if (s != NATS_OK && s != NATS_TIMEOUT) {
+            break;
+        }
+
+        /* the unacknowledged ones: libnats forgets them, they go again */
+        if (s == NATS_TIMEOUT
+            && js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
+               == NATS_OK)
+        {
+            last = NATS_TIMEOUT;
+
+            if (n + pending.Count > size) {
+                natsMsg  **a;
+
+                a = realloc(again, (n + pending.Count + 256)
+                                   * sizeof(natsMsg *));
+                if (a == NULL) {
+                    natsMsgList_Destroy(&pending);
+                    break;
+                }
+
+                again = a;
+                size = n + pending.Count + 256;
+            }
+
+            ngx_memcpy(again + n, pending.Msgs,
+                       pending.Count * sizeof(natsMsg *));
+            n += pending.Count;
+
+            /* the list's array only: its messages are in again[] now */
+            free(pending.Msgs);
+        }
+
+        if (again == NULL || (left = deadline - ngx_http_omni_cluster_now())
+                             <= 0)
+        {
+            break;
+        }
+
+        /* no leader to take them yet: a pause, not a busy loop */
+        if (refused) {
+            ngx_msleep((ngx_msec_t) ngx_min(left, NGX_HTTP_OMNI_PUB_PAUSE));
+        }
+
+        for (i = 0; i < n; i++) {
+            m = again[i];
+            again[i] = NULL;
+
+            if (js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL)
+                != NATS_OK)
+            {
+                natsMsg_Destroy(m);
+                last = NATS_CONNECTION_CLOSED;
+            }
+        }
+
+        n = 0;
+    }
+
+    if (again) {
+        for (i = 0; i < n; i++) {
+            natsMsg_Destroy(again[i]);
+        }
+
+        free(again);
+    }
+
+    /* what is left unacknowledged goes again with the writer's next try */
+    if (js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
+        == NATS_OK)
+    {
+        natsMsgList_Destroy(&pending);
+    }
+
+    snprintf(err, len, "no acknowledgement from JetStream within %lums "
+             "(%lu tries; last: %s)",
+             (unsigned long) ngx_http_omni_cl.conf->timeout,
+             (unsigned long) tries,
+             last == NATS_TIMEOUT ? "no answer"
+                                  : natsStatus_GetText(last));
+
+    return NGX_ERROR;
+}
+
+
 ngx_int_t
 ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
     uint64_t to, char *err, size_t len)
 {
     u_char                        *p, *rec, *data;
     uint32_t                       rlen;
-    uint64_t                       pos, failed;
+    uint64_t                       pos;
     natsMsg                       *m;
     natsStatus                     s;
-    jsPubOptions                   po;
     ngx_uint_t                     n;
     ngx_http_omni_cluster_conf_t  *cf;
     u_char                         id[128];
@@ -487,7 +704,6 @@ ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
     }
 
     cf = ngx_http_omni_cl.conf;
-    failed = ngx_http_omni_cl.pub_failed;
     n = 0;
 
     for (pos = from; pos < to; pos += rlen) {
@@ -552,29 +768,7 @@ ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
         return NGX_OK;
     }
 
-    jsPubOptions_Init(&po);
-    po.MaxWait = (int64_t) cf->timeout;
-
-    s = js_PublishAsyncComplete(ngx_http_omni_cl.js, &po);
-
-    if (s != NATS_OK) {
-        natsMsgList  pending;
-
-        /* what did not make it is published again with the next batch */
-        if (js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
-            == NATS_OK)
-        {
-            natsMsgList_Destroy(&pending);
-        }
-
-        return ngx_http_omni_cluster_fail(err, len,
-                                          "no acknowledgement from JetStream",
-                                          s);
-    }
-
-    if (ngx_http_omni_cl.pub_failed != failed) {
-        snprintf(err, len, "JetStream refused %llu message(s)",
-                 (unsigned long long) (ngx_http_omni_cl.pub_failed - failed));
+    if (ngx_http_omni_cluster_complete(err, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
