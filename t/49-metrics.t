@@ -5,7 +5,11 @@
 # writer's queue, batches and commit latency, events accepted and
 # rejected by reason, merges, store fill, rules generation and reload
 # failures; the endpoint exists only where configured and is refused by
-# allow/deny; the counters survive a reload (HUP).
+# allow/deny; the counters survive a reload (HUP).  Drops (a stopped
+# writer), geo lookups and misses, the cluster's metrics with NATS
+# unreachable and with a JetStream server (skipped without nats-server).
+# The documented alerts name metrics that exist, load, and fire when
+# they should (promtool test rules).
 
 use strict;
 use warnings;
@@ -14,6 +18,9 @@ use lib 't/lib';
 use OmniTest;
 use OmniCookie;
 use OmniEvents;
+use OmniGeo;
+use OmniNats;
+use IO::Socket::INET ();
 
 our $VID  = 'ae000000000000000000000000000001';
 our $VID2 = 'ae000000000000000000000000000002';
@@ -196,6 +203,52 @@ tests:
           - labels: '{instance="a",job="omni"}'
             value: 0.25
 YAML
+
+# A keep-alive request on $s (t/44-writer.t): the answer's status, body.
+sub ka {
+    my ($s, $req) = @_;
+    print $s $req;
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        defined(sysread($s, $head, 1, length $head)) && length $head or last;
+    }
+    my ($status) = $head =~ m{^HTTP/1\.1 (\d+)};
+    my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+    my $body = '';
+    while (length $body < ($len // 0)) {
+        sysread($s, $body, $len - length $body, length $body) or last;
+    }
+    return { status => $status // 0, body => $body };
+}
+
+# The scrape over a keep-alive connection, parsed as scrape() does.
+sub ka_scrape {
+    my ($s) = @_;
+    my $r = ka($s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    return { map { /^(\S+) (\S+)$/ ? ($1 => $2) : () }
+             grep { !/^#/ } split /\n/, $r->{body} };
+}
+
+# The pid of the worker that logged taking the writer lease last.
+sub holder {
+    my @pids = error_log_text()
+        =~ /(\d+)#\d+: (?:\*\d+ )?omni: (?:this worker is the store's writer|writer taken over)/g;
+    return $pids[-1];
+}
+
+# A NATS JetStream server for the cluster block (t/lib/OmniNats.pm), and
+# the omni_cluster line that points at it, in conf/cluster.conf.
+our $NATS;
+sub nats_conf {
+    $NATS = start_cluster(1);
+    my $path = "$OmniTest::PREFIX/conf/cluster.conf";
+    open(my $fh, '>', $path) or die "$path: $!";
+    print $fh 'omni_cluster ' . $NATS->urls . " node=m-1 replicas=1;\n";
+    close $fh;
+}
+
+$ENV{TEST_NGINX_PORT2} = free_port();
+$ENV{TEST_NGINX_NO_NATS} = nats_skip_reason() // '';
 
 sub master_pid {
     open(my $fh, '<', "$OmniTest::PREFIX/logs/nginx.pid") or die $!;
@@ -436,8 +489,204 @@ GET /metrics
 --- response_body_like
 omni_store_map_used_bytes 0\n(?s:.*)omni_rules_loaded 0\n
 --- check
+for my $g (qw(connected stream_applied_sequence stream_last_sequence
+              stream_lag_messages behind_retention)) {
+    like($resp->{content}, qr/^omni_cluster_$g 0$/m, "omni_cluster_$g 0");
+}
+like($resp->{content}, qr/^# TYPE omni_cluster_node_info gauge$/m,
+     'omni_cluster_node_info declared');
+unlike($resp->{content}, qr/^omni_cluster_node_info/m, '... with no series');
 SKIP: {
     my ($ok, $out) = main::promtool($resp->{content});
     skip 'promtool is not installed', 1 unless defined $ok;
     ok($ok, 'promtool check metrics: no problem') or diag $out;
 }
+
+=== TEST 4: a full queue: drops counted (the writer stopped, the other worker queues); every queued touch committed once the writer goes on
+--- skip_if: $ENV{TEST_NGINX_USE_VALGRIND}
+--- workers: 2
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m queue=16;
+server {
+    # reuseport: each worker accepts its own share of the connections
+    listen 127.0.0.1:$TEST_NGINX_PORT2 reuseport;
+    location = /pid { return 200 $pid; }
+    location = /metrics { omni_metrics; }
+    location / { omni on; return 200 "ok"; }
+}
+--- config
+location = /t { return 200 "up"; }
+--- request
+GET /t
+--- check
+my %conns;
+for (1 .. 40) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ENV{TEST_NGINX_PORT2}")
+        or die "connect: $!";
+    push @{ $conns{ main::ka($s, "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")->{body} } }, $s;
+}
+my $x = main::holder();
+my ($y) = grep { $_ != $x } keys %conns;
+ok($y && @{ $conns{$x} // [] }, 'keep-alive connections to both workers')
+    or BAIL_OUT('no connections to both workers');
+my ($ys, $xs) = ($conns{$y}[0], $conns{$x}[0]);
+my $m0 = main::ka_scrape($ys);
+is($m0->{omni_touches_dropped_total}, 0, 'nothing dropped yet');
+
+kill 'STOP', $x;
+my $views = 40;
+for my $i (1 .. $views) {
+    # long referrers: 16 touches of ring (8 KiB) hold a few of them
+    my $r = main::ka($ys, "GET /p$i HTTP/1.1\r\nHost: x\r\nCookie: "
+                     . main::cookie(sprintf 'd0d0%028x', $i) . "\r\n"
+                     . 'Referer: https://example.com/' . ('r' x 500)
+                     . "\r\n\r\n");
+    is($r->{status}, 200, "page view $i answered, the writer stopped") if $i == $views;
+}
+my $m = main::ka_scrape($ys);
+kill 'CONT', $x;
+ok($m->{omni_touches_dropped_total} > 0,
+   "drops counted: $m->{omni_touches_dropped_total}");
+ok($m->{omni_writer_queue_touches} > 0 && $m->{omni_writer_queue_touches} <= 16,
+   "the queue holds what fits: $m->{omni_writer_queue_touches}");
+is($m->{omni_touches_queued_total} + $m->{omni_touches_dropped_total}, $views,
+   'every page view queued or dropped');
+ok(wait_for(sub { my $n = main::ka_scrape($ys);
+                  $n->{omni_writer_queue_touches} == 0
+                  && $n->{omni_touches_committed_total} == $n->{omni_touches_queued_total} },
+            10, 0.05), 'the writer went on: every queued touch committed');
+is(main::ka_scrape($ys)->{omni_touches_dropped_total},
+   $m->{omni_touches_dropped_total}, 'the drops stay counted');
+--- error_log
+writer queue full
+
+=== TEST 5: geo lookups and misses
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules;
+omni_geoip geo.mmdb;
+set_real_ip_from 127.0.0.1;
+real_ip_header X-Forwarded-For;
+--- init
+build_mmdb("$OmniTest::PREFIX/conf/geo.mmdb",
+           { '10.2.0.0/16' => { country => 'FR', city => 'Paris',
+                                lat => 48.86, lon => 2.34 } });
+--- user_files
+>>> rules/a.json
+{"rules": [
+  {"id": "fr", "when": {"geo": {"country": "FR"}},
+   "banner": {"slot": "hero", "html": "<b>FR</b>"}}
+]}
+>>> html/index.html
+<html><body><!--omni:slot hero--></body></html>
+--- config
+location / { omni on; }
+location = /metrics { omni_metrics; }
+--- request
+GET /metrics
+--- response_body_like
+\nomni_geo_lookups_total 0\n(?s:.*)\nomni_geo_misses_total 0\n
+--- check
+like(http_get('/index.html', 'X-Forwarded-For' => '10.2.3.4')->{content},
+     qr{<b>FR</b>}, 'a client in the database: found');
+unlike(http_get('/index.html', 'X-Forwarded-For' => '10.9.3.4')->{content},
+       qr{<b>FR</b>}, 'a client outside it: not found');
+unlike(http_get('/index.html', 'X-Forwarded-For' => '10.9.3.5')->{content},
+       qr{<b>FR</b>}, 'another one');
+my ($m) = main::scrape();
+is($m->{omni_geo_lookups_total}, 3, 'three lookups');
+is($m->{omni_geo_misses_total}, 2, 'two misses');
+is($m->{omni_decisions_total}, 3, 'three decisions');
+
+=== TEST 6: omni_cluster with NATS unreachable: the node's info, not connected, publishes fail and are counted; without omni_cluster none of it (TEST 3)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_cluster nats://127.0.0.1:1 node=web-7 stream=SHOP timeout=200ms;
+--- config
+location / { omni on; return 200 "ok"; }
+location = /metrics { omni_metrics; }
+--- request
+GET /page
+--- check
+my $m;
+ok(wait_for(sub { ($m) = main::scrape(); $m->{omni_cluster_publish_failures_total} >= 1 },
+            15, 0.1), 'the publish of the page view failed, and was counted')
+    or diag explain $m;
+is($m->{'omni_cluster_node_info{node="web-7",stream="SHOP"}'}, 1,
+   'omni_cluster_node_info with node and stream');
+is($m->{omni_cluster_connected}, 0, 'not connected');
+is($m->{omni_cluster_messages_published_total}, 0, 'nothing published');
+is($m->{omni_cluster_messages_consumed_total}, 0, 'nothing consumed');
+is($m->{omni_touches_committed_total}, 0, 'nothing committed (the stream applies)');
+is($m->{'omni_writer_batches_total{result="failed"}'}, 0,
+   'a failed publish is no failed writer batch');
+is($m->{omni_touches_queued_total}, 1, 'the page view stays queued');
+is($m->{omni_writer_queue_touches}, 1, '... in the queue');
+my (undef, $r) = main::scrape();
+SKIP: {
+    my ($ok, $out) = main::promtool($r->{content});
+    skip 'promtool is not installed', 1 unless defined $ok;
+    ok($ok, 'promtool check metrics: no problem') or diag $out;
+}
+--- error_log
+not published, retrying
+
+=== TEST 7: omni_cluster with a NATS JetStream server: published, consumed, the applied sequence is the stream's, connected; the server stopped: disconnected
+--- skip_if: $ENV{TEST_NGINX_NO_NATS}
+--- workers: 2
+--- init
+main::nats_conf();
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+include cluster.conf;
+--- config
+location / { omni on; return 200 "ok"; }
+location = /metrics { omni_metrics; }
+--- request
+GET /t
+--- check
+my $m;
+for my $i (1 .. 5) {
+    is(http_get("/p$i", Cookie => main::cookie(sprintf 'c1c1%028x', $i))->{status},
+       200, "page view $i");
+}
+ok(wait_for(sub { ($m) = main::scrape();
+                  $m->{omni_cluster_messages_consumed_total} >= 6
+                  && $m->{omni_cluster_stream_lag_messages} == 0 }, 20, 0.1),
+   'the page views published and applied') or diag explain $m;
+is($m->{omni_cluster_messages_published_total}, 6, 'six records published and acknowledged');
+is($m->{omni_cluster_messages_consumed_total}, 6, 'six consumed');
+is($m->{omni_touches_committed_total}, 6, 'six touches committed, by the consumer');
+ok($m->{'omni_writer_batches_total{result="ok"}'} >= 1, 'the consumer\'s transactions are the batches');
+is($m->{omni_writer_commit_duration_seconds_count}, $m->{'omni_writer_batches_total{result="ok"}'},
+   'one commit time per transaction');
+is($m->{omni_cluster_connected}, 1, 'connected');
+is($m->{'omni_cluster_node_info{node="m-1",stream="OMNI"}'}, 1, 'node info');
+my (undef, $info) = $main::NATS->natsping('stream-info', 'OMNI');
+my ($last) = $info =~ /^last_seq=(\d+)$/m;
+is($m->{omni_cluster_stream_applied_sequence}, $last, "applied the stream's last sequence ($last)");
+is($m->{omni_cluster_stream_last_sequence}, $last, 'and saw it');
+is($m->{omni_cluster_stream_lag_messages}, 0, 'no lag');
+is($m->{omni_cluster_publish_failures_total}, 0, 'no publish failed');
+is($m->{omni_cluster_consume_failures_total}, 0, 'no consume failed');
+is($m->{omni_cluster_behind_retention}, 0, 'not behind');
+my (undef, $r) = main::scrape();
+SKIP: {
+    my ($ok, $out) = main::promtool($r->{content});
+    skip 'promtool is not installed', 1 unless defined $ok;
+    ok($ok, 'promtool check metrics: no problem') or diag $out;
+}
+
+$main::NATS->stop(0);
+ok(wait_for(sub { (main::scrape())[0]{omni_cluster_connected} == 0 }, 10, 0.1),
+   'the server stopped: not connected');
+is(http_get('/p9', Cookie => main::cookie())->{status}, 200, 'pages still served');
+ok(wait_for(sub { (main::scrape())[0]{omni_cluster_publish_failures_total} >= 1 }, 15, 0.1),
+   'its publish failed, and was counted');
+$main::NATS->stop_all;
+--- error_log
+not published, retrying
