@@ -54,7 +54,7 @@ omni_run_init(omni_run_t *run, const omni_ruleset_t *set, omni_eval_t *ctx)
 
 
 void
-omni_why(omni_run_t *run, const char *fmt, ...)
+omni_why_fmt(omni_run_t *run, const char *fmt, ...)
 {
     va_list  ap;
 
@@ -95,7 +95,7 @@ omni_run_geo(omni_eval_t *ctx)
 
 /* ---- profile facts ---- */
 
-static void
+void
 omni_run_segs(omni_run_t *run)
 {
     int32_t            id;
@@ -125,18 +125,6 @@ omni_run_segs(omni_run_t *run)
             run->fbits[OMNI_FK_SEG] |= omni_fbit(id);
         }
     }
-}
-
-
-int
-omni_run_has_seg(omni_run_t *run, int32_t id)
-{
-    if (!(run->have & OMNI_F_SEGS)) {
-        omni_run_segs(run);
-    }
-
-    return id >= 0 && id < OMNI_RULES_MAX_SEGMENTS
-           && (run->segs[id >> 6] >> (id & 63)) & 1;
 }
 
 
@@ -318,9 +306,9 @@ omni_run_events(omni_run_t *run)
 }
 
 
-/* The fact bits of one kind, computing that profile section once. */
+/* omni_run_fbits() when the section is not decoded yet. */
 uint64_t
-omni_run_fbits(omni_run_t *run, unsigned kind)
+omni_run_fbits_slow(omni_run_t *run, unsigned kind)
 {
     switch (kind) {
     case OMNI_FK_SEG:
@@ -1088,7 +1076,6 @@ omni_eval_geo(omni_run_t *run, const omni_cond_t *c)
     int                 idx;
     double              dist;
     const char         *have;
-    omni_geo_point_t    pt;
     const omni_geo_t   *g;
 
     if (!omni_run_geo(run->ctx)) {
@@ -1104,9 +1091,14 @@ omni_eval_geo(omni_run_t *run, const omni_cond_t *c)
             return 0;
         }
 
-        omni_geo_point(&pt, g->lat, g->lon);
-        idx = omni_geo_nearest(&pt, &run->set->stores[c->a].pt, c->n,
-                               sizeof(omni_store_t), c->num, &dist);
+        /* the visitor's point (a cosine) once per decision */
+        if (!(run->have & OMNI_F_GEO_PT)) {
+            omni_geo_point(&run->geo_pt, g->lat, g->lon);
+            run->have |= OMNI_F_GEO_PT;
+        }
+
+        idx = omni_geo_nearest(&run->geo_pt, &run->set->stores[c->a].pt,
+                               c->n, sizeof(omni_store_t), c->num, &dist);
 
         if (idx < 0) {
             omni_why(run, "%s (none within)", c->label);

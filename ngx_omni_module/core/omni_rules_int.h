@@ -353,6 +353,7 @@ struct omni_ruleset_s {
 #define OMNI_F_STAGE      0x0020
 #define OMNI_F_EVENTS     0x0040
 #define OMNI_F_ACCOUNT    0x0080
+#define OMNI_F_GEO_PT     0x0100
 
 typedef struct {
     int32_t         sku, cat;
@@ -403,6 +404,8 @@ typedef struct {
     uint32_t               last_event;
     uint64_t               fbits[OMNI_FK_MAX];
 
+    omni_geo_point_t       geo_pt;      /* the visitor's, for "near" */
+
     omni_match_t           match;       /* of the rule being evaluated */
     omni_why_t            *why;         /* NULL on the hot path */
 } omni_run_t;
@@ -412,14 +415,55 @@ void omni_run_init(omni_run_t *run, const omni_ruleset_t *set,
     omni_eval_t *ctx);
 int omni_run_geo(omni_eval_t *ctx);
 unsigned omni_run_stage(omni_run_t *run);
-void omni_why(omni_run_t *run, const char *fmt, ...)
+void omni_why_fmt(omni_run_t *run, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
-int omni_run_has_seg(omni_run_t *run, int32_t id);
-uint64_t omni_run_fbits(omni_run_t *run, unsigned kind);
+/*
+ * A reason, on the explain path only: the hot path (why NULL) neither
+ * calls nor evaluates the arguments.
+ */
+#define omni_why(run, ...)                                                  \
+    do {                                                                    \
+        if ((run)->why != NULL) {                                           \
+            omni_why_fmt((run), __VA_ARGS__);                               \
+        }                                                                   \
+    } while (0)
+
+void omni_run_segs(omni_run_t *run);
+uint64_t omni_run_fbits_slow(omni_run_t *run, unsigned kind);
+
+/* Segment membership, the section decoded on first use. */
+static inline int
+omni_run_has_seg(omni_run_t *run, int32_t id)
+{
+    if (!(run->have & OMNI_F_SEGS)) {
+        omni_run_segs(run);
+    }
+
+    return id >= 0 && id < OMNI_RULES_MAX_SEGMENTS
+           && (run->segs[id >> 6] >> (id & 63)) & 1;
+}
+
+/* The fact bits of one kind, computing that profile section once. */
+static inline uint64_t
+omni_run_fbits(omni_run_t *run, unsigned kind)
+{
+    static const unsigned  sect[OMNI_FK_MAX] = {
+        0, OMNI_F_SEGS, OMNI_F_PURCH, OMNI_F_PURCH, OMNI_F_VIEWS,
+        OMNI_F_VIEWS, OMNI_F_CART, OMNI_F_CART, OMNI_F_EVENTS
+    };
+
+    if (kind != OMNI_FK_NONE && kind < OMNI_FK_MAX
+        && (run->have & sect[kind]))
+    {
+        return run->fbits[kind];
+    }
+
+    return omni_run_fbits_slow(run, kind);
+}
 void omni_run_purch(omni_run_t *run);
 int omni_cond_eval(omni_run_t *run, const omni_cond_t *c);
 
