@@ -22,9 +22,10 @@ sub server { (Authorization => "Bearer $KEY") }
 # Every database of the store, as mdb_dump writes it: hex bytes, and
 # printable text (both, so that binary ids and strings can be found).
 sub dump_store {
+    my ($dir) = @_;
     my $out = '';
     for my $p ('', '-p') {
-        my ($rc, $o, $e) = run_command(['mdb_dump', '-a', ($p ? $p : ()), store()]);
+        my ($rc, $o, $e) = run_command(['mdb_dump', '-a', ($p ? $p : ()), $dir // store()]);
         die "mdb_dump: $e" if $rc;
         $out .= $o;
     }
@@ -65,6 +66,9 @@ GET /p/1?utm_source=news
 # a visitor browses, adds to cart, logs in (identify with email), buys
 # in the store, and uses the app too
 http_get('/p/2', Cookie => main::cookie());
+# somebody else, who stays
+our $OTHER = 'c0ffee000000000000000000000000ff';
+http_get("/o/$_", Cookie => main::cookie($OTHER)) for 1 .. 2;
 my @msg = ('cl-msg-7a1', 'srv-msg-9b2', 'pos-msg-3c3', 'app-msg-4d4');
 my $r = main::post({ type => 'track', event => 'Product Added', messageId => $msg[0],
                      properties => { sku => 'SKU-PRIV', price => 10 } }, Cookie => main::cookie());
@@ -101,6 +105,16 @@ for my $needle ($pid, $main::VID, $main::DEV, $email, 'CUST-PRIV-77', 'ana.priv@
                 'ORDER-PRIV-55', @msg) {
     my $f = main::found_in($after, $needle);
     ok(!$f, "after forget: no trace of $needle") or diag "found as $f";
+}
+# a backup taken now holds none of it either (docs/privacy.md)
+my $bk = "$OmniTest::PREFIX/backup";
+($rc, $out, $err) = omnictl('--store', main::store(), 'backup', $bk);
+is($rc, 0, 'backup') or diag $err;
+my $bdump = main::dump_store($bk);
+ok(main::found_in($bdump, $main::OTHER), 'the backup holds the other visitor (the test can fail)');
+for my $needle ($pid, $main::VID, $main::DEV, $email, 'CUST-PRIV-77', 'ORDER-PRIV-55', @msg) {
+    my $f = main::found_in($bdump, $needle);
+    ok(!$f, "the backup: no trace of $needle") or diag "found as $f";
 }
 # the same cookie comes back (in a later second: what the visitor did up
 # to the second of the forget is dropped, docs/privacy.md): a new, empty
@@ -287,6 +301,7 @@ like($r->{content}, qr{<b>offer</b>}, 'and the banner on that very request');
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 omni_store $TEST_NGINX_PREFIX/store map_size=16m;
 omni_rules $TEST_NGINX_PREFIX/rules check=off;
+omni_events_key main "srv-key-0123456789abcdef0123456789abcdef";
 --- user_files
 >>> rules/r.json
 {"id": "hi", "when": {"attr": {"key": "first_name", "exists": true}},
@@ -339,6 +354,39 @@ unlike($page->($c3), qr/Ana/, 'the old cookie is out at once (the 200 means appl
 $r = main::post({ type => 'track', event => 'Signed Out', userId => 'C-SHARED' },
                 Authorization => 'Bearer nope');
 is($r->{status}, 401, 'a bad key: 401');
+$r = main::post({ type => 'track', event => 'Signed Out', userId => 'C-SHARED' }, main::server());
+is($r->{status}, 400, 'a server sign-out that names no browser or device: 400');
+is($r->{json} && $r->{json}{field}, 'anonymousId', 'naming anonymousId') or diag $r->{content};
+# an app signs out with its token: its device leaves the customer
+my $d1 = 'ab5000000000000000000000000000d1';
+http_get('/login', 'X-Omni-Token' => main::token($d1));
+ok(wait_for(sub { my $p = main::profile("device:$d1"); $p && $p->{id} eq $cust->{id} }, 5),
+   'an app logs in: its device is the customer\'s');
+$r = main::post({ type => 'track', event => 'Signed Out' }, 'X-Omni-Token' => main::token($d1));
+is($r->{status}, 200, 'the app\'s Signed Out') or diag $r->{content};
+# (the device's id points at a fresh profile id, made when it is used)
+my $next = sub { main::post({ type => 'track', event => 'Thing Done' }, 'X-Omni-Token' => main::token($_[0])) };
+$r = $next->($d1);
+ok($r->{json}{profile} && $r->{json}{profile} ne $cust->{id}, 'the app\'s next event is another profile\'s')
+    or diag $r->{content};
+my $dp = main::profile("device:$d1");
+ok($dp && !$dp->{attributes}{first_name}, 'which holds nothing of the customer') or diag explain $dp;
+ok(!(grep { $_->{type} eq 'device' && $_->{id} eq $d1 } @{ main::profile('customer:C-SHARED')->{aliases} || [] }),
+   'the customer no longer lists the device');
+# a server signs a device out by naming it
+my $d2 = 'ab5000000000000000000000000000d2';
+http_get('/login', 'X-Omni-Token' => main::token($d2));
+ok(wait_for(sub { my $p = main::profile("device:$d2"); $p && $p->{id} eq $cust->{id} }, 5),
+   'another device logs in');
+$r = main::post({ type => 'track', event => 'Signed Out', anonymousId => $d2 }, main::server());
+is($r->{status}, 200, 'a server signs it out by anonymousId') or diag $r->{content};
+$r = $next->($d2);
+ok($r->{json}{profile} && $r->{json}{profile} ne $cust->{id}, 'that device left the customer')
+    or diag $r->{content};
+ok(!(grep { $_->{id} eq $d2 } @{ main::profile('customer:C-SHARED')->{aliases} || [] }),
+   'the customer no longer lists it');
+is(scalar(grep { ($_->{event} // '') eq 'Signed Out' && $_->{profileId} eq $cust->{id} } @{ main::feed() }),
+   4, 'four sign-outs in the customer\'s feed');
 --- no_error_log
 [error]
 
@@ -478,5 +526,74 @@ for my $s (@sent) {
 my $p = main::profile('device:96c000000000000000000000000000d1');
 ok($p && grep({ ($_->{sku} // '') eq 'SKU-G' } @{ $p->{views} || [] }), 'the GPC app\'s view is in its profile')
     or diag explain $p;
+--- no_error_log
+[error]
+
+=== TEST 8: the consent cookie formats of privacy.md (Cookiebot, OneTrust, a site's own), every grant and refusal word, applied on the request over the profile's consent
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+--- user_files
+>>> rules/r.json
+{"id": "offer", "campaign": "offer",
+ "banner": {"slot": "hero", "html": "<b>offer</b>"},
+ "pixels": [{"img": "https://ads.example/px"}]}
+--- config
+omni_consent opt-in;
+location = /cb { omni_consent_cookie CookieConsent analytics=statistics personalization=preferences ads=marketing; omni_decide; }
+location = /ot { omni_consent_cookie OptanonConsent analytics=C0002 personalization=C0003 ads=C0004; omni_decide; }
+location = /own { omni_consent_cookie consent analytics=analytics personalization=personalization ads=ads; omni_decide; }
+location = /own-out { omni_consent opt-out; omni_consent_cookie consent analytics=analytics personalization=personalization ads=ads; omni_decide; }
+location = /omni/events { omni on; omni_events; }
+--- request
+GET /own
+--- check
+my $n = 0;
+# [banner, pixel] of a decision for a new visitor with this consent cookie
+my $decide = sub {
+    my ($path, $cookie, $vid) = @_;
+    $vid //= sprintf('c00c1e00%024x', ++$n);
+    my $r = http_get($path, Cookie => 'omni=' . mint_cookie(TEST_SECRET, $vid) . "; $cookie");
+    my $j = JSON::PP::decode_json($r->{content});
+    return ($j->{slots}{hero} ? 1 : 0) . (@{ $j->{pixels} || [] } ? 1 : 0);
+};
+# Cookiebot, as its script writes it (URL-encoded)
+is($decide->('/cb', 'CookieConsent={stamp:%27q9Yx1Z3e0Lq1%2Bk9%2Fw%3D%3D%27%2Cnecessary:true%2Cpreferences:true%2Cstatistics:false%2Cmarketing:true%2Cmethod:%27explicit%27%2Cver:1%2Cutc:1733400000000%2Cregion:%27de%27}'),
+   '11', 'Cookiebot: preferences and marketing granted');
+is($decide->('/cb', 'CookieConsent={stamp:%27x%27%2Cnecessary:true%2Cpreferences:false%2Cstatistics:true%2Cmarketing:true}'),
+   '00', 'Cookiebot: preferences refused');
+# OneTrust, a whole OptanonConsent cookie
+my $ot = 'isGpcEnabled=0&datestamp=Thu+Dec+04+2026+10%3A00%3A00+GMT%2B0100&version=202409.1.0'
+       . '&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId=0b7c2a&interactionCount=1'
+       . '&isAnonUser=1&landingPath=NotLandingPage&groups=C0001%3A1%2CC0002%3A0%2CC0003%3A1%2CC0004%3AADS'
+       . '&AwaitingReconsent=false';
+is($decide->('/ot', 'OptanonConsent=' . ($ot =~ s/ADS/1/r)), '11', 'OneTrust: C0003 and C0004 granted');
+is($decide->('/ot', 'OptanonConsent=' . ($ot =~ s/ADS/0/r)), '10', 'OneTrust: C0004 refused');
+# a site's own
+is($decide->('/own', 'consent=analytics:1|personalization:1|ads:0'), '10', 'own: ads:0');
+is($decide->('/own', 'consent=analytics=1&personalization=1&ads=1'), '11', 'own, KEY=VALUE: all granted');
+for my $w (qw(1 true yes granted allow allowed accepted on TRUE Granted)) {
+    is($decide->('/own', "consent=personalization:1|ads:$w"), '11', "'$w' grants");
+}
+for my $w (qw(0 false no denied deny rejected off)) {
+    is($decide->('/own', "consent=personalization:1|ads:$w"), '10', "'$w' refuses");
+    is($decide->('/own-out', "consent=personalization:1|ads:$w"), '10', "'$w' refuses under opt-out");
+}
+# anything else, or no key, states nothing: the model decides
+is($decide->('/own', 'consent=personalization:1|ads:maybe'), '10', 'opt-in: ads:maybe states nothing');
+is($decide->('/own-out', 'consent=personalization:1|ads:maybe'), '11', 'opt-out: ads:maybe states nothing');
+is($decide->('/own', 'consent=personalization:1'), '10', 'opt-in: no ads key');
+is($decide->('/own-out', 'consent=analytics:0'), '11', 'opt-out: only analytics stated');
+# a key is a whole word: 'xads' is not 'ads'
+is($decide->('/own', 'consent=personalization:1|xads:1|badsport:1'), '10', 'no partial key');
+# the cookie applies over what the profile holds, on the same request
+my $vid = 'c00c1e00000000000000000000000ff1';
+my $r = main::post({ type => 'track', event => 'Consent Updated',
+                     properties => { personalization => JSON::PP::true, ads => JSON::PP::false } },
+                   Cookie => 'omni=' . mint_cookie(TEST_SECRET, $vid));
+is($r->{status}, 200, 'the profile refuses ads') or diag $r->{content};
+is($decide->('/own', 'x=1', $vid), '10', 'profile: no pixel');
+is($decide->('/own', 'consent=ads:1', $vid), '11', 'the cookie granting ads: pixels on that request');
 --- no_error_log
 [error]
