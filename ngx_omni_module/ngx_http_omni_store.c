@@ -282,11 +282,18 @@ ngx_http_omni_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /*
      * An expired profile's touchpoints must be gone already: retention
-     * by age removes them first (omni_wtxn_expire_anonymous()).
+     * by age removes them first (omni_wtxn_expire_anonymous()).  Without
+     * retention by age (tp_max_age=0) they would stay: refused too.
      */
-    if (mcf->anon_ttl && mcf->tp_max_age
-        && mcf->anon_ttl < mcf->tp_max_age)
-    {
+    if (mcf->anon_ttl && mcf->tp_max_age == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"anon_ttl\" needs \"tp_max_age\" (it is 0, no "
+                           "limit): an expired profile's touchpoints would "
+                           "stay");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->anon_ttl && mcf->anon_ttl < mcf->tp_max_age) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"anon_ttl\" (%T s) is shorter than "
                            "\"tp_max_age\" (%T s): an expired profile's "

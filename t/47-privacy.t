@@ -444,6 +444,11 @@ my @p = (
       aliases => [ { type => 'customer', id => 'C-OLD' } ] },
     { id => 'a0000000000000000000000000000004', created => $old, updated => $now - 86400, visits => 2,
       visit_last => $now - 86400 },
+    # identified by an email only, or by an order only: not anonymous
+    { id => 'a0000000000000000000000000000005', created => $old, updated => $old, visits => 2, visit_last => $old,
+      aliases => [ { type => 'email', id => 'ed' x 32 } ] },
+    { id => 'a0000000000000000000000000000006', created => $old, updated => $old, visits => 2, visit_last => $old,
+      orders => 1, revenue => 10 },
 );
 my $f = "$OmniTest::PREFIX/seed.ndjson";
 open(my $fh, '>', $f) or die; print $fh JSON::PP->new->canonical->encode($_), "\n" for @p; close $fh;
@@ -461,6 +466,8 @@ ok(wait_for(sub { !main::profile('a0000000000000000000000000000001')
 ok(!main::profile('device:a00000000000000000000000000000d1'), 'with their alias');
 ok(main::profile('customer:C-OLD'), 'an idle customer stays');
 ok(main::profile('a0000000000000000000000000000004'), 'a recent visitor stays');
+ok(main::profile('a0000000000000000000000000000005'), 'an idle profile with an email stays');
+ok(main::profile('a0000000000000000000000000000006'), 'an idle profile with an order stays');
 --- no_error_log
 [error]
 
@@ -472,6 +479,24 @@ omni_store $TEST_NGINX_PREFIX/store anon_ttl=1d tp_max_age=7d;
 location / { return 200; }
 --- must_die
 qr/"anon_ttl" \(86400 s\) is shorter than "tp_max_age" \(604800 s\): an expired profile's touchpoints would stay in \S+nginx\.conf:\d+/
+
+=== TEST 6b: anon_ttl needs retention by age (tp_max_age=0 would keep an expired profile's touchpoints)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store anon_ttl=90d tp_max_age=0;
+--- config
+location / { return 200; }
+--- must_die
+qr/"anon_ttl" needs "tp_max_age" \(it is 0, no limit\): an expired profile's touchpoints would stay in \S+nginx\.conf:\d+/
+
+=== TEST 6c: anon_ttl is at least 1h
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store anon_ttl=30m tp_max_age=10m;
+--- config
+location / { return 200; }
+--- must_die
+invalid "anon_ttl=30m" (at least 1h, or off)
 
 === TEST 7: Sec-GPC or DNT on a browser's or app's own events: the feed keeps no referrer, campaign data, click id or advertising id, and marks them
 --- http_config
