@@ -343,10 +343,15 @@ for my $v ($main::VID, $main::VID2) {
 my $m;
 ok(wait_for(sub {
     ($m) = main::scrape();
+    # and every request's log phase ran (it may follow the response)
+    my $requests = 0;
+    $requests += $m->{"omni_requests_total{identity=\"$_\"}"}
+        for qw(new invalid cookie token none);
     $m->{'omni_touches_committed_total'} >= $m->{'omni_touches_queued_total'}
         && $m->{'omni_writer_queue_touches'} == 0
-        && $m->{'omni_touches_queued_total'} > 0;
-}, 10, 0.05), 'every queued touch committed');
+        && $m->{'omni_touches_queued_total'} > 0
+        && $requests >= 3 + 3 + 9;
+}, 10, 0.05), 'every queued touch committed, every request counted');
 ($m, my $r) = main::scrape();
 
 # The scrape itself is no identified request: the counts are exact.
@@ -690,3 +695,33 @@ ok(wait_for(sub { (main::scrape())[0]{omni_cluster_publish_failures_total} >= 1 
 $main::NATS->stop_all;
 --- error_log
 not published, retrying
+
+=== TEST 8: events rejected, by reason: unauthorized, media_type, too_large, unavailable (no store), each counted once
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_events_key main "srv-key-0123456789abcdef0123456789abcdef";
+--- config
+location = /omni/events { omni_events max_body=1k; }
+location = /metrics { omni_metrics; }
+--- request
+GET /metrics
+--- check
+my $ev = { type => 'track', event => 'Product Viewed', messageId => 'rj-1',
+           anonymousId => $main::VID, properties => { sku => 'S1' } };
+is(post($ev, Authorization => 'Bearer not-the-key-0123456789abcdef0123456789')->{status},
+   401, 'a key that does not verify: 401');
+is(post('{"type":"track"}', 'Content-Type' => 'application/xml')->{status},
+   415, 'not JSON: 415');
+is(post({ %$ev, properties => { sku => 'x' x 2000 } })->{status},
+   413, 'larger than max_body: 413');
+is(post($ev, Authorization => "Bearer $main::KEY")->{status},
+   503, 'no store: 503');
+my ($m) = main::scrape();
+my %want = (unauthorized => 1, media_type => 1, too_large => 1,
+            unavailable => 1, invalid => 0, forbidden => 0, method => 0,
+            queue_full => 0);
+for my $reason (sort keys %want) {
+    is($m->{"omni_events_rejected_total{reason=\"$reason\"}"}, $want{$reason},
+       "rejected $reason: $want{$reason}");
+}
+is($m->{'omni_events_total{result="accepted"}'}, 0, 'nothing accepted');
