@@ -433,7 +433,10 @@ omni_store_open(omni_store_t **stp, const char *path,
         return OMNI_ERROR;
     }
 
-    omni_store_share_group(path);
+    /* a read-only open (nginx -t) changes nothing, modes included */
+    if (!opts->readonly) {
+        omni_store_share_group(path);
+    }
 
     /*
      * A map already grown larger on disk wins over the configured or
