@@ -393,10 +393,9 @@ int
 omni_rec_get_attr(const omni_rec_t *rec, const char *key, size_t len,
     omni_bytes_t *str, double *num)
 {
-    unsigned           type;
-    omni_bytes_t       item;
-    omni_rec_iter_t    it;
-    omni_rec_fields_t  f;
+    size_t               avail, n, k, rest;
+    unsigned             type;
+    const unsigned char *p, *end, *item;
 
     if (str != NULL) {
         str->data = omni_empty;
@@ -407,28 +406,72 @@ omni_rec_get_attr(const omni_rec_t *rec, const char *key, size_t len,
         *num = 0.0;
     }
 
-    omni_rec_iter_init(&it, rec, OMNI_SECT_ATTRS);
+    if (rec == NULL || rec->sect[OMNI_SECT_ATTRS].data == NULL) {
+        return 0;
+    }
 
-    while (omni_rec_iter_next(&it, &item)) {
-        omni_rec_fields_init(&f, item);
+    /*
+     * The iterator and field readers' framing, inline: the rules look
+     * attributes up on every request, and a call per item and field was
+     * most of the cost.  Items: a 16-bit length, then the key (a 16-bit
+     * length and bytes), the type byte and the value.  A key cut short
+     * reads as empty and the rest as absent, as the readers have it.
+     */
+    p = rec->sect[OMNI_SECT_ATTRS].data;
+    end = p + rec->sect[OMNI_SECT_ATTRS].len;
 
-        if (!omni_bytes_eq(omni_rec_get_str(&f), key, len)) {
+    while (p < end) {
+        avail = (size_t) (end - p);
+
+        if (avail < 2) {
+            return 0;
+        }
+
+        n = omni_rd16(p);
+
+        if (n > avail - 2) {
+            return 0;
+        }
+
+        item = p + 2;
+        p += 2 + n;
+
+        if (n < 2 || (k = omni_rd16(item)) > n - 2) {
+            /* the key reads as empty, the type as absent */
+            if (len == 0) {
+                return 0;
+            }
+
             continue;
         }
 
-        type = omni_rec_get_u8(&f);
+        if (k != len || (len && memcmp(item + 2, key, len) != 0)) {
+            continue;
+        }
+
+        rest = n - 2 - k;
+        item += 2 + k;
+
+        if (rest < 1) {
+            return 0;
+        }
+
+        type = item[0];
+        item++;
+        rest--;
 
         if (type == OMNI_ATTR_STR) {
-            if (str != NULL) {
-                *str = omni_rec_get_str(&f);
+            if (str != NULL && rest >= 2 && omni_rd16(item) <= rest - 2) {
+                str->data = item + 2;
+                str->len = omni_rd16(item);
             }
 
             return OMNI_ATTR_STR;
         }
 
         if (type == OMNI_ATTR_NUM) {
-            if (num != NULL) {
-                *num = omni_rec_get_f64(&f);
+            if (num != NULL && rest >= 8) {
+                *num = omni_rdf64(item);
             }
 
             return OMNI_ATTR_NUM;

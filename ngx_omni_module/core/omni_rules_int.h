@@ -52,6 +52,7 @@ typedef struct {
 } omni_symtab_t;
 
 uint64_t omni_hash_str(const char *s, size_t len);
+uint64_t omni_hash_fast(const char *s, size_t len);
 /* Load time: the id of name, added when new (-1: out of memory). */
 int32_t omni_sym_intern(omni_symtab_t *t, omni_arena_t *a, const char *s,
     size_t len);

@@ -611,35 +611,6 @@ omni_pixel_url(const omni_ruleset_t *set, omni_eval_t *ctx,
 }
 
 
-/*
- * The pixels' de-duplication key: 8 bytes per step (FNV-1a took a
- * multiply per byte of a URL of a hundred bytes).  Like the hash before
- * it, equal keys are taken as equal URLs.
- */
-static uint64_t
-omni_pixel_key(const char *p, size_t n)
-{
-    uint64_t  h, w;
-
-    h = 0x9e3779b97f4a7c15ULL ^ n;
-
-    while (n >= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-        p += 8;
-        n -= 8;
-    }
-
-    w = 0;
-    memcpy(&w, p, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 29;
-
-    return h;
-}
-
-
 /* Calls fn for each distinct rendered pixel URL. */
 static void
 omni_pixels_each(const omni_ruleset_t *set, omni_eval_t *ctx,
@@ -661,7 +632,8 @@ omni_pixels_each(const omni_ruleset_t *set, omni_eval_t *ctx,
         }
 
         /* two templates can render the same URL: one request is enough */
-        h = omni_pixel_key(url, n) ^ type;
+        /* equal keys are taken as equal URLs, as they always were */
+        h = omni_hash_fast(url, n) ^ type;
 
         for (j = 0; j < k; j++) {
             if (seen[j] == h) {

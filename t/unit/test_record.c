@@ -1221,6 +1221,129 @@ test_damage(void)
 }
 
 
+/*
+ * omni_rec_get_attr() frames the attributes section inline; the reference
+ * is its former self, through the public iterator and field readers.
+ * Random sections, some items cut short or lying about their lengths:
+ * the same type, string and number for every key asked.
+ */
+static int
+ref_get_attr(const omni_rec_t *rec, const char *key, size_t len,
+    omni_bytes_t *str, double *num)
+{
+    unsigned           type;
+    omni_bytes_t       item, k;
+    omni_rec_iter_t    it;
+    omni_rec_fields_t  f;
+
+    str->len = 0;
+    *num = 0.0;
+
+    omni_rec_iter_init(&it, rec, OMNI_SECT_ATTRS);
+
+    while (omni_rec_iter_next(&it, &item)) {
+        omni_rec_fields_init(&f, item);
+        k = omni_rec_get_str(&f);
+
+        if (k.len != len || (len && memcmp(k.data, key, len) != 0)) {
+            continue;
+        }
+
+        type = omni_rec_get_u8(&f);
+
+        if (type == OMNI_ATTR_STR) {
+            *str = omni_rec_get_str(&f);
+            return OMNI_ATTR_STR;
+        }
+
+        if (type == OMNI_ATTR_NUM) {
+            *num = omni_rec_get_f64(&f);
+            return OMNI_ATTR_NUM;
+        }
+
+        return 0;
+    }
+
+    return 0;
+}
+
+
+static void
+test_attr_scan(void)
+{
+    static const char  *keys[] = { "", "a", "tier", "age", "zip", "x" };
+    unsigned char       sect[512];
+    size_t              n, m, kl, i, j;
+    unsigned            bad, found, c;
+    int                 ta, tb;
+    double              na, nb;
+    omni_bytes_t        sa, sb;
+    omni_rec_t          rec;
+
+    srand(77);
+    bad = found = 0;
+
+    for (c = 0; c < 20000; c++) {
+        n = 0;
+
+        while (n < sizeof(sect) - 64 && rand() % 6) {
+            kl = strlen(keys[rand() % 6]);
+            m = 2 + kl + 1 + (rand() % 2 ? 2 + rand() % 5 : 8);
+            m = rand() % 8 ? m : (size_t) rand() % 12;  /* lies, cuts */
+            sect[n] = (unsigned char) (m & 0xff);
+            sect[n + 1] = (unsigned char) (m >> 8);
+
+            for (i = 0; i < m && n + 2 + i < sizeof(sect); i++) {
+                sect[n + 2 + i] = (unsigned char) rand();
+            }
+
+            if (m >= 2 + kl) {
+                sect[n + 2] = (unsigned char) kl;
+                sect[n + 3] = 0;
+                memcpy(sect + n + 4, keys[rand() % 6], kl);
+            }
+
+            if (m >= 3 + kl) {
+                sect[n + 4 + kl] = (unsigned char) (1 + rand() % 3);
+            }
+
+            if (m >= 5 + kl && rand() % 2) {
+                sect[n + 5 + kl] = (unsigned char) (rand() % (m - kl - 2));
+                sect[n + 6 + kl] = 0;
+            }
+
+            n += 2 + m;
+        }
+
+        if (n > sizeof(sect)) {
+            n = sizeof(sect);
+        }
+
+        memset(&rec, 0, sizeof(rec));
+        rec.sect[OMNI_SECT_ATTRS].data = sect;
+        rec.sect[OMNI_SECT_ATTRS].len = n - (rand() % 4 == 0 && n ? 1 : 0);
+
+        for (j = 0; j < 6; j++) {
+            ta = omni_rec_get_attr(&rec, keys[j], strlen(keys[j]), &sa, &na);
+            tb = ref_get_attr(&rec, keys[j], strlen(keys[j]), &sb, &nb);
+            found += ta != 0;
+
+            if (ta != tb || sa.len != sb.len
+                || (sa.len && memcmp(sa.data, sb.data, sa.len) != 0)
+                || memcmp(&na, &nb, sizeof(double)) != 0)
+            {
+                bad++;
+            }
+        }
+    }
+
+    is_int(bad, 0, "omni_rec_get_attr = the iterator and field readers, "
+           "20,000 random sections");
+    ok(found > 10000, "the random sections hold attributes (%u found)",
+       found);
+}
+
+
 int
 main(void)
 {
@@ -1232,6 +1355,7 @@ main(void)
     test_forward_compat();
     test_backward_compat();
     test_damage();
+    test_attr_scan();
 
     return done_testing();
 }
