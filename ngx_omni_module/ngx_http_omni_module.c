@@ -776,8 +776,15 @@ ngx_http_omni_log_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
     c = ngx_http_omni_consent(r, ctx);
 
+    /*
+     * A browser's first request (a new visitor id) records no statement:
+     * an event would make a profile of it, and a cookieless flood that
+     * carries a CMP's cookie would fill the store (docs/privacy.md).  The
+     * cookie still applies to this request; its statement is recorded
+     * when the browser comes back with its visitor cookie.
+     */
     if ((ctx->consent_req & OMNI_CONSENT_SET) && c != ctx->consent_stored
-        && !ctx->store_error)
+        && ctx->identity != NGX_HTTP_OMNI_ID_NEW && !ctx->store_error)
     {
         (void) ngx_http_omni_events_consent(r, ctx, ctx->consent_req);
     }

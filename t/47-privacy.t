@@ -394,6 +394,7 @@ is(scalar(grep { ($_->{event} // '') eq 'Signed Out' && $_->{profileId} eq $cust
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 omni_store $TEST_NGINX_PREFIX/store map_size=16m tp_max=300;
+omni_consent_cookie CookieConsent analytics=statistics personalization=preferences ads=marketing;
 --- config
 location / { omni on; return 200 "ok\n"; }
 --- request
@@ -401,7 +402,9 @@ GET /warm
 --- check
 my $set;
 for my $i (1 .. 600) {
-    my $r = http_get("/flood/$i");
+    # half of them with a CMP's cookie: a statement of consent does not
+    # make a profile of a first request either
+    my $r = http_get("/flood/$i", $i % 2 ? () : (Cookie => 'CookieConsent={statistics:true,marketing:false}'));
     $set //= $r->{headers}{'set-cookie'};
 }
 my ($cookie) = ($set // '') =~ /^(omni=[^;]+)/;
