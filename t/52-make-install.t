@@ -195,6 +195,16 @@ unlike($r->{content}, qr/<!--omni:slot/, 'the marker is replaced');
 $r = http_get('/', Host => 'shop.example.com');
 like($r->{headers}{'set-cookie'} // '', qr/^omni=/, 'a new visitor gets a cookie');
 
+# quickstart.md's check: a new visitor sees the welcome banner, unless in
+# the example rules' 10% holdout (the marker stays)
+my @seen = map {
+    my $c = http_get('/', Host => 'shop.example.com')->{content};
+    $c =~ /class="omni omni-welcome"/ ? 'welcome'
+        : $c =~ /<!--omni:slot hero-->/ ? 'holdout' : 'other';
+} 1 .. 5;
+ok((grep { $_ eq 'welcome' } @seen) && !(grep { $_ eq 'other' } @seen),
+   "new visitors: the welcome banner or the holdout (@seen)");
+
 $r = http_get('/', Host => 'localhost');
 is($r->{content}, "the default site\n", 'any other name: the default site');
 is($r->{headers}{'set-cookie'}, undef, '... without a cookie');
