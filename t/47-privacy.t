@@ -625,3 +625,26 @@ is($decide->('/own', 'x=1', $vid), '10', 'profile: no pixel');
 is($decide->('/own', 'consent=ads:1', $vid), '11', 'the cookie granting ads: pixels on that request');
 --- no_error_log
 [error]
+
+=== TEST 9: a cookieless flood of events: one profile per accepted event, so limit_req on the events location bounds it (privacy.md)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+limit_req_zone $binary_remote_addr zone=ev:1m rate=1r/m;
+--- config
+location = /omni/events { omni on; limit_req zone=ev burst=5 nodelay; limit_req_status 429; omni_events; }
+--- request
+GET /warm
+--- error_code: 404
+--- check
+my %st;
+for my $i (1 .. 60) {
+    my $r = main::post({ type => 'track', event => 'Thing Done', messageId => "flood-$i" });
+    $st{$r->{status}}++;
+}
+is($st{200}, 6, 'limit_req lets 6 through (1 + burst)') or diag explain \%st;
+is($st{429}, 54, 'and refuses the rest');
+my ($rc, $out) = omnictl('--store', main::store(), 'stat');
+is(JSON::PP::decode_json($out)->{profiles}, 6, 'six profiles: what the limit let through');
+--- no_error_log
+[crit]
