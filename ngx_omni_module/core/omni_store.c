@@ -584,6 +584,13 @@ omni_store_read_begin(omni_store_t *st)
 }
 
 
+uint64_t
+omni_store_read_snapshot(omni_store_t *st)
+{
+    return st->rtxn != NULL ? (uint64_t) mdb_txn_id(st->rtxn) : 0;
+}
+
+
 void
 omni_store_read_end(omni_store_t *st)
 {

@@ -101,6 +101,12 @@ int omni_store_copy(omni_store_t *st, const char *dir, int compact);
 
 int omni_store_read_begin(omni_store_t *st);
 void omni_store_read_end(omni_store_t *st);
+/*
+ * The snapshot the open read transaction sees (LMDB's transaction id of
+ * the last commit it includes); 0 when none is open.  Two windows with
+ * the same id read the same data.
+ */
+uint64_t omni_store_read_snapshot(omni_store_t *st);
 /* OMNI_OK, OMNI_NOTFOUND or an error. */
 int omni_store_get_alias(omni_store_t *st, unsigned kind, const void *val,
     size_t len, unsigned char *pid);
