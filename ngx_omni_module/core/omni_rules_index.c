@@ -202,6 +202,98 @@ omni_rule_prefilter(omni_rule_t *r)
 
 
 
+/* 1 when an index entry of r tests top-level conjunct c itself. */
+static int
+omni_entry_tests(const omni_rule_t *r, const omni_cond_t *c, int *seg)
+{
+    if (c->kind == OMNI_C_CHANNEL || c->kind == OMNI_C_STAGE) {
+        /* a list is one channel's, and holds the rule only when all its
+           channel conjuncts allow that channel; the entry's stage mask
+           is all the stage conjuncts */
+        return 1;
+    }
+
+    if (c->kind == OMNI_C_SEGMENT && c->n == 1 && !*seg
+        && c->u.ids[0] == r->req_seg)
+    {
+        /* the first single segment: the prefilter's required one */
+        *seg = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The condition an index entry evaluates: the rule's without the
+ * top-level conjuncts the entry already tests (omni_entry_tests()), so a
+ * rule such as "segment X on the web" costs no condition evaluation at
+ * all.  The rule keeps its whole condition for explain.  Returns -1 when
+ * out of memory.
+ */
+static int
+omni_entry_when(omni_ruleset_t *set, const omni_rule_t *r,
+    const omni_cond_t **out)
+{
+    int                        seg;
+    unsigned                   i, n, k;
+    omni_cond_t               *all, **kids;
+    const omni_cond_t *const  *in;
+
+    *out = r->when;
+
+    if (r->when == NULL) {
+        return 0;
+    }
+
+    if (r->when->kind == OMNI_C_ALL) {
+        in = (const omni_cond_t *const *) r->when->u.kids;
+        n = r->when->n;
+
+    } else {
+        in = &r->when;
+        n = 1;
+    }
+
+    for (i = 0, k = 0, seg = 0; i < n; i++) {
+        k += !omni_entry_tests(r, in[i], &seg);
+    }
+
+    if (k == n) {
+        return 0;
+    }
+
+    kids = omni_arena_alloc(&set->hot, (k ? k : 1) * sizeof(omni_cond_t *));
+    if (kids == NULL) {
+        return -1;
+    }
+
+    for (i = 0, k = 0, seg = 0; i < n; i++) {
+        if (!omni_entry_tests(r, in[i], &seg)) {
+            kids[k++] = (omni_cond_t *) in[i];
+        }
+    }
+
+    if (k <= 1) {
+        *out = k ? kids[0] : NULL;
+        return 0;
+    }
+
+    all = omni_arena_alloc(&set->hot, sizeof(omni_cond_t));
+    if (all == NULL) {
+        return -1;
+    }
+
+    *all = *r->when;
+    all->n = k;
+    all->u.kids = kids;
+    *out = all;
+
+    return 0;
+}
+
+
 /* What a rule reads, and what its index entries can test up front. */
 void
 omni_rule_prepare(omni_rule_t *r)
@@ -455,12 +547,17 @@ omni_rb_finish(omni_rb_t *rb)
     }
 
     for (i = 0; i < set->nrules; i++) {
-        omni_entry_t  *e;
+        omni_entry_t       *e;
+        const omni_cond_t  *when;
 
         r = &set->rules[i];
 
         if (!r->enabled) {
             continue;
+        }
+
+        if (omni_entry_when(set, r, &when) != 0) {
+            goto failed;
         }
 
         for (ch = 0; ch < OMNI_CH_MAX; ch++) {
@@ -476,7 +573,7 @@ omni_rb_finish(omni_rb_t *rb)
                 e = &set->lists[set->free_off[ch] + set->free_n[ch]++];
             }
 
-            e->when = r->when;
+            e->when = when;
             e->rule = i;
             e->start = r->start;
             e->end = r->end ? r->end : UINT32_MAX;
