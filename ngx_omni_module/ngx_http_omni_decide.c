@@ -15,9 +15,18 @@ typedef size_t (*ngx_http_omni_render_pt)(ngx_http_request_t *r,
     omni_eval_t *ev, omni_decision_t *d, void *arg, char *out, size_t cap);
 
 
+/* Where a decision's renderings go: one pool block, filled in turn. */
+typedef struct {
+    u_char  *pos;
+    u_char  *end;
+} ngx_http_omni_area_t;
+
+#define NGX_HTTP_OMNI_AREA_SIZE  4096
+
+
 static ngx_int_t ngx_http_omni_render(ngx_http_request_t *r,
-    ngx_http_omni_render_pt fn, omni_eval_t *ev, omni_decision_t *d,
-    void *arg, ngx_str_t *out);
+    ngx_http_omni_area_t *area, ngx_http_omni_render_pt fn, omni_eval_t *ev,
+    omni_decision_t *d, void *arg, ngx_str_t *out);
 static ngx_int_t ngx_http_omni_decision_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -59,32 +68,46 @@ ngx_http_omni_decide_set(ngx_http_request_t *r)
 }
 
 
-/* snprintf-style renderers: try a pool buffer, retry once at full size. */
+/*
+ * snprintf-style renderers, one after the other into one pool block (a
+ * banner, the pixels, the lists of shown rules: a few hundred bytes
+ * each), where each used to get a 1 KB allocation of its own.  What does
+ * not fit the block's rest is rendered again into a new block, at least
+ * its full size.
+ */
 static ngx_int_t
-ngx_http_omni_render(ngx_http_request_t *r, ngx_http_omni_render_pt fn,
-    omni_eval_t *ev, omni_decision_t *d, void *arg, ngx_str_t *out)
+ngx_http_omni_render(ngx_http_request_t *r, ngx_http_omni_area_t *area,
+    ngx_http_omni_render_pt fn, omni_eval_t *ev, omni_decision_t *d,
+    void *arg, ngx_str_t *out)
 {
-    size_t   need, cap;
-    u_char  *p;
+    size_t  need, cap;
 
-    cap = 1024;
+    need = 0;
 
     for ( ;; ) {
-        p = ngx_pnalloc(r->pool, cap);
-        if (p == NULL) {
+        cap = area->pos ? (size_t) (area->end - area->pos) : 0;
+
+        if (cap > need) {
+            need = fn(r, ev, d, arg, (char *) area->pos, cap);
+
+            if (need < cap) {
+                /* each stays NUL-terminated, as the renderer left it */
+                out->data = area->pos;
+                out->len = need;
+                area->pos += need + 1;
+                return NGX_OK;
+            }
+        }
+
+        cap = ngx_max(need + 1, NGX_HTTP_OMNI_AREA_SIZE);
+
+        area->pos = ngx_pnalloc(r->pool, cap);
+        if (area->pos == NULL) {
+            area->end = NULL;
             return NGX_ERROR;
         }
 
-        need = fn(r, ev, d, arg, (char *) p, cap);
-
-        if (need < cap) {
-            out->data = p;
-            out->len = need;
-            return NGX_OK;
-        }
-
-        ngx_pfree(r->pool, p);
-        cap = need + 1;
+        area->end = area->pos + cap;
     }
 }
 
@@ -319,6 +342,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_http_omni_decision_t    *dec;
     ngx_http_omni_loc_conf_t    *olcf;
     ngx_http_omni_main_conf_t   *mcf;
+    ngx_http_omni_area_t         area;
 
     if (ctx->decided && (!json || ctx->decided_json)) {
         return ctx->decision ? NGX_OK : NGX_DECLINED;
@@ -326,6 +350,9 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
 
     ctx->decided = 1;
     ctx->decided_json = json ? 1 : 0;
+
+    area.pos = NULL;
+    area.end = NULL;
 
     set = ngx_http_omni_decide_set(r);
 
@@ -509,8 +536,8 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         ngx_memcpy(slot->name.data, sa.name, sa.len);
         slot->placed = 0;
 
-        if (ngx_http_omni_render(r, ngx_http_omni_render_slot, &ev, &d, &sa,
-                                 &slot->html)
+        if (ngx_http_omni_render(r, &area, ngx_http_omni_render_slot, &ev,
+                                 &d, &sa, &slot->html)
             != NGX_OK)
         {
             ret = NGX_ERROR;
@@ -519,7 +546,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     }
 
     if (d.npixels
-        && ngx_http_omni_render(r, ngx_http_omni_render_pixels, &ev, &d,
+        && ngx_http_omni_render(r, &area, ngx_http_omni_render_pixels, &ev, &d,
                                 NULL, &dec->pixels)
            != NGX_OK)
     {
@@ -530,7 +557,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     for (ha.i = 0; ha.i < d.nheaders; ha.i++) {
         kv = ngx_array_push(&dec->headers);
         if (kv == NULL
-            || ngx_http_omni_render(r, ngx_http_omni_render_hdr, &ev, &d,
+            || ngx_http_omni_render(r, &area, ngx_http_omni_render_hdr, &ev, &d,
                                     &ha, &kv->value)
                != NGX_OK)
         {
@@ -552,10 +579,10 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         ngx_memcpy(kv->key.data, ha.name.data, ha.name.len);
     }
 
-    if (ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
+    if (ngx_http_omni_render(r, &area, ngx_http_omni_render_shown, &ev, &d,
                              (void *) OMNI_SHOWN_RULES, &dec->rules)
         != NGX_OK
-        || ngx_http_omni_render(r, ngx_http_omni_render_shown, &ev, &d,
+        || ngx_http_omni_render(r, &area, ngx_http_omni_render_shown, &ev, &d,
                                 (void *) OMNI_SHOWN_CAMPAIGNS,
                                 &dec->campaigns)
            != NGX_OK)
@@ -565,8 +592,8 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     }
 
     if (ctx->want_text
-        && ngx_http_omni_render(r, ngx_http_omni_render_txt, &ev, &d, NULL,
-                                &dec->text)
+        && ngx_http_omni_render(r, &area, ngx_http_omni_render_txt, &ev, &d,
+                                NULL, &dec->text)
            != NGX_OK)
     {
         ret = NGX_ERROR;
@@ -574,7 +601,7 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     }
 
     if (json
-        && ngx_http_omni_render(r, ngx_http_omni_render_json, &ev, &d,
+        && ngx_http_omni_render(r, &area, ngx_http_omni_render_json, &ev, &d,
                                 json > 1 ? (void *) 1 : NULL, &dec->json)
            != NGX_OK)
     {
