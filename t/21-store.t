@@ -401,3 +401,38 @@ my $before = () = error_log_text() =~ /stale LMDB reader slot/g;
 main::stale_reader();
 ok(wait_for(sub { (() = error_log_text() =~ /stale LMDB reader slot/g) > $before }, 5),
    'the reader_check timer clears a slot left while serving');
+
+=== TEST 19: a store in a set-group-ID directory (the packaged /var/lib/omni): every file omnictl writes is group read-write, and a member of the group writes next to nginx
+--- skip_if: $> != 0
+--- init
+my $dir = "$OmniTest::PREFIX/shared";
+mkdir $dir or die "$dir: $!";
+chown 0, scalar(getgrnam('daemon')), $dir;
+chmod 02770, $dir;
+chmod 0711, $OmniTest::PREFIX;
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/shared map_size=16m;
+--- config
+location / { omni on; return 200 "ok"; }
+--- request
+GET /page
+--- response_body: ok
+--- check
+my $dir = "$OmniTest::PREFIX/shared";
+for my $f (qw(data.mdb lock.mdb journal.ckpt)) {
+    my @st = stat "$dir/$f";
+    ok(@st, "$f exists");
+    is(scalar getgrgid($st[5]), 'daemon', "$f: the directory's group");
+    is($st[2] & 0060, 0060, "$f: group read-write");
+}
+open(my $fh, '>', "$OmniTest::PREFIX/p.json") or die $!;
+print $fh qq({"id":"0123456789abcdef0123456789abcdef","visits":3}\n);
+close $fh;
+chmod 0644, "$OmniTest::PREFIX/p.json";
+my ($rc, $out, $err) = run_command(['runuser', '-u', 'nobody', '-g', 'daemon',
+                                    '--', $ENV{OMNI_OMNICTL} // repo_root() . '/build/omnictl',
+                                    '--store', $dir, 'put', "$OmniTest::PREFIX/p.json"]);
+is($rc, 0, 'a member of the group puts a profile while nginx runs') or diag $err;
+($rc, $out) = omnictl('--store', $dir, 'get', '0123456789abcdef0123456789abcdef');
+like($out, qr/"visits": 3/, 'it is there');

@@ -243,6 +243,17 @@ is($rc, 2, 'omnictl as nobody fails');
 like($out, qr/join the group "omni".*sudo -u www-data/,
      '... naming the group and sudo -u www-data') or diag($out);
 
+# a member of the group (as "adduser $USER omni" makes one) may write
+{
+    open my $fh, '>', "$TMP/p.json" or die $!;
+    print $fh qq({"id":"0123456789abcdef0123456789abcdef","visits":1}\n);
+    close $fh;
+    chmod 0644, "$TMP/p.json";
+}
+($rc, $out) = run("runuser -u nobody -g omni -- /usr/bin/omnictl --store "
+                  . "$STORE put $TMP/p.json");
+is($rc, 0, 'omnictl as a member of the omni group writes') or diag($out);
+
 stop_nginx();
 $started = 0;
 ok(!nginx_running(), 'nginx stopped');
@@ -256,6 +267,24 @@ if (open my $fh, '<', $log) {
 unlike($new_log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg')
     or diag($new_log);
 
+# ---- remove (keeps the store), install again ----
+
+unlink $CONF;
+run_ok('dpkg -r', "dpkg -r @PKGS");
+ok(!-e $LINK && -l "$LINK.removed", 'remove: the link becomes .removed');
+ok(-f "$STORE/data.mdb", 'remove: the store is kept');
+ok(defined getgrnam('omni'), 'remove: the group is kept');
+ok(!-e '/usr/lib/nginx/modules/ngx_http_omni_module.so',
+   'remove: the module is gone');
+run_ok('nginx -t after remove', '/usr/sbin/nginx -t');
+run_ok('dpkg -i again', "dpkg -i $deb{'libnginx-mod-http-omni'} $deb{omnictl}");
+is(readlink($LINK), '/usr/share/nginx/modules-available/mod-http-omni.conf',
+   'installed again: the link is back');
+ok(!-l "$LINK.removed", '... and no .removed link');
+like(run_ok('the store is still there',
+            "/usr/bin/omnictl --store $STORE get $ANA"),
+     qr/"id": "$ANA"/, '... with its profiles');
+
 # ---- purge ----
 
 my @files = map { split /\n/, `dpkg -L $_` } @PKGS;
@@ -267,6 +296,9 @@ ok(!installed($_), "$_ purged") for @PKGS;
 my @left = grep { -f $_ } @files;
 is_deeply(\@left, [], 'no file of the packages is left');
 ok(!-e $STORE, "$STORE removed");
+ok(!-e "/usr/share/doc/$PKGS[0]" && !-e "/usr/share/$PKGS[0]",
+   'no directory of the packages is left');
+ok(!-e "/usr/lib/tmpfiles.d/$PKGS[0].conf", 'no tmpfiles entry');
 ok(!-e $LINK && !-l $LINK && !-l "$LINK.removed", 'no modules-enabled link');
 ok(!defined getgrnam('omni'), 'group omni removed');
 run_ok('nginx -t after purge', '/usr/sbin/nginx -t');

@@ -130,7 +130,10 @@ omni_store_share_group(const char *path)
     unsigned     i;
     struct stat  sb;
 
-    static const char  *names[] = { "data.mdb", "lock.mdb" };
+    /* every file omnictl opens for writing (journal.ckpt: a writer
+       records its sync there; the journal's segments are only read) */
+    static const char  *names[] = { "data.mdb", "lock.mdb",
+                                    "journal.ckpt" };
 
     if (stat(path, &sb) != 0 || !(sb.st_mode & S_ISGID)) {
         return;
