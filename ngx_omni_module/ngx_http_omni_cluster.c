@@ -296,6 +296,18 @@ ngx_http_omni_cluster_kick(void)
 }
 
 
+/*
+ * A consume task in flight: an exiting holder keeps the lease until it is
+ * applied, or the next holder's consumer, reading the store's sequence
+ * before this one's commit, would apply the same messages again.
+ */
+ngx_uint_t
+ngx_http_omni_cluster_busy(void)
+{
+    return ngx_http_omni_cl.conf != NULL && ngx_http_omni_cl.busy;
+}
+
+
 void
 ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
 {
@@ -315,6 +327,39 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
     {
         omni_checkpoint_abandon(ngx_http_omni_worker_store(),
                                 ngx_http_omni_writer_ckpt_cp());
+    }
+
+    /*
+     * Its completion event is never delivered (the pool is destroyed
+     * before the exit handlers run), but what it applied is committed:
+     * its event jobs are answered here, else their requests, in this
+     * worker or another (a worker of the previous generation during a
+     * reload), would wait for an answer until they fail, and the ring's
+     * space is given back.
+     */
+    if (ngx_http_omni_cl.busy && ngx_http_omni_cl.task) {
+        ngx_http_omni_ctask_t  *c = ngx_http_omni_cl.task->ctx;
+        ngx_http_omni_queue_t  *qu;
+
+        ngx_http_omni_cl.busy = 0;
+
+        if (c->njobs) {
+            ngx_http_omni_writer_job_results(c->jobs, c->njobs, c->rc);
+            c->njobs = 0;
+        }
+
+        qu = ngx_http_omni_queue();
+
+        if (qu && c->rc == OMNI_OK && c->own_end > qu->head
+            && c->own_end <= qu->appended)
+        {
+            ngx_http_omni_queue_folded(qu, c->own_end);
+        }
+
+        if (c->fake) {
+            ngx_free(c->fake);
+            c->fake = NULL;
+        }
     }
 
     /*
@@ -387,9 +432,9 @@ ngx_http_omni_cluster_fail(char *err, size_t len, const char *what,
 /*
  * Connects (libnats goes on reconnecting in its own threads), and makes
  * the JetStream context.  Called by whichever task needs it first; both
- * tasks run in the holder's pool threads, never at once before this is
- * done (the writer's publish waits for a connection: it fails until
- * then, and is retried).
+ * tasks run in the holder's pool threads, the second waits for the
+ * first.  Until libnats has connected, what is published waits in its
+ * reconnect buffer, and the acknowledgements' wait counts it.
  */
 static ngx_int_t
 ngx_http_omni_cluster_connect(char *err, size_t len)
@@ -400,15 +445,22 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
     natsConnection                *nc;
     ngx_http_omni_cluster_conf_t  *cf;
 
-    static ngx_atomic_t            lock;
+    /*
+     * The other task waits for the one connecting (which does not block:
+     * libnats goes on connecting in its threads) rather than failing: a
+     * new lease holder's first events would get a 503 at once otherwise.
+     */
+    static pthread_mutex_t         lock = PTHREAD_MUTEX_INITIALIZER;
 
     if (ngx_http_omni_cl.js) {
         return NGX_OK;
     }
 
-    if (!ngx_atomic_cmp_set(&lock, 0, 1)) {
-        snprintf(err, len, "not connected yet");
-        return NGX_ERROR;
+    pthread_mutex_lock(&lock);
+
+    if (ngx_http_omni_cl.js) {
+        pthread_mutex_unlock(&lock);
+        return NGX_OK;
     }
 
     cf = ngx_http_omni_cl.conf;
@@ -483,7 +535,7 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
                 natsOptions_Destroy(o);
             }
 
-            ngx_atomic_cmp_set(&lock, 1, 0);
+            pthread_mutex_unlock(&lock);
             return ngx_http_omni_cluster_fail(err, len, "NATS options", s);
         }
 
@@ -494,7 +546,7 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
         s = natsConnection_Connect(&nc, o);
 
         if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
-            ngx_atomic_cmp_set(&lock, 1, 0);
+            pthread_mutex_unlock(&lock);
             return ngx_http_omni_cluster_fail(err, len, "connect", s);
         }
 
@@ -509,7 +561,7 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
     s = natsConnection_JetStream(&ngx_http_omni_cl.js, ngx_http_omni_cl.nc,
                                  &jo);
 
-    ngx_atomic_cmp_set(&lock, 1, 0);
+    pthread_mutex_unlock(&lock);
 
     if (s != NATS_OK) {
         ngx_http_omni_cl.js = NULL;
@@ -1239,7 +1291,16 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
         c->fake = NULL;
     }
 
-    if (ngx_exiting || !ngx_http_omni_queue_holder()) {
+    if (ngx_exiting) {
+        /* the writer let the lease go if this task was all that held it */
+        if (!ngx_http_omni_writer_busy()) {
+            ngx_http_omni_lease_release();
+        }
+
+        return;
+    }
+
+    if (!ngx_http_omni_queue_holder()) {
         return;
     }
 

@@ -455,6 +455,7 @@ ngx_uint_t ngx_http_omni_cluster_on(void);
 ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_thread_pool_t *pool, time_t visit_timeout);
 void ngx_http_omni_cluster_kick(void);
+ngx_uint_t ngx_http_omni_cluster_busy(void);
 void ngx_http_omni_cluster_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu,
     uint64_t from, uint64_t to, char *err, size_t len);

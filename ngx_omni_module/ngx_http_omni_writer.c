@@ -1217,7 +1217,8 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
      * flight, so that a worker of the new generation takes over at once
      * (and finds in meta "queue" where this one stopped).
      */
-    if (ngx_exiting && !ngx_http_omni_w.busy) {
+    if (ngx_exiting && !ngx_http_omni_w.busy && !ngx_http_omni_cluster_busy())
+    {
         ngx_http_omni_lease_release();
     }
 }
@@ -1236,8 +1237,11 @@ ngx_http_omni_writer_flush(ngx_event_t *ev)
     }
 
     if (ngx_exiting) {
-        /* writer_done lets the lease go when the batch in flight is in */
-        if (!ngx_http_omni_w.busy) {
+        /*
+         * writer_done lets the lease go when the batch in flight is in,
+         * a cluster node's consumer when its fetch in flight is applied
+         */
+        if (!ngx_http_omni_w.busy && !ngx_http_omni_cluster_busy()) {
             ngx_http_omni_lease_release();
         }
 
