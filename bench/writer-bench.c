@@ -266,6 +266,15 @@ make_touches(omni_touch_t *ops, size_t n, uint32_t nprof, uint32_t now)
         t->id[13] = (unsigned char) (v >> 16);
         t->id[14] = (unsigned char) (v >> 8);
         t->id[15] = (unsigned char) v;
+
+        /*
+         * The profile the request's own lookup found (the visitor id is
+         * the profile id in these stores): the module's page views pass
+         * it with the touch, so the writer reads no alias for them.
+         */
+        t->pid_known = 1;
+        memcpy(t->pid, t->id, OMNI_ID_LEN);
+
         t->channel = OMNI_CH_WEB;
         t->time = now;
         t->visit_timeout = OMNI_VISIT_TIMEOUT_DEFAULT;
