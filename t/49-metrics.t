@@ -6,7 +6,8 @@
 # rejected by reason, merges, store fill, rules generation and reload
 # failures; the endpoint exists only where configured and is refused by
 # allow/deny; the counters survive a reload (HUP).  Drops (a stopped
-# writer), geo lookups and misses, the cluster's metrics with NATS
+# writer) and a store full at map_max, geo lookups and misses, events
+# rejected by reason, the cluster's metrics with NATS
 # unreachable and with a JetStream server (skipped without nats-server).
 # The documented alerts name metrics that exist, load, and fire when
 # they should (promtool test rules).
@@ -725,3 +726,43 @@ for my $reason (sort keys %want) {
        "rejected $reason: $want{$reason}");
 }
 is($m->{'omni_events_total{result="accepted"}'}, 0, 'nothing accepted');
+
+=== TEST 9: the store full at map_max: the batch counts as store_full, its touches as dropped, the fill gauges show it
+--- init
+my $in = "$OmniTest::PREFIX/fill.ndjson";
+open(my $fh, '>', $in) or die $!;
+printf $fh qq({"id":"%032x","attributes":{"blob":"%s"}}\n), $_, 'x' x 1000 for 1 .. 400;
+close $fh;
+my ($rc, $out, $err) = omnictl('--store', "$OmniTest::PREFIX/store", '--map-size', '1m',
+                               'import', '--create', $in);
+die "import: $err" if $rc;
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=1m map_max=1m;
+--- config
+location / { omni on; return 200 "ok"; }
+location = /metrics { omni_metrics; }
+--- request
+GET /metrics
+--- check
+my ($m0) = main::scrape();
+is($m0->{omni_store_map_max_bytes}, 1024 * 1024, 'map_max 1m');
+ok($m0->{omni_store_map_used_bytes} > 0.8 * 1024 * 1024,
+   "the store is nearly full: $m0->{omni_store_map_used_bytes}");
+my $m;
+for my $i (1 .. 400) {
+    http_get("/f$i", Cookie => main::cookie(sprintf 'f1f1%028x', $i),
+             Referer => 'https://example.com/' . ('r' x 800));
+    ($m) = main::scrape();
+    last if $m->{'omni_writer_batches_total{result="store_full"}'} >= 1
+            && $m->{omni_touches_dropped_total} > 0;
+}
+ok($m->{'omni_writer_batches_total{result="store_full"}'} >= 1,
+   'a batch found the store full');
+ok($m->{omni_touches_dropped_total} > 0,
+   "its touches dropped: $m->{omni_touches_dropped_total}");
+is($m->{'omni_writer_batches_total{result="failed"}'}, 0, 'no other failure');
+ok($m->{omni_store_map_used_bytes} / $m->{omni_store_map_max_bytes} >= 0.9,
+   'used / max >= 0.9: the store-fill alert\'s expression holds');
+--- error_log
+touchpoints are dropped
