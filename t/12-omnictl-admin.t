@@ -261,6 +261,21 @@ SKIP: {
     is((ctl('--store', $S, 'get', id(5001)))[0], 1,
        'a profile added after the backup is gone');
 
+    # the mdb_copy commands of docs/omnictl.md, then restore from that
+    my ($block) = slurp('docs/omnictl.md')
+        =~ /^```sh\n(d=\/var\/backups\/.*?mdb_copy .*?)^```$/ms;
+    ok($block, 'omnictl.md shows how to copy with mdb_copy');
+    $block =~ s{/var/lib/omni}{$S}g;
+    $block =~ s{/var/backups}{$TMP}g;
+    ($rc, $out, $err) = run({ cmd => ['sh', '-ec', $block] });
+    is($rc, 0, 'the documented mdb_copy commands') or diag "$block\n$err";
+    my ($copy) = glob("$TMP/omni-*");
+    is(sprintf('%o', (stat "$copy/data.mdb")[2] & 0777), '640',
+       '... make a copy of mode 0640');
+    ($rc, $out, $err) = ctl('--store', "$TMP/from-mdb-copy", 'restore', $copy);
+    is($rc, 0, 'restore from the mdb_copy copy') or diag $err;
+    is_deeply(dump_all("$TMP/from-mdb-copy"), $before, '... with every database');
+
     # restore into a store that does not exist yet (another machine)
     ($rc, $out, $err) = ctl('--store', "$TMP/fresh", 'restore', "$TMP/b1");
     is($rc, 0, 'restore into a new directory') or diag $err;
