@@ -120,6 +120,33 @@ my $HAVE_MDB = system('command -v mdb_dump >/dev/null 2>&1') == 0;
     like($man, qr/\\-\\-version/, 'man page: --version');
 }
 
+# ---- the man page's examples work as written ----
+
+{
+    my $s = "$TMP/man";
+    my ($rc) = ctl('--store', $s, 'stat', '--create');
+    mkdir "$TMP/man-backups";
+    spew("$TMP/profiles.ndjson", $JSON->encode({
+        id => id(77), aliases => [ { type => 'email',
+                                     id => 'ana@example.com' } ] }) . "\n");
+    spew("$TMP/omni.secret", 'q3mJ0tQ7c1mP7Vw7o0Qd0kXJq3f9yQ2VAbCdEfGhIjKlMnOpQrStUvWxYz012345' . "\n");
+    my ($ex) = slurp('omnictl/omnictl.1') =~ /^\.SH EXAMPLES\n\.nf\n(.*?)^\.fi$/ms;
+    $ex =~ s/\\-/-/g;
+    $ex =~ s/\\\\\n\s*/ /g;                   # roff's \\ line continuations
+    my @lines = grep { /\S/ } split /\n/, $ex;
+    ok(@lines >= 4, scalar(@lines) . ' examples in the man page');
+    for my $line (@lines) {
+        (my $cmd = $line) =~ s{/var/lib/omni}{$s}g;
+        $cmd =~ s{/var/backups}{$TMP/man-backups}g;
+        $cmd =~ s{/etc/nginx/omni\.secret}{$TMP/omni.secret}g;
+        $cmd =~ s{ profiles\.ndjson}{ $TMP/profiles.ndjson}g;
+        $cmd =~ s{ ID$}{' ' . id(77)}e;
+        $cmd =~ s{^omnictl }{$CTL };
+        my ($erc, $out, $err) = run({ cmd => ['sh', '-c', $cmd] });
+        is($erc, 0, "man page example: $line") or diag "$cmd\n$err";
+    }
+}
+
 # ---- a missing store, import --create, progress ----
 
 my $input = "$TMP/in.ndjson";
@@ -266,10 +293,11 @@ SKIP: {
         =~ /^```sh\n(d=\/var\/backups\/.*?mdb_copy .*?)^```$/ms;
     ok($block, 'omnictl.md shows how to copy with mdb_copy');
     $block =~ s{/var/lib/omni}{$S}g;
-    $block =~ s{/var/backups}{$TMP}g;
+    mkdir "$TMP/mdb-copies";
+    $block =~ s{/var/backups}{$TMP/mdb-copies}g;
     ($rc, $out, $err) = run({ cmd => ['sh', '-ec', $block] });
     is($rc, 0, 'the documented mdb_copy commands') or diag "$block\n$err";
-    my ($copy) = glob("$TMP/omni-*");
+    my ($copy) = glob("$TMP/mdb-copies/omni-*");
     is(sprintf('%o', (stat "$copy/data.mdb")[2] & 0777), '640',
        '... make a copy of mode 0640');
     ($rc, $out, $err) = ctl('--store', "$TMP/from-mdb-copy", 'restore', $copy);
