@@ -150,7 +150,8 @@ for my $k (1 .. @arms) {
                  - next_filters($p, 'ngx_http_omni_header_filter')
                  - $c{decision};
     $c{body} = inc($p, 'ngx_http_omni_body_filter')
-               - next_filters($p, 'ngx_http_omni_body_filter');
+               - next_filters($p, 'ngx_http_omni_body_filter',
+                              'ngx_http_omni_output');
     $c{log} = inc($p, 'ngx_http_omni_log_handler');
     $c{metrics} = inc($p, 'ngx_http_omni_metrics_log');
     $c{module} = $c{identity} + $c{decision} + $c{header} + $c{body}

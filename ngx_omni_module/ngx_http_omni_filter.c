@@ -285,6 +285,18 @@ ngx_http_omni_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                     return NGX_ERROR;
                 }
 
+                if (rc == NGX_AGAIN) {
+                    /*
+                     * The file's first scan runs in a pool thread: this
+                     * buffer waits in fctx->in, what came before goes out
+                     * (ngx_http_omni_marks.c resumes the request).
+                     */
+                    rc = ngx_http_omni_output(r, fctx);
+                    r->buffered |= NGX_HTTP_OMNI_SCAN_BUFFERED;
+
+                    return rc == NGX_ERROR ? NGX_ERROR : NGX_AGAIN;
+                }
+
                 if (rc == NGX_DECLINED) {
                     /* no usable marks: this page goes the memory way */
                     fctx->mem_path = 1;

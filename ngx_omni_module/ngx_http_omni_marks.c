@@ -11,6 +11,11 @@
  * path (omni_scan), over the file read in 64 KB pieces, so both paths
  * see exactly the same markers.  gzip, sub_filter and the JSON path ask
  * for in-memory buffers, which then take the memory path.
+ *
+ * A file's first scan (reading up to the whole page) runs in the store's
+ * thread pool, not on the event loop: the request waits for it as it
+ * would for nginx's own threaded read (blocked, r->aio), and goes on
+ * from the cache when the task is done.
  */
 
 #include "ngx_http_omni_module.h"
@@ -60,10 +65,38 @@ static ngx_queue_t  ngx_http_omni_marks_lru;
 static ngx_uint_t   ngx_http_omni_marks_n;
 
 
-/* Scans [from, size) of the file once; NULL on a read error. */
+/* What a file version is known by (open_file_cache's identity). */
+typedef struct {
+    dev_t                       dev;
+    ino_t                       ino;
+    off_t                       size;
+    time_t                      mtime;
+    off_t                       from;
+} ngx_http_omni_file_id_t;
+
+
+#if (NGX_THREADS)
+
+/* A first scan in the thread pool, for the request that waits for it. */
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_http_omni_filter_ctx_t *fctx;
+    ngx_fd_t                    fd;
+    ngx_log_t                  *log;
+    ngx_http_omni_file_id_t     id;
+    ngx_http_omni_marks_t      *mk;         /* the result; NULL: failed */
+} ngx_http_omni_scan_task_t;
+
+#endif
+
+
+/*
+ * Scans [from, size) of the file once; NULL on a read error.  Plain
+ * pread() and the log only: it also runs in a pool thread.
+ */
 static ngx_http_omni_marks_t *
-ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
-    ngx_file_info_t *fi, off_t from)
+ngx_http_omni_marks_scan(ngx_fd_t fd, ngx_log_t *log,
+    ngx_http_omni_file_id_t *id)
 {
     u_char                 *buf;
     off_t                   off, base;
@@ -77,7 +110,7 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
 
     mk = ngx_calloc(sizeof(ngx_http_omni_marks_t)
                     + NGX_HTTP_OMNI_MARKS_EVENTS
-                      * sizeof(ngx_http_omni_mark_t), r->connection->log);
+                      * sizeof(ngx_http_omni_mark_t), log);
     if (mk == NULL) {
         return NULL;
     }
@@ -85,17 +118,17 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
     mk->marks = (ngx_http_omni_mark_t *) (mk + 1);
 
     /* the read buffer lives only for the scan */
-    buf = ngx_alloc(NGX_HTTP_OMNI_MARKS_READ, r->connection->log);
+    buf = ngx_alloc(NGX_HTTP_OMNI_MARKS_READ, log);
     if (buf == NULL) {
         ngx_free(mk);
         return NULL;
     }
 
-    mk->dev = fi->st_dev;
-    mk->ino = ngx_file_uniq(fi);
-    mk->size = ngx_file_size(fi);
-    mk->mtime = ngx_file_mtime(fi);
-    mk->from = from;
+    mk->dev = id->dev;
+    mk->ino = id->ino;
+    mk->size = id->size;
+    mk->mtime = id->mtime;
+    mk->from = id->from;
 
     omni_scan_init(&scan);
 
@@ -104,9 +137,20 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
      * the scanner holds its bytes, and a marker ends at the current
      * position, so its start is end minus its length.
      */
-    for (off = from; off < mk->size; off += n) {
-        n = ngx_read_file(file, buf, NGX_HTTP_OMNI_MARKS_READ, off);
-        if (n == NGX_ERROR || n == 0) {
+    for (off = mk->from; off < mk->size; off += n) {
+        n = pread(fd, buf, NGX_HTTP_OMNI_MARKS_READ, off);
+
+        if (n == -1 && ngx_errno == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            if (n == -1) {
+                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                              "omni: pread() of a page to scan failed");
+            }
+
             ngx_free(buf);
             ngx_free(mk);
             return NULL;
@@ -117,10 +161,11 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
         base = off;
 
         /* the whole page in this one piece: keep it */
-        if (off == from && mk->size - from <= NGX_HTTP_OMNI_MARKS_INLINE
-            && (off_t) n == mk->size - from)
+        if (off == mk->from
+            && mk->size - mk->from <= NGX_HTTP_OMNI_MARKS_INLINE
+            && (off_t) n == mk->size - mk->from)
         {
-            mk->content = ngx_alloc(n, r->connection->log);
+            mk->content = ngx_alloc(n, log);
             if (mk->content) {
                 ngx_memcpy(mk->content, buf, n);
             }
@@ -160,8 +205,7 @@ ngx_http_omni_marks_scan(ngx_http_request_t *r, ngx_file_t *file,
 
     /* keep only the marks found: most pages have a handful */
     small = ngx_alloc(sizeof(ngx_http_omni_marks_t)
-                      + mk->nmarks * sizeof(ngx_http_omni_mark_t),
-                      r->connection->log);
+                      + mk->nmarks * sizeof(ngx_http_omni_mark_t), log);
     if (small == NULL) {
         return mk;
     }
@@ -219,22 +263,15 @@ ngx_http_omni_marks_exit(void)
 }
 
 
-/* The marks of the file behind b, from the cache or scanned now. */
+/* The cached marks of a file version, or NULL. */
 static ngx_http_omni_marks_t *
-ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
+ngx_http_omni_marks_find(ngx_http_omni_file_id_t *id)
 {
     ngx_queue_t            *q;
-    ngx_file_info_t         fi;
-    ngx_http_omni_marks_t  *mk, *old;
+    ngx_http_omni_marks_t  *mk;
 
     if (ngx_http_omni_marks_lru.next == NULL) {
         ngx_queue_init(&ngx_http_omni_marks_lru);
-    }
-
-    if (b->file == NULL || b->file->fd == NGX_INVALID_FILE
-        || ngx_fd_info(b->file->fd, &fi) == NGX_FILE_ERROR)
-    {
-        return NULL;
     }
 
     for (q = ngx_queue_head(&ngx_http_omni_marks_lru);
@@ -243,10 +280,9 @@ ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
     {
         mk = ngx_queue_data(q, ngx_http_omni_marks_t, lru);
 
-        if (mk->ino == ngx_file_uniq(&fi) && mk->dev == fi.st_dev
-            && mk->size == ngx_file_size(&fi)
-            && mk->mtime == ngx_file_mtime(&fi)
-            && mk->from == b->file_pos)
+        if (mk->ino == id->ino && mk->dev == id->dev
+            && mk->size == id->size && mk->mtime == id->mtime
+            && mk->from == id->from)
         {
             ngx_queue_remove(q);
             ngx_queue_insert_head(&ngx_http_omni_marks_lru, q);
@@ -254,9 +290,29 @@ ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
         }
     }
 
-    mk = ngx_http_omni_marks_scan(r, b->file, &fi, b->file_pos);
-    if (mk == NULL) {
-        return NULL;
+    return NULL;
+}
+
+
+/* Caches a scan's result; one already there (another scan) wins. */
+static ngx_http_omni_marks_t *
+ngx_http_omni_marks_add(ngx_http_omni_marks_t *mk)
+{
+    ngx_queue_t              *q;
+    ngx_http_omni_file_id_t   id;
+    ngx_http_omni_marks_t    *old;
+
+    id.dev = mk->dev;
+    id.ino = mk->ino;
+    id.size = mk->size;
+    id.mtime = mk->mtime;
+    id.from = mk->from;
+
+    old = ngx_http_omni_marks_find(&id);
+
+    if (old != NULL) {
+        ngx_http_omni_marks_free(mk);
+        return old;
     }
 
     if (ngx_http_omni_marks_n == NGX_HTTP_OMNI_MARKS_MAX) {
@@ -278,6 +334,165 @@ ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b)
     ngx_http_omni_marks_n++;
 
     return mk;
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_omni_scan_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_omni_scan_task_t  *t = data;
+
+    t->mk = ngx_http_omni_marks_scan(t->fd, t->log, &t->id);
+}
+
+
+/* Back on the event loop: cache the marks, let the request go on. */
+static void
+ngx_http_omni_scan_done(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_omni_scan_task_t  *t;
+
+    t = ev->data;
+    r = t->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (t->mk != NULL) {
+        (void) ngx_http_omni_marks_add(t->mk);
+
+    } else {
+        /* unreadable now: this request takes the memory path */
+        t->fctx->mem_path = 1;
+    }
+
+    t->mk = NULL;
+
+    r->main->blocked--;
+    r->aio = 0;
+    r->buffered &= ~NGX_HTTP_OMNI_SCAN_BUFFERED;
+
+    if (r->done) {
+        c->write->handler(c->write);
+
+    } else {
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/*
+ * Posts the file's first scan to the store's thread pool: NGX_OK when
+ * the request now waits for it, NGX_DECLINED when it cannot (no pool,
+ * HTTP/2, a scan already done for this request): the caller scans now.
+ */
+static ngx_int_t
+ngx_http_omni_scan_post(ngx_http_request_t *r, ngx_buf_t *b,
+    ngx_http_omni_file_id_t *id)
+{
+    ngx_thread_task_t           *task;
+    ngx_http_omni_ctx_t         *ctx;
+    ngx_http_omni_scan_task_t   *t;
+    ngx_http_omni_main_conf_t   *mcf;
+    ngx_http_omni_filter_ctx_t  *fctx;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+    ctx = ngx_http_omni_get_ctx(r, 0);
+
+    if (mcf->thread_pool == NULL || ctx == NULL || ctx->filter == NULL
+        || r != r->main || ctx->filter->file_scanned)
+    {
+        return NGX_DECLINED;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return NGX_DECLINED;
+    }
+#endif
+
+    fctx = ctx->filter;
+
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_omni_scan_task_t));
+    if (task == NULL) {
+        return NGX_DECLINED;
+    }
+
+    t = task->ctx;
+    t->request = r;
+    t->fctx = fctx;
+    t->fd = b->file->fd;
+    t->log = r->connection->log;
+    t->id = *id;
+    t->mk = NULL;
+
+    task->handler = ngx_http_omni_scan_thread;
+    task->event.data = t;
+    task->event.handler = ngx_http_omni_scan_done;
+
+    if (ngx_thread_task_post(mcf->thread_pool, task) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    /* the file stays open: the request (its cleanups) waits too */
+    fctx->file_scanned = 1;
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_OK;
+}
+
+#endif
+
+
+/*
+ * The marks of the file behind b, from the cache or scanned now;
+ * NGX_AGAIN in *rc when a pool thread scans it and the request waits.
+ */
+static ngx_http_omni_marks_t *
+ngx_http_omni_marks_get(ngx_http_request_t *r, ngx_buf_t *b, ngx_int_t *rc)
+{
+    ngx_file_info_t          fi;
+    ngx_http_omni_marks_t   *mk;
+    ngx_http_omni_file_id_t  id;
+
+    *rc = NGX_OK;
+
+    if (b->file == NULL || b->file->fd == NGX_INVALID_FILE
+        || ngx_fd_info(b->file->fd, &fi) == NGX_FILE_ERROR)
+    {
+        return NULL;
+    }
+
+    id.dev = fi.st_dev;
+    id.ino = ngx_file_uniq(&fi);
+    id.size = ngx_file_size(&fi);
+    id.mtime = ngx_file_mtime(&fi);
+    id.from = b->file_pos;
+
+    mk = ngx_http_omni_marks_find(&id);
+    if (mk != NULL) {
+        return mk;
+    }
+
+#if (NGX_THREADS)
+    if (ngx_http_omni_scan_post(r, b, &id) == NGX_OK) {
+        *rc = NGX_AGAIN;
+        return NULL;
+    }
+#endif
+
+    mk = ngx_http_omni_marks_scan(b->file->fd, r->connection->log, &id);
+    if (mk == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_omni_marks_add(mk);
 }
 
 
@@ -337,6 +552,7 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_buf_t *in, ngx_buf_t **last)
 {
     off_t                        pos, to;
+    ngx_int_t                    rc;
     ngx_http_omni_slot_t        *slot;
     ngx_pool_cleanup_t          *cln;
     ngx_http_omni_mark_t        *m;
@@ -346,7 +562,11 @@ ngx_http_omni_file_buf(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     fctx = ctx->filter;
 
     if (fctx->marks == NULL) {
-        mk = ngx_http_omni_marks_get(r, in);
+        mk = ngx_http_omni_marks_get(r, in, &rc);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
 
         if (mk == NULL || mk->overflow) {
             return NGX_DECLINED;

@@ -259,7 +259,15 @@ typedef struct {
     ngx_uint_t                  file_mark;      /* the next one */
     off_t                       file_skip;      /* a replaced marker's end */
     ngx_uint_t                  mem_path;       /* read files into memory */
+    ngx_uint_t                  file_scanned;   /* a pool thread scanned */
 } ngx_http_omni_filter_ctx_t;
+
+/*
+ * The request's bit in r->buffered while a pool thread scans its file:
+ * the image filter's (0x08), which never works on a page this module
+ * injects into (HTML).
+ */
+#define NGX_HTTP_OMNI_SCAN_BUFFERED  0x08
 
 
 typedef struct {
