@@ -100,6 +100,31 @@ location = /t { return 200; }
 --- must_die
 qr/\[emerg\] invalid "omni_secret": secret contains '<', '>', a space or a control character: a placeholder, not a key; generate one with: openssl rand -base64 48 in \S+\/conf\/nginx\.conf:\d+$/m
 
+=== TEST 4b: '<' alone (no whitespace, long enough) is refused
+--- http_config
+omni_secret "<q3mJ0tQ7c1mP7Vw7o0Qd0kXJq3f9yQ2VAbCdEfGhIjKlMnOpQrStUvWxYz012345";
+--- config
+location = /t { return 200; }
+--- must_die
+qr/\[emerg\] invalid "omni_secret": secret contains '<', '>', a space or a control character: a placeholder, not a key; generate one with: openssl rand -base64 48 in \S+\/conf\/nginx\.conf:\d+$/m
+
+=== TEST 4c: '>' alone is refused
+--- http_config
+omni_secret "q3mJ0tQ7c1mP7Vw7o0Qd0kXJq3f9yQ2VAbCdEfGhIjKlMnOpQrStUvWxYz012345>";
+--- config
+location = /t { return 200; }
+--- must_die
+qr/\[emerg\] invalid "omni_secret": secret contains '<', '>', a space or a control character: a placeholder, not a key; generate one with: openssl rand -base64 48 in \S+\/conf\/nginx\.conf:\d+$/m
+
+=== TEST 4d: the same value without '<' or '>' (48 random bytes in base64) passes
+--- http_config
+omni_secret "q3mJ0tQ7c1mP7Vw7o0Qd0kXJq3f9yQ2VAbCdEfGhIjKlMnOpQrStUvWxYz012345";
+--- config
+location = /t { return 200 "up"; }
+--- request
+GET /t
+--- response_body: up
+
 === TEST 5: 32 hex digits are 16 bytes: too short after decoding
 --- http_config
 omni_secret "00112233445566778899aabbccddeeff";
