@@ -5,6 +5,7 @@
 #   bench/callgrind.sh                 # arms A and B, 1k profiles
 #   N=4000 ARMS="A F B" bench/callgrind.sh
 #   ARMS="A N" bench/callgrind.sh      # N: a new visitor (no cookie)
+#   ARMS="A E" bench/callgrind.sh      # E: a browser's event, POSTed
 #
 # One nginx (the module snapshot, master_process off, one process) runs
 # under valgrind --tool=callgrind --separate-threads=yes with the bench's
@@ -137,6 +138,7 @@ http {
         omni on;
         location /f/ { omni_inject off; }
         location /b/ { }
+        location = /omni/events { omni_events; }
     }
 }
 EOF
@@ -147,6 +149,7 @@ arm_url() {
         F) echo "http://$HOST:$((PORT + 1))/f/page.html" ;;
         B) echo "http://$HOST:$((PORT + 1))/b/page.html" ;;
         N) echo "http://$HOST:$((PORT + 1))/f/page.html" ;;
+        E) echo "http://$HOST:$((PORT + 1))/omni/events" ;;
         *) die "unknown arm $1" ;;
     esac
 }
@@ -156,6 +159,7 @@ arm_url() {
 # arm N (the F location without a cookie: a new visitor every request)
 # sends no cookie.
 for arm in $ARMS; do
+    EVENT=$([ "$arm" = E ] && echo 1 || true) \
     NO_COOKIE=$([ "$arm" = N ] && echo 1 || true) perl -e '
         my ($url, $ua, $n, $cf, $ipf) = @ARGV;
         open(my $c, "<", $cf) or die; my @c = map { (split)[1] } <$c>;
@@ -167,6 +171,17 @@ for arm in $ARMS; do
             print "header = \"Cookie: omni=$c[$k % @c]\"\n"
                 unless $ENV{NO_COOKIE};
             print "header = \"X-Forwarded-For: $ip[$k % @ip]\"\n";
+            # arm E: a browser\x27s "Product Added", as bench/events.lua
+            # sends it, without a messageId (the module makes one up: the
+            # warm-up sends the same requests as the measured run)
+            print "header = \"Content-Type: application/json\"\n",
+                  "data = \"{\\\"type\\\":\\\"track\\\",",
+                  "\\\"event\\\":\\\"Product Added\\\",",
+                  "\\\"properties\\\":{\\\"sku\\\":\\\"TRAIL-42\\\",",
+                  "\\\"name\\\":\\\"Trail 42 running shoe\\\",",
+                  "\\\"category\\\":\\\"shoes\\\",",
+                  "\\\"price\\\":119.0,\\\"quantity\\\":1}}\"\n"
+                if $ENV{EVENT};
             print "user-agent = \"$ua\"\n";
         }' "$(arm_url "$arm")" "$UA" "$N" "$OUT/data/cookies.txt" "$IPS" \
         > "$OUT/data/curl-$arm.cfg"
