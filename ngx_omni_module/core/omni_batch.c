@@ -17,17 +17,6 @@
 #define OMNI_STREAM_META "stream"
 
 
-static double
-omni_batch_clock(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-
 static int
 omni_batch_touchpoints(omni_wtxn_t *w, omni_batch_t *b)
 {
@@ -445,7 +434,7 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
 
     b->merges = w->merges;
 
-    t0 = omni_batch_clock();
+    t0 = omni_clock_s();
     txnid = mdb_txn_id(w->txn);
     rc = omni_wtxn_commit(w);
 
@@ -464,7 +453,7 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
         rc = omni_store_sync(st);
     }
 
-    b->commit_s = omni_batch_clock() - t0;
+    b->commit_s = omni_clock_s() - t0;
 
     return rc;
 

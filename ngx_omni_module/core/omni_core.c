@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -287,4 +288,15 @@ omni_id_random(unsigned char *id)
     memset(omni_rand_buf + omni_rand_left, 0, OMNI_ID_LEN);
 
     return OMNI_OK;
+}
+
+
+double
+omni_clock_s(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
 }

@@ -97,4 +97,7 @@ int omni_id_parse(const char *s, size_t len, unsigned char *id);
 /* Cryptographically random id (OpenSSL RAND_bytes). */
 int omni_id_random(unsigned char *id);
 
+/* Seconds on the monotonic clock, for durations (commits, checkpoints). */
+double omni_clock_s(void);
+
 #endif /* OMNI_CORE_H */

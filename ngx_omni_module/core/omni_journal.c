@@ -821,17 +821,6 @@ omni_checkpoint_begin(omni_store_t *st, omni_checkpoint_t *cp)
 #define OMNI_CKPT_STEPS      64
 #define OMNI_CKPT_STEP_MIN   (1u << 20)
 
-static double
-omni_mono_s(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-
 static void
 omni_ckpt_writeback(omni_store_t *st, omni_checkpoint_t *cp)
 {
@@ -857,7 +846,7 @@ omni_ckpt_writeback(omni_store_t *st, omni_checkpoint_t *cp)
         step = OMNI_CKPT_STEP_MIN;
     }
 
-    t0 = omni_mono_s();
+    t0 = omni_clock_s();
 
     for (i = 0, off = 0; off < end; i++, off += step) {
 
@@ -875,7 +864,7 @@ omni_ckpt_writeback(omni_store_t *st, omni_checkpoint_t *cp)
 
         /* ahead of the schedule: wait for the next step's turn */
         due = t0 + cp->spread_ms / 1000.0 * (i + 1) / OMNI_CKPT_STEPS;
-        now = omni_mono_s();
+        now = omni_clock_s();
 
         if (due > now) {
             ts.tv_sec = (time_t) (due - now);
