@@ -58,6 +58,7 @@ typedef struct {
     ngx_uint_t              nevents;
     ngx_uint_t              merges;         /* for the metrics */
     double                  commit_s;
+    ngx_uint_t              connected;
     uint64_t                own_end;        /* this zone's records up to */
     unsigned                ckpt:1;         /* begin a checkpoint after */
     unsigned                ckpt_begun:1;
@@ -993,6 +994,11 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     c->fake = NULL;
     c->ckpt_begun = 0;
 
+    /* for the metrics, here: the event loop must not wait for nc's lock */
+    c->connected = (ngx_http_omni_cl.nc != NULL
+                    && natsConnection_Status(ngx_http_omni_cl.nc)
+                       == NATS_CONN_STATUS_CONNECTED);
+
     if (ngx_http_omni_cl.behind) {
         return;
     }
@@ -1252,10 +1258,7 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
     ngx_http_omni_metrics_cluster_consumed(c->rc, c->err[0] != '\0',
                                            c->nmsgs, c->ntouches,
                                            c->commit_s, c->merges);
-    ngx_http_omni_metrics_cluster_state(ngx_http_omni_cl.nc
-                                        && natsConnection_Status(
-                                               ngx_http_omni_cl.nc)
-                                           == NATS_CONN_STATUS_CONNECTED,
+    ngx_http_omni_metrics_cluster_state(c->connected,
                                         ngx_http_omni_cl.applied,
                                         ngx_http_omni_cl.stream_last,
                                         ngx_http_omni_cl.behind);
