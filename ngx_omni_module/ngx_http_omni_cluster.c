@@ -96,6 +96,7 @@ typedef struct {
     ngx_uint_t             opened;          /* libnats is in use */
     ngx_uint_t             behind;          /* past the stream's retention */
     ngx_uint_t             more;
+    ngx_uint_t             fresh;           /* a new consumer, no fetch yet */
 } ngx_http_omni_cluster_t;
 
 
@@ -695,14 +696,22 @@ ngx_http_omni_cluster_complete(char *err, size_t len)
 
         for (i = 0; i < n; i++) {
             m = again[i];
-            again[i] = NULL;
 
-            if (js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL)
-                != NATS_OK)
-            {
-                natsMsg_Destroy(m);
-                last = NATS_CONNECTION_CLOSED;
+            s = js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL);
+
+            if (s != NATS_OK) {
+                /* not sent: the batch fails, the writer sends it again */
+                last = s;
+                break;
             }
+
+            again[i] = NULL;
+        }
+
+        if (i < n) {
+            ngx_memmove(again, again + i, (n - i) * sizeof(natsMsg *));
+            n -= i;
+            break;
         }
 
         n = 0;
@@ -956,6 +965,8 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
         return ngx_http_omni_cluster_fail(err, len, "the consumer", s);
     }
 
+    ngx_http_omni_cl.fresh = 1;
+
     return NGX_OK;
 }
 
@@ -974,6 +985,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     natsStatus              s;
     jsErrCode               jerr;
     ngx_uint_t              i, k, n, njobs, own;
+    uint64_t                gap;
     natsMsgList             list;
     omni_batch_t            b;
     jsMsgMetaData          *meta;
@@ -1102,9 +1114,10 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     n = 0;
     njobs = 0;
 
+    gap = 0;
+
     for (i = 0; i < (ngx_uint_t) list.Count; i++) {
         m = list.Msgs[i];
-        lastmsg = m;
 
         seq = 0;
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -1117,7 +1130,26 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
             continue;                   /* applied already */
         }
 
+        /*
+         * The stream's sequences are contiguous (every subject of it is
+         * this node's): a message after a gap came out of order, the one
+         * missing was delivered to a pull request that expired, or lost
+         * with a consumer's leader, and comes again only after the ack
+         * wait; acknowledging past it (AckAll) would lose it for good.
+         * What precedes the gap is applied, the rest comes again from a
+         * new consumer at the store's sequence.  A new consumer's first
+         * message may follow a gap: it is the stream's first after the
+         * store's sequence.
+         */
+        if (seq != (last ? last : ngx_http_omni_cl.applied) + 1
+            && !(last == 0 && ngx_http_omni_cl.fresh))
+        {
+            gap = seq;
+            break;
+        }
+
         last = seq;
+        lastmsg = m;
         p = (u_char *) natsMsg_GetData(m);
 
         if (natsMsg_GetDataLength(m) < NGX_HTTP_OMNI_ENV_LEN + 8
@@ -1241,6 +1273,22 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     }
 
     ngx_http_omni_cl.more = (list.Count >= NGX_HTTP_OMNI_FETCH_ASK);
+
+    if (last) {
+        ngx_http_omni_cl.fresh = 0;
+    }
+
+    if (gap) {
+        /* what follows the gap, again from a new consumer, at once */
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "omni: cluster: message %uL came before %uL, "
+                      "fetching again from %uL", gap,
+                      ngx_http_omni_cl.applied + 1,
+                      ngx_http_omni_cl.applied + 1);
+        natsSubscription_Destroy(ngx_http_omni_cl.sub);
+        ngx_http_omni_cl.sub = NULL;
+        ngx_http_omni_cl.more = 1;
+    }
 
     natsMsgList_Destroy(&list);
 }
