@@ -576,6 +576,56 @@ omni_rec_purchase_next(omni_rec_iter_t *it, omni_rec_purchase_t *p)
  * Returns OMNI_OK, or OMNI_NOTFOUND (every output zero) when the
  * campaign was never shown.
  */
+/*
+ * The first item of a section whose leading string is key, framed
+ * inline as omni_rec_iter_next() and omni_rec_get_str() frame it (a key
+ * cut short reads as empty): 1 and *item, or 0.
+ */
+static int
+omni_rec_find_keyed(const omni_rec_t *rec, unsigned sect, const char *key,
+    size_t len, omni_bytes_t *item)
+{
+    size_t               avail, n, k;
+    const unsigned char *p, *end, *it;
+
+    if (rec == NULL || rec->sect[sect].data == NULL) {
+        return 0;
+    }
+
+    p = rec->sect[sect].data;
+    end = p + rec->sect[sect].len;
+
+    while (p < end) {
+        avail = (size_t) (end - p);
+
+        if (avail < 2) {
+            return 0;
+        }
+
+        n = omni_rd16(p);
+
+        if (n > avail - 2) {
+            return 0;
+        }
+
+        it = p + 2;
+        p += 2 + n;
+
+        if (n < 2 || (k = omni_rd16(it)) > n - 2) {
+            k = 0;
+        }
+
+        if (k == len && (len == 0 || memcmp(it + 2, key, len) == 0)) {
+            item->data = it;
+            item->len = n;
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 int
 omni_rec_impressions(const omni_rec_t *rec, const char *campaign,
     size_t len, uint32_t now, uint32_t window, uint32_t *total,
@@ -585,7 +635,6 @@ omni_rec_impressions(const omni_rec_t *rec, const char *campaign,
     uint32_t           sum, hour, count;
     unsigned           b, nb;
     omni_bytes_t       item;
-    omni_rec_iter_t    it;
     omni_rec_fields_t  f;
 
     if (total != NULL) {
@@ -600,14 +649,13 @@ omni_rec_impressions(const omni_rec_t *rec, const char *campaign,
         *in_window = 0;
     }
 
-    omni_rec_iter_init(&it, rec, OMNI_SECT_IMPRESSIONS);
-
-    while (omni_rec_iter_next(&it, &item)) {
+    /* the caps ask once per capped rule: the search is framed inline,
+       the item found is read by the field readers */
+    if (omni_rec_find_keyed(rec, OMNI_SECT_IMPRESSIONS, campaign, len,
+                            &item))
+    {
         omni_rec_fields_init(&f, item);
-
-        if (!omni_bytes_eq(omni_rec_get_str(&f), campaign, len)) {
-            continue;
-        }
+        (void) omni_rec_get_str(&f);
 
         if (total != NULL) {
             *total = omni_rec_get_u32(&f);

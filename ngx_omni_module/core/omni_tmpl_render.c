@@ -390,6 +390,52 @@ static const unsigned char  omni_url_unreserved[256] = {
 };
 
 
+/*
+ * The offset of the first byte at or after i that is not unreserved (n
+ * when none): 16 bytes per step with SSE2 (ids, names and words are
+ * long runs of them), the table for the rest.  Bytes from 0x80 compare
+ * as negative, so they are never in a range.
+ */
+static size_t
+omni_url_reserved_next(const char *p, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    int      m;
+    __m128i  v, ok;
+
+    while (i + 16 <= n) {
+        v = _mm_loadu_si128((const __m128i *) (p + i));
+
+        ok = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                           _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        ok = _mm_or_si128(ok,
+                 _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
+                               _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1))));
+        ok = _mm_or_si128(ok,
+                 _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('a' - 1)),
+                               _mm_cmplt_epi8(v, _mm_set1_epi8('z' + 1))));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('_')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('~')));
+        m = _mm_movemask_epi8(ok) ^ 0xffff;
+
+        if (m) {
+            return i + (size_t) __builtin_ctz((unsigned) m);
+        }
+
+        i += 16;
+    }
+#endif
+
+    while (i < n && omni_url_unreserved[(unsigned char) p[i]]) {
+        i++;
+    }
+
+    return i;
+}
+
+
 /* RFC 3986 unreserved characters stay, everything else is %XX. */
 void
 omni_esc_url_part(omni_sink_t *s, const char *p, size_t n)
@@ -402,11 +448,13 @@ omni_esc_url_part(omni_sink_t *s, const char *p, size_t n)
     run = 0;
 
     for (i = 0; i < n; i++) {
-        c = (unsigned char) p[i];
+        i = omni_url_reserved_next(p, i, n);
 
-        if (omni_url_unreserved[c]) {
-            continue;
+        if (i == n) {
+            break;
         }
+
+        c = (unsigned char) p[i];
 
         if (i > run) {
             s->put(s, p + run, i - run);

@@ -1344,6 +1344,125 @@ test_attr_scan(void)
 }
 
 
+/* omni_rec_impressions() before its search was framed inline. */
+static int
+ref_impressions(const omni_rec_t *rec, const char *campaign, size_t len,
+    uint32_t now, uint32_t window, uint32_t *total, uint32_t *last,
+    uint32_t *in_window)
+{
+    int64_t            cutoff;
+    uint32_t           sum, hour, count;
+    unsigned           b, nb;
+    omni_bytes_t       item, k;
+    omni_rec_iter_t    it;
+    omni_rec_fields_t  f;
+
+    *total = *last = *in_window = 0;
+
+    omni_rec_iter_init(&it, rec, OMNI_SECT_IMPRESSIONS);
+
+    while (omni_rec_iter_next(&it, &item)) {
+        omni_rec_fields_init(&f, item);
+        k = omni_rec_get_str(&f);
+
+        if (k.len != len || (len && memcmp(k.data, campaign, len) != 0)) {
+            continue;
+        }
+
+        *total = omni_rec_get_u32(&f);
+        *last = omni_rec_get_u32(&f);
+        nb = omni_rec_get_u8(&f);
+        cutoff = (int64_t) now - (int64_t) window;
+        sum = 0;
+
+        for (b = 0; b < nb; b++) {
+            hour = omni_rec_get_u32(&f);
+            count = omni_rec_get_u16(&f);
+
+            if ((int64_t) hour * 3600 > cutoff) {
+                sum += count;
+            }
+        }
+
+        *in_window = sum;
+
+        return OMNI_OK;
+    }
+
+    return OMNI_NOTFOUND;
+}
+
+
+static void
+test_impressions_scan(void)
+{
+    static const char  *keys[] = { "", "c", "spring", "cart-x", "vip" };
+    unsigned char       sect[1024];
+    size_t              n, m, kl, i, j;
+    unsigned            bad, found, c, nb, b;
+    int                 ra, rb;
+    uint32_t            ta, la, wa, tb, lb, wb, h;
+    omni_rec_t          rec;
+
+    srand(78);
+    bad = found = 0;
+
+    for (c = 0; c < 20000; c++) {
+        n = 0;
+
+        while (n < sizeof(sect) - 200 && rand() % 5) {
+            kl = strlen(keys[rand() % 5]);
+            nb = (unsigned) rand() % 6;
+            m = 2 + kl + 9 + nb * 6;
+            m = rand() % 8 ? m : (size_t) rand() % (m + 4);  /* cuts, lies */
+            sect[n] = (unsigned char) (m & 0xff);
+            sect[n + 1] = (unsigned char) (m >> 8);
+
+            for (i = 0; i < m; i++) {
+                sect[n + 2 + i] = (unsigned char) rand();
+            }
+
+            if (m >= 2 + kl) {
+                sect[n + 2] = (unsigned char) kl;
+                sect[n + 3] = 0;
+                memcpy(sect + n + 4, keys[rand() % 5], kl);
+            }
+
+            if (m >= 11 + kl) {
+                sect[n + 12 + kl] = (unsigned char) nb;
+            }
+
+            for (b = 0; b < nb && m >= 11 + kl + (b + 1) * 6; b++) {
+                h = NOW / 3600 - (uint32_t) (rand() % 400);
+                memcpy(sect + n + 13 + kl + b * 6, &h, 4);
+            }
+
+            n += 2 + m;
+        }
+
+        memset(&rec, 0, sizeof(rec));
+        rec.sect[OMNI_SECT_IMPRESSIONS].data = sect;
+        rec.sect[OMNI_SECT_IMPRESSIONS].len = n - (rand() % 4 == 0 && n);
+
+        for (j = 0; j < 5; j++) {
+            uint32_t  w = (uint32_t) (rand() % 3) * 86400 * 7;
+
+            ra = omni_rec_impressions(&rec, keys[j], strlen(keys[j]), NOW, w,
+                                      &ta, &la, &wa);
+            rb = ref_impressions(&rec, keys[j], strlen(keys[j]), NOW, w,
+                                 &tb, &lb, &wb);
+            found += ra == OMNI_OK;
+            bad += ra != rb || ta != tb || la != lb || wa != wb;
+        }
+    }
+
+    is_int(bad, 0, "omni_rec_impressions = the iterator and field readers, "
+           "20,000 random sections");
+    ok(found > 10000, "the random sections hold campaigns (%u found)",
+       found);
+}
+
+
 int
 main(void)
 {
@@ -1356,6 +1475,7 @@ main(void)
     test_backward_compat();
     test_damage();
     test_attr_scan();
+    test_impressions_scan();
 
     return done_testing();
 }
