@@ -492,36 +492,35 @@ omni_b64url_encode(const unsigned char *in, size_t len, char *out,
 }
 
 
-static int
-omni_b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-') {
-        return 62;
-    }
-    if (c == '_') {
-        return 63;
-    }
-    return -1;
-}
+/* A character's 6 bits plus one, by byte; 0: not base64url. */
+static const unsigned char  omni_b64url_dec[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,
+    ['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,
+    ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18,
+    ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30,
+    ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
+    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+    ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54,
+    ['2'] = 55, ['3'] = 56, ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60,
+    ['8'] = 61, ['9'] = 62, ['-'] = 63, ['_'] = 64,
+};
 
 
+/*
+ * Four characters, three bytes per step (the cookie is decoded on every
+ * request); a short last group leaves bits that must be zero, so each
+ * token has one encoding only.
+ */
 int
 omni_b64url_decode(const char *in, size_t len, unsigned char *out,
     size_t outlen)
 {
-    int       d;
-    size_t    i, o;
-    uint32_t  v;
-    unsigned  bits;
+    size_t               i, o;
+    uint32_t             v;
+    unsigned             a, b, c, d;
+    const unsigned char  *u = (const unsigned char *) in;
 
     if (len % 4 == 1) {
         return -1;
@@ -531,29 +530,57 @@ omni_b64url_decode(const char *in, size_t len, unsigned char *out,
         return -1;
     }
 
-    v = 0;
-    bits = 0;
     o = 0;
 
-    for (i = 0; i < len; i++) {
-        d = omni_b64url_value((unsigned char) in[i]);
-        if (d < 0) {
+    for (i = 0; i + 4 <= len; i += 4) {
+        a = omni_b64url_dec[u[i]];
+        b = omni_b64url_dec[u[i + 1]];
+        c = omni_b64url_dec[u[i + 2]];
+        d = omni_b64url_dec[u[i + 3]];
+
+        if (a == 0 || b == 0 || c == 0 || d == 0) {
             return -1;
         }
 
-        v = (v << 6) | (uint32_t) d;
-        bits += 6;
-
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char) (v >> bits);
-            v &= (1u << bits) - 1;
-        }
+        v = ((a - 1) << 18) | ((b - 1) << 12) | ((c - 1) << 6) | (d - 1);
+        out[o++] = (unsigned char) (v >> 16);
+        out[o++] = (unsigned char) (v >> 8);
+        out[o++] = (unsigned char) v;
     }
 
-    /* Leftover bits must be zero, so each token has one encoding only. */
-    if (v != 0) {
-        return -1;
+    if (len - i == 2) {
+        a = omni_b64url_dec[u[i]];
+        b = omni_b64url_dec[u[i + 1]];
+
+        if (a == 0 || b == 0) {
+            return -1;
+        }
+
+        v = ((a - 1) << 6) | (b - 1);
+
+        if (v & 0xf) {
+            return -1;
+        }
+
+        out[o++] = (unsigned char) (v >> 4);
+
+    } else if (len - i == 3) {
+        a = omni_b64url_dec[u[i]];
+        b = omni_b64url_dec[u[i + 1]];
+        c = omni_b64url_dec[u[i + 2]];
+
+        if (a == 0 || b == 0 || c == 0) {
+            return -1;
+        }
+
+        v = ((a - 1) << 12) | ((b - 1) << 6) | (c - 1);
+
+        if (v & 0x3) {
+            return -1;
+        }
+
+        out[o++] = (unsigned char) (v >> 10);
+        out[o++] = (unsigned char) (v >> 2);
     }
 
     return (int) o;
