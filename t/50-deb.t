@@ -165,7 +165,8 @@ run_ok('copy the example', 'cp',
 
 my ($rc, $out) = run('/usr/sbin/nginx -t');
 isnt($rc, 0, 'nginx -t refuses the placeholder secret');
-like($out, qr/secret/, '... and says it is the secret') or diag($out);
+like($out, qr{\[emerg\] (?:\d+#\d+: )?invalid "omni_secret": secret is a placeholder \(it contains "changeme"\), not a key; generate one with: openssl rand -base64 48 in \Q$CONF\E:\d+$}m,
+     '... saying why, with the file:line of the snippet') or diag($out);
 
 # the documented command (docs/install.md, the snippet's comment)
 run_ok('set a generated secret',
