@@ -110,9 +110,10 @@ static struct {
     ngx_uint_t             n;
     ngx_uint_t             size;
     ngx_uint_t             count;           /* refusals, ever */
+    ngx_uint_t             dropped;         /* not taken back (memory) */
     natsStatus             err;             /* the last one's */
     jsErrCode              code;
-} ngx_http_omni_cl_refused = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0,
+} ngx_http_omni_cl_refused = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, 0,
                                NATS_OK, 0 };
 
 
@@ -169,6 +170,9 @@ ngx_http_omni_cluster_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
         ngx_http_omni_cl_refused.msgs[ngx_http_omni_cl_refused.n++] =
                                                                   pae->Msg;
         pae->Msg = NULL;
+
+    } else {
+        ngx_http_omni_cl_refused.dropped++;
     }
 
     pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
@@ -592,8 +596,12 @@ ngx_http_omni_cluster_complete(char *err, size_t len)
     natsMsg      **again, *m;
     natsStatus     s, last;
     jsPubOptions   po;
-    ngx_uint_t     i, n, size, tries, refused;
+    ngx_uint_t     i, n, size, tries, refused, dropped;
     natsMsgList    pending;
+
+    pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
+    dropped = ngx_http_omni_cl_refused.dropped;
+    pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
 
     deadline = ngx_http_omni_cluster_now()
                + (int64_t) ngx_http_omni_cl.conf->timeout;
@@ -643,11 +651,21 @@ ngx_http_omni_cluster_complete(char *err, size_t len)
             ngx_http_omni_cl_refused.n = 0;
         }
 
+        /* a refused message that could not be kept: the batch fails */
+        if (ngx_http_omni_cl_refused.dropped != dropped) {
+            s = NATS_NO_MEMORY;
+        }
+
         pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
 
         if (s == NATS_OK && refused == 0) {
             free(again);
             return NGX_OK;
+        }
+
+        if (s == NATS_NO_MEMORY) {
+            last = s;
+            break;
         }
 
         if (s != NATS_OK && s != NATS_TIMEOUT) {
