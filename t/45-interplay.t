@@ -146,6 +146,34 @@ GET /page
 --- no_error_log
 [error]
 
+=== TEST 4b: slice: a marker cut by a slice boundary is plain text, every byte in order (the banner goes at the end, as on a page without </body>)
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m;
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+--- user_files
+>>> rules/r.json
+{"id": "r", "banner": {"slot": "hero", "html": "<b>hello</b>"}}
+>>> html/page.html
+<p>0123456789012345678901234567890123456789012345678901234</p><!--omni:slot hero--><p>tail</p>
+--- config
+location = /page {
+    omni on;
+    slice 64;
+    proxy_set_header Range $slice_range;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_PORT/page.html;
+}
+location = /page.html {
+    root $TEST_NGINX_PREFIX/html;
+}
+--- request
+GET /page
+--- response_body eval
+"<p>0123456789012345678901234567890123456789012345678901234</p><!--omni:slot hero--><p>tail</p>\n"
+. '<div data-omni-slot="hero"><b>hello</b></div>'
+--- no_error_log
+[error]
+
 === TEST 5: ssi: the included part and the page's slot both in place, in order
 --- http_config
 omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
