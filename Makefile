@@ -100,6 +100,7 @@ $(BUILD)/nginx/objs/Makefile: config $(CORE_DIR) ngx_omni_module | deps
 	cd $(BUILD)/nginx && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
 	        --with-cc-opt="-g -O2 -fPIC $(EXTRA_CFLAGS)" \
+	        --with-ld-opt="$(EXTRA_LDFLAGS)" \
 	        --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
 	    || { tail -20 $(BUILD)/configure.log; exit 1; }
 
