@@ -97,6 +97,18 @@ my ($email) = map { $_->{id} } grep { $_->{type} eq 'email' } @{ $p->{aliases} |
 ok($email, 'an email alias (hashed)') or diag explain $p->{aliases};
 my $before = main::dump_store();
 ok(main::found_in($before, $pid), 'before: the profile id is in the dump (the test can fail)');
+# the idempotency keys never held a device, customer, order or message
+# id in clear: keyed hashes (each names its profile id, as its value, so
+# that forget finds it; here that is the first cookie's id)
+for my $db ('seen', 'seen_age') {
+    my ($rc, $o, $e) = run_command(['mdb_dump', '-s', $db, main::store()]);
+    is($rc, 0, "mdb_dump -s $db") or diag $e;
+    ok(($o =~ tr/\n//) > 4, "$db holds keys");
+    for my $needle ($main::DEV, 'CUST-PRIV-77', 'ORDER-PRIV-55', @msg) {
+        my $f = main::found_in($o, $needle);
+        ok(!$f, "$db: no $needle in clear") or diag "found as $f";
+    }
+}
 my ($rc, $out, $err) = omnictl('--store', main::store(), 'forget', $pid);
 is($rc, 0, 'forget') or diag $err;
 my $forgot_at = time;
@@ -285,9 +297,18 @@ is_deeply($p->{consent}, { analytics => JSON::PP::true, personalize => JSON::PP:
           'as stated, per purpose') or diag explain $p->{consent};
 ok((grep { ($_->{anonymousId} // '') eq $v && ($_->{event} // '') eq 'Consent Updated'
            && $_->{properties}{ads} == JSON::PP::false } @$feed), 'the feed records the consent change');
-# opt-in: a new visitor without consent gets no identifying cookie
-my $r = http_get('/in/p');
+# opt-in: a new visitor without consent gets no identifying cookie, and
+# nothing about it is recorded
+my $r = http_get('/in/first?utm_source=x');
 ok(!$r->{headers}{'set-cookie'}, 'opt-in: no cookie before consent');
+$r = http_get('/in/first', Cookie => 'CookieConsent={preferences:false,statistics:false,marketing:true}');
+ok(!$r->{headers}{'set-cookie'}, 'opt-in: ads alone sets no cookie');
+$r = http_get('/in/stats', Cookie => 'CookieConsent={preferences:false,statistics:true,marketing:false}');
+like($r->{headers}{'set-cookie'} // '', qr/^omni=/, 'opt-in: analytics granted sets the cookie');
+ok(wait_for(sub { grep { ($_->{properties}{path} // '') eq '/in/stats' } @{ main::feed() } }, 5),
+   'and its touchpoint is in the feed');
+ok(!(grep { ($_->{properties}{path} // '') eq '/in/first' } @{ main::feed() }),
+   'nothing of the visitors without analytics consent');
 $r = http_get('/out/p');
 like($r->{headers}{'set-cookie'} // '', qr/^omni=/, 'opt-out: the visitor cookie');
 $r = http_get('/in/p', Cookie => 'CookieConsent={preferences:true,statistics:true,marketing:false}');
