@@ -159,6 +159,8 @@ omni_consent_cookie CookieConsent analytics=statistics personalization=preferenc
 {"id": "offer", "campaign": "offer",
  "banner": {"slot": "hero", "html": "<b>offer</b>", "payload": {"type": "offer"}},
  "pixels": [{"img": "https://ads.example/px?p={{profile.id}}"}]}
+>>> rules/h.json
+{"id": "theme", "headers": {"X-Omni-Theme": "story"}}
 --- config
 location /out/ { omni on; omni_consent opt-out; default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
 location /in/  { omni on; omni_consent opt-in;  default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
@@ -197,6 +199,7 @@ my $case = sub {
     my $json = JSON::PP::decode_json(http_get("/$c{model}-decide", %h)->{content});
     is($page->{content} =~ /<b>offer<\/b>/ ? 1 : 0, $c{banner}, "$c{name}: HTML banner $c{banner}");
     is($page->{content} =~ /ads\.example/ ? 1 : 0, $c{pixel}, "$c{name}: HTML pixel $c{pixel}");
+    is(defined $page->{headers}{'x-omni-theme'} ? 1 : 0, $c{banner}, "$c{name}: personalized header $c{banner}");
     is($json->{slots}{hero} ? 1 : 0, $c{banner}, "$c{name}: JSON banner $c{banner}");
     is(scalar @{ $json->{pixels} || [] } ? 1 : 0, $c{pixel}, "$c{name}: JSON pixels $c{pixel}");
     is($json->{blocked} // '', $c{banner} ? '' : 'consent', "$c{name}: JSON blocked");
@@ -289,6 +292,14 @@ for my $c (grep { $_->{cmp} || $_->{event} || $_->{identify} || $_->{server} } @
     is_deeply($rec[0]{type} eq 'identify' ? $rec[0]{traits}{consent} : $rec[0]{properties}, $want,
               "$c->{name}: the purposes as stated") or diag explain $rec[0];
 }
+# without analytics, a banner shown still counts for caps: the impression
+# and the visit, folded into the profile (and nothing in the feed, above)
+my $bare = $vid{'opt-in, cookie grants personalization only'};
+my $bp;
+ok(wait_for(sub { $bp = main::profile("cookie:$bare"); $bp && $bp->{impressions} && @{ $bp->{impressions} } }, 5),
+   'personalization only: the impressions are kept') or diag explain $bp;
+is($bp->{impressions}[0]{campaign}, 'offer', 'of the campaign shown');
+ok($bp->{visits} >= 1, 'and the visit');
 # a consent cookie's statement is recorded: profile and feed
 my $v = $vid{'opt-out, cookie refuses ads'};
 my $p;
