@@ -266,6 +266,9 @@ for my $c (@cases) {
         ok(!exists $page->{properties}{referrer}, "$c->{name}: no referrer");
         ok(!exists $page->{properties}{utm_source}, "$c->{name}: no utm");
         is($page->{context}{privacy}, $c->{tp}, "$c->{name}: marked $c->{tp}");
+        my ($json) = grep { $_ != $page } @tp;
+        is($json->{context}{privacy}, $c->{tp}, "$c->{name}: the JSON decision's touchpoint marked too");
+        ok(!exists $json->{properties}{referrer}, "$c->{name}: and without referrer");
     }
     # never the query: no click id, GPC or not
     unlike($main::JSON->encode($_), qr/GCLID|gclid/, "$c->{name}: no click id in the touchpoint")
