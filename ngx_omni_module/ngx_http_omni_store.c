@@ -355,11 +355,14 @@ invalid:
  * existing directory that this process may read, write and enter, or a
  * missing one whose parent is a directory it may create it in.  An
  * existing store (data.mdb and lock.mdb) is opened read-only, which
- * checks that it is an LMDB environment of a schema this build reads.
+ * checks that it is an LMDB environment of a schema this build reads;
+ * one that waits for its recovery after a host crash is not read (the
+ * master recovers and opens it at start).
  */
 static ngx_int_t
 ngx_http_omni_store_check(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
 {
+    int                rc;
     char               err[512];
     u_char            *path, *slash;
     ngx_str_t          parent;
@@ -442,9 +445,16 @@ ngx_http_omni_store_check(ngx_conf_t *cf, ngx_http_omni_main_conf_t *mcf)
     opts.readonly = 1;
     opts.max_readers = (unsigned) mcf->max_readers;
 
-    if (omni_store_open(&st, (char *) path, &opts, err, sizeof(err))
-        != OMNI_OK)
-    {
+    rc = omni_store_open(&st, (char *) path, &opts, err, sizeof(err));
+
+    if (rc == OMNI_RECOVER) {
+        /* checked once recovered, by the master at start */
+        ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0, "omni_store: \"%s\": %s",
+                           path, err);
+        return NGX_OK;
+    }
+
+    if (rc != OMNI_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "omni_store: %s", err);
         return NGX_ERROR;
     }

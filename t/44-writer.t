@@ -23,6 +23,7 @@ use JSON::PP ();
 use Time::HiRes ();
 use IO::Socket::INET ();
 use File::Copy ();
+use Digest::MD5 ();
 
 sub cookie { 'omni=' . mint_cookie(TEST_SECRET, $_[0]) }
 sub store  { "$OmniTest::PREFIX/store" }
@@ -587,7 +588,20 @@ kill 'KILL', @all;
 ok(wait_for(sub { !grep { kill 0, $_ } @all }, 5), 'every nginx process is gone');
 main::host_crash();
 local $ENV{OMNI_BOOT_ID} = 'boot-b';
-my ($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
+# nginx -t before anything else opens it: it passes, says why it did not
+# read the store, and changes nothing (the recovery is the start's)
+my $md5 = sub { open(my $f, '<', "$_[0]") or return ''; binmode $f;
+                Digest::MD5->new->addfile($f)->hexdigest };
+my %before = map { $_ => $md5->($_) } glob(main::store() . '/*');
+my ($rc, $out, $err) = run_command([$ENV{NGINX_BIN} // '/usr/sbin/nginx', '-t',
+                                    '-p', "$OmniTest::PREFIX/", '-c', 'conf/nginx.conf',
+                                    '-e', "$OmniTest::PREFIX/logs/t.log"]);
+is($rc, 0, 'nginx -t passes before the recovery') or diag "$out$err";
+like("$out$err" . (OmniTest::_slurp("$OmniTest::PREFIX/logs/t.log") // ""), qr/\[notice\].*omni_store: ".*store": the store is to be recovered after a host crash: the next start \(or omnictl\) replays its journal/,
+     'nginx -t says the store waits for its recovery');
+is_deeply({ map { $_ => $md5->($_) } glob(main::store() . '/*') }, \%before,
+          'nginx -t changed no file of the store');
+($rc, $out, $err) = omnictl('--store', main::store(), 'stat');
 is($rc, 0, 'the store opens after the crash') or diag $err;
 like($err, qr/recovered after a host crash: 160 event\(s\) replayed from the journal/,
      'the journal is replayed, once');

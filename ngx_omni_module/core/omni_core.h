@@ -19,6 +19,9 @@
 #define OMNI_MAP_FULL     -2      /* LMDB map is full */
 #define OMNI_MAP_RESIZED  -3      /* another process grew the map */
 #define OMNI_INVALID      -4      /* malformed input (record, token, ...) */
+#define OMNI_RECOVER      -5      /* a read-only open found a host crash
+                                     to recover from: left to the next
+                                     read-write open */
 
 /* Identifiers: visitors, devices and profiles are 16 random bytes. */
 #define OMNI_ID_LEN        16

@@ -1431,6 +1431,19 @@ omni_journal_open(omni_store_t *st, const omni_store_opts_t *opts,
         c.valid = 0;
     }
 
+    if (c.valid && strcmp(c.boot, boot) != 0 && opts->readonly) {
+        /*
+         * A read-only opener (nginx -t) changes nothing on disk, and the
+         * data file is not to be read before the recovery: the next
+         * read-write open (nginx's start, omnictl) recovers.
+         */
+        (void) flock(fd, LOCK_UN);
+        close(fd);
+        snprintf(err, errlen, "the store is to be recovered after a host "
+                 "crash: the next start (or omnictl) replays its journal");
+        return OMNI_RECOVER;
+    }
+
     if (c.valid && strcmp(c.boot, boot) != 0) {
         if (omni_journal_recover(st->path, fd, &c, &st->replayed, err,
                                  errlen)

@@ -373,11 +373,13 @@ omni_store_open(omni_store_t **stp, const char *path,
     st->prep_fd = -1;
 
     /* after a host crash, the journal's recovery comes first */
-    if (!opts->recovering
-        && omni_journal_open(st, opts, err, errlen) != OMNI_OK)
-    {
-        free(st);
-        return OMNI_ERROR;
+    if (!opts->recovering) {
+        rc = omni_journal_open(st, opts, err, errlen);
+
+        if (rc != OMNI_OK) {
+            free(st);
+            return rc == OMNI_RECOVER ? OMNI_RECOVER : OMNI_ERROR;
+        }
     }
 
     rc = mdb_env_create(&st->env);
