@@ -109,6 +109,25 @@ omni_sink_buf_put(omni_sink_t *s, const char *p, size_t n)
 }
 
 
+/*
+ * What the escapers and the renderer write with: a buffer sink with the
+ * room is filled here, without the indirect call (a banner or a pixel is
+ * some twenty small pieces); any other sink, or the end of the room, goes
+ * through its put.
+ */
+static inline void
+omni_put(omni_sink_t *s, const char *p, size_t n)
+{
+    if (s->put == omni_sink_buf_put && s->len + n < s->cap) {
+        memcpy(s->buf + s->len, p, n);
+        s->len += n;
+        return;
+    }
+
+    s->put(s, p, n);
+}
+
+
 void
 omni_sink_buf(omni_sink_t *s, char *buf, size_t cap)
 {
@@ -203,6 +222,11 @@ omni_esc_html_next(const char *p, size_t i, size_t n)
 }
 
 
+static const unsigned char  omni_esc_html_len[256] = {
+    ['&'] = 5, ['<'] = 4, ['>'] = 4, ['"'] = 6, ['\''] = 5, ['`'] = 5,
+};
+
+
 void
 omni_esc_html(omni_sink_t *s, const char *p, size_t n)
 {
@@ -225,15 +249,15 @@ omni_esc_html(omni_sink_t *s, const char *p, size_t n)
         }
 
         if (i > run) {
-            s->put(s, p + run, i - run);
+            omni_put(s, p + run, i - run);
         }
 
-        s->put(s, rep, strlen(rep));
+        omni_put(s, rep, omni_esc_html_len[(unsigned char) p[i]]);
         run = i + 1;
     }
 
     if (n > run) {
-        s->put(s, p + run, n - run);
+        omni_put(s, p + run, n - run);
     }
 }
 
@@ -356,10 +380,10 @@ omni_esc_json(omni_sink_t *s, const char *p, size_t n)
 
         if (rep != NULL) {
             if (i > run) {
-                s->put(s, p + run, i - run);
+                omni_put(s, p + run, i - run);
             }
 
-            s->put(s, rep, rlen);
+            omni_put(s, rep, rlen);
             run = i + l;
         }
 
@@ -367,7 +391,7 @@ omni_esc_json(omni_sink_t *s, const char *p, size_t n)
     }
 
     if (n > run) {
-        s->put(s, p + run, n - run);
+        omni_put(s, p + run, n - run);
     }
 }
 
@@ -457,18 +481,18 @@ omni_esc_url_part(omni_sink_t *s, const char *p, size_t n)
         c = (unsigned char) p[i];
 
         if (i > run) {
-            s->put(s, p + run, i - run);
+            omni_put(s, p + run, i - run);
         }
 
         buf[0] = '%';
         buf[1] = hex[c >> 4];
         buf[2] = hex[c & 0xf];
-        s->put(s, buf, 3);
+        omni_put(s, buf, 3);
         run = i + 1;
     }
 
     if (n > run) {
-        s->put(s, p + run, n - run);
+        omni_put(s, p + run, n - run);
     }
 }
 
@@ -500,24 +524,24 @@ omni_esc_url_full(omni_sink_t *s, const char *p, size_t n)
         }
 
         if (i > run) {
-            s->put(s, p + run, i - run);
+            omni_put(s, p + run, i - run);
         }
 
         if (c == '&') {
-            s->put(s, "&amp;", 5);
+            omni_put(s, "&amp;", 5);
 
         } else {
             buf[0] = '%';
             buf[1] = hex[c >> 4];
             buf[2] = hex[c & 0xf];
-            s->put(s, buf, 3);
+            omni_put(s, buf, 3);
         }
 
         run = i + 1;
     }
 
     if (n > run) {
-        s->put(s, p + run, n - run);
+        omni_put(s, p + run, n - run);
     }
 }
 
@@ -539,14 +563,14 @@ omni_esc_text(omni_sink_t *s, const char *p, size_t n)
         }
 
         if (i > run) {
-            s->put(s, p + run, i - run);
+            omni_put(s, p + run, i - run);
         }
 
         run = i + 1;
     }
 
     if (n > run) {
-        s->put(s, p + run, n - run);
+        omni_put(s, p + run, n - run);
     }
 }
 
@@ -885,7 +909,7 @@ omni_tmpl_render(const omni_tmpl_t *t, omni_sink_t *out,
         switch (op->op) {
 
         case OMNI_TOP_LIT:
-            s->put(s, t->text + op->off, op->len);
+            omni_put(s, t->text + op->off, op->len);
             break;
 
         case OMNI_TOP_VAR:
@@ -929,10 +953,10 @@ omni_tmpl_render(const omni_tmpl_t *t, omni_sink_t *out,
 
             /* too long to check, or not http(s): a dead link */
             if (url.len < sizeof(ubuf) && omni_url_allowed(ubuf, url.len)) {
-                s->put(s, ubuf, url.len);
+                omni_put(s, ubuf, url.len);
 
             } else {
-                s->put(s, "#", 1);
+                omni_put(s, "#", 1);
             }
 
             break;
