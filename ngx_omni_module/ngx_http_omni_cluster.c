@@ -47,6 +47,8 @@
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
 #define NGX_HTTP_OMNI_PUB_TRY      250              /* ms per wait */
 #define NGX_HTTP_OMNI_PUB_PAUSE    50               /* ms after refusals */
+#define NGX_HTTP_OMNI_CONSUMER_IDLE  (30 * 1000000000LL) /* ns */
+#define NGX_HTTP_OMNI_STUCK_FETCHES  10               /* empty, then ask */
 
 
 /* The consume task's context: one fetch, decoded and applied. */
@@ -76,7 +78,6 @@ typedef struct {
     natsSubscription      *sub;
     char                   subject[96];     /* omni.<stream>.<node> */
     char                   filter[96];      /* omni.<stream>.> */
-    char                   durable[64];     /* omni-<node> */
     ngx_uint_t             idle;            /* fetches that timed out */
     uint64_t               applied;         /* the store's meta "stream" */
     uint64_t               stream_last;     /* the stream's, as last seen */
@@ -250,9 +251,6 @@ ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_snprintf((u_char *) ngx_http_omni_cl.filter,
                  sizeof(ngx_http_omni_cl.filter) - 1, "omni.%V.>%Z",
                  &cf->stream);
-    ngx_snprintf((u_char *) ngx_http_omni_cl.durable,
-                 sizeof(ngx_http_omni_cl.durable) - 1, "omni-%V%Z",
-                 &cf->node);
 
     ngx_http_omni_cl.task = ngx_thread_task_alloc(cycle->pool,
                                               sizeof(ngx_http_omni_ctask_t));
@@ -958,25 +956,26 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
     jsStreamInfo_Destroy(si);
 
     /*
-     * A durable consumer, replicated like the stream, so that it lives
-     * on when one server dies; made again from the store's sequence
-     * whenever this node subscribes (the store's sequence is the truth,
-     * not the consumer's).
+     * A consumer of the moment, made anew from the store's sequence
+     * whenever this node subscribes: the store's sequence is the truth,
+     * not a consumer's, so one lost with its server costs only a new one.
+     * Not durable (no name two generations of workers would fight over,
+     * nothing to delete first), one replica in memory (made at once, no
+     * election among servers); the server removes it 30 s after its last
+     * fetch.
      */
-    (void) js_DeleteConsumer(ngx_http_omni_cl.js,
-                             (const char *) cf->stream.data,
-                             ngx_http_omni_cl.durable, NULL, &jerr);
-
     jsSubOptions_Init(&so);
     so.Stream = (const char *) cf->stream.data;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = ngx_http_omni_cl.applied + 1;
     so.Config.AckPolicy = js_AckAll;
     so.Config.MaxAckPending = 65536;
+    so.Config.Replicas = 1;
+    so.Config.MemoryStorage = true;
+    so.Config.InactiveThreshold = NGX_HTTP_OMNI_CONSUMER_IDLE;
 
     s = js_PullSubscribe(&ngx_http_omni_cl.sub, ngx_http_omni_cl.js,
-                         ngx_http_omni_cl.filter, ngx_http_omni_cl.durable,
-                         NULL, &so, &jerr);
+                         ngx_http_omni_cl.filter, NULL, NULL, &so, &jerr);
 
     if (s != NATS_OK) {
         ngx_http_omni_cl.sub = NULL;
@@ -1052,11 +1051,11 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     if (s == NATS_TIMEOUT) {
         /*
-         * Nothing new, most likely.  Every 40 empty fetches (2 s) the
+         * Nothing new, most likely.  Every 10 empty fetches (0.5 s) the
          * stream is asked: when it holds more than the store, the
          * consumer is stuck (its server gone) and is made again.
          */
-        if (++ngx_http_omni_cl.idle % 40 == 0) {
+        if (++ngx_http_omni_cl.idle % NGX_HTTP_OMNI_STUCK_FETCHES == 0) {
             jsStreamInfo  *si = NULL;
 
             if (js_GetStreamInfo(&si, ngx_http_omni_cl.js,
