@@ -151,87 +151,15 @@ ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* Separators of the formats CMPs write (after URL-decoding). */
-static ngx_uint_t
-ngx_http_omni_consent_sep(u_char c)
-{
-    return c == ',' || c == '&' || c == ';' || c == '|' || c == '{'
-           || c == '}' || c == '"' || c == '\'' || c == ' ' || c == '\t';
-}
-
-
-/* 1 granted, 0 refused, -1 not a consent value. */
-static ngx_int_t
-ngx_http_omni_consent_word(u_char *p, size_t len)
-{
-    ngx_uint_t  i;
-
-    static const char  *yes[] = { "1", "true", "yes", "granted", "allow",
-                                  "allowed", "accepted", "on", NULL };
-    static const char  *no[] = { "0", "false", "no", "denied", "deny",
-                                 "rejected", "off", NULL };
-
-    for (i = 0; yes[i]; i++) {
-        if (len == ngx_strlen(yes[i])
-            && ngx_strncasecmp(p, (u_char *) yes[i], len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    for (i = 0; no[i]; i++) {
-        if (len == ngx_strlen(no[i])
-            && ngx_strncasecmp(p, (u_char *) no[i], len) == 0)
-        {
-            return 0;
-        }
-    }
-
-    return -1;
-}
-
-
-/*
- * The value of key in a decoded cookie: "KEY:VALUE" or "KEY=VALUE"
- * between separators, as Cookiebot's {statistics:true,...}, OneTrust's
- * groups=C0002:1,... and simple "analytics=1|ads=0" cookies write it.
- */
-static ngx_int_t
-ngx_http_omni_consent_find(u_char *s, u_char *end, ngx_str_t *key)
-{
-    u_char  *p, *v;
-
-    for (p = s; p + key->len < end; p++) {
-        if ((p != s && !ngx_http_omni_consent_sep(p[-1])
-             && p[-1] != '=' && p[-1] != ':')
-            || ngx_strncmp(p, key->data, key->len) != 0
-            || (p[key->len] != ':' && p[key->len] != '='))
-        {
-            continue;
-        }
-
-        v = p + key->len + 1;
-
-        for (p = v; p < end && !ngx_http_omni_consent_sep(*p); p++) {
-            /* void */
-        }
-
-        return ngx_http_omni_consent_word(v, p - v);
-    }
-
-    return -1;
-}
-
-
 uint32_t
 ngx_http_omni_consent_request(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf)
 {
-    u_char                         *buf, *dst, *src;
-    uint32_t                        c;
-    ngx_int_t                       v;
+    u_char                         *buf;
+    size_t                          klen[OMNI_CONSENT_NKEYS];
     ngx_str_t                       value;
     ngx_uint_t                      k;
+    const char                     *key[OMNI_CONSENT_NKEYS];
     ngx_http_omni_consent_cookie_t *cc;
 
     cc = olcf->consent_cookie;
@@ -248,30 +176,14 @@ ngx_http_omni_consent_request(ngx_http_request_t *r,
         return 0;
     }
 
-    dst = buf;
-    src = value.data;
-    ngx_unescape_uri(&dst, &src, value.len, 0);
-
-    c = 0;
-
-    for (k = 0; ngx_http_omni_purposes[k].name; k++) {
-        if (cc->key[k].len == 0) {
-            continue;
-        }
-
-        v = ngx_http_omni_consent_find(buf, dst, &cc->key[k]);
-        if (v < 0) {
-            continue;
-        }
-
-        c |= OMNI_CONSENT_STATED(ngx_http_omni_purposes[k].bit);
-
-        if (v) {
-            c |= ngx_http_omni_purposes[k].bit;
-        }
+    /* the purposes' keys, in OMNI_CONSENT_* order like the table above */
+    for (k = 0; k < OMNI_CONSENT_NKEYS; k++) {
+        key[k] = (const char *) cc->key[k].data;
+        klen[k] = cc->key[k].len;
     }
 
-    return c ? (c | OMNI_CONSENT_SET) : 0;
+    return omni_consent_cookie((const char *) value.data, value.len,
+                               (char *) buf, key, klen);
 }
 
 

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -237,6 +238,126 @@ omni_consent_merge(uint32_t stored, uint32_t req)
            | (stored & OMNI_CONSENT_STATED_MASK)
            | (req & OMNI_CONSENT_STATED_MASK)
            | OMNI_CONSENT_SET;
+}
+
+
+/* Separators of the formats CMPs write (after URL-decoding). */
+static int
+omni_consent_sep(char c)
+{
+    return c == ',' || c == '&' || c == ';' || c == '|' || c == '{'
+           || c == '}' || c == '"' || c == '\'' || c == ' ' || c == '\t';
+}
+
+
+/* 1 granted, 0 refused, -1 not a consent value. */
+static int
+omni_consent_word(const char *p, size_t len)
+{
+    size_t  i;
+
+    static const char  *yes[] = { "1", "true", "yes", "granted", "allow",
+                                  "allowed", "accepted", "on", NULL };
+    static const char  *no[] = { "0", "false", "no", "denied", "deny",
+                                 "rejected", "off", NULL };
+
+    for (i = 0; yes[i]; i++) {
+        if (len == strlen(yes[i]) && strncasecmp(p, yes[i], len) == 0) {
+            return 1;
+        }
+    }
+
+    for (i = 0; no[i]; i++) {
+        if (len == strlen(no[i]) && strncasecmp(p, no[i], len) == 0) {
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * The value of key in a decoded cookie: "KEY:VALUE" or "KEY=VALUE"
+ * between separators, as Cookiebot's {statistics:true,...}, OneTrust's
+ * groups=C0002:1,... and simple "analytics=1|ads=0" cookies write it.
+ */
+static int
+omni_consent_find(const char *s, const char *end, const char *key,
+    size_t klen)
+{
+    const char  *p, *v;
+
+    for (p = s; (size_t) (end - p) > klen; p++) {
+        if ((p != s && !omni_consent_sep(p[-1]) && p[-1] != '='
+             && p[-1] != ':')
+            || memcmp(p, key, klen) != 0
+            || (p[klen] != ':' && p[klen] != '='))
+        {
+            continue;
+        }
+
+        v = p + klen + 1;
+
+        for (p = v; p < end && !omni_consent_sep(*p); p++) {
+            /* void */
+        }
+
+        return omni_consent_word(v, (size_t) (p - v));
+    }
+
+    return -1;
+}
+
+
+static int
+omni_consent_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+           : -1;
+}
+
+
+uint32_t
+omni_consent_cookie(const char *value, size_t len, char *buf,
+    const char *const *key, const size_t *klen)
+{
+    int       v, hi, lo;
+    size_t    i, n;
+    uint32_t  c, bit;
+
+    /* URL-decoded; a '%' that starts no escape stays as it is */
+    for (i = 0, n = 0; i < len; i++) {
+        if (value[i] == '%' && i + 2 < len
+            && (hi = omni_consent_hex(value[i + 1])) >= 0
+            && (lo = omni_consent_hex(value[i + 2])) >= 0)
+        {
+            buf[n++] = (char) (hi << 4 | lo);
+            i += 2;
+            continue;
+        }
+
+        buf[n++] = value[i];
+    }
+
+    c = 0;
+
+    for (i = 0; i < OMNI_CONSENT_NKEYS; i++) {
+        if (klen[i] == 0) {
+            continue;
+        }
+
+        v = omni_consent_find(buf, buf + n, key[i], klen[i]);
+        if (v < 0) {
+            continue;
+        }
+
+        bit = 1u << i;
+        c |= OMNI_CONSENT_STATED(bit) | (v ? bit : 0);
+    }
+
+    return c ? (c | OMNI_CONSENT_SET) : 0;
 }
 
 

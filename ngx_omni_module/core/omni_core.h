@@ -74,6 +74,22 @@ int omni_consent_allows(uint32_t consent, uint32_t purpose, int opt_in);
 /* stored, with what the request states (a CMP cookie) on top */
 uint32_t omni_consent_merge(uint32_t stored, uint32_t req);
 
+/* The purposes a consent cookie maps, in OMNI_CONSENT_* bit order. */
+#define OMNI_CONSENT_NKEYS          5
+
+/*
+ * What a CMP's consent cookie states (docs/privacy.md): value is the
+ * cookie's value as sent (len bytes, URL-encoded or not); key[k] (klen[k]
+ * bytes, 0: not mapped) is the cookie's key for purpose 1 << k.  Each
+ * key is found as KEY:VALUE or KEY=VALUE between separators, the value a
+ * grant (1, true, yes, granted, ...) or a refusal (0, false, no, ...).
+ * buf: len bytes of scratch for the decoded value.  Returns the stated
+ * purposes with OMNI_CONSENT_STATED() and OMNI_CONSENT_SET, or 0 when
+ * the cookie states nothing.
+ */
+uint32_t omni_consent_cookie(const char *value, size_t len, char *buf,
+    const char *const *key, const size_t *klen);
+
 /* Alias kinds: the first byte of an alias key. */
 #define OMNI_ALIAS_COOKIE    'c'    /* 16-byte web visitor id */
 #define OMNI_ALIAS_DEVICE    'd'    /* 16-byte app device id */

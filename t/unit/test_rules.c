@@ -1277,11 +1277,79 @@ test_consent_model(void)
 }
 
 
+/* omni_consent_cookie(): a CMP's cookie, by the keys it is mapped with. */
+static uint32_t
+consent_cookie(const char *value, const char *analytics,
+    const char *personalization, const char *ads)
+{
+    char        buf[1024];
+    size_t      klen[OMNI_CONSENT_NKEYS];
+    const char *key[OMNI_CONSENT_NKEYS] = { analytics, personalization,
+                                            ads, NULL, NULL };
+    unsigned    k;
+
+    for (k = 0; k < OMNI_CONSENT_NKEYS; k++) {
+        klen[k] = key[k] ? strlen(key[k]) : 0;
+    }
+
+    return omni_consent_cookie(value, strlen(value), buf, key, klen);
+}
+
+
+static void
+test_consent_cookie(void)
+{
+    uint32_t  all, c;
+
+    all = OMNI_CONSENT_STATED(OMNI_CONSENT_ANALYTICS
+                              | OMNI_CONSENT_PERSONALIZE | OMNI_CONSENT_ADS)
+          | OMNI_CONSENT_SET;
+
+    /* Cookiebot, URL-encoded as its script writes it */
+    c = consent_cookie("{stamp:%27q9Y%2Bk%3D%3D%27%2Cnecessary:true%2C"
+                       "preferences:true%2Cstatistics:false%2C"
+                       "marketing:true%2Cmethod:%27explicit%27}",
+                       "statistics", "preferences", "marketing");
+    is_int(c, all | OMNI_CONSENT_PERSONALIZE | OMNI_CONSENT_ADS,
+           "Cookiebot: preferences and marketing");
+
+    /* OneTrust: groups=C0001:1,C0002:0,... among other members */
+    c = consent_cookie("isGpcEnabled=0&datestamp=Thu+Dec+04+2026&groups="
+                       "C0001%3A1%2CC0002%3A0%2CC0003%3A1%2CC0004%3A1"
+                       "&AwaitingReconsent=false", "C0002", "C0003",
+                       "C0004");
+    is_int(c, all | OMNI_CONSENT_PERSONALIZE | OMNI_CONSENT_ADS,
+           "OneTrust: C0003 and C0004");
+
+    c = consent_cookie("analytics:1|personalization:granted|ads:DENIED",
+                       "analytics", "personalization", "ads");
+    is_int(c, all | OMNI_CONSENT_ANALYTICS | OMNI_CONSENT_PERSONALIZE,
+           "a site's own, words in any case");
+
+    /* only what is stated, as a whole key */
+    c = consent_cookie("xads:1|badsport=1|ads:maybe|personalization:0",
+                       "analytics", "personalization", "ads");
+    is_int(c, OMNI_CONSENT_SET
+              | OMNI_CONSENT_STATED(OMNI_CONSENT_PERSONALIZE),
+           "partial keys and other words state nothing");
+    is_int(consent_cookie("ads", "analytics", NULL, "ads"), 0,
+           "a key without a value: nothing");
+    is_int(consent_cookie("%", "analytics", NULL, "ads"), 0,
+           "a lone percent sign: nothing");
+    is_int(consent_cookie("ads%3", "analytics", NULL, "ads"), 0,
+           "a cut escape: nothing");
+    is_int(consent_cookie("ads=%31", "analytics", NULL, "ads"),
+           OMNI_CONSENT_SET | OMNI_CONSENT_STATED(OMNI_CONSENT_ADS)
+           | OMNI_CONSENT_ADS, "an escaped value");
+}
+
+
 int
 main(void)
 {
     test_errors();
     test_consent_model();
+    test_consent_cookie();
     test_loading();
     test_conditions_profile();
     test_conditions_request();
