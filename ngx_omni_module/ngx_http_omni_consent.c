@@ -265,6 +265,55 @@ ngx_http_omni_fresh_visitor(ngx_http_request_t *r)
 }
 
 
+/*
+ * The consent cookie's statements this worker recorded lately, by
+ * visitor (a small direct-mapped table): until the writer has put a
+ * statement into the profile, every request of that browser would
+ * record it again, and a page with a few quick requests wrote as many
+ * identical Consent Updated events to the feed.
+ */
+#define NGX_HTTP_OMNI_CONSENT_RECENT  256
+#define NGX_HTTP_OMNI_CONSENT_HOLD    10      /* seconds */
+
+static struct {
+    u_char      vid[OMNI_ID_LEN];
+    uint32_t    consent;
+    time_t      time;
+} ngx_http_omni_consent_recent_tab[NGX_HTTP_OMNI_CONSENT_RECENT];
+
+
+/*
+ * 1: this visitor's cookie stated exactly this a moment ago and it was
+ * recorded then; 0: record it (and remember it).  A statement lost on
+ * the way (a full queue) is recorded again after the hold.
+ */
+ngx_uint_t
+ngx_http_omni_consent_recent(ngx_http_omni_ctx_t *ctx, uint32_t consent)
+{
+    ngx_uint_t  i;
+
+    i = (ctx->vid[0] | (ngx_uint_t) ctx->vid[1] << 8)
+        % NGX_HTTP_OMNI_CONSENT_RECENT;
+
+    if (ngx_http_omni_consent_recent_tab[i].consent == consent
+        && ngx_time() - ngx_http_omni_consent_recent_tab[i].time
+           < NGX_HTTP_OMNI_CONSENT_HOLD
+        && ngx_memcmp(ngx_http_omni_consent_recent_tab[i].vid, ctx->vid,
+                      OMNI_ID_LEN)
+           == 0)
+    {
+        return 1;
+    }
+
+    ngx_memcpy(ngx_http_omni_consent_recent_tab[i].vid, ctx->vid,
+               OMNI_ID_LEN);
+    ngx_http_omni_consent_recent_tab[i].consent = consent;
+    ngx_http_omni_consent_recent_tab[i].time = ngx_time();
+
+    return 0;
+}
+
+
 static ngx_uint_t  ngx_http_omni_refusal_seen;
 
 

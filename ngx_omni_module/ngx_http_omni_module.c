@@ -784,7 +784,8 @@ ngx_http_omni_log_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
      * when the browser comes back with its visitor cookie.
      */
     if ((ctx->consent_req & OMNI_CONSENT_SET) && c != ctx->consent_stored
-        && ctx->identity != NGX_HTTP_OMNI_ID_NEW && !ctx->store_error)
+        && ctx->identity != NGX_HTTP_OMNI_ID_NEW && !ctx->store_error
+        && !ngx_http_omni_consent_recent(ctx, ctx->consent_req))
     {
         (void) ngx_http_omni_events_consent(r, ctx, ctx->consent_req);
     }

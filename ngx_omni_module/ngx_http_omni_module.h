@@ -545,6 +545,8 @@ ngx_int_t ngx_http_omni_fresh_visitor(ngx_http_request_t *r);
 ngx_int_t ngx_http_omni_mint_visitor(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 ngx_uint_t ngx_http_omni_consent_needs_profile(ngx_http_request_t *r);
+ngx_uint_t ngx_http_omni_consent_recent(ngx_http_omni_ctx_t *ctx,
+    uint32_t consent);
 
 ngx_int_t ngx_http_omni_emit(ngx_http_request_t *r,
     ngx_http_omni_filter_ctx_t *fctx, u_char *data, size_t len,

@@ -311,6 +311,22 @@ is_deeply($p->{consent}, { analytics => JSON::PP::true, personalize => JSON::PP:
           'as stated, per purpose') or diag explain $p->{consent};
 ok((grep { ($_->{anonymousId} // '') eq $v && ($_->{event} // '') eq 'Consent Updated'
            && $_->{properties}{ads} == JSON::PP::false } @$feed), 'the feed records the consent change');
+# a statement is recorded once, however many quick requests carry it;
+# a new one is recorded again
+my $q = 'c0115e000000000000000000000000f7';
+my $qc = 'omni=' . mint_cookie(TEST_SECRET, $q);
+# (pipelined on one connection: the writer has no time in between)
+raw_request($OmniTest::PORT, join('', map { "GET /in/q$_ HTTP/1.1\r\nHost: localhost\r\n"
+    . "Cookie: $qc; CookieConsent={preferences:true,statistics:true,marketing:false}\r\n"
+    . ($_ == 4 ? "Connection: close\r\n" : '') . "\r\n" } 1 .. 4), until_close => 1);
+http_get("/in/q5", Cookie => "$qc; CookieConsent={preferences:true,statistics:true,marketing:true}");
+my @cu;
+ok(wait_for(sub {
+    my $f = main::feed();
+    @cu = grep { ($_->{anonymousId} // '') eq $q && ($_->{event} // '') eq 'Consent Updated' } @$f;
+    grep { ($_->{properties}{path} // '') eq "/in/q5" } @$f }, 5), 'the quick requests are in the feed');
+is(scalar @cu, 2, 'two statements, two Consent Updated') or diag explain \@cu;
+is_deeply([ map { $_->{properties}{ads} ? 1 : 0 } @cu ], [ 0, 1 ], 'ads refused, then granted');
 # opt-in: a new visitor without consent gets no identifying cookie, and
 # nothing about it is recorded
 my $r = http_get('/in/first?utm_source=x');
