@@ -402,8 +402,16 @@ omni_cc_pixels(omni_cc_t *cc, json_t *v, omni_rule_t *r)
             } else if (omni_cc_template(cc, u, OMNI_TMPL_URL, &px->url)
                        == 0)
             {
+                size_t  delta;
+
                 px->type = key[0] == 'i' ? OMNI_PIXEL_IMG
                                          : OMNI_PIXEL_SCRIPT;
+
+                /* rendered straight into the img or script tag */
+                px->html = omni_tmpl_html_url(px->url, omni_arena_alloc,
+                                              cc->arena, &delta);
+                px->html_delta = (uint32_t) delta;
+
                 px->key = omni_cc_keyid(cc, key[0] == 'i' ? "i:" : "s:",
                                         json_string_value(u),
                                         json_string_length(u));

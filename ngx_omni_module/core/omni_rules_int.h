@@ -211,6 +211,8 @@ typedef struct {
     uint8_t             type;
     uint32_t            key;        /* same source text, same key */
     const omni_tmpl_t  *url;
+    const omni_tmpl_t  *html;       /* the URL HTML-escaped, or NULL */
+    uint32_t            html_delta; /* the bytes that escaping adds */
 } omni_pixel_t;
 
 typedef struct {
@@ -474,6 +476,10 @@ omni_ago(uint32_t now, uint32_t t)
 {
     return now > t ? now - t : 0;
 }
+
+/* The pixels' tags the plain way (render, then escape): for tests. */
+size_t omni_render_pixels_html_plain(const omni_ruleset_t *set,
+    omni_eval_t *ctx, const omni_decision_t *d, char *out, size_t cap);
 
 /* Rule checks shared by decide and explain. */
 int omni_rule_match(omni_run_t *run, const omni_rule_t *r);

@@ -669,8 +669,103 @@ omni_pixel_html(omni_sink_t *out, unsigned type, const char *url, size_t n,
 }
 
 
+/*
+ * The pixels' tags from the URL templates HTML-escaped at load time
+ * (omni_tmpl_html_url()): one render per pixel, where the plain way
+ * renders the URL and then escapes it.  The same bytes: a variable's
+ * percent-encoding leaves nothing for HTML escaping, the URL's length is
+ * the escaped one less the fixed delta, the first literal passed the URL
+ * policy at load, and equal escaped URLs are equal URLs (the escaping is
+ * one to one), so de-duplication keys on them.  0 when a pixel has no
+ * escaped template: the caller takes the plain way.
+ */
+static int
+omni_pixels_html_pre(const omni_ruleset_t *set, omni_eval_t *ctx,
+    const omni_decision_t *d, omni_sink_t *out)
+{
+    char                 html[5 * OMNI_PIXEL_URL_MAX];
+    uint64_t             seen[OMNI_DECISION_MAX_PIXELS], h;
+    unsigned             i, j, k;
+    size_t               n;
+    omni_sink_t          sink;
+    omni_renv_t          env;
+    const omni_pixel_t  *px;
+
+    for (i = 0; i < d->npixels && i < OMNI_DECISION_MAX_PIXELS; i++) {
+        px = &set->rules[d->shown[d->pixels[i].shown].rule]
+                  .pixels[d->pixels[i].pixel];
+
+        if (px->html == NULL) {
+            return 0;
+        }
+    }
+
+    k = 0;
+
+    for (i = 0; i < d->npixels && i < OMNI_DECISION_MAX_PIXELS; i++) {
+        omni_renv(&env, set, ctx, d, d->pixels[i].shown);
+        px = &env.rule->pixels[d->pixels[i].pixel];
+
+        omni_sink_buf(&sink, html, sizeof(html));
+        omni_tmpl_render(px->html, &sink, omni_render_resolve, &env);
+        n = omni_sink_end(&sink);
+
+        /* the URL itself: OMNI_PIXEL_URL_MAX - 1 bytes at most, so the
+           escaped one (five times that at most) fits */
+        if (n - px->html_delta >= OMNI_PIXEL_URL_MAX) {
+            continue;
+        }
+
+        h = omni_hash_fast(html, n) ^ px->type;
+
+        for (j = 0; j < k; j++) {
+            if (seen[j] == h) {
+                break;
+            }
+        }
+
+        if (j < k) {
+            continue;
+        }
+
+        seen[k++] = h;
+
+        if (px->type == OMNI_PIXEL_IMG) {
+            omni_sink_str(out, "<img src=\"");
+            out->put(out, html, n);
+            omni_sink_str(out, "\" width=\"1\" height=\"1\" alt=\"\">");
+
+        } else {
+            omni_sink_str(out, "<script async src=\"");
+            out->put(out, html, n);
+            omni_sink_str(out, "\"></script>");
+        }
+    }
+
+    return 1;
+}
+
+
 size_t
 omni_render_pixels_html(const omni_ruleset_t *set, omni_eval_t *ctx,
+    const omni_decision_t *d, char *out, size_t cap)
+{
+    omni_sink_t  sink;
+
+    omni_sink_buf(&sink, out, cap);
+
+    if (omni_decision_valid(set, d) && !d->no_ads
+        && !omni_pixels_html_pre(set, ctx, d, &sink))
+    {
+        omni_pixels_each(set, ctx, d, &sink, omni_pixel_html);
+    }
+
+    return omni_sink_end(&sink);
+}
+
+
+size_t
+omni_render_pixels_html_plain(const omni_ruleset_t *set, omni_eval_t *ctx,
     const omni_decision_t *d, char *out, size_t cap)
 {
     omni_sink_t  sink;

@@ -1404,6 +1404,105 @@ omni_tmpl_b_finish(omni_tmpl_b_t *b, omni_tmpl_alloc_pt alloc, void *pool)
 
 
 omni_tmpl_t *
+omni_tmpl_html_url(const omni_tmpl_t *t, omni_tmpl_alloc_pt alloc,
+    void *pool, size_t *delta)
+{
+    char              *text;
+    size_t             size, n, k, total;
+    unsigned           i;
+    omni_sink_t        sink;
+    omni_top_t        *ops;
+    omni_tmpl_t       *h;
+    const omni_top_t  *op;
+
+    *delta = 0;
+
+    if (t == NULL || t->nops == 0 || t->ops[0].op != OMNI_TOP_LIT
+        || t->ops[0].len < 8)
+    {
+        return NULL;
+    }
+
+    for (k = 0; k < 8; k++) {
+        if ((unsigned char) t->text[t->ops[0].off + k] <= ' ') {
+            return NULL;
+        }
+    }
+
+    if (!omni_url_allowed(t->text + t->ops[0].off, 8)) {
+        return NULL;
+    }
+
+    /* the original text (variables' keys and defaults), then the
+       escaped literals */
+    size = 0;
+    n = 0;
+
+    for (i = 0; i < t->nops; i++) {
+        op = &t->ops[i];
+
+        size = op->off + op->len > size ? op->off + op->len : size;
+        size = op->def_off + op->def_len > size ? op->def_off + op->def_len
+                                                : size;
+
+        if (op->op == OMNI_TOP_VAR) {
+            if (op->esc != OMNI_ESC_URL_RAW && op->esc != OMNI_ESC_URL_PART) {
+                return NULL;
+            }
+
+            continue;
+        }
+
+        if (op->op != OMNI_TOP_LIT) {
+            return NULL;
+        }
+
+        omni_sink_buf(&sink, NULL, 0);
+        omni_esc_html(&sink, t->text + op->off, op->len);
+        n += sink.len;
+        *delta += sink.len - op->len;
+    }
+
+    h = alloc(pool, sizeof(omni_tmpl_t));
+    text = alloc(pool, size + n + 1);
+    ops = alloc(pool, t->nops * sizeof(omni_top_t));
+
+    if (h == NULL || text == NULL || ops == NULL) {
+        *delta = 0;
+        return NULL;
+    }
+
+    memcpy(text, t->text, size);
+    memcpy(ops, t->ops, t->nops * sizeof(omni_top_t));
+    total = size + n;
+    n = size;
+
+    for (i = 0; i < t->nops; i++) {
+        if (ops[i].op != OMNI_TOP_LIT) {
+            continue;
+        }
+
+        /* the room left is what the first pass measured, plus one */
+        omni_sink_buf(&sink, text + n, total + 1 - n);
+        omni_esc_html(&sink, t->text + ops[i].off, ops[i].len);
+
+        ops[i].off = (uint32_t) n;
+        ops[i].len = (uint32_t) sink.len;
+        n += sink.len;
+    }
+
+    text[n] = '\0';
+
+    h->text = text;
+    h->ops = ops;
+    h->nops = t->nops;
+    h->needs = t->needs;
+
+    return h;
+}
+
+
+omni_tmpl_t *
 omni_tmpl_compile(const char *src, size_t len, unsigned mode,
     omni_tmpl_alloc_pt alloc, void *pool, omni_tmpl_err_t *err)
 {

@@ -157,6 +157,18 @@ omni_tmpl_t *omni_tmpl_b_finish(omni_tmpl_b_t *b, omni_tmpl_alloc_pt alloc,
 omni_tmpl_t *omni_tmpl_compile(const char *src, size_t len, unsigned mode,
     omni_tmpl_alloc_pt alloc, void *pool, omni_tmpl_err_t *err);
 
+/*
+ * For a URL template (pixels): the same template with its literal text
+ * HTML-escaped at load time, so that rendering it gives the URL as it
+ * goes into an attribute value (its variables are percent-encoded, which
+ * leaves nothing to escape) without a second pass.  *delta: the bytes
+ * the escaping adds, the same on every render.  NULL when t is not a
+ * URL template whose first literal decides the URL policy alone (eight
+ * printable bytes that pass it), or when out of memory.
+ */
+omni_tmpl_t *omni_tmpl_html_url(const omni_tmpl_t *t,
+    omni_tmpl_alloc_pt alloc, void *pool, size_t *delta);
+
 /* JSON string escaping at load time (payload keys and literals). */
 void omni_tmpl_b_json_string(omni_tmpl_b_t *b, const char *s, size_t len);
 

@@ -17,6 +17,25 @@
 
 #define NCASES  4000
 
+static const char  extra_pixels[] =
+    "{\"rules\": [\n"
+    " {\"id\": \"px-a\", \"when\": {\"channel\": \"web\"}, \"pixels\": [\n"
+    "  {\"img\": \"https://a.example/p?x=1&y='q'&z={{attr.zip|n/a}}\"},\n"
+    "  {\"script\": \"https://a.example/p?x=1&y='q'&z={{attr.zip|n/a}}\"},"
+    "\n"
+    "  {\"img\": \"https://a.example/i?id={{profile.id}}&t={{attr.tier}}\"}"
+    "\n ]},\n"
+    " {\"id\": \"px-b\", \"pixels\": [\n"
+    "  {\"img\": \"https://a.example/i?id={{profile.id|}}&t={{attr.tier}}\"}"
+    ",\n"
+    "  {\"img\": \"https://b.example/v?n={{first_name|x&y}}&c={{cart.value}}"
+    "&s={{cart.top_item.sku}}&amp;\"}\n ]},\n"
+    " {\"id\": \"px-c\", \"when\": {\"segment\": \"skiers\"}, "
+    "\"pixels\": [\n"
+    "  {\"script\": \"https://c.example/s.js?v={{viewed.name}}&u="
+    "{{viewed.url}}&g={{geo.city|none}}\"}\n ]}\n"
+    "]}\n";
+
 static uint32_t  now;
 
 
@@ -373,7 +392,8 @@ main(void)
     static char            a[65536], b[65536];
     const char            *root;
     unsigned               i, k, n, block, seed, bad, bad_render, shown,
-                           slots_shown, blocked;
+                           slots_shown, blocked, bad_pixels, pixels;
+    FILE                  *f;
     size_t                 na, nb;
     unsigned char          pid[OMNI_ID_LEN];
     omni_ruleset_t        *set;
@@ -400,6 +420,13 @@ main(void)
              100 - seed);
     ok(system(cmd) == 0, "bench/gen-rules.pl");
 
+    /* pixels for the HTML rendering: escaped literals, defaults, two
+       templates that render one URL, a long one */
+    snprintf(cmd, sizeof(cmd), "%s/zz-pixels.json", tmp);
+    f = fopen(cmd, "w");
+    ok(f != NULL && fprintf(f, "%s", extra_pixels) > 0 && fclose(f) == 0,
+       "pixel rules written");
+
     if (omni_rules_load(tmp, &set, &rep) != OMNI_OK) {
         for (i = 0; i < rep.nerrors && i < OMNI_RULES_MAX_ERRORS; i++) {
             printf("#   %s\n", rep.errors[i]);
@@ -408,7 +435,7 @@ main(void)
         return done_testing();
     }
 
-    is_int(omni_rules_count(set), 100, "the bench's 100 rules");
+    is_int(omni_rules_count(set), 103, "the bench's 100 rules and 3");
 
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
     (void) system(cmd);
@@ -416,6 +443,7 @@ main(void)
     now = (uint32_t) time(NULL);
     srand(1206);
     bad = bad_render = shown = slots_shown = blocked = 0;
+    bad_pixels = pixels = 0;
 
     for (k = 0; k < NCASES; k++) {
         rec = rnd(10) ? random_profile(k) : NULL;
@@ -485,6 +513,13 @@ main(void)
             slots_shown += ref[i].slot >= 0;
         }
 
+        /* the pixels' tags from the escaped templates = render, then
+           escape */
+        na = omni_render_pixels_html(set, &ctx, &d, a, sizeof(a));
+        nb = omni_render_pixels_html_plain(set, &ctx, &d, b, sizeof(b));
+        bad_pixels += na != nb || memcmp(a, b, na) != 0;
+        pixels += na > 0;
+
         /* the render reads the same facts again: the same bytes twice,
            and the same as a context that never decided */
         na = render_all(set, &ctx, &d, a, sizeof(a));
@@ -499,6 +534,10 @@ main(void)
     is_int(bad, 0, "omni_decide = every rule in rank order, %u random "
            "requests", NCASES);
     is_int(bad_render, 0, "the decision renders the same bytes again");
+    is_int(bad_pixels, 0, "pixel tags from the HTML-escaped templates = "
+           "the URL rendered, then escaped (%u decisions with pixels)",
+           pixels);
+    ok(pixels > NCASES / 2, "most cases have pixels");
     ok(shown > NCASES && slots_shown > NCASES / 2 && blocked < NCASES / 4,
        "the cases show rules (%u shown, %u in slots, %u blocked)", shown,
        slots_shown, blocked);
