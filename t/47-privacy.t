@@ -139,6 +139,12 @@ isnt($q->{id}, $pid, 'under a new id');
 is($q->{visits}, 1, 'one visit: nothing of the old one');
 ok(!$q->{attributes}{first_name}, 'no name');
 is($q->{orders}, 0, 'no orders');
+# the forgotten app device too: a new profile under another id
+$r = main::post({ type => 'track', event => 'Thing Done', messageId => 'after-forget-1' },
+                'X-Omni-Token' => main::token());
+is($r->{status}, 200, 'the forgotten device sends an event') or diag $r->{content};
+ok($r->{json}{profile} && $r->{json}{profile} ne $pid && $r->{json}{profile} ne $q->{id},
+   'under a profile of its own, not the erased one') or diag $r->{content};
 my $feed = main::feed();
 ok(!(grep { ($_->{profileId} // '') eq $pid } @$feed), 'the feed has nothing under the old id');
 # the erased messageIds are not remembered: a sender may not replay them,
