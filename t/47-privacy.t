@@ -705,3 +705,28 @@ my ($rc, $out) = omnictl('--store', main::store(), 'stat');
 is(JSON::PP::decode_json($out)->{profiles}, 6, 'six profiles: what the limit let through');
 --- no_error_log
 [crit]
+
+=== TEST 10: a banner on a browser's first request counts for caps only until the fold (it makes no profile): a cap of one shows once more, then holds
+--- http_config
+omni_secret "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+omni_store $TEST_NGINX_PREFIX/store map_size=16m fold=0;
+omni_rules $TEST_NGINX_PREFIX/rules check=off;
+--- user_files
+>>> rules/r.json
+{"id": "offer", "campaign": "offer", "cap": {"max": 1, "per": "1d"},
+ "banner": {"slot": "hero", "html": "<b>offer</b>"}}
+--- config
+location / { omni on; default_type text/html; return 200 "<body><!--omni:slot hero--></body>"; }
+--- request
+GET /first
+--- response_body: <body><b>offer</b></body>
+--- check
+my ($c) = ($resp->{headers}{'set-cookie'} // '') =~ /^(omni=[^;]+)/;
+ok($c, 'a visitor cookie');
+my $n = 0;
+ok(wait_for(sub { $n++; http_get('/again', Cookie => $c)->{content} =~ /offer/ }, 5, 0.1),
+   'once the fold dropped the first request, the banner shows once more') or diag "$n tries";
+is(http_get('/then', Cookie => $c)->{content}, '<body><!--omni:slot hero--></body>',
+   'and then the cap holds: that impression counted');
+--- no_error_log
+[error]
