@@ -281,20 +281,73 @@ ngx_http_omni_metrics_init_worker(ngx_cycle_t *cycle)
 /* ---- counting ---- */
 
 /*
+ * A worker's memo of rule ids it counted, before the shared table's
+ * hash and probe (a request counts three or four): an id's slot never
+ * moves or goes, so the memo holds until the zone is another.
+ */
+#define NGX_HTTP_OMNI_MMEMO  64                 /* a power of two */
+
+typedef struct {
+    ngx_http_omni_mrule_t      *e;
+    size_t                      len;
+    u_char                      id[OMNI_RULES_MAX_ID];
+} ngx_http_omni_mmemo_t;
+
+static ngx_http_omni_mmemo_t    ngx_http_omni_mmemo[NGX_HTTP_OMNI_MMEMO];
+static void                    *ngx_http_omni_mmemo_zone;
+
+
+static ngx_http_omni_mrule_t *ngx_http_omni_mrule_find(const u_char *id,
+    size_t len, ngx_uint_t create);
+
+
+/*
  * The rule id's slot, inserted when missing and create is set; NULL when
  * it is missing or the table is full.
  */
 static ngx_http_omni_mrule_t *
 ngx_http_omni_mrule(const u_char *id, size_t len, ngx_uint_t create)
 {
-    uint64_t                h;
-    ngx_uint_t              i, n, insert;
-    ngx_slab_pool_t        *shpool;
+    ngx_uint_t              k;
     ngx_http_omni_mrule_t  *e;
+    ngx_http_omni_mmemo_t  *mm;
 
     if (len == 0 || len > OMNI_RULES_MAX_ID) {
         return NULL;
     }
+
+    if (ngx_http_omni_mmemo_zone != (void *) ngx_http_omni_m) {
+        ngx_memzero(ngx_http_omni_mmemo, sizeof(ngx_http_omni_mmemo));
+        ngx_http_omni_mmemo_zone = ngx_http_omni_m;
+    }
+
+    k = (len + id[0] * 7 + id[len >> 1] * 17 + id[len - 1] * 31)
+        & (NGX_HTTP_OMNI_MMEMO - 1);
+    mm = &ngx_http_omni_mmemo[k];
+
+    if (mm->e != NULL && mm->len == len && ngx_memcmp(mm->id, id, len) == 0) {
+        return mm->e;
+    }
+
+    e = ngx_http_omni_mrule_find(id, len, create);
+
+    if (e != NULL) {
+        mm->e = e;
+        mm->len = len;
+        ngx_memcpy(mm->id, id, len);
+    }
+
+    return e;
+}
+
+
+static ngx_http_omni_mrule_t *
+ngx_http_omni_mrule_find(const u_char *id, size_t len, ngx_uint_t create)
+{
+    uint64_t                h;
+    ngx_uint_t              i, n, insert;
+    ngx_slab_pool_t        *shpool;
+    ngx_http_omni_mrule_t  *e;
 
     h = 14695981039346656037ULL;
 
@@ -394,7 +447,7 @@ ngx_http_omni_metrics_rules_list(ngx_str_t *list, ngx_uint_t impressions)
     last = p + list->len;
 
     while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
+        comma = memchr(p, ',', last - p);
         if (comma == NULL) {
             comma = last;
         }
@@ -431,7 +484,7 @@ ngx_http_omni_metrics_held_list(ngx_str_t *list)
     last = p + list->len;
 
     while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
+        comma = memchr(p, ',', last - p);
         if (comma == NULL) {
             comma = last;
         }
