@@ -1002,7 +1002,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     natsStatus              s;
     jsErrCode               jerr;
     ngx_uint_t              i, k, n, njobs, own;
-    uint64_t                gap;
+    uint64_t                gap, zone, pos;
+    uint32_t                magic;
     natsMsgList             list;
     omni_batch_t            b;
     jsMsgMetaData          *meta;
@@ -1169,9 +1170,17 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         lastmsg = m;
         p = (u_char *) natsMsg_GetData(m);
 
-        if (natsMsg_GetDataLength(m) < NGX_HTTP_OMNI_ENV_LEN + 8
-            || *(uint32_t *) p != NGX_HTTP_OMNI_ENV_MAGIC)
-        {
+        /* the envelope, copied out: a message's data is not aligned */
+        if (natsMsg_GetDataLength(m) >= NGX_HTTP_OMNI_ENV_LEN + 8) {
+            ngx_memcpy(&magic, p, sizeof(uint32_t));
+            ngx_memcpy(&zone, p + 8, sizeof(uint64_t));
+            ngx_memcpy(&pos, p + 16, sizeof(uint64_t));
+
+        } else {
+            magic = 0;
+        }
+
+        if (magic != NGX_HTTP_OMNI_ENV_MAGIC) {
             continue;                   /* not a record of ours */
         }
 
@@ -1184,10 +1193,10 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
             continue;
         }
 
-        own = (qu && *(uint64_t *) (p + 8) == qu->id);
+        own = (qu && zone == qu->id);
 
         if (own) {
-            end = *(uint64_t *) (p + 16) + rlen;
+            end = pos + rlen;
             c->own_end = ngx_max(c->own_end, end);
         }
 
