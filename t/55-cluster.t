@@ -24,7 +24,8 @@
 #     stream from the copy's sequence and equals the others;
 #   - a node down longer than the stream's retention says so and applies
 #     nothing (never a silent gap), until bootstrapped from a peer.
-# Every node's error.log is checked for [alert], [crit] and [emerg].
+# Every node's error.log is checked for [alert], [crit] and [emerg], and
+# for sanitizer reports (a module built with ASan/UBSan, docs/testing.md).
 
 use strict;
 use warnings;
@@ -119,7 +120,7 @@ sub start_node {
     open($fh, '>', "$p/nginx.conf") or die;
     print $fh conf($i);
     close $fh;
-    my ($rc, $out, $err) = run_command(['/usr/sbin/nginx', '-p', "$p/", '-c', "$p/nginx.conf"]);
+    my ($rc, $out, $err) = run_command([OmniTest::nginx_bin(), '-p', "$p/", '-c', "$p/nginx.conf"]);
     die "node $i: nginx failed: $out $err" if $rc;
     ok(wait_for(sub { http_request('GET', '/', undef, port => $NODE{$i}{port}, timeout => 1)->{status} == 200 }, 10),
        "node $i serves");
@@ -559,8 +560,8 @@ stop_node(2);
 
 for my $i (1 .. 5) {
     my $log = OmniTest::_slurp("$root/n$i/logs/error.log") // '';
-    my @bad = $log =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
-    is_deeply(\@bad, [], "node $i: no [alert], [crit] or [emerg]");
+    my @bad = $log =~ /^(.*(?:\[(?:alert|crit|emerg)\]|runtime error:|ERROR: AddressSanitizer).*)$/mg;
+    is_deeply(\@bad, [], "node $i: no [alert], [crit] or [emerg], no sanitizer report");
 }
 
 done_testing();
