@@ -336,7 +336,7 @@ start_nginx() {   # name
     m=$(cat "$B/logs/$name.pid" 2>/dev/null) || die "no pid file for $name"
     MASTER[$name]=$m
     for _ in $(seq 50); do
-        w=$(pgrep -P "$m" -f 'worker process' | tr '\n' ' ')
+        w=$(pgrep -P "$m" -f 'worker process' | tr '\n' ' ' || true)
         [ "$(echo $w | wc -w)" = 1 ] && break
         sleep 0.1
     done
@@ -442,7 +442,7 @@ check_worker() {   # name
           "$B/logs/$name.error.log" | tail -3 | tr '\n' ' ')
     fail "$name: its worker $w died during a run: $why(cores, if any: $B/cores/$name/)"
     for _ in $(seq 50); do
-        nw=$(pgrep -P "$m" -f 'worker process' | head -1)
+        nw=$(pgrep -P "$m" -f 'worker process' | head -1 || true)
         [ -n "$nw" ] && break
         sleep 0.1
     done

@@ -556,7 +556,9 @@ start_nginx() {   # cfg workers
     for i in $(seq 50); do
         # (the worker processes only: proxy_cache_path adds a cache
         # manager and a cache loader)
-        WORKERS=$(pgrep -P "$MASTER" -f 'worker process' | tr '\n' ' ')
+        # (none yet right after the start: pgrep fails, which must not
+        # end the script under errexit)
+        WORKERS=$(pgrep -P "$MASTER" -f 'worker process' | tr '\n' ' ' || true)
         [ "$(echo $WORKERS | wc -w)" = "$workers" ] && break
         sleep 0.1
     done
