@@ -77,6 +77,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/cluster-bench
 NGINX=${NGINX:-/usr/sbin/nginx}
+# nginx itself reads NGINX from its environment (the listening sockets a
+# binary upgrade passes on): not for the nginx processes this starts
+export -n NGINX
 MODULE=${MODULE:-$ROOT/build/ngx_http_omni_module.so}
 OMNICTL=${OMNICTL:-$ROOT/build/omnictl}
 NATSPING=${NATSPING:-$ROOT/build/natsping}
