@@ -1001,6 +1001,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     natsMsg                *m, *lastmsg;
     natsStatus              s;
     jsErrCode               jerr;
+    int                     ask, pending;
     ngx_uint_t              i, k, n, njobs, own;
     uint64_t                gap, zone, pos;
     uint32_t                magic;
@@ -1046,8 +1047,29 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         return;
     }
 
-    s = natsSubscription_Fetch(&list, ngx_http_omni_cl.sub,
-                               NGX_HTTP_OMNI_FETCH_ASK,
+    /*
+     * libnats 3.4.1's fetch (Debian 12) stops collecting when its count
+     * equals the request's batch, which it lowers by what it took from
+     * the subscription's queue before asking the server: with more than
+     * half a batch already queued (messages of an earlier fetch's pull
+     * request that came after that fetch timed out) the count passes the
+     * lowered batch, never equals it, and the fetch writes past its array
+     * of batch pointers until it times out (heap corruption: the signal 6
+     * of bench/cluster.sh under load; fixed upstream by keeping the
+     * original batch).  So a fetch asks exactly what is queued, when
+     * something is: it takes all of it from the queue and asks the
+     * server nothing.
+     */
+    ask = NGX_HTTP_OMNI_FETCH_ASK;
+
+    if (natsSubscription_GetPending(ngx_http_omni_cl.sub, &pending, NULL)
+        == NATS_OK
+        && pending > 0)
+    {
+        ask = ngx_min(pending, NGX_HTTP_OMNI_FETCH_ASK);
+    }
+
+    s = natsSubscription_Fetch(&list, ngx_http_omni_cl.sub, ask,
                                NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
 
     if (s == NATS_TIMEOUT) {
@@ -1098,13 +1120,12 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     qu = ngx_http_omni_queue();
 
-    /*
-     * libnats may hand back more than was asked: what does not fit the
-     * arrays is not applied now; a new consumer from the store's
-     * sequence gives it again.
-     */
-    if (list.Count > NGX_HTTP_OMNI_FETCH_MAX) {
-        list.Count = NGX_HTTP_OMNI_FETCH_MAX;
+    if (list.Count > ask) {
+        /* the library's array overflowed (above): say so, loudly */
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "omni: cluster: a fetch of %d message(s) returned %d",
+                      ask, list.Count);
+        list.Count = ask;
         natsSubscription_Destroy(ngx_http_omni_cl.sub);
         ngx_http_omni_cl.sub = NULL;
     }
@@ -1298,7 +1319,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         (void) natsMsg_Ack(lastmsg, NULL);
     }
 
-    ngx_http_omni_cl.more = (list.Count >= NGX_HTTP_OMNI_FETCH_ASK);
+    ngx_http_omni_cl.more = (list.Count >= ask);
 
     if (last) {
         ngx_http_omni_cl.fresh = 0;
