@@ -121,6 +121,7 @@ static struct {
 static void ngx_http_omni_cluster_tick(ngx_event_t *ev);
 static void ngx_http_omni_cluster_thread(void *data, ngx_log_t *log);
 static void ngx_http_omni_cluster_done(ngx_event_t *ev);
+static void ngx_http_omni_cluster_settle(ngx_http_omni_ctask_t *c);
 
 
 ngx_uint_t
@@ -342,28 +343,8 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
      * space is given back.
      */
     if (ngx_http_omni_cl.busy && ngx_http_omni_cl.task) {
-        ngx_http_omni_ctask_t  *c = ngx_http_omni_cl.task->ctx;
-        ngx_http_omni_queue_t  *qu;
-
         ngx_http_omni_cl.busy = 0;
-
-        if (c->njobs) {
-            ngx_http_omni_writer_job_results(c->jobs, c->njobs, c->rc);
-            c->njobs = 0;
-        }
-
-        qu = ngx_http_omni_queue();
-
-        if (qu && c->rc == OMNI_OK && c->own_end > qu->head
-            && c->own_end <= qu->appended)
-        {
-            ngx_http_omni_queue_folded(qu, c->own_end);
-        }
-
-        if (c->fake) {
-            ngx_free(c->fake);
-            c->fake = NULL;
-        }
+        ngx_http_omni_cluster_settle(ngx_http_omni_cl.task->ctx);
     }
 
     /*
@@ -1346,7 +1327,6 @@ static void
 ngx_http_omni_cluster_done(ngx_event_t *ev)
 {
     ngx_http_omni_ctask_t  *c = ev->data;
-    ngx_http_omni_queue_t  *qu;
 
     ngx_http_omni_cl.busy = 0;
 
@@ -1371,23 +1351,7 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, ev->log, 0, "omni: cluster: %s", c->err);
     }
 
-    if (c->njobs) {
-        ngx_http_omni_writer_job_results(c->jobs, c->njobs, c->rc);
-        c->njobs = 0;
-    }
-
-    qu = ngx_http_omni_queue();
-
-    if (qu && c->rc == OMNI_OK && c->own_end > qu->head
-        && c->own_end <= qu->appended)
-    {
-        ngx_http_omni_queue_folded(qu, c->own_end);
-    }
-
-    if (c->fake) {
-        ngx_free(c->fake);
-        c->fake = NULL;
-    }
+    ngx_http_omni_cluster_settle(c);
 
     if (ngx_exiting) {
         /* the writer let the lease go if this task was all that held it */
@@ -1411,5 +1375,35 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
     if (!ngx_http_omni_cl.tick.timer_set) {
         ngx_add_timer(&ngx_http_omni_cl.tick,
                       c->rc == OMNI_OK ? NGX_HTTP_OMNI_CONSUME_IDLE : 250);
+    }
+}
+
+
+/*
+ * A consume task's outcome, on the event loop: this node's jobs answered,
+ * the ring's space up to what was applied given back, the records' copy
+ * freed.  At the task's end, and at exit for a task that never ended.
+ */
+static void
+ngx_http_omni_cluster_settle(ngx_http_omni_ctask_t *c)
+{
+    ngx_http_omni_queue_t  *qu;
+
+    if (c->njobs) {
+        ngx_http_omni_writer_job_results(c->jobs, c->njobs, c->rc);
+        c->njobs = 0;
+    }
+
+    qu = ngx_http_omni_queue();
+
+    if (qu && c->rc == OMNI_OK && c->own_end > qu->head
+        && c->own_end <= qu->appended)
+    {
+        ngx_http_omni_queue_folded(qu, c->own_end);
+    }
+
+    if (c->fake) {
+        ngx_free(c->fake);
+        c->fake = NULL;
     }
 }
