@@ -29,7 +29,7 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 # sockets): not for the nginx this starts
 export -n NGINX
 REQUESTS=${REQUESTS:-1000000}
-CFG=1w-1k
+CFG=${CFG:-1w-1k}
 URL=http://127.0.0.1:${PORT_BASE:-18480}
 URL=http://127.0.0.1:$(( ${PORT_BASE:-18480} + 1 ))/b/page.html
 COOKIES=$B/data/cookies-1k.txt
