@@ -425,45 +425,21 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 #if !defined(OMNI_FUZZ_LIBFUZZER)
 
+#include "fuzz_replay.h"
+
+
 int
 main(int argc, char **argv)
 {
-    int     i;
-    long    n;
-    FILE   *f;
-    char   *buf;
+    int  rc;
 
-    for (i = 1; i < argc; i++) {
-        f = fopen(argv[i], "rb");
-        if (f == NULL) {
-            perror(argv[i]);
-            return 1;
-        }
-
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-
-        buf = malloc(n > 0 ? (size_t) n : 1);
-        if (buf == NULL || (n > 0 && fread(buf, 1, (size_t) n, f)
-                                     != (size_t) n))
-        {
-            fclose(f);
-            free(buf);
-            return 1;
-        }
-
-        fclose(f);
-        LLVMFuzzerTestOneInput((const unsigned char *) buf, (size_t) n);
-        free(buf);
-        printf("%s: ok\n", argv[i]);
-    }
+    rc = fuzz_replay(argc, argv);
 
     if (fz_st) {
         omni_store_close(fz_st);
     }
 
-    return 0;
+    return rc;
 }
 
 #endif
