@@ -386,39 +386,23 @@ omni_rec_has_segment(const omni_rec_t *rec, const char *name, size_t len)
 
 
 /*
- * The first attribute with the key decides.  An attribute of a type this
- * reader does not know (a newer minor) reads as absent.
+ * The first item of a section whose leading string is key, framed
+ * inline as omni_rec_iter_next() and omni_rec_get_str() frame it (a key
+ * cut short reads as empty): 1 and *item, or 0.
  */
-int
-omni_rec_get_attr(const omni_rec_t *rec, const char *key, size_t len,
-    omni_bytes_t *str, double *num)
+static int
+omni_rec_find_keyed(const omni_rec_t *rec, unsigned sect, const char *key,
+    size_t len, omni_bytes_t *item)
 {
-    size_t               avail, n, k, rest;
-    unsigned             type;
-    const unsigned char *p, *end, *item;
+    size_t               avail, n, k;
+    const unsigned char *p, *end, *it;
 
-    if (str != NULL) {
-        str->data = omni_empty;
-        str->len = 0;
-    }
-
-    if (num != NULL) {
-        *num = 0.0;
-    }
-
-    if (rec == NULL || rec->sect[OMNI_SECT_ATTRS].data == NULL) {
+    if (rec == NULL || rec->sect[sect].data == NULL) {
         return 0;
     }
 
-    /*
-     * The iterator and field readers' framing, inline: the rules look
-     * attributes up on every request, and a call per item and field was
-     * most of the cost.  Items: a 16-bit length, then the key (a 16-bit
-     * length and bytes), the type byte and the value.  A key cut short
-     * reads as empty and the rest as absent, as the readers have it.
-     */
-    p = rec->sect[OMNI_SECT_ATTRS].data;
-    end = p + rec->sect[OMNI_SECT_ATTRS].len;
+    p = rec->sect[sect].data;
+    end = p + rec->sect[sect].len;
 
     while (p < end) {
         avail = (size_t) (end - p);
@@ -433,51 +417,89 @@ omni_rec_get_attr(const omni_rec_t *rec, const char *key, size_t len,
             return 0;
         }
 
-        item = p + 2;
+        it = p + 2;
         p += 2 + n;
 
-        if (n < 2 || (k = omni_rd16(item)) > n - 2) {
-            /* the key reads as empty, the type as absent */
-            if (len == 0) {
-                return 0;
-            }
-
-            continue;
+        if (n < 2 || (k = omni_rd16(it)) > n - 2) {
+            k = 0;
         }
 
-        if (k != len || (len && memcmp(item + 2, key, len) != 0)) {
-            continue;
+        if (k == len && (len == 0 || memcmp(it + 2, key, len) == 0)) {
+            item->data = it;
+            item->len = n;
+            return 1;
         }
+    }
 
-        rest = n - 2 - k;
-        item += 2 + k;
+    return 0;
+}
 
-        if (rest < 1) {
-            return 0;
-        }
 
-        type = item[0];
-        item++;
-        rest--;
+/*
+ * The first attribute with the key decides.  An attribute of a type this
+ * reader does not know (a newer minor) reads as absent.
+ */
+int
+omni_rec_get_attr(const omni_rec_t *rec, const char *key, size_t len,
+    omni_bytes_t *str, double *num)
+{
+    size_t               n, k, rest;
+    unsigned             type;
+    omni_bytes_t         it;
+    const unsigned char *item;
 
-        if (type == OMNI_ATTR_STR) {
-            if (str != NULL && rest >= 2 && omni_rd16(item) <= rest - 2) {
-                str->data = item + 2;
-                str->len = omni_rd16(item);
-            }
+    if (str != NULL) {
+        str->data = omni_empty;
+        str->len = 0;
+    }
 
-            return OMNI_ATTR_STR;
-        }
+    if (num != NULL) {
+        *num = 0.0;
+    }
 
-        if (type == OMNI_ATTR_NUM) {
-            if (num != NULL && rest >= 8) {
-                *num = omni_rdf64(item);
-            }
-
-            return OMNI_ATTR_NUM;
-        }
-
+    /*
+     * Items: a 16-bit length, then the key (a 16-bit length and bytes),
+     * the type byte and the value, framed inline as the readers frame
+     * them: the rules look attributes up on every request.
+     */
+    if (!omni_rec_find_keyed(rec, OMNI_SECT_ATTRS, key, len, &it)) {
         return 0;
+    }
+
+    item = it.data;
+    n = it.len;
+
+    /* a key cut short reads as empty, and the rest as absent */
+    if (n < 2 || (k = omni_rd16(item)) > n - 2) {
+        return 0;
+    }
+
+    rest = n - 2 - k;
+    item += 2 + k;
+
+    if (rest < 1) {
+        return 0;
+    }
+
+    type = item[0];
+    item++;
+    rest--;
+
+    if (type == OMNI_ATTR_STR) {
+        if (str != NULL && rest >= 2 && omni_rd16(item) <= rest - 2) {
+            str->data = item + 2;
+            str->len = omni_rd16(item);
+        }
+
+        return OMNI_ATTR_STR;
+    }
+
+    if (type == OMNI_ATTR_NUM) {
+        if (num != NULL && rest >= 8) {
+            *num = omni_rdf64(item);
+        }
+
+        return OMNI_ATTR_NUM;
     }
 
     return 0;
@@ -576,56 +598,6 @@ omni_rec_purchase_next(omni_rec_iter_t *it, omni_rec_purchase_t *p)
  * Returns OMNI_OK, or OMNI_NOTFOUND (every output zero) when the
  * campaign was never shown.
  */
-/*
- * The first item of a section whose leading string is key, framed
- * inline as omni_rec_iter_next() and omni_rec_get_str() frame it (a key
- * cut short reads as empty): 1 and *item, or 0.
- */
-static int
-omni_rec_find_keyed(const omni_rec_t *rec, unsigned sect, const char *key,
-    size_t len, omni_bytes_t *item)
-{
-    size_t               avail, n, k;
-    const unsigned char *p, *end, *it;
-
-    if (rec == NULL || rec->sect[sect].data == NULL) {
-        return 0;
-    }
-
-    p = rec->sect[sect].data;
-    end = p + rec->sect[sect].len;
-
-    while (p < end) {
-        avail = (size_t) (end - p);
-
-        if (avail < 2) {
-            return 0;
-        }
-
-        n = omni_rd16(p);
-
-        if (n > avail - 2) {
-            return 0;
-        }
-
-        it = p + 2;
-        p += 2 + n;
-
-        if (n < 2 || (k = omni_rd16(it)) > n - 2) {
-            k = 0;
-        }
-
-        if (k == len && (len == 0 || memcmp(it + 2, key, len) == 0)) {
-            item->data = it;
-            item->len = n;
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 int
 omni_rec_impressions(const omni_rec_t *rec, const char *campaign,
     size_t len, uint32_t now, uint32_t window, uint32_t *total,
