@@ -117,6 +117,7 @@ FAIL=
 
 die() { echo "cluster-bench: FAIL: $*" >&2; exit 1; }
 log() { echo "cluster-bench: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 fail() { log "CHECK FAILED: $*"; FAIL="$FAIL
 - $*"; }
 
@@ -132,29 +133,9 @@ perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null \
 [ -x "$OMNICTL" ] || die "$OMNICTL missing: make omnictl"
 [ -x "$NATSPING" ] || die "$NATSPING missing: make natsping"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (nginx on CPU $NGINX_CPU, wrk on CPU $WRK_CPU)"
-for p in $PORT_S $PORT_1 $PORT_2; do
-    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-        die "port $HOST:$p is in use (set PORT_BASE)"
-    fi
-done
+ports_free $PORT_S $PORT_1 $PORT_2
 
-# Snapshots of the module, omnictl and natsping (build/ is shared: a
-# "make module" elsewhere rewrites the .so in place under a running nginx).
-snapshot() {   # src dst
-    local i a b
-    for i in $(seq 10); do
-        a=$(stat -c '%Y %s' "$1")
-        sleep 0.3
-        cp "$1" "$2.tmp"
-        b=$(stat -c '%Y %s' "$1")
-        if [ "$a" = "$b" ] && cmp -s "$1" "$2.tmp"; then
-            mv -f "$2.tmp" "$2"
-            return 0
-        fi
-        sleep 1
-    done
-    die "$1 keeps changing (a build running?)"
-}
+# Snapshots of the module, omnictl and natsping (bench/lib.sh).
 rm -rf "$B"
 mkdir -p "$B"/{bin,conf,logs,raw,data,tmp,rules,html/b,nats}
 snapshot "$MODULE" "$B/bin/ngx_http_omni_module.so"

@@ -44,6 +44,7 @@ MASTER=
 
 die() { echo "latency: FAIL: $*" >&2; exit 1; }
 log() { echo "latency: $*" >&2; }
+. "$BENCH/lib.sh"
 
 [ -f "$B/conf/$CFG.conf" ] && [ -f "$COOKIES" ] && [ -f "$IPS" ] \
     || die "no $B/conf/$CFG.conf or its data: run bench/run.sh first"
@@ -52,32 +53,11 @@ if [ ! -x "$PACE" ] || [ "$BENCH/pace.c" -nt "$PACE" ]; then
     ${CC:-cc} -O2 -Wall -o "$PACE" "$BENCH/pace.c" || die "cannot build $PACE"
 fi
 
-stop() {
-    [ -n "$MASTER" ] || return 0
-    kill -QUIT "$MASTER" 2>/dev/null || true
-    for _ in $(seq 150); do
-        kill -0 "$MASTER" 2>/dev/null || break
-        sleep 0.2
-    done
-    MASTER=
-}
-trap stop EXIT
 
-"$NGINX" -p "$B/" -c "conf/$CFG.conf" -e "logs/$CFG.latency.log" \
-    || die "nginx did not start ($CFG)"
-for _ in $(seq 50); do [ -s "$B/logs/$CFG.pid" ] && break; sleep 0.1; done
-MASTER=$(cat "$B/logs/$CFG.pid") || die "no pid file"
+run_conf_start "$CFG" latency
 
 wrk_rps() {   # URL SECONDS -> requests/s
-    local out line
-    out=$(taskset -c 1 wrk -t1 -c32 -d"$2s" -s "$BENCH/wrk.lua" "$1" \
-          -- "$COOKIES" omni "$IPS" 2>&1) || die "wrk failed: $out"
-    line=$(echo "$out" | grep '^BENCH ') || die "no BENCH line from wrk"
-    case $line in
-        *"err_status=0 "*"err_timeout=0"*) ;;
-        *) die "wrk saw errors: $line" ;;
-    esac
-    echo "$line" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "=");
+    wrk_bench "$1" "$2" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "=");
         v[kv[1]] = kv[2] } } END { printf "%.0f", v["requests"] / v["duration_us"] * 1e6 }'
 }
 

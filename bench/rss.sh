@@ -30,7 +30,6 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 export -n NGINX
 REQUESTS=${REQUESTS:-1000000}
 CFG=${CFG:-1w-1k}
-URL=http://127.0.0.1:${PORT_BASE:-18480}
 URL=http://127.0.0.1:$(( ${PORT_BASE:-18480} + 1 ))/b/page.html
 COOKIES=$B/data/cookies-1k.txt
 IPS=$B/data/ips.txt
@@ -39,46 +38,21 @@ MASTER=
 
 die() { echo "rss: FAIL: $*" >&2; exit 1; }
 log() { echo "rss: $*" >&2; }
+. "$BENCH/lib.sh"
 
 [ -f "$B/conf/$CFG.conf" ] && [ -f "$COOKIES" ] && [ -f "$IPS" ] \
     || die "no $B/conf/$CFG.conf or its data: run bench/run.sh first"
 command -v wrk > /dev/null || die "wrk not found (scripts/install-deps.sh)"
 
-stop() {
-    [ -n "$MASTER" ] || return 0
-    kill -QUIT "$MASTER" 2>/dev/null || true
-    for _ in $(seq 150); do
-        kill -0 "$MASTER" 2>/dev/null || break
-        sleep 0.2
-    done
-    MASTER=
-}
-trap stop EXIT
 
-"$NGINX" -p "$B/" -c "conf/$CFG.conf" -e "logs/$CFG.rss.log" \
-    || die "nginx did not start ($CFG)"
-for _ in $(seq 50); do [ -s "$B/logs/$CFG.pid" ] && break; sleep 0.1; done
-MASTER=$(cat "$B/logs/$CFG.pid") || die "no pid file"
-WORKER=
-for _ in $(seq 50); do
-    WORKER=$(pgrep -P "$MASTER" -f 'worker process' | head -1 || true)
-    [ -n "$WORKER" ] && break
-    sleep 0.1
-done
-[ -n "$WORKER" ] || die "no worker under master $MASTER"
+run_conf_start "$CFG" rss
 
 mem() { awk '/^(RssAnon|RssFile|RssShmem):/ { printf "%s ", $2 }' \
             "/proc/$WORKER/status"; echo; }
 
 done_reqs=0; chunks=0; rows=
 while [ "$done_reqs" -lt "$REQUESTS" ]; do
-    out=$(taskset -c 1 wrk -t1 -c32 -d5s -s "$BENCH/wrk.lua" "$URL" \
-          -- "$COOKIES" omni "$IPS" 2>&1) || die "wrk failed: $out"
-    line=$(echo "$out" | grep '^BENCH ') || die "no BENCH line from wrk"
-    case $line in
-        *"err_status=0 "*"err_timeout=0"*) ;;
-        *) die "wrk saw errors: $line" ;;
-    esac
+    line=$(wrk_bench "$URL" 5)
     n=$(echo "$line" | tr ' ' '\n' | sed -n 's/^requests=//p')
     done_reqs=$((done_reqs + n))
     chunks=$((chunks + 1))

@@ -118,6 +118,7 @@ T0=$(date +%s)
 
 die() { echo "bench: FAIL: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- preflight
 
@@ -205,29 +206,9 @@ if [ "$EVENTS" = 1 ]; then
 $EVENTS_SIZE"
 fi
 
-for p in $PORT_A $PORT_B $PORT_U; do
-    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-        die "port $HOST:$p is in use (set PORT_BASE)"
-    fi
-done
+ports_free $PORT_A $PORT_B $PORT_U
 
-# Snapshot the module and omnictl: build/ is shared, and a "make module"
-# elsewhere rewrites the .so in place, which crashes a running nginx.
-snapshot() {   # src dst
-    local i a b
-    for i in $(seq 10); do
-        a=$(stat -c '%Y %s' "$1")
-        sleep 0.3
-        cp "$1" "$2.tmp"
-        b=$(stat -c '%Y %s' "$1")
-        if [ "$a" = "$b" ] && cmp -s "$1" "$2.tmp"; then
-            mv -f "$2.tmp" "$2"
-            return 0
-        fi
-        sleep 1
-    done
-    die "$1 keeps changing (a build running?)"
-}
+# Snapshot the module and omnictl (bench/lib.sh).
 mkdir -p "$B/bin"
 snapshot "$MODULE" "$B/bin/ngx_http_omni_module.so"
 snapshot "$OMNICTL" "$B/bin/omnictl"
