@@ -261,21 +261,7 @@ http {
     types { text/html html; }
     default_type application/octet-stream;
 
-    client_body_temp_path tmp/$name/body;
-    proxy_temp_path tmp/$name/proxy;
-    fastcgi_temp_path tmp/$name/fastcgi;
-    uwsgi_temp_path tmp/$name/uwsgi;
-    scgi_temp_path tmp/$name/scgi;
-
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-
-    open_file_cache max=64 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
+$(conf_http_common tmp/$name)
 
     omni_secret "$SECRET";
     omni_store $store map_size=2g;

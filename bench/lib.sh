@@ -71,3 +71,26 @@ wrk_bench() {   # url seconds
     esac
     echo "$line"
 }
+
+# The http{} settings every bench configuration shares (temp paths under
+# TMP, relative to the prefix; sendfile; long keep-alive; no access log;
+# open_file_cache), 4 spaces in, for the configurations' heredocs.
+conf_http_common() {   # tmp-dir
+    cat <<CONF
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+
+    open_file_cache max=64 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+CONF
+}

@@ -411,21 +411,7 @@ http {
     types { text/html html; }
     default_type application/octet-stream;
 
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-
-    open_file_cache max=64 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
+$(conf_http_common tmp)
 
     omni_secret "$SECRET";
     omni_store ${STORE_DIR[$size]} map_size=${STORE_MAP[$size]}${QUEUE:+ queue=$QUEUE};
