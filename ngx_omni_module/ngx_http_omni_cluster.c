@@ -32,15 +32,18 @@
 #include "ngx_http_omni_cluster.h"
 #include "ngx_http_omni_metrics.h"
 #include "omni_batch.h"
+#include "omni_cmsg.h"
 
 #include <nats/nats.h>
 #include <dlfcn.h>
 
 
-#define NGX_HTTP_OMNI_ENV_MAGIC    0x31434d4fU      /* "OMC1" */
-#define NGX_HTTP_OMNI_ENV_LEN      48
-#define NGX_HTTP_OMNI_FETCH_MAX    1024             /* decoded per fetch */
-#define NGX_HTTP_OMNI_FETCH_ASK    256              /* asked per fetch */
+#define NGX_HTTP_OMNI_RUN_RECORDS  256              /* per message */
+#define NGX_HTTP_OMNI_RUN_BYTES    (256 * 1024)     /* per message */
+#define NGX_HTTP_OMNI_FETCH_ASK    16               /* messages per fetch */
+/* records decoded per fetch: every record of the messages fetched */
+#define NGX_HTTP_OMNI_FETCH_MAX    (NGX_HTTP_OMNI_FETCH_ASK                \
+                                    * NGX_HTTP_OMNI_RUN_RECORDS)
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
@@ -67,6 +70,11 @@ typedef struct {
     ngx_http_omni_qjob_t   *jobs;           /* NGX_HTTP_OMNI_BATCH_JOBS */
     ngx_uint_t              njobs;
     ngx_http_omni_queue_t  *fake;           /* the fetch as a ring */
+    ngx_uint_t              skipped;        /* runs: copies, after holes */
+    ngx_uint_t              norigins;       /* the zones of the fetch */
+    omni_origin_t           origins[NGX_HTTP_OMNI_FETCH_ASK];
+    u_char                  known[NGX_HTTP_OMNI_FETCH_ASK];
+    omni_origin_t           put[NGX_HTTP_OMNI_FETCH_ASK];
 } ngx_http_omni_ctask_t;
 
 
@@ -98,24 +106,31 @@ typedef struct {
     ngx_uint_t             behind;          /* past the stream's retention */
     ngx_uint_t             more;
     ngx_uint_t             fresh;           /* a new consumer, no fetch yet */
+
+    /* the publisher's (the writer task's) */
+    omni_cmsg_t           *runs;            /* of the range published */
+    ngx_uint_t             nruns;           /* allocated */
+    u_char                *buf;             /* a message's data */
+    size_t                 buf_size;
+    ngx_uint_t             round;           /* of sending, for the ids */
+    ngx_uint_t             sent;            /* a run was stored */
 } ngx_http_omni_cluster_t;
 
 
 static ngx_http_omni_cluster_t  ngx_http_omni_cl;
 
 
-/* What JetStream refused, handed from libnats's thread to the publisher. */
+/*
+ * What JetStream refused, from libnats's reply thread to the publisher:
+ * the earliest run refused (its prev position) and the last error.
+ */
 static struct {
     pthread_mutex_t        mu;
-    natsMsg              **msgs;
-    ngx_uint_t             n;
-    ngx_uint_t             size;
-    ngx_uint_t             count;           /* refusals, ever */
-    ngx_uint_t             dropped;         /* not taken back (memory) */
+    ngx_uint_t             n;               /* since the publisher looked */
+    uint64_t               prev;            /* the earliest run's */
     natsStatus             err;             /* the last one's */
     jsErrCode              code;
-} ngx_http_omni_cl_refused = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, 0,
-                               NATS_OK, 0 };
+} ngx_http_omni_cl_refused = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NATS_OK, 0 };
 
 
 static void ngx_http_omni_cluster_tick(ngx_event_t *ev);
@@ -140,42 +155,35 @@ ngx_http_omni_cluster_connected(natsConnection *nc, void *closure)
 
 /*
  * A message JetStream refused (no stream leader during an election, a
- * server gone): libnats's reply thread calls this.  The message is taken
- * back (pae->Msg = NULL: libnats then leaves it alone) for the publisher
- * to send again, with the same Nats-Msg-Id, until its timeout.
+ * server gone): libnats's reply thread calls this.  The publisher sends
+ * the run again, with every run after it (omni_cmsg.h: a run after a
+ * hole is skipped by every node), until its timeout; libnats frees the
+ * message.
  */
 static void
 ngx_http_omni_cluster_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 {
-    natsMsg  **a;
+    omni_cmsg_t   m;
+    const char   *e;
+
+    if (pae->Msg == NULL
+        || omni_cmsg_parse((const u_char *) natsMsg_GetData(pae->Msg),
+                           natsMsg_GetDataLength(pae->Msg), &m, &e)
+           != OMNI_OK)
+    {
+        return;
+    }
 
     pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
 
-    ngx_http_omni_cl_refused.count++;
+    if (ngx_http_omni_cl_refused.n++ == 0
+        || m.prev < ngx_http_omni_cl_refused.prev)
+    {
+        ngx_http_omni_cl_refused.prev = m.prev;
+    }
+
     ngx_http_omni_cl_refused.err = pae->Err;
     ngx_http_omni_cl_refused.code = pae->ErrCode;
-
-    if (ngx_http_omni_cl_refused.n == ngx_http_omni_cl_refused.size) {
-        a = realloc(ngx_http_omni_cl_refused.msgs,
-                    (ngx_http_omni_cl_refused.size * 2 + 64)
-                    * sizeof(natsMsg *));
-
-        if (a != NULL) {
-            ngx_http_omni_cl_refused.msgs = a;
-            ngx_http_omni_cl_refused.size =
-                                  ngx_http_omni_cl_refused.size * 2 + 64;
-        }
-    }
-
-    if (pae->Msg && ngx_http_omni_cl_refused.n < ngx_http_omni_cl_refused.size)
-    {
-        ngx_http_omni_cl_refused.msgs[ngx_http_omni_cl_refused.n++] =
-                                                                  pae->Msg;
-        pae->Msg = NULL;
-
-    } else {
-        ngx_http_omni_cl_refused.dropped++;
-    }
 
     pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
 }
@@ -560,166 +568,195 @@ ngx_http_omni_cluster_connect(char *err, size_t len)
 /* ---- publish: the writer task, in a pool thread ---- */
 
 /*
- * Waits for the acknowledgements of what was published, for at most
- * timeout= in all, in tries of NGX_HTTP_OMNI_PUB_TRY: what JetStream
- * refused (no stream leader while it elects one) and what is still
- * unacknowledged after a try (sent to a server that died, whose
- * connection libnats has moved to another) are sent again, with their
- * Nats-Msg-Id, so that JetStream stores each once.  A server's death
- * then costs the events in flight some latency, not a 503.
+ * Sends runs[i..n) (omni_cmsg.h), each one message to the node's
+ * subject with Nats-Msg-Id <node>-<zone>-<prev>-<to>-<pid>.<round>: a
+ * round sends again what the last one could not, under new ids, since
+ * every node skipped the copies that came after a hole.
  */
 static ngx_int_t
-ngx_http_omni_cluster_complete(char *err, size_t len)
+ngx_http_omni_cluster_send(ngx_uint_t i, ngx_uint_t n, ngx_uint_t round,
+    char *err, size_t len)
 {
-    int64_t        deadline, left, wait;
-    natsMsg      **again, *m;
-    natsStatus     s, last;
-    jsPubOptions   po;
-    ngx_uint_t     i, n, size, tries, refused, dropped;
-    natsMsgList    pending;
+    size_t                         size;
+    natsMsg                       *msg;
+    natsStatus                     s;
+    omni_cmsg_t                   *m;
+    ngx_http_omni_cluster_conf_t  *cf;
+    u_char                         id[160];
 
-    pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
-    dropped = ngx_http_omni_cl_refused.dropped;
-    pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
+    cf = ngx_http_omni_cl.conf;
+
+    for ( /* void */ ; i < n; i++) {
+        m = &ngx_http_omni_cl.runs[i];
+        size = OMNI_CMSG_HEAD + (size_t) (m->to - m->from);
+
+        if (size > ngx_http_omni_cl.buf_size) {
+            free(ngx_http_omni_cl.buf);
+            ngx_http_omni_cl.buf = malloc(size);
+
+            if (ngx_http_omni_cl.buf == NULL) {
+                ngx_http_omni_cl.buf_size = 0;
+                snprintf(err, len, "out of memory");
+                return NGX_ERROR;
+            }
+
+            ngx_http_omni_cl.buf_size = size;
+        }
+
+        (void) omni_cmsg_encode(ngx_http_omni_cl.buf, m,
+                                (const char *) cf->node.data, cf->node.len);
+
+        /* the message takes a copy */
+        s = natsMsg_Create(&msg, ngx_http_omni_cl.subject, NULL,
+                           (const char *) ngx_http_omni_cl.buf, (int) size);
+        if (s != NATS_OK) {
+            return ngx_http_omni_cluster_fail(err, len, "message", s);
+        }
+
+        ngx_snprintf(id, sizeof(id) - 1, "%V-%016xL-%uL-%uL-%P.%ui%Z",
+                     &cf->node, m->zone, m->prev, m->to, ngx_pid, round);
+
+        s = natsMsgHeader_Set(msg, "Nats-Msg-Id", (const char *) id);
+
+        if (s == NATS_OK) {
+            s = js_PublishMsgAsync(ngx_http_omni_cl.js, &msg, NULL);
+        }
+
+        if (s != NATS_OK) {
+            natsMsg_Destroy(msg);
+            return ngx_http_omni_cluster_fail(err, len, "publish", s);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* The index of the run that follows position prev (runs are in order). */
+static ngx_uint_t
+ngx_http_omni_cluster_run_at(ngx_uint_t n, uint64_t prev)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_omni_cl.runs[i].to > prev) {
+            return i;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * Sends runs[i..n) and waits for JetStream's acknowledgements, for at
+ * most timeout= in all, in tries of NGX_HTTP_OMNI_PUB_TRY.  What was
+ * refused (no stream leader while it elects one) or is still
+ * unacknowledged after a try (sent to a server that died, whose
+ * connection libnats has moved to another) goes again, with every run
+ * after it: a server's death costs the events in flight some latency,
+ * not a 503.
+ */
+static ngx_int_t
+ngx_http_omni_cluster_complete(ngx_uint_t i, ngx_uint_t n, char *err,
+    size_t len)
+{
+    int64_t        deadline, left;
+    uint64_t       again;
+    natsStatus     s, last;
+    omni_cmsg_t    m;
+    const char    *e;
+    ngx_uint_t     k, round, refused;
+    jsPubOptions   po;
+    natsMsgList    pending;
 
     deadline = ngx_http_omni_cluster_now()
                + (int64_t) ngx_http_omni_cl.conf->timeout;
-    again = NULL;
-    size = 0;
-    tries = 0;
     last = NATS_OK;
 
-    for ( ;; ) {
-        tries++;
+    pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
+    ngx_http_omni_cl_refused.n = 0;
+    pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
+
+    for (round = 0; /* void */; round++) {
+
+        if (ngx_http_omni_cluster_send(i, n, ngx_http_omni_cl.round++, err,
+                                       len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         left = deadline - ngx_http_omni_cluster_now();
-        wait = ngx_min(left, NGX_HTTP_OMNI_PUB_TRY);
 
         jsPubOptions_Init(&po);
-        po.MaxWait = ngx_max(wait, 1);
+        po.MaxWait = ngx_max(ngx_min(left, NGX_HTTP_OMNI_PUB_TRY), 1);
 
         s = js_PublishAsyncComplete(ngx_http_omni_cl.js, &po);
 
-        /* the refused ones, taken back by the error handler */
+        /* the earliest run refused, from the error handler */
         pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
 
-        n = ngx_http_omni_cl_refused.n;
-        refused = n;
+        refused = ngx_http_omni_cl_refused.n;
+        again = ngx_http_omni_cl_refused.prev;
 
-        if (n) {
+        if (refused) {
             last = ngx_http_omni_cl_refused.err;
-
-            if (n > size) {
-                free(again);
-                size = n + 256;
-                again = malloc(size * sizeof(natsMsg *));
-            }
-
-            if (again) {
-                ngx_memcpy(again, ngx_http_omni_cl_refused.msgs,
-                           n * sizeof(natsMsg *));
-
-            } else {
-                for (i = 0; i < n; i++) {
-                    natsMsg_Destroy(ngx_http_omni_cl_refused.msgs[i]);
-                }
-
-                size = 0;
-                n = 0;
-            }
-
             ngx_http_omni_cl_refused.n = 0;
-        }
-
-        /* a refused message that could not be kept: the batch fails */
-        if (ngx_http_omni_cl_refused.dropped != dropped) {
-            s = NATS_NO_MEMORY;
         }
 
         pthread_mutex_unlock(&ngx_http_omni_cl_refused.mu);
 
         if (s == NATS_OK && refused == 0) {
-            free(again);
             return NGX_OK;
         }
 
-        if (s == NATS_NO_MEMORY) {
+        if (s != NATS_OK && s != NATS_TIMEOUT) {
             last = s;
             break;
         }
 
-        if (s != NATS_OK && s != NATS_TIMEOUT) {
-            break;
-        }
-
         /* the unacknowledged ones: libnats forgets them, they go again */
-        if (s == NATS_TIMEOUT
-            && js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
-               == NATS_OK)
-        {
+        if (s == NATS_TIMEOUT) {
             last = NATS_TIMEOUT;
 
-            if (n + pending.Count > size) {
-                natsMsg  **a;
-
-                a = realloc(again, (n + pending.Count + 256)
-                                   * sizeof(natsMsg *));
-                if (a == NULL) {
-                    natsMsgList_Destroy(&pending);
-                    break;
+            if (js_PublishAsyncGetPendingList(&pending, ngx_http_omni_cl.js)
+                == NATS_OK)
+            {
+                for (k = 0; k < (ngx_uint_t) pending.Count; k++) {
+                    if (omni_cmsg_parse((const u_char *)
+                                            natsMsg_GetData(pending.Msgs[k]),
+                                        natsMsg_GetDataLength(pending.Msgs[k]),
+                                        &m, &e)
+                        == OMNI_OK
+                        && (refused == 0 || m.prev < again))
+                    {
+                        again = m.prev;
+                        refused = 1;
+                    }
                 }
 
-                again = a;
-                size = n + pending.Count + 256;
+                natsMsgList_Destroy(&pending);
             }
-
-            ngx_memcpy(again + n, pending.Msgs,
-                       pending.Count * sizeof(natsMsg *));
-            n += pending.Count;
-
-            /* the list's array only: its messages are in again[] now */
-            free(pending.Msgs);
         }
 
-        if (again == NULL || (left = deadline - ngx_http_omni_cluster_now())
-                             <= 0)
-        {
+        if (refused == 0) {
+            /* a timeout with nothing pending: the acks came just then */
+            return NGX_OK;
+        }
+
+        i = ngx_http_omni_cluster_run_at(n, again);
+
+        left = deadline - ngx_http_omni_cluster_now();
+
+        if (i >= n || left <= 0) {
             break;
         }
 
         /* no leader to take them yet: a pause, not a busy loop */
-        if (refused) {
+        if (last != NATS_TIMEOUT) {
             ngx_msleep((ngx_msec_t) ngx_min(left, NGX_HTTP_OMNI_PUB_PAUSE));
         }
-
-        for (i = 0; i < n; i++) {
-            m = again[i];
-
-            s = js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL);
-
-            if (s != NATS_OK) {
-                /* not sent: the batch fails, the writer sends it again */
-                last = s;
-                break;
-            }
-
-            again[i] = NULL;
-        }
-
-        if (i < n) {
-            ngx_memmove(again, again + i, (n - i) * sizeof(natsMsg *));
-            n -= i;
-            break;
-        }
-
-        n = 0;
-    }
-
-    if (again) {
-        for (i = 0; i < n; i++) {
-            natsMsg_Destroy(again[i]);
-        }
-
-        free(again);
     }
 
     /* what is left unacknowledged goes again with the writer's next try */
@@ -732,7 +769,7 @@ ngx_http_omni_cluster_complete(char *err, size_t len)
     snprintf(err, len, "no acknowledgement from JetStream within %lums "
              "(%lu tries; last: %s)",
              (unsigned long) ngx_http_omni_cl.conf->timeout,
-             (unsigned long) tries,
+             (unsigned long) round + 1,
              last == NATS_TIMEOUT ? "no answer"
                                   : natsStatus_GetText(last));
 
@@ -740,19 +777,26 @@ ngx_http_omni_cluster_complete(char *err, size_t len)
 }
 
 
+/*
+ * Publishes the queue's records in [from, to) as runs (omni_cmsg.h) of
+ * at most NGX_HTTP_OMNI_RUN_RECORDS records and NGX_HTTP_OMNI_RUN_BYTES
+ * bytes, and waits until JetStream has stored them all.  *covered gets
+ * the position up to which the range is published: a pad record at its
+ * end waits for the record after it, so that every run follows the
+ * previous one's end.
+ */
 ngx_int_t
 ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
-    uint64_t to, char *err, size_t len)
+    uint64_t to, uint64_t *covered, char *err, size_t len)
 {
-    u_char                        *p, *rec, *data;
-    uint32_t                       rlen;
-    uint64_t                       pos;
-    natsMsg                       *m;
-    natsStatus                     s;
-    ngx_uint_t                     n;
-    ngx_http_omni_cluster_conf_t  *cf;
-    u_char                         id[128];
-    u_char                         buf[NGX_HTTP_OMNI_ENV_LEN];
+    int            rc;
+    void          *a;
+    uint64_t       pos;
+    omni_cmsg_t    m;
+    const char    *e;
+    ngx_uint_t     n, first, records;
+
+    *covered = from;
 
     if (from >= to) {
         return NGX_OK;
@@ -762,76 +806,72 @@ ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu, uint64_t from,
         return NGX_ERROR;
     }
 
-    cf = ngx_http_omni_cl.conf;
     n = 0;
 
-    for (pos = from; pos < to; pos += rlen) {
-        rec = qu->ring + pos % qu->size;
-        ngx_memcpy(&rlen, rec, sizeof(uint32_t));
+    for (pos = from; pos < to; pos = m.to) {
+        rc = omni_cmsg_span(qu->ring, qu->size, pos, to,
+                            NGX_HTTP_OMNI_RUN_RECORDS,
+                            NGX_HTTP_OMNI_RUN_BYTES, &m, &e);
 
-        if (rlen < 8 || rlen > to - pos) {
-            snprintf(err, len, "a damaged queue record at %llu",
-                     (unsigned long long) pos);
+        if (rc == OMNI_NOTFOUND) {
+            break;
+        }
+
+        if (rc != OMNI_OK) {
+            snprintf(err, len, "%s at %llu", e, (unsigned long long) pos);
             return NGX_ERROR;
         }
 
-        if (rec[4] == 0) {
-            continue;                   /* padding at the ring's end */
+        m.zone = qu->id;
+
+        if (n == ngx_http_omni_cl.nruns) {
+            a = realloc(ngx_http_omni_cl.runs,
+                        (n * 2 + 16) * sizeof(omni_cmsg_t));
+            if (a == NULL) {
+                snprintf(err, len, "out of memory");
+                return NGX_ERROR;
+            }
+
+            ngx_http_omni_cl.runs = a;
+            ngx_http_omni_cl.nruns = n * 2 + 16;
         }
 
-        /* the envelope: magic, zone id, position, node */
-        ngx_memzero(buf, sizeof(buf));
-        p = buf;
-        *(uint32_t *) p = NGX_HTTP_OMNI_ENV_MAGIC;
-        *(uint64_t *) (p + 8) = qu->id;
-        *(uint64_t *) (p + 16) = pos;
-        ngx_memcpy(p + 24, cf->node.data,
-                   ngx_min(cf->node.len, NGX_HTTP_OMNI_ENV_LEN - 24));
-
-        data = malloc(NGX_HTTP_OMNI_ENV_LEN + rlen);
-        if (data == NULL) {
-            snprintf(err, len, "out of memory");
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(data, buf, NGX_HTTP_OMNI_ENV_LEN);
-        ngx_memcpy(data + NGX_HTTP_OMNI_ENV_LEN, rec, rlen);
-
-        /* the message takes a copy */
-        s = natsMsg_Create(&m, ngx_http_omni_cl.subject, NULL,
-                           (const char *) data, NGX_HTTP_OMNI_ENV_LEN + rlen);
-        free(data);
-
-        if (s != NATS_OK) {
-            return ngx_http_omni_cluster_fail(err, len, "message", s);
-        }
-
-        ngx_snprintf(id, sizeof(id) - 1, "%V-%016xL-%uL%Z", &cf->node,
-                     qu->id, pos);
-
-        s = natsMsgHeader_Set(m, "Nats-Msg-Id", (const char *) id);
-
-        if (s == NATS_OK) {
-            s = js_PublishMsgAsync(ngx_http_omni_cl.js, &m, NULL);
-        }
-
-        if (s != NATS_OK) {
-            natsMsg_Destroy(m);
-            return ngx_http_omni_cluster_fail(err, len, "publish", s);
-        }
-
-        n++;
+        ngx_http_omni_cl.runs[n++] = m;
     }
 
     if (n == 0) {
         return NGX_OK;
     }
 
-    if (ngx_http_omni_cluster_complete(err, len) != NGX_OK) {
+    /*
+     * This process's first run goes alone: the zone's first run in the
+     * stream is then one that nothing before it is missing from, which
+     * is where every node starts the zone (omni_cmsg_start()).
+     */
+    first = 0;
+
+    if (!ngx_http_omni_cl.sent) {
+        if (ngx_http_omni_cluster_complete(0, 1, err, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_omni_cl.sent = 1;
+        first = 1;
+    }
+
+    if (first < n
+        && ngx_http_omni_cluster_complete(first, n, err, len) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    ngx_http_omni_metrics_cluster_published(n);
+    *covered = ngx_http_omni_cl.runs[n - 1].to;
+
+    for (records = 0, first = 0; first < n; first++) {
+        records += ngx_http_omni_cl.runs[first].nrec;
+    }
+
+    ngx_http_omni_metrics_cluster_published(n, records);
 
     return NGX_OK;
 }
@@ -850,7 +890,7 @@ ngx_http_omni_cluster_tick(ngx_event_t *ev)
 
     if (!ngx_http_omni_cl.busy) {
         ((ngx_http_omni_ctask_t *) ngx_http_omni_cl.task->ctx)->ckpt =
-                                          ngx_http_omni_writer_ckpt_due() ? 1 : 0;
+                                     ngx_http_omni_writer_ckpt_due() ? 1 : 0;
 
         if (ngx_thread_task_post(ngx_http_omni_cl.pool, ngx_http_omni_cl.task)
             == NGX_OK)
@@ -861,6 +901,24 @@ ngx_http_omni_cluster_tick(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, NGX_HTTP_OMNI_CONSUME_IDLE);
+}
+
+
+/*
+ * The store misses records the stream no longer holds: this node stops
+ * applying, for good, and says what to do.
+ */
+static void
+ngx_http_omni_cluster_behind(char *err, size_t len, uint64_t first)
+{
+    snprintf(err, len, "this node's store holds the stream up to sequence "
+             "%llu, and the stream now begins at %llu (retention removed "
+             "the records between): bootstrap this node from a peer's "
+             "store (docs/cluster.md), it applies nothing more until then",
+             (unsigned long long) ngx_http_omni_cl.applied,
+             (unsigned long long) first);
+
+    ngx_http_omni_cl.behind = 1;
 }
 
 
@@ -922,15 +980,8 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
     if (si->State.LastSeq > ngx_http_omni_cl.applied
         && si->State.FirstSeq > ngx_http_omni_cl.applied + 1)
     {
-        snprintf(err, len, "this node's store holds the stream up to "
-                 "sequence %llu, and the stream now begins at %llu "
-                 "(retention removed the records between): bootstrap this "
-                 "node from a peer's store (docs/cluster.md), it applies "
-                 "nothing more until then",
-                 (unsigned long long) ngx_http_omni_cl.applied,
-                 (unsigned long long) si->State.FirstSeq);
+        ngx_http_omni_cluster_behind(err, len, si->State.FirstSeq);
         jsStreamInfo_Destroy(si);
-        ngx_http_omni_cl.behind = 1;
         return NGX_ERROR;
     }
 
@@ -969,25 +1020,166 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
 }
 
 
+/* The consumer is made again, from the store's sequence, at the next try. */
+static void
+ngx_http_omni_cluster_unsubscribe(void)
+{
+    natsSubscription_Destroy(ngx_http_omni_cl.sub);
+    ngx_http_omni_cl.sub = NULL;
+}
+
+
+/*
+ * What the stream has after the store, up to *ask messages, waiting at
+ * most NGX_HTTP_OMNI_FETCH_WAIT for the first one: NATS_TIMEOUT when
+ * none came.
+ *
+ * libnats 3.4.1's fetch (Debian 12) stops collecting when its count
+ * equals the request's batch, which it lowers by what it took from the
+ * subscription's queue before asking the server: with more than half a
+ * batch already queued (messages of an earlier fetch's pull request that
+ * came after that fetch timed out) the count passes the lowered batch,
+ * never equals it, and the fetch writes past its array of batch pointers
+ * until it times out (heap corruption: the signal 6 of bench/cluster.sh
+ * under load; fixed upstream by keeping the original batch).  So a fetch
+ * asks exactly what is queued, when something is: it takes all of it
+ * from the queue and asks the server nothing.
+ *
+ * Otherwise the server is asked for what it has, without waiting; and
+ * when it has nothing, for one message, waiting: a fetch of more would
+ * wait for all of them, or the whole wait, before it returned the first
+ * (that wait was the propagation delay of a quiet cluster).
+ */
+static natsStatus
+ngx_http_omni_cluster_fetch(natsMsgList *list, int *ask)
+{
+    int             pending;
+    natsStatus      s;
+    jsErrCode       jerr;
+    jsFetchRequest  fr;
+
+    if (natsSubscription_GetPending(ngx_http_omni_cl.sub, &pending, NULL)
+        == NATS_OK
+        && pending > 0)
+    {
+        *ask = ngx_min(pending, NGX_HTTP_OMNI_FETCH_ASK);
+
+        return natsSubscription_Fetch(list, ngx_http_omni_cl.sub, *ask,
+                                      NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
+    }
+
+    *ask = NGX_HTTP_OMNI_FETCH_ASK;
+
+    jsFetchRequest_Init(&fr);
+    fr.Batch = *ask;
+    fr.NoWait = true;
+    fr.Expires = (int64_t) NGX_HTTP_OMNI_FETCH_WAIT * 1000000;
+
+    s = natsSubscription_FetchRequest(list, ngx_http_omni_cl.sub, &fr);
+
+    if (s == NATS_OK) {
+        return s;
+    }
+
+    if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
+        return s;
+    }
+
+    *ask = 1;
+
+    return natsSubscription_Fetch(list, ngx_http_omni_cl.sub, 1,
+                                  NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
+}
+
+
+/*
+ * Nothing new, most likely.  Every 10 empty fetches (0.5 s) the stream
+ * is asked: when it holds more than the store, the consumer is stuck (its
+ * server gone) and is made again.
+ */
+static void
+ngx_http_omni_cluster_idle(void)
+{
+    jsErrCode      jerr;
+    jsStreamInfo  *si;
+
+    if (++ngx_http_omni_cl.idle % NGX_HTTP_OMNI_STUCK_FETCHES) {
+        return;
+    }
+
+    si = NULL;
+
+    if (js_GetStreamInfo(&si, ngx_http_omni_cl.js,
+                         (const char *) ngx_http_omni_cl.conf->stream.data,
+                         NULL, &jerr)
+        != NATS_OK)
+    {
+        return;
+    }
+
+    ngx_http_omni_cl.stream_last = si->State.LastSeq;
+
+    if (si->State.LastSeq > ngx_http_omni_cl.applied) {
+        ngx_http_omni_cluster_unsubscribe();
+    }
+
+    jsStreamInfo_Destroy(si);
+}
+
+
+/*
+ * The fetch's entry for a zone (omni_cmsg.h): where the store's records
+ * of it end, read from the store the first time the fetch meets it.
+ * NULL: the store could not be read.
+ */
+static omni_origin_t *
+ngx_http_omni_cluster_origin(ngx_http_omni_ctask_t *c, uint64_t zone)
+{
+    ngx_uint_t      i;
+    omni_origin_t  *o;
+
+    for (i = 0; i < c->norigins; i++) {
+        if (c->origins[i].zone == zone) {
+            return &c->origins[i];
+        }
+    }
+
+    /* a fetch holds at most NGX_HTTP_OMNI_FETCH_ASK messages */
+    o = &c->origins[c->norigins];
+    o->zone = zone;
+
+    if (omni_store_origins(ngx_http_omni_worker_store(), o, 1,
+                           &c->known[c->norigins])
+        != OMNI_OK)
+    {
+        return NULL;
+    }
+
+    c->norigins++;
+
+    return o;
+}
+
+
 static void
 ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 {
     ngx_http_omni_ctask_t  *c = data;
 
-    int                     rc;
-    u_char                 *p, *rec;
+    int                     rc, ask;
+    u_char                 *rec;
     size_t                  total, off;
     uint32_t                rlen;
-    uint64_t                seq, last, end;
+    uint64_t                seq, last, end, start, pos;
     natsMsg                *m, *lastmsg;
     natsStatus              s;
-    jsErrCode               jerr;
-    int                     ask, pending;
+    omni_cmsg_t             cm;
+    const char             *e;
     ngx_uint_t              i, k, n, njobs, own;
-    uint64_t                gap, zone, pos;
-    uint32_t                magic;
+    uint64_t                gap;
     natsMsgList             list;
     omni_batch_t            b;
+    omni_origin_t          *o;
     jsMsgMetaData          *meta;
     omni_batch_opts_t       opts;
     omni_batch_events_t    *groups;
@@ -1005,6 +1197,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     c->own_end = 0;
     c->fake = NULL;
     c->ckpt_begun = 0;
+    c->norigins = 0;
+    c->skipped = 0;
 
     /* for the metrics, here: the event loop must not wait for nc's lock */
     c->connected = (ngx_http_omni_cl.nc != NULL
@@ -1028,57 +1222,10 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         return;
     }
 
-    /*
-     * libnats 3.4.1's fetch (Debian 12) stops collecting when its count
-     * equals the request's batch, which it lowers by what it took from
-     * the subscription's queue before asking the server: with more than
-     * half a batch already queued (messages of an earlier fetch's pull
-     * request that came after that fetch timed out) the count passes the
-     * lowered batch, never equals it, and the fetch writes past its array
-     * of batch pointers until it times out (heap corruption: the signal 6
-     * of bench/cluster.sh under load; fixed upstream by keeping the
-     * original batch).  So a fetch asks exactly what is queued, when
-     * something is: it takes all of it from the queue and asks the
-     * server nothing.
-     */
-    ask = NGX_HTTP_OMNI_FETCH_ASK;
-
-    if (natsSubscription_GetPending(ngx_http_omni_cl.sub, &pending, NULL)
-        == NATS_OK
-        && pending > 0)
-    {
-        ask = ngx_min(pending, NGX_HTTP_OMNI_FETCH_ASK);
-    }
-
-    s = natsSubscription_Fetch(&list, ngx_http_omni_cl.sub, ask,
-                               NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
+    s = ngx_http_omni_cluster_fetch(&list, &ask);
 
     if (s == NATS_TIMEOUT) {
-        /*
-         * Nothing new, most likely.  Every 10 empty fetches (0.5 s) the
-         * stream is asked: when it holds more than the store, the
-         * consumer is stuck (its server gone) and is made again.
-         */
-        if (++ngx_http_omni_cl.idle % NGX_HTTP_OMNI_STUCK_FETCHES == 0) {
-            jsStreamInfo  *si = NULL;
-
-            if (js_GetStreamInfo(&si, ngx_http_omni_cl.js,
-                                 (const char *)
-                                     ngx_http_omni_cl.conf->stream.data,
-                                 NULL, &jerr)
-                == NATS_OK)
-            {
-                ngx_http_omni_cl.stream_last = si->State.LastSeq;
-
-                if (si->State.LastSeq > ngx_http_omni_cl.applied) {
-                    natsSubscription_Destroy(ngx_http_omni_cl.sub);
-                    ngx_http_omni_cl.sub = NULL;
-                }
-
-                jsStreamInfo_Destroy(si);
-            }
-        }
-
+        ngx_http_omni_cluster_idle();
         return;
     }
 
@@ -1094,8 +1241,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
          * server killed, a cluster restarted): a new one, from the
          * store's sequence, at the next try.
          */
-        natsSubscription_Destroy(ngx_http_omni_cl.sub);
-        ngx_http_omni_cl.sub = NULL;
+        ngx_http_omni_cluster_unsubscribe();
         return;
     }
 
@@ -1107,8 +1253,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                       "omni: cluster: a fetch of %d message(s) returned %d",
                       ask, list.Count);
         list.Count = ask;
-        natsSubscription_Destroy(ngx_http_omni_cl.sub);
-        ngx_http_omni_cl.sub = NULL;
+        ngx_http_omni_cluster_unsubscribe();
     }
 
     /* the records, back to back: a ring the queue's decoder reads */
@@ -1131,9 +1276,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     off = 0;
     last = 0;
     lastmsg = NULL;
-    n = 0;
     njobs = 0;
-
     gap = 0;
 
     for (i = 0; i < (ngx_uint_t) list.Count; i++) {
@@ -1151,63 +1294,95 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         }
 
         /*
+         * A new consumer starts at the sequence after the store's: when
+         * its first message is a later one, the stream no longer holds
+         * those between (retention removed them after the stream was
+         * looked at, or they were deleted): this node missed them, and
+         * stops as when the subscription finds it behind.
+         */
+        if (last == 0 && ngx_http_omni_cl.fresh
+            && seq != ngx_http_omni_cl.applied + 1)
+        {
+            ngx_http_omni_cluster_behind(c->err, sizeof(c->err), seq);
+            c->rc = OMNI_ERROR;
+            natsMsgList_Destroy(&list);
+            ngx_free(c->fake);
+            c->fake = NULL;
+            return;
+        }
+
+        /*
          * The stream's sequences are contiguous (every subject of it is
          * this node's): a message after a gap came out of order, the one
          * missing was delivered to a pull request that expired, or lost
          * with a consumer's leader, and comes again only after the ack
          * wait; acknowledging past it (AckAll) would lose it for good.
          * What precedes the gap is applied, the rest comes again from a
-         * new consumer at the store's sequence.  A new consumer's first
-         * message may follow a gap: it is the stream's first after the
-         * store's sequence.
+         * new consumer at the store's sequence.
          */
-        if (seq != (last ? last : ngx_http_omni_cl.applied) + 1
-            && !(last == 0 && ngx_http_omni_cl.fresh))
-        {
+        if (seq != (last ? last : ngx_http_omni_cl.applied) + 1) {
             gap = seq;
             break;
         }
 
         last = seq;
         lastmsg = m;
-        p = (u_char *) natsMsg_GetData(m);
 
-        /* the envelope, copied out: a message's data is not aligned */
-        if (natsMsg_GetDataLength(m) >= NGX_HTTP_OMNI_ENV_LEN + 8) {
-            ngx_memcpy(&magic, p, sizeof(uint32_t));
-            ngx_memcpy(&zone, p + 8, sizeof(uint64_t));
-            ngx_memcpy(&pos, p + 16, sizeof(uint64_t));
+        rc = omni_cmsg_parse((const u_char *) natsMsg_GetData(m),
+                             natsMsg_GetDataLength(m), &cm, &e);
 
-        } else {
-            magic = 0;
+        if (rc == OMNI_INVALID) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "omni: cluster: message %uL of the stream skipped: "
+                          "%s", seq, e);
         }
 
-        if (magic != NGX_HTTP_OMNI_ENV_MAGIC) {
-            continue;                   /* not a record of ours */
+        if (rc != OMNI_OK) {
+            continue;                   /* not a message of ours */
         }
 
-        rec = p + NGX_HTTP_OMNI_ENV_LEN;
-        ngx_memcpy(&rlen, rec, sizeof(uint32_t));
+        /* where this node is in the zone's records */
+        o = ngx_http_omni_cluster_origin(c, cm.zone);
 
-        if (rlen < 8 || rlen
-            > (uint32_t) natsMsg_GetDataLength(m) - NGX_HTTP_OMNI_ENV_LEN)
+        if (o == NULL) {
+            snprintf(c->err, sizeof(c->err), "%s",
+                     omni_store_error(ngx_http_omni_worker_store()));
+            c->rc = OMNI_ERROR;
+            ngx_http_omni_cluster_unsubscribe();
+            natsMsgList_Destroy(&list);
+            return;
+        }
+
+        if (omni_cmsg_start(&cm, c->known[o - c->origins], o->end, &start)
+            != OMNI_CMSG_APPLY)
         {
+            c->skipped++;               /* a copy, or after a hole */
             continue;
         }
 
-        own = (qu && zone == qu->id);
+        if (!cm.v1) {
+            o->end = cm.to;
+            c->known[o - c->origins] = 1;
+        }
+
+        own = (qu && cm.zone == qu->id);
 
         if (own) {
-            end = pos + rlen;
-            c->own_end = ngx_max(c->own_end, end);
+            c->own_end = ngx_max(c->own_end, cm.to);
         }
 
-        if (rec[4] == 2 && njobs < NGX_HTTP_OMNI_FETCH_MAX) {
-            owns[njobs++] = (u_char) own;
+        for (pos = start; pos < cm.to; pos += rlen) {
+            rec = (u_char *) cm.recs + (pos - cm.from);
+            ngx_memcpy(&rlen, rec, sizeof(uint32_t));
+
+            if (rec[4] == 2 && njobs < NGX_HTTP_OMNI_FETCH_MAX) {
+                owns[njobs++] = (u_char) own;
+            }
+
+            ngx_memcpy(c->fake->ring + off, rec, rlen);
+            off += ngx_align(rlen, 8);
         }
 
-        ngx_memcpy(c->fake->ring + off, rec, rlen);
-        off += rlen;
         c->nmsgs++;
     }
 
@@ -1239,6 +1414,14 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     b.nfold = n;
     b.fold_pids = ngx_http_omni_cl.pids;
     b.stream_seq = last;
+    /* the zones whose position the store keeps (none for "OMC1") */
+    for (k = 0; k < c->norigins; k++) {
+        if (c->known[k]) {
+            c->put[b.norigins++] = c->origins[k];
+        }
+    }
+
+    b.origins = c->put;
 
     if (qu && c->own_end) {
         b.queue_id = qu->id;
@@ -1272,8 +1455,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         c->rc = rc;
 
         /* from the store's sequence again, with a new consumer */
-        natsSubscription_Destroy(ngx_http_omni_cl.sub);
-        ngx_http_omni_cl.sub = NULL;
+        ngx_http_omni_cluster_unsubscribe();
         natsMsgList_Destroy(&list);
         return;
     }
@@ -1300,7 +1482,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         (void) natsMsg_Ack(lastmsg, NULL);
     }
 
-    ngx_http_omni_cl.more = (list.Count >= ask);
+    /* at once: the next fetch waits, in its thread, for what comes */
+    ngx_http_omni_cl.more = (list.Count > 0);
 
     if (last) {
         ngx_http_omni_cl.fresh = 0;
@@ -1313,8 +1496,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                       "fetching again from %uL", gap,
                       ngx_http_omni_cl.applied + 1,
                       ngx_http_omni_cl.applied + 1);
-        natsSubscription_Destroy(ngx_http_omni_cl.sub);
-        ngx_http_omni_cl.sub = NULL;
+        ngx_http_omni_cluster_unsubscribe();
         ngx_http_omni_cl.more = 1;
     }
 
@@ -1331,8 +1513,9 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
     ngx_http_omni_cl.busy = 0;
 
     ngx_http_omni_metrics_cluster_consumed(c->rc, c->err[0] != '\0',
-                                           c->nmsgs, c->ntouches,
-                                           c->commit_s, c->merges);
+                                           c->nmsgs, c->skipped,
+                                           c->ntouches, c->commit_s,
+                                           c->merges);
     ngx_http_omni_metrics_cluster_state(c->connected,
                                         ngx_http_omni_cl.applied,
                                         ngx_http_omni_cl.stream_last,

@@ -87,8 +87,10 @@ typedef struct {
 
     /* omni_cluster: counters, and the lease holder's gauges */
     ngx_atomic_t        cl_published;   /* messages acknowledged */
+    ngx_atomic_t        cl_records;     /* the queue records in them */
     ngx_atomic_t        cl_publish_failures;
     ngx_atomic_t        cl_consumed;    /* messages applied */
+    ngx_atomic_t        cl_skipped;     /* copies, and after holes */
     ngx_atomic_t        cl_consume_failures;
     ngx_atomic_t        cl_applied;     /* the store's stream sequence */
     ngx_atomic_t        cl_last;        /* the stream's, as last seen */
@@ -813,13 +815,15 @@ ngx_http_omni_metrics_geo(ngx_uint_t found)
 
 /* In a pool thread of the lease holder: JetStream acknowledged them. */
 void
-ngx_http_omni_metrics_cluster_published(ngx_uint_t n)
+ngx_http_omni_metrics_cluster_published(ngx_uint_t messages,
+    ngx_uint_t records)
 {
     if (ngx_http_omni_m == NULL) {
         return;
     }
 
-    ngx_http_omni_minc(ngx_http_omni_m->cl_published, n);
+    ngx_http_omni_minc(ngx_http_omni_m->cl_published, messages);
+    ngx_http_omni_minc(ngx_http_omni_m->cl_records, records);
 }
 
 
@@ -831,8 +835,8 @@ ngx_http_omni_metrics_cluster_published(ngx_uint_t n)
  */
 void
 ngx_http_omni_metrics_cluster_consumed(int rc, ngx_uint_t failed,
-    ngx_uint_t messages, ngx_uint_t touches, double commit_s,
-    ngx_uint_t merges)
+    ngx_uint_t messages, ngx_uint_t skipped, ngx_uint_t touches,
+    double commit_s, ngx_uint_t merges)
 {
     if (ngx_http_omni_m == NULL) {
         return;
@@ -844,6 +848,10 @@ ngx_http_omni_metrics_cluster_consumed(int rc, ngx_uint_t failed,
         }
 
         return;
+    }
+
+    if (skipped) {
+        ngx_http_omni_minc(ngx_http_omni_m->cl_skipped, skipped);
     }
 
     if (messages == 0) {
@@ -1089,8 +1097,12 @@ ngx_http_omni_mcluster(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
     }
 
     ngx_http_omni_mone(o, "omni_cluster_messages_published_total", "counter",
-                       "Queue records this node published to the stream "
-                       "and JetStream acknowledged.", m->cl_published);
+                       "Stream messages (runs of queue records) this node "
+                       "published and JetStream acknowledged.",
+                       m->cl_published);
+    ngx_http_omni_mone(o, "omni_cluster_records_published_total", "counter",
+                       "Queue records (touches, event jobs) in them.",
+                       m->cl_records);
     ngx_http_omni_mone(o, "omni_cluster_publish_failures_total", "counter",
                        "Writer batches whose publish failed (no NATS "
                        "connection, no acknowledgement within timeout=): "
@@ -1099,6 +1111,10 @@ ngx_http_omni_mcluster(ngx_http_omni_mout_t *o, ngx_http_omni_metrics_t *m,
     ngx_http_omni_mone(o, "omni_cluster_messages_consumed_total", "counter",
                        "Stream messages (every node's) applied to this "
                        "node's store.", m->cl_consumed);
+    ngx_http_omni_mone(o, "omni_cluster_messages_skipped_total", "counter",
+                       "Stream messages this node did not apply: copies of "
+                       "records it holds, or runs after a refused one "
+                       "(applied when sent again).", m->cl_skipped);
     ngx_http_omni_mone(o, "omni_cluster_consume_failures_total", "counter",
                        "Fetches or applies of the stream that failed: "
                        "fetched again from the store's sequence.",

@@ -71,10 +71,11 @@ void ngx_http_omni_metrics_geo(ngx_uint_t found);
  * connection.  Without omni_cluster the writer's batches count as
  * before; with it the consumer's transactions are the batches.
  */
-void ngx_http_omni_metrics_cluster_published(ngx_uint_t n);
+void ngx_http_omni_metrics_cluster_published(ngx_uint_t messages,
+    ngx_uint_t records);
 void ngx_http_omni_metrics_cluster_consumed(int rc, ngx_uint_t failed,
-    ngx_uint_t messages, ngx_uint_t touches, double commit_s,
-    ngx_uint_t merges);
+    ngx_uint_t messages, ngx_uint_t skipped, ngx_uint_t touches,
+    double commit_s, ngx_uint_t merges);
 void ngx_http_omni_metrics_cluster_state(ngx_uint_t connected,
     uint64_t applied, uint64_t last, ngx_uint_t behind);
 

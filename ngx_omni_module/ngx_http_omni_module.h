@@ -466,7 +466,7 @@ void ngx_http_omni_cluster_kick(void);
 ngx_uint_t ngx_http_omni_cluster_busy(void);
 void ngx_http_omni_cluster_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu,
-    uint64_t from, uint64_t to, char *err, size_t len);
+    uint64_t from, uint64_t to, uint64_t *covered, char *err, size_t len);
 
 /* rules */
 char *ngx_http_omni_rules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

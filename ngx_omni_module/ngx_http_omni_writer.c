@@ -961,6 +961,7 @@ ngx_http_omni_writer_post_ckpt(void)
 static int
 ngx_http_omni_writer_publish(ngx_http_omni_wtask_t *t)
 {
+    uint64_t                covered;
     ngx_int_t               rc;
     ngx_http_omni_queue_t  *qu;
 
@@ -985,13 +986,16 @@ ngx_http_omni_writer_publish(ngx_http_omni_wtask_t *t)
                                     (uint32_t) ngx_http_omni_w.visit_timeout,
                                     &t->end);
 
-    rc = ngx_http_omni_cluster_publish(qu, t->from, t->end, t->err,
-                                       sizeof(t->err));
+    rc = ngx_http_omni_cluster_publish(qu, t->from, t->end, &covered,
+                                       t->err, sizeof(t->err));
 
     if (rc != NGX_OK) {
         t->end = t->from;
         return OMNI_ERROR;
     }
+
+    /* a pad record at the range's end goes with the record after it */
+    t->end = covered;
 
     t->published = 1;
 

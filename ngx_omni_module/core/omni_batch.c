@@ -15,6 +15,7 @@
 /* meta "queue": u64 BE queue id, u64 BE position */
 #define OMNI_QUEUE_META  "queue"
 #define OMNI_STREAM_META "stream"
+#define OMNI_ORIGIN_META "origin"       /* + the zone's id, big-endian */
 
 
 static int
@@ -140,6 +141,82 @@ omni_batch_queue_put(omni_wtxn_t *w, uint64_t id, uint64_t pos,
     if (rc != 0) {
         return omni_store_fail(w->st, "mdb_put(meta queue) failed", rc);
     }
+
+    return OMNI_OK;
+}
+
+
+/* meta "origin" + id: the key of a zone's applied position */
+static void
+omni_batch_origin_key(unsigned char *buf, uint64_t zone, MDB_val *key)
+{
+    memcpy(buf, OMNI_ORIGIN_META, sizeof(OMNI_ORIGIN_META) - 1);
+    omni_put_be64(buf + sizeof(OMNI_ORIGIN_META) - 1, zone);
+
+    key->mv_data = buf;
+    key->mv_size = sizeof(OMNI_ORIGIN_META) - 1 + 8;
+}
+
+
+static int
+omni_batch_origins_put(omni_wtxn_t *w, const omni_origin_t *o, size_t n)
+{
+    int            rc;
+    size_t         i;
+    MDB_val        key, val;
+    unsigned char  kbuf[sizeof(OMNI_ORIGIN_META) - 1 + 8], vbuf[8];
+
+    for (i = 0; i < n; i++) {
+        omni_batch_origin_key(kbuf, o[i].zone, &key);
+        omni_put_be64(vbuf, o[i].end);
+        val.mv_data = vbuf;
+        val.mv_size = sizeof(vbuf);
+
+        rc = mdb_put(w->txn, w->st->meta, &key, &val, 0);
+        if (rc != 0) {
+            return omni_store_fail(w->st, "mdb_put(meta origin) failed", rc);
+        }
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_store_origins(omni_store_t *st, omni_origin_t *origins, size_t n,
+    unsigned char *known)
+{
+    int            rc;
+    size_t         i;
+    MDB_txn       *txn;
+    MDB_val        key, val;
+    unsigned char  kbuf[sizeof(OMNI_ORIGIN_META) - 1 + 8];
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return omni_store_fail(st, "mdb_txn_begin(origins) failed", rc);
+    }
+
+    for (i = 0; i < n; i++) {
+        omni_batch_origin_key(kbuf, origins[i].zone, &key);
+
+        rc = mdb_get(txn, st->meta, &key, &val);
+
+        if (rc == 0 && val.mv_size == 8) {
+            origins[i].end = omni_get_be64(val.mv_data);
+            known[i] = 1;
+
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+            origins[i].end = 0;
+            known[i] = 0;
+
+        } else {
+            mdb_txn_abort(txn);
+            return omni_store_fail(st, "mdb_get(meta origin) failed", rc);
+        }
+    }
+
+    mdb_txn_abort(txn);
 
     return OMNI_OK;
 }
@@ -410,6 +487,13 @@ omni_batch_apply_filtered(omni_store_t *st, const omni_batch_opts_t *opts,
     if (b->queue_id) {
         rc = omni_batch_queue_put(w, b->queue_id, b->queue_pos,
                                   b->fold_pos);
+        if (rc != OMNI_OK) {
+            goto failed;
+        }
+    }
+
+    if (b->norigins) {
+        rc = omni_batch_origins_put(w, b->origins, b->norigins);
         if (rc != OMNI_OK) {
             goto failed;
         }

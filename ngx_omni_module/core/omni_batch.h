@@ -61,6 +61,12 @@ typedef struct {
                                            never expire */
 } omni_batch_opts_t;
 
+/* A queue zone, and the position up to which its records are applied. */
+typedef struct {
+    uint64_t               zone;
+    uint64_t               end;
+} omni_origin_t;
+
 typedef struct {
     /* touches to log (their touchpoints) */
     const omni_touch_t    *touches;
@@ -97,6 +103,14 @@ typedef struct {
      * same transaction (omni_store_stream_seq()).
      */
     uint64_t               stream_seq;
+
+    /*
+     * With it, the cluster's origins (omni_cmsg.h): for each queue zone
+     * whose records the batch applied, the position up to which they
+     * are applied now, stored in meta "origin" + the zone's id.
+     */
+    const omni_origin_t   *origins;
+    size_t                 norigins;
 
     /* results */
     unsigned               nevents;     /* events applied */
@@ -154,5 +168,13 @@ int omni_resolve_touches(omni_wtxn_t *w, const omni_touch_t *t, size_t n,
  * when none.  Its own read transaction.
  */
 int omni_store_stream_seq(omni_store_t *st, uint64_t *seq);
+
+/*
+ * The applied position of each origins[i].zone (meta "origin"), in one
+ * read transaction: known[i] is 0 for a zone the store has none of
+ * (origins[i].end is then 0).
+ */
+int omni_store_origins(omni_store_t *st, omni_origin_t *origins, size_t n,
+    unsigned char *known);
 
 #endif /* OMNI_BATCH_H */

@@ -283,6 +283,9 @@ test_all_or_nothing(void)
     omni_batch_t        b;
     omni_store_opts_t   so;
     omni_batch_opts_t   o;
+    omni_origin_t       origins[2] = { { 0xfeed, 4096 }, { 0xbeef, 64 } };
+    omni_origin_t       got[3];
+    unsigned char       known[3];
     unsigned char     (*pids)[OMNI_ID_LEN];
 
     strcpy(dir, "/tmp/omni-test-batch-XXXXXX");
@@ -324,17 +327,33 @@ test_all_or_nothing(void)
     b.queue_id = QID;
     b.queue_pos = 999;
     b.fold_pos = 999;
+    b.origins = origins;
+    b.norigins = 2;
 
     is_int(apply(st, &o, &b), OMNI_MAP_FULL, "a full map: OMNI_MAP_FULL");
     is_int((int) (count_tp(st) - tp0), 0, "no touchpoint of the batch");
     ok(omni_store_queue_pos(st, QID, &pos, &fold) == OMNI_OK && pos == 0,
        "nor its queue position");
+
+    memcpy(got, origins, sizeof(origins));
+    got[0].end = got[1].end = 7;
+    ok(omni_store_origins(st, got, 2, known) == OMNI_OK
+       && !known[0] && !known[1] && got[0].end == 0 && got[1].end == 0,
+       "nor its cluster origins");
     is_int((int) visits(st, t[0].id), -1, "nor any profile");
 
     is_int(omni_store_set_map_size(st, (size_t) 64 << 20), OMNI_OK,
            "the map grows");
     is_int(apply(st, &o, &b), OMNI_OK, "the same batch, again: it commits");
     is_int((int) (count_tp(st) - tp0), (int) n, "every touchpoint");
+
+    memset(got, 0, sizeof(got));
+    got[0].zone = 0xfeed;
+    got[1].zone = 0xbeef;
+    got[2].zone = 0xabcd;
+    ok(omni_store_origins(st, got, 3, known) == OMNI_OK
+       && known[0] && got[0].end == 4096 && known[1] && got[1].end == 64
+       && !known[2], "the origins, with the batch: two zones, not a third");
 
     free(t);
     free(pids);

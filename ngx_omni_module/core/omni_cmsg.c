@@ -1,0 +1,259 @@
+/*
+ * Cluster messages: runs of a queue zone's records (omni_cmsg.h).
+ */
+
+#include <string.h>
+
+#include "omni_cmsg.h"
+
+
+static uint32_t
+omni_cmsg_get32(const unsigned char *p)
+{
+    uint32_t  v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+
+static uint64_t
+omni_cmsg_get64(const unsigned char *p)
+{
+    uint64_t  v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+
+static void
+omni_cmsg_put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof(v));
+}
+
+
+static void
+omni_cmsg_put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof(v));
+}
+
+
+int
+omni_cmsg_span(const unsigned char *ring, uint64_t size, uint64_t pos,
+    uint64_t end, size_t max_rec, size_t max_bytes, omni_cmsg_t *m,
+    const char **err)
+{
+    uint32_t              len;
+    const unsigned char  *rec;
+
+    memset(m, 0, sizeof(omni_cmsg_t));
+    m->prev = pos;
+
+    /* the pads at the ring's end before the run */
+    while (pos < end) {
+        rec = ring + pos % size;
+        len = omni_cmsg_get32(rec);
+
+        if (len < 8 || len % 8 || len > end - pos
+            || pos % size + len > size)
+        {
+            *err = "a damaged queue record";
+            return OMNI_INVALID;
+        }
+
+        if (rec[4] != OMNI_CMSG_REC_PAD) {
+            break;
+        }
+
+        pos += len;
+    }
+
+    if (pos == end) {
+        return OMNI_NOTFOUND;
+    }
+
+    m->from = pos;
+    m->recs = ring + pos % size;
+
+    while (pos < end && m->nrec < max_rec) {
+        rec = ring + pos % size;
+        len = omni_cmsg_get32(rec);
+
+        if (len < 8 || len % 8 || len > end - pos
+            || pos % size + len > size)
+        {
+            *err = "a damaged queue record";
+            return OMNI_INVALID;
+        }
+
+        if (rec[4] == OMNI_CMSG_REC_PAD
+            || (m->nrec && pos + len - m->from > max_bytes))
+        {
+            break;
+        }
+
+        pos += len;
+        m->nrec++;
+    }
+
+    m->to = pos;
+
+    return OMNI_OK;
+}
+
+
+size_t
+omni_cmsg_encode(unsigned char *out, const omni_cmsg_t *m, const char *node,
+    size_t node_len)
+{
+    memset(out, 0, OMNI_CMSG_HEAD);
+
+    omni_cmsg_put32(out, OMNI_CMSG_MAGIC);
+    omni_cmsg_put32(out + 4, m->nrec);
+    omni_cmsg_put64(out + 8, m->zone);
+    omni_cmsg_put64(out + 16, m->prev);
+    omni_cmsg_put64(out + 24, m->from);
+    omni_cmsg_put64(out + 32, m->to);
+    memcpy(out + 40, node, node_len < OMNI_CMSG_NODE ? node_len
+                                                     : OMNI_CMSG_NODE);
+    memcpy(out + OMNI_CMSG_HEAD, m->recs, m->to - m->from);
+
+    return OMNI_CMSG_HEAD + (size_t) (m->to - m->from);
+}
+
+
+int
+omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
+    const char **err)
+{
+    size_t    off, head;
+    uint32_t  magic, rlen, n;
+
+    memset(m, 0, sizeof(omni_cmsg_t));
+
+    if (len < 8) {
+        return OMNI_NOTFOUND;
+    }
+
+    magic = omni_cmsg_get32(p);
+
+    if (magic == OMNI_CMSG_MAGIC_V1) {
+        /* one record: magic, zone at 8, position at 16, node at 24 */
+        if (len < OMNI_CMSG_HEAD_V1 + 8) {
+            *err = "a message shorter than its header";
+            return OMNI_INVALID;
+        }
+
+        head = OMNI_CMSG_HEAD_V1;
+        m->v1 = 1;
+        m->zone = omni_cmsg_get64(p + 8);
+        m->prev = omni_cmsg_get64(p + 16);
+        m->from = m->prev;
+        m->nrec = 1;
+        memcpy(m->node, p + 24, OMNI_CMSG_NODE);
+
+        /* the record's own length: the message may carry padding */
+        rlen = omni_cmsg_get32(p + head);
+
+        if (rlen < 8 || rlen > len - head) {
+            *err = "a damaged record";
+            return OMNI_INVALID;
+        }
+
+        m->to = m->from + rlen;
+        len = head + rlen;
+
+    } else if (magic == OMNI_CMSG_MAGIC) {
+        if (len < OMNI_CMSG_HEAD) {
+            *err = "a message shorter than its header";
+            return OMNI_INVALID;
+        }
+
+        head = OMNI_CMSG_HEAD;
+        m->nrec = omni_cmsg_get32(p + 4);
+        m->zone = omni_cmsg_get64(p + 8);
+        m->prev = omni_cmsg_get64(p + 16);
+        m->from = omni_cmsg_get64(p + 24);
+        m->to = omni_cmsg_get64(p + 32);
+        memcpy(m->node, p + 40, OMNI_CMSG_NODE);
+
+        if (m->prev > m->from || m->from >= m->to
+            || m->to - m->from != len - head || m->nrec == 0)
+        {
+            *err = "a message whose positions do not match its length";
+            return OMNI_INVALID;
+        }
+
+    } else {
+        return OMNI_NOTFOUND;
+    }
+
+    m->recs = p + head;
+
+    /* every record whole, none a pad, as many as the header says */
+    n = 0;
+
+    for (off = head; off < len; off += rlen) {
+        rlen = omni_cmsg_get32(p + off);
+
+        if (rlen < 8 || rlen > len - off || (!m->v1 && rlen % 8)
+            || p[off + 4] == OMNI_CMSG_REC_PAD)
+        {
+            *err = "a damaged record";
+            return OMNI_INVALID;
+        }
+
+        n++;
+    }
+
+    if (n != m->nrec) {
+        *err = "a message with fewer or more records than its header says";
+        return OMNI_INVALID;
+    }
+
+    return OMNI_OK;
+}
+
+
+int
+omni_cmsg_start(const omni_cmsg_t *m, int known, uint64_t applied,
+    uint64_t *start)
+{
+    uint64_t              pos;
+    const unsigned char  *rec;
+
+    *start = m->from;
+
+    if (m->v1 || !known) {
+        return OMNI_CMSG_APPLY;
+    }
+
+    if (m->to <= applied) {
+        return OMNI_CMSG_DUP;
+    }
+
+    if (m->prev > applied) {
+        return OMNI_CMSG_HOLE;
+    }
+
+    /* the first record at or after applied: a boundary of the zone's */
+    pos = m->from;
+    rec = m->recs;
+
+    while (pos < applied) {
+        pos += omni_cmsg_get32(rec);
+        rec = m->recs + (pos - m->from);
+    }
+
+    if (pos != applied && applied > m->from) {
+        /* applied ends inside a record: not this zone's positions */
+        return OMNI_CMSG_HOLE;
+    }
+
+    *start = pos;
+
+    return OMNI_CMSG_APPLY;
+}

@@ -1,0 +1,91 @@
+/*
+ * Cluster messages (docs/cluster.md): what a node publishes to the shared
+ * stream is a run of its queue zone's records, as they are in the zone's
+ * ring, behind a fixed header:
+ *
+ *   0   u32  magic "OMC2"
+ *   4   u32  records in the run
+ *   8   u64  the zone's id (random, never 0)
+ *   16  u64  prev: the zone's position this run follows
+ *   24  u64  from: the position of its first record
+ *   32  u64  to: the position after its last record
+ *   40  24   the node's name (informative, NUL-padded)
+ *   64       the records, back to back: (to - from) bytes
+ *
+ * [prev, from) holds only pad records (the ring's end), which are not
+ * sent.  Positions are byte counts since the zone was created.
+ *
+ * Every node keeps, per zone, the position up to which it applied the
+ * zone's records (omni_batch_t's origins): a run that repeats what was
+ * applied is skipped (a retry, a new writer that sent a range again), a
+ * run that overlaps it is applied from there, and a run after a hole
+ * (an earlier run refused, then sent again after it) is skipped, to be
+ * applied when the run again comes in order.  So a zone's records are
+ * applied once, in order, on every node.
+ *
+ * Plain C: the module's cluster glue and the unit tests use it.
+ */
+
+#ifndef OMNI_CMSG_H
+#define OMNI_CMSG_H
+
+#include "omni_core.h"
+
+#define OMNI_CMSG_MAGIC     0x32434d4fU     /* "OMC2" */
+#define OMNI_CMSG_MAGIC_V1  0x31434d4fU     /* "OMC1": one record */
+#define OMNI_CMSG_HEAD      64
+#define OMNI_CMSG_HEAD_V1   48
+#define OMNI_CMSG_NODE      24
+
+/* A queue record's header: its length (8-byte multiple), then its type. */
+#define OMNI_CMSG_REC_PAD   0
+
+typedef struct {
+    uint64_t              zone;
+    uint64_t              prev;
+    uint64_t              from;
+    uint64_t              to;
+    uint32_t              nrec;
+    unsigned              v1:1;     /* "OMC1": apply as it comes */
+    const unsigned char  *recs;     /* (to - from) bytes */
+    char                  node[OMNI_CMSG_NODE + 1];
+} omni_cmsg_t;
+
+/* What a node does with a run (omni_cmsg_start()). */
+#define OMNI_CMSG_APPLY     0       /* from *start on */
+#define OMNI_CMSG_DUP       1       /* applied already */
+#define OMNI_CMSG_HOLE      2       /* an earlier run is missing */
+
+/*
+ * The next run of a ring's records from pos, before end: leading pad
+ * records are skipped (prev = pos, from after them); the run stops at
+ * the next pad record, after max_rec records, or before max_bytes (a
+ * longer record goes alone).  m->recs points into the ring.
+ * OMNI_NOTFOUND: only pad records before end; OMNI_INVALID: a damaged
+ * record (*err says which).
+ */
+int omni_cmsg_span(const unsigned char *ring, uint64_t size, uint64_t pos,
+    uint64_t end, size_t max_rec, size_t max_bytes, omni_cmsg_t *m,
+    const char **err);
+
+/* Header and records into out (OMNI_CMSG_HEAD + to - from bytes). */
+size_t omni_cmsg_encode(unsigned char *out, const omni_cmsg_t *m,
+    const char *node, size_t node_len);
+
+/*
+ * A message's data: OMNI_OK (m filled, its records checked),
+ * OMNI_NOTFOUND (not a message of ours), OMNI_INVALID (damaged: *err).
+ */
+int omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
+    const char **err);
+
+/*
+ * Given the position up to which the zone's records were applied
+ * (known: whether the store has one), what to do with the run; for
+ * OMNI_CMSG_APPLY, *start is the first record's position to apply.  A
+ * zone the store does not know yet starts with its first run seen.
+ */
+int omni_cmsg_start(const omni_cmsg_t *m, int known, uint64_t applied,
+    uint64_t *start);
+
+#endif /* OMNI_CMSG_H */

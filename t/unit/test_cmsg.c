@@ -1,0 +1,288 @@
+/*
+ * omni_cmsg: runs of a queue zone's records for the cluster's stream.
+ * Splitting a ring into runs (pad records at its end, the record and
+ * byte limits), the message round trip, damaged messages refused, the
+ * one-record messages of before ("OMC1"), and what a node does with a
+ * run given where it is in the zone: applied once, in order, whatever
+ * order refusals and retries put the runs in.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "omni_tap.h"
+#include "omni_cmsg.h"
+
+#define RING  128
+
+
+static unsigned char  ring[RING];
+
+
+/* A record of len bytes at ring offset off: its length, type, a mark. */
+static void
+put_rec(uint64_t pos, uint32_t len, unsigned char type, unsigned char mark)
+{
+    unsigned char  *p = ring + pos % RING;
+
+    memset(p, mark, len);
+    memcpy(p, &len, sizeof(len));
+    p[4] = type;
+}
+
+
+/* Positions 96 .. 176: a record, a pad at the ring's end, two records. */
+static void
+fill(void)
+{
+    memset(ring, 0, sizeof(ring));
+    put_rec(96, 24, 1, 'a');
+    put_rec(120, 8, OMNI_CMSG_REC_PAD, 0);
+    put_rec(128, 24, 2, 'b');
+    put_rec(152, 24, 1, 'c');
+}
+
+
+static void
+test_span(void)
+{
+    omni_cmsg_t   m;
+    const char   *e;
+
+    fill();
+
+    is_int(omni_cmsg_span(ring, RING, 96, 176, 100, 1 << 20, &m, &e),
+           OMNI_OK, "a run from 96");
+    ok(m.prev == 96 && m.from == 96 && m.to == 120 && m.nrec == 1,
+       "it stops at the pad: [96, 120), 1 record");
+
+    is_int(omni_cmsg_span(ring, RING, 120, 176, 100, 1 << 20, &m, &e),
+           OMNI_OK, "the next run");
+    ok(m.prev == 120 && m.from == 128 && m.to == 176 && m.nrec == 2,
+       "it follows 120, skips the pad: [128, 176), 2 records");
+    ok(m.recs == ring, "its records are the ring's, from offset 0");
+
+    is_int(omni_cmsg_span(ring, RING, 128, 176, 1, 1 << 20, &m, &e),
+           OMNI_OK, "one record per run");
+    ok(m.from == 128 && m.to == 152 && m.nrec == 1, "[128, 152)");
+
+    is_int(omni_cmsg_span(ring, RING, 128, 176, 100, 40, &m, &e),
+           OMNI_OK, "40 bytes per run");
+    ok(m.to == 152 && m.nrec == 1, "one 24-byte record fits, not two");
+
+    is_int(omni_cmsg_span(ring, RING, 128, 176, 100, 8, &m, &e),
+           OMNI_OK, "a record longer than the byte limit");
+    ok(m.to == 152 && m.nrec == 1, "goes alone");
+
+    is_int(omni_cmsg_span(ring, RING, 120, 128, 100, 1 << 20, &m, &e),
+           OMNI_NOTFOUND, "only a pad before the end: nothing to send");
+
+    put_rec(152, 20, 1, 'c');
+    is_int(omni_cmsg_span(ring, RING, 128, 176, 100, 1 << 20, &m, &e),
+           OMNI_INVALID, "a length not a multiple of 8: %s", e);
+
+    fill();
+    is_int(omni_cmsg_span(ring, RING, 128, 170, 100, 1 << 20, &m, &e),
+           OMNI_INVALID, "a record past the range's end: %s", e);
+}
+
+
+static size_t
+encode(unsigned char *out, uint64_t prev, uint64_t from, uint64_t to)
+{
+    omni_cmsg_t  m;
+    const char  *e;
+
+    (void) omni_cmsg_span(ring, RING, prev, to, 100, 1 << 20, &m, &e);
+    m.zone = 0x1234;
+    ok(m.from == from, "the run [%llu, %llu)", (unsigned long long) from,
+       (unsigned long long) to);
+
+    return omni_cmsg_encode(out, &m, "web-1", 5);
+}
+
+
+static void
+test_roundtrip(void)
+{
+    size_t          len;
+    uint32_t        v;
+    omni_cmsg_t     m;
+    const char     *e;
+    unsigned char   buf[512], bad[512];
+
+    fill();
+    len = encode(buf, 120, 128, 176);
+    is_int((int) len, OMNI_CMSG_HEAD + 48, "64 bytes of header, 48 of records");
+
+    is_int(omni_cmsg_parse(buf, len, &m, &e), OMNI_OK, "parsed back");
+    ok(m.zone == 0x1234 && m.prev == 120 && m.from == 128 && m.to == 176
+       && m.nrec == 2 && !m.v1, "zone, positions, count");
+    is_str(m.node, "web-1", "the node's name");
+    ok(memcmp(m.recs, ring, 48) == 0, "the records as they were");
+
+    is_int(omni_cmsg_parse(buf, len - 8, &m, &e), OMNI_INVALID,
+           "a short message: %s", e);
+
+    memcpy(bad, buf, len);
+    v = 3;
+    memcpy(bad + 4, &v, sizeof(v));
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
+           "a count that is not the records': %s", e);
+
+    memcpy(bad, buf, len);
+    bad[OMNI_CMSG_HEAD + 24 + 4] = OMNI_CMSG_REC_PAD;
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
+           "a pad inside a run: %s", e);
+
+    memcpy(bad, buf, len);
+    v = 0;
+    memcpy(bad + OMNI_CMSG_HEAD + 24, &v, sizeof(v));
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
+           "a record of length 0: %s", e);
+
+    memcpy(bad, buf, len);
+    memcpy(bad + 16, &(uint64_t) { 130 }, 8);
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
+           "prev after from: %s", e);
+
+    is_int(omni_cmsg_parse((const unsigned char *) "x1 other app's", 14,
+                           &m, &e), OMNI_NOTFOUND, "another's message");
+    is_int(omni_cmsg_parse(buf, 4, &m, &e), OMNI_NOTFOUND, "4 bytes");
+
+    /* "OMC1": magic, zone at 8, position at 16, node at 24, one record */
+    memset(bad, 0, sizeof(bad));
+    v = OMNI_CMSG_MAGIC_V1;
+    memcpy(bad, &v, sizeof(v));
+    memcpy(bad + 8, &(uint64_t) { 0x99 }, 8);
+    memcpy(bad + 16, &(uint64_t) { 4096 }, 8);
+    memcpy(bad + 24, "web-2", 5);
+    memcpy(bad + OMNI_CMSG_HEAD_V1, ring, 24);        /* b, at 128 */
+
+    is_int(omni_cmsg_parse(bad, OMNI_CMSG_HEAD_V1 + 24, &m, &e), OMNI_OK,
+           "an OMC1 message");
+    ok(m.v1 && m.zone == 0x99 && m.from == 4096 && m.to == 4120
+       && m.nrec == 1, "one record at its position");
+}
+
+
+/*
+ * A node's view of one zone, applying what comes in stream order: the
+ * runs it applies, and from where.
+ */
+static uint64_t  applied;
+static int       known;
+static char      got[256];
+
+
+static void
+deliver(const unsigned char *msg, size_t len)
+{
+    int           rc;
+    uint64_t      start, pos;
+    uint32_t      rlen;
+    omni_cmsg_t   m;
+    const char   *e;
+
+    if (omni_cmsg_parse(msg, len, &m, &e) != OMNI_OK) {
+        strcat(got, "?");
+        return;
+    }
+
+    rc = omni_cmsg_start(&m, known, applied, &start);
+
+    if (rc == OMNI_CMSG_DUP) {
+        strcat(got, "d");
+        return;
+    }
+
+    if (rc == OMNI_CMSG_HOLE) {
+        strcat(got, "h");
+        return;
+    }
+
+    for (pos = start; pos < m.to; pos += rlen) {
+        memcpy(&rlen, m.recs + (pos - m.from), sizeof(rlen));
+        strncat(got, (const char *) m.recs + (pos - m.from) + 5, 1);
+    }
+
+    applied = m.to;
+    known = 1;
+}
+
+
+static void
+test_start(void)
+{
+    size_t          l1, l2, l3, l4;
+    uint64_t        start;
+    omni_cmsg_t     m;
+    const char     *e;
+    unsigned char   r1[256], r2[256], r3[256], r23[256];
+
+    /* records a (96), pad, b (128), c (152), d (176): runs of one */
+    fill();
+    put_rec(176, 24, 1, 'd');
+
+    l1 = encode(r1, 96, 96, 120);
+    l2 = encode(r2, 120, 128, 152);
+    l3 = encode(r3, 152, 152, 176);
+
+    /* in order, from a zone the node does not know yet */
+    applied = 0; known = 0; got[0] = '\0';
+    deliver(r1, l1);
+    deliver(r2, l2);
+    deliver(r3, l3);
+    is_str(got, "abc", "in order: each record once");
+
+    /* every run again (a new writer sends the range again) */
+    deliver(r1, l1);
+    deliver(r2, l2);
+    deliver(r3, l3);
+    is_str(got, "abcddd", "again: copies, skipped");
+
+    /* r1 refused: r2 and r3 stored before it; then r1, r2, r3 again */
+    applied = 96; known = 1; got[0] = '\0';
+    deliver(r2, l2);
+    deliver(r3, l3);
+    deliver(r1, l1);
+    deliver(r2, l2);
+    deliver(r3, l3);
+    is_str(got, "hhabc", "after a hole: skipped, then applied in order");
+
+    /* a retry whose last run is longer: applied from where it was */
+    applied = 96; known = 1; got[0] = '\0';
+    deliver(r1, l1);
+    l4 = encode(r23, 120, 128, 200);
+    deliver(r2, l2);
+    deliver(r23, l4);
+    is_str(got, "abcd",
+           "an overlapping run: from the first record not applied");
+
+    /* a store that ends at the pad takes the run after it whole */
+    is_int(omni_cmsg_parse(r2, l2, &m, &e), OMNI_OK, "the run after the pad");
+    is_int(omni_cmsg_start(&m, 1, 120, &start), OMNI_CMSG_APPLY,
+           "from the pad's position");
+    ok(start == 128, "its first record");
+
+    is_int(omni_cmsg_start(&m, 1, 136, &start), OMNI_CMSG_HOLE,
+           "a position inside a record: not this zone's, skipped");
+
+    /* the first run of a zone not known yet, whatever its prev */
+    is_int(omni_cmsg_parse(r3, l3, &m, &e), OMNI_OK, "a later run");
+    is_int(omni_cmsg_start(&m, 0, 0, &start), OMNI_CMSG_APPLY,
+           "a zone's first run seen is where the node starts it");
+    ok(start == 152, "from its first record");
+}
+
+
+int
+main(void)
+{
+    test_span();
+    test_roundtrip();
+    test_start();
+
+    return done_testing();
+}
