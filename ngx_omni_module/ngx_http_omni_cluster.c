@@ -45,6 +45,7 @@
 #define NGX_HTTP_OMNI_FETCH_MAX    (NGX_HTTP_OMNI_FETCH_ASK                \
                                     * NGX_HTTP_OMNI_RUN_RECORDS)
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
+#define NGX_HTTP_OMNI_FETCH_NOWAIT 1000             /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
@@ -1034,21 +1035,25 @@ ngx_http_omni_cluster_unsubscribe(void)
  * most NGX_HTTP_OMNI_FETCH_WAIT for the first one: NATS_TIMEOUT when
  * none came.
  *
+ * The server is asked for what it has, without waiting (it answers with
+ * the messages, then "no more"); when it has nothing, for one message,
+ * waiting: a fetch of more would wait for all of them, or the whole
+ * wait, before it returned the first (that wait was the propagation
+ * delay of a quiet cluster).
+ *
  * libnats 3.4.1's fetch (Debian 12) stops collecting when its count
  * equals the request's batch, which it lowers by what it took from the
  * subscription's queue before asking the server: with more than half a
- * batch already queued (messages of an earlier fetch's pull request that
- * came after that fetch timed out) the count passes the lowered batch,
- * never equals it, and the fetch writes past its array of batch pointers
- * until it times out (heap corruption: the signal 6 of bench/cluster.sh
- * under load; fixed upstream by keeping the original batch).  So a fetch
- * asks exactly what is queued, when something is: it takes all of it
- * from the queue and asks the server nothing.
- *
- * Otherwise the server is asked for what it has, without waiting; and
- * when it has nothing, for one message, waiting: a fetch of more would
- * wait for all of them, or the whole wait, before it returned the first
- * (that wait was the propagation delay of a quiet cluster).
+ * batch already queued (messages of an earlier pull request that came
+ * after its fetch gave up) the count passes the lowered batch, never
+ * equals it, and the fetch writes past its array of batch pointers until
+ * it times out (heap corruption: the signal 6 of bench/cluster.sh under
+ * load; fixed upstream by keeping the original batch).  So the fetch
+ * without waiting has a long timeout (the server answers at once; only
+ * a server gone leaves it to time out), and what is nevertheless queued
+ * is taken with a batch of more than twice as many (the queue may hold
+ * status messages too, which do not count); a queue longer than that
+ * goes with the consumer, made again from the store's sequence.
  */
 static natsStatus
 ngx_http_omni_cluster_fetch(natsMsgList *list, int *ask)
@@ -1062,7 +1067,15 @@ ngx_http_omni_cluster_fetch(natsMsgList *list, int *ask)
         == NATS_OK
         && pending > 0)
     {
-        *ask = ngx_min(pending, NGX_HTTP_OMNI_FETCH_ASK);
+        if (2 * pending + 1 > NGX_HTTP_OMNI_FETCH_ASK) {
+            /* nothing fetched: the next task subscribes again */
+            ngx_http_omni_cluster_unsubscribe();
+            memset(list, 0, sizeof(natsMsgList));
+            *ask = 0;
+            return NATS_OK;
+        }
+
+        *ask = 2 * pending + 1;
 
         return natsSubscription_Fetch(list, ngx_http_omni_cl.sub, *ask,
                                       NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
@@ -1073,13 +1086,9 @@ ngx_http_omni_cluster_fetch(natsMsgList *list, int *ask)
     jsFetchRequest_Init(&fr);
     fr.Batch = *ask;
     fr.NoWait = true;
-    fr.Expires = (int64_t) NGX_HTTP_OMNI_FETCH_WAIT * 1000000;
+    fr.Expires = (int64_t) NGX_HTTP_OMNI_FETCH_NOWAIT * 1000000;
 
     s = natsSubscription_FetchRequest(list, ngx_http_omni_cl.sub, &fr);
-
-    if (s == NATS_OK) {
-        return s;
-    }
 
     if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
         return s;
