@@ -115,6 +115,8 @@ typedef struct {
     size_t                 buf_size;
     ngx_uint_t             round;           /* of sending, for the ids */
     ngx_uint_t             sent;            /* a run was stored */
+
+    uint64_t               own_end;         /* own records applied up to */
 } ngx_http_omni_cluster_t;
 
 
@@ -1340,13 +1342,13 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         rc = omni_cmsg_parse((const u_char *) natsMsg_GetData(m),
                              natsMsg_GetDataLength(m), &cm, &e);
 
-        if (rc == OMNI_INVALID) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
+        if (rc == OMNI_INVALID && !cm.damaged) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
                           "omni: cluster: message %uL of the stream skipped: "
                           "%s", seq, e);
         }
 
-        if (rc != OMNI_OK) {
+        if (rc != OMNI_OK && !cm.damaged) {
             continue;                   /* not a message of ours */
         }
 
@@ -1378,6 +1380,20 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
         if (own) {
             c->own_end = ngx_max(c->own_end, cm.to);
+        }
+
+        if (rc != OMNI_OK) {
+            /*
+             * A run whose records are damaged: passed over, so that the
+             * zone's later runs are not all held behind it.
+             */
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "omni: cluster: message %uL of the stream: %s: "
+                          "the %uD record(s) of node \"%s\"'s run [%uL, %uL) "
+                          "are lost", seq, e, cm.nrec, cm.node, cm.from,
+                          cm.to);
+            c->skipped++;
+            continue;
         }
 
         for (pos = start; pos < cm.to; pos += rlen) {
@@ -1571,6 +1587,23 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
 }
 
 
+void
+ngx_http_omni_cluster_fold(ngx_http_omni_queue_t *qu)
+{
+    uint64_t  pos;
+
+    if (ngx_http_omni_cl.conf == NULL) {
+        return;
+    }
+
+    pos = ngx_min(ngx_http_omni_cl.own_end, qu->appended);
+
+    if (pos > qu->head) {
+        ngx_http_omni_queue_folded(qu, pos);
+    }
+}
+
+
 /*
  * A consume task's outcome, on the event loop: this node's jobs answered,
  * the ring's space up to what was applied given back, the records' copy
@@ -1588,10 +1621,12 @@ ngx_http_omni_cluster_settle(ngx_http_omni_ctask_t *c)
 
     qu = ngx_http_omni_queue();
 
-    if (qu && c->rc == OMNI_OK && c->own_end > qu->head
-        && c->own_end <= qu->appended)
-    {
-        ngx_http_omni_queue_folded(qu, c->own_end);
+    if (qu && c->rc == OMNI_OK && c->own_end > ngx_http_omni_cl.own_end) {
+        ngx_http_omni_cl.own_end = c->own_end;
+    }
+
+    if (qu) {
+        ngx_http_omni_cluster_fold(qu);
     }
 
     if (c->fake) {

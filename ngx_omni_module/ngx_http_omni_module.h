@@ -465,6 +465,12 @@ ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
 void ngx_http_omni_cluster_kick(void);
 ngx_uint_t ngx_http_omni_cluster_busy(void);
 void ngx_http_omni_cluster_exit(ngx_cycle_t *cycle);
+/*
+ * A cluster node frees the queue's space up to what its consumer applied
+ * of its own records and its writer published (whichever comes later
+ * sees both); nothing without omni_cluster.
+ */
+void ngx_http_omni_cluster_fold(ngx_http_omni_queue_t *qu);
 ngx_int_t ngx_http_omni_cluster_publish(ngx_http_omni_queue_t *qu,
     uint64_t from, uint64_t to, uint64_t *covered, char *err, size_t len);
 

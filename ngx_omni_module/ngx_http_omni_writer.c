@@ -1333,6 +1333,9 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
     if (qu && t->end > t->from) {
         ngx_http_omni_queue_logged(qu, t->end, t->n);
         (void) ngx_atomic_fetch_add(&qu->ev_consumed, t->njobs);
+
+        /* the consumer may have applied the records before this */
+        ngx_http_omni_cluster_fold(qu);
     }
 
     if (t->fold) {

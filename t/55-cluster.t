@@ -78,7 +78,7 @@ http {
     client_body_temp_path $p/tmp;
     default_type text/html;
     omni_secret "${\ TEST_SECRET }";
-    omni_store $p/store map_size=64m;
+    omni_store $p/store map_size=64m @{[ $NODE{$i}{store_opts} // '' ]};
     omni_rules $p/rules;
     omni_events_key pos "$KEY";
     omni_cluster @{[ $nats->urls ]} node=web-$i $NODE{$i}{cluster} replicas=3 timeout=2s;
@@ -574,10 +574,63 @@ same_stores(2, 1, 'its store equals the other node\'s (exports)');
     stop_node(5);
 }
 
+# ---- runs across the queue's end ----
+# Records go to the stream in runs of the queue's consecutive records
+# (docs/cluster.md); a run never crosses the end of the queue's ring. A
+# queue of 32 is a ring of 16 KB; page views of one visitor with paths of
+# 64 characters are records of 128 bytes (a 64-byte header and the
+# path), so every 128th ends exactly at the ring's end, with no pad
+# record after it. Every page view reaches the peer, once, and nothing
+# is damaged or skipped.
+{
+    for my $i (6, 7) {
+        $NODE{$i}{cluster} = 'stream=RING';
+        $NODE{$i}{store_opts} = 'queue=32';
+        start_node($i);
+    }
+    my $rid = random_id();
+    my $rc = mint_cookie(TEST_SECRET, $rid);
+    my $n = 2000;
+    # the node's first page view in the stream: the stream is made, the
+    # consumer subscribed; then bursts of 50, each applied before the next
+    get(6, sprintf('/rl/%060d', 0), $rc);
+    my $count = sub { scalar grep { ($_->{properties}{path} // '') =~ m{^/rl/0*[1-9]\d*$} } @{ feed_of($_[0]) } };
+    ok(wait_for(sub { profile_of(7, "cookie:$rid") }, 20, 0.1), 'node 7 has the first page view');
+    # where the queue is: the end of the stream's last run
+    my $end = sub {
+        my (undef, $dump) = $nats->natsping({stream => 'RING', hex => 1}, 'dump');
+        my $hex = (split /\t/, (split /\n/, $dump)[-1])[3] // '';
+        return (unpack 'V V Q< Q< Q< Q<', pack 'H*', substr($hex, 0, 96))[5];
+    };
+    # one page view whose record brings the queue to a multiple of 128
+    my $at = $end->();
+    my $fill = (16384 - $at % 16384) % 128;
+    $fill += 128 if $fill < 72;
+    get(6, '/rl/' . ('a' x ($fill - 68)), $rc);
+    ok(wait_for(sub { ($end->() // 0) > $at }, 10, 0.05), 'it is in the stream');
+    is($end->() % 128, 0, "the queue at a multiple of 128 bytes (from $at, a record of $fill)");
+    my @bad;
+    for (my $k = 1; $k <= $n; $k += 50) {
+        push @bad, grep { $_ != 200 } map { get(6, sprintf('/rl/%060d', $_), $rc)->{status} } $k .. $k + 49;
+        wait_for(sub { $count->(6) >= $k + 49 }, 5, 0.01) or last;
+    }
+    is_deeply(\@bad, [], "$n page views on node 6, its queue wrapping");
+    ok(wait_for(sub { $count->(7) == $n }, 30, 0.2), "node 7 has all $n of them")
+        or diag 'node 7: ' . $count->(7) . ', node 6: ' . $count->(6);
+    is($count->(6), $n, 'node 6 too, once each');
+    same_stores(7, 6, 'the stores are equal (exports)');
+    for my $i (6, 7) {
+        my $log = OmniTest::_slurp("$root/n$i/logs/error.log") // '';
+        my @seen = grep { /damaged|are lost|skipped|queue full/ } split /\n/, $log;
+        is_deeply(\@seen, [], "node $i: no run damaged, skipped or dropped");
+    }
+    stop_node($_) for 6, 7;
+}
+
 stop_node(1);
 stop_node(2);
 
-for my $i (1 .. 5) {
+for my $i (1 .. 7) {
     my $log = OmniTest::_slurp("$root/n$i/logs/error.log") // '';
     my @bad = $log =~ /^(.*(?:\[(?:alert|crit|emerg)\]|runtime error:|ERROR: AddressSanitizer).*)$/mg;
     is_deeply(\@bad, [], "node $i: no [alert], [crit] or [emerg], no sanitizer report");

@@ -95,6 +95,13 @@ omni_cmsg_span(const unsigned char *ring, uint64_t size, uint64_t pos,
             break;
         }
 
+        /* a run is contiguous in the ring: it ends where the ring does */
+        if (pos % size + len == size) {
+            pos += len;
+            m->nrec++;
+            break;
+        }
+
         pos += len;
         m->nrec++;
     }
@@ -203,6 +210,7 @@ omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
             || p[off + 4] == OMNI_CMSG_REC_PAD)
         {
             *err = "a damaged record";
+            m->damaged = 1;
             return OMNI_INVALID;
         }
 
@@ -211,6 +219,7 @@ omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
 
     if (n != m->nrec) {
         *err = "a message with fewer or more records than its header says";
+        m->damaged = 1;
         return OMNI_INVALID;
     }
 

@@ -47,6 +47,7 @@ typedef struct {
     uint64_t              to;
     uint32_t              nrec;
     unsigned              v1:1;     /* "OMC1": apply as it comes */
+    unsigned              damaged:1;    /* header sound, records not */
     const unsigned char  *recs;     /* (to - from) bytes */
     char                  node[OMNI_CMSG_NODE + 1];
 } omni_cmsg_t;
@@ -60,7 +61,8 @@ typedef struct {
  * The next run of a ring's records from pos, before end: leading pad
  * records are skipped (prev = pos, from after them); the run stops at
  * the next pad record, after max_rec records, or before max_bytes (a
- * longer record goes alone).  m->recs points into the ring.
+ * longer record goes alone), and at the ring's end (a run is contiguous
+ * in memory).  m->recs points into the ring.
  * OMNI_NOTFOUND: only pad records before end; OMNI_INVALID: a damaged
  * record (*err says which).
  */
@@ -74,7 +76,9 @@ size_t omni_cmsg_encode(unsigned char *out, const omni_cmsg_t *m,
 
 /*
  * A message's data: OMNI_OK (m filled, its records checked),
- * OMNI_NOTFOUND (not a message of ours), OMNI_INVALID (damaged: *err).
+ * OMNI_NOTFOUND (not a message of ours), OMNI_INVALID (damaged: *err;
+ * m->damaged when its header is sound and its records are not: the run
+ * can be passed over, its records lost).
  */
 int omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
     const char **err);

@@ -85,6 +85,18 @@ test_span(void)
     fill();
     is_int(omni_cmsg_span(ring, RING, 128, 170, 100, 1 << 20, &m, &e),
            OMNI_INVALID, "a record past the range's end: %s", e);
+
+    /* a record that ends exactly at the ring's end: no pad after it */
+    fill();
+    put_rec(120, 8, 1, 'z');
+    is_int(omni_cmsg_span(ring, RING, 96, 176, 100, 1 << 20, &m, &e),
+           OMNI_OK, "records up to the ring's very end");
+    ok(m.from == 96 && m.to == 128 && m.nrec == 2,
+       "the run ends with the ring: [96, 128), 2 records");
+    is_int(omni_cmsg_span(ring, RING, 128, 176, 100, 1 << 20, &m, &e),
+           OMNI_OK, "the next run");
+    ok(m.prev == 128 && m.from == 128 && m.recs == ring,
+       "starts at the ring's beginning, after no pad");
 }
 
 
@@ -135,6 +147,8 @@ test_roundtrip(void)
     bad[OMNI_CMSG_HEAD + 24 + 4] = OMNI_CMSG_REC_PAD;
     is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
            "a pad inside a run: %s", e);
+    ok(m.damaged && m.zone == 0x1234 && m.prev == 120 && m.to == 176,
+       "its header is sound: the run can be passed over");
 
     memcpy(bad, buf, len);
     v = 0;
@@ -146,6 +160,7 @@ test_roundtrip(void)
     memcpy(bad + 16, &(uint64_t) { 130 }, 8);
     is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
            "prev after from: %s", e);
+    ok(!m.damaged, "a header that is not sound: nothing to pass over");
 
     is_int(omni_cmsg_parse((const unsigned char *) "x1 other app's", 14,
                            &m, &e), OMNI_NOTFOUND, "another's message");
