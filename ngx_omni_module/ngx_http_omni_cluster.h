@@ -4,8 +4,9 @@
  *
  *   ngx_http_omni_cluster_conf.c  the omni_cluster directive, checked at
  *                                 nginx -t without connecting
- *   ngx_http_omni_cluster.c       the runtime (NATS thread, publish,
- *                                 consume)
+ *   ngx_http_omni_cluster.c       the runtime: the connection, the
+ *                                 lifecycle, the consumer
+ *   ngx_http_omni_cluster_pub.c   publishing the queue's records
  *
  * Without omni_cluster, ngx_http_omni_main_conf_t.cluster is NULL and the
  * module is a single host.
