@@ -177,6 +177,7 @@ ngx_http_omni_cluster_complete(ngx_uint_t i, ngx_uint_t n, char *err,
     natsStatus     s, last;
     omni_cmsg_t    m;
     const char    *e;
+    jsErrCode      code;
     ngx_uint_t     k, round, refused;
     jsPubOptions   po;
     natsMsgList    pending;
@@ -184,6 +185,7 @@ ngx_http_omni_cluster_complete(ngx_uint_t i, ngx_uint_t n, char *err,
     deadline = ngx_http_omni_cluster_now()
                + (int64_t) ngx_http_omni_cl.conf->timeout;
     last = NATS_OK;
+    code = 0;
 
     pthread_mutex_lock(&ngx_http_omni_cl_refused.mu);
     ngx_http_omni_cl_refused.n = 0;
@@ -213,6 +215,7 @@ ngx_http_omni_cluster_complete(ngx_uint_t i, ngx_uint_t n, char *err,
 
         if (refused) {
             last = ngx_http_omni_cl_refused.err;
+            code = ngx_http_omni_cl_refused.code;
             ngx_http_omni_cl_refused.n = 0;
         }
 
@@ -277,12 +280,21 @@ ngx_http_omni_cluster_complete(ngx_uint_t i, ngx_uint_t n, char *err,
         natsMsgList_Destroy(&pending);
     }
 
-    snprintf(err, len, "no acknowledgement from JetStream within %lums "
-             "(%lu tries; last: %s)",
-             (unsigned long) ngx_http_omni_cl.conf->timeout,
-             (unsigned long) round + 1,
-             last == NATS_TIMEOUT ? "no answer"
-                                  : natsStatus_GetText(last));
+    if (last == NATS_TIMEOUT || code == 0) {
+        snprintf(err, len, "no acknowledgement from JetStream within %lums "
+                 "(%lu tries; last: %s)",
+                 (unsigned long) ngx_http_omni_cl.conf->timeout,
+                 (unsigned long) round + 1,
+                 last == NATS_TIMEOUT ? "no answer"
+                                      : natsStatus_GetText(last));
+
+    } else {
+        snprintf(err, len, "no acknowledgement from JetStream within %lums "
+                 "(%lu tries; last: %s, JetStream error %d)",
+                 (unsigned long) ngx_http_omni_cl.conf->timeout,
+                 (unsigned long) round + 1, natsStatus_GetText(last),
+                 (int) code);
+    }
 
     return NGX_ERROR;
 }
