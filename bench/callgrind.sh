@@ -28,10 +28,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 OUT=${OUT:-$ROOT/build/callgrind}
-NGINX=${NGINX:-/usr/sbin/nginx}
-# nginx itself reads NGINX from its environment (the listening sockets a
-# binary upgrade passes on): not for the nginx processes this starts
-export -n NGINX
+# NGINX (bench/lib.sh)
+. "$BENCH/lib.sh"
 MODULE=${MODULE:-$ROOT/build/ngx_http_omni_module.so}
 OMNICTL=${OMNICTL:-$ROOT/build/omnictl}
 N=${N:-2000}

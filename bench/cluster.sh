@@ -76,10 +76,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/cluster-bench
-NGINX=${NGINX:-/usr/sbin/nginx}
-# nginx itself reads NGINX from its environment (the listening sockets a
-# binary upgrade passes on): not for the nginx processes this starts
-export -n NGINX
 MODULE=${MODULE:-$ROOT/build/ngx_http_omni_module.so}
 OMNICTL=${OMNICTL:-$ROOT/build/omnictl}
 NATSPING=${NATSPING:-$ROOT/build/natsping}
@@ -411,11 +407,7 @@ check_worker() {   # name
     why=$(grep -E "worker process $w exited|^[a-z_]+\(\)|corrupted|double free|invalid (size|pointer)" \
           "$B/logs/$name.error.log" | tail -3 | tr '\n' ' ')
     fail "$name: its worker $w died during a run: $why(cores, if any: $B/cores/$name/)"
-    for _ in $(seq 50); do
-        nw=$(pgrep -P "$m" -f 'worker process' | head -1 || true)
-        [ -n "$nw" ] && break
-        sleep 0.1
-    done
+    nw=$(worker_of "$m")
     [ -n "$nw" ] || die "$name: no worker after the crash"
     WORKER[$name]=$nw
     log "$name: new worker $nw"

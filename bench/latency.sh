@@ -24,10 +24,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/bench
-NGINX=${NGINX:-/usr/sbin/nginx}
-# nginx itself reads NGINX from its environment (a binary upgrade's
-# sockets): not for the nginx this starts
-export -n NGINX
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}

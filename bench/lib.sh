@@ -1,5 +1,23 @@
 # Shell helpers shared by the bench scripts (sourced, after the script has
-# defined die() and set BENCH, B, HOST and NGINX as it needs).
+# defined die() and set BENCH, B and HOST as it needs).
+
+# The nginx to run (Debian's unless NGINX says).  nginx itself reads NGINX
+# from its environment (the listening sockets a binary upgrade passes on):
+# not for the nginx processes the bench starts.
+NGINX=${NGINX:-/usr/sbin/nginx}
+export -n NGINX
+
+# The first worker process under a master, waiting up to 5 s for it to
+# start; nothing when there is none.
+worker_of() {   # master
+    local w
+    for _ in $(seq 50); do
+        w=$(pgrep -P "$1" -f 'worker process' | head -1 || true)
+        [ -n "$w" ] && break
+        sleep 0.1
+    done
+    echo "$w"
+}
 
 # Copies src to dst once it stops changing: build/ is shared, and a "make
 # module" elsewhere rewrites the .so in place under a running nginx.
@@ -39,12 +57,7 @@ run_conf_start() {   # cfg tag
     trap run_conf_stop EXIT
     for _ in $(seq 50); do [ -s "$B/logs/$cfg.pid" ] && break; sleep 0.1; done
     MASTER=$(cat "$B/logs/$cfg.pid") || die "no pid file"
-    WORKER=
-    for _ in $(seq 50); do
-        WORKER=$(pgrep -P "$MASTER" -f 'worker process' | head -1 || true)
-        [ -n "$WORKER" ] && break
-        sleep 0.1
-    done
+    WORKER=$(worker_of "$MASTER")
     [ -n "$WORKER" ] || die "no worker under master $MASTER"
 }
 

@@ -24,10 +24,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/bench
-NGINX=${NGINX:-/usr/sbin/nginx}
-# nginx itself reads NGINX from its environment (a binary upgrade's
-# sockets): not for the nginx this starts
-export -n NGINX
 REQUESTS=${REQUESTS:-1000000}
 CFG=${CFG:-1w-1k}
 URL=http://127.0.0.1:$(( ${PORT_BASE:-18480} + 1 ))/b/page.html

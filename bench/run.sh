@@ -81,10 +81,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 B=$ROOT/build/bench
-NGINX=${NGINX:-/usr/sbin/nginx}
-# nginx itself reads NGINX from its environment (the listening sockets a
-# binary upgrade passes on): not for the nginx processes this starts
-export -n NGINX
 MODULE=${MODULE:-$ROOT/build/ngx_http_omni_module.so}
 OMNICTL=${OMNICTL:-$ROOT/build/omnictl}
 
