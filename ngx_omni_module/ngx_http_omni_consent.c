@@ -17,19 +17,6 @@
 #include "ngx_http_omni_module.h"
 
 
-/* The purposes a cookie maps, in OMNI_CONSENT_* bit order. */
-static const struct {
-    const char  *name;
-    size_t       len;
-    uint32_t     bit;
-} ngx_http_omni_purposes[] = {
-    { "analytics",       9,  OMNI_CONSENT_ANALYTICS },
-    { "personalization", 15, OMNI_CONSENT_PERSONALIZE },
-    { "ads",             3,  OMNI_CONSENT_ADS },
-    { "email",           5,  OMNI_CONSENT_EMAIL },
-    { "sms",             3,  OMNI_CONSENT_SMS },
-    { NULL, 0, 0 }
-};
 
 
 char *
@@ -72,6 +59,7 @@ ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                         *eq;
     ngx_str_t                      *value;
     ngx_uint_t                      i, k;
+    const char                     *name;
     ngx_http_omni_consent_cookie_t *cc;
 
     if (olcf->consent_cookie != NGX_CONF_UNSET_PTR) {
@@ -100,17 +88,18 @@ ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 2; i < cf->args->nelts; i++) {
         eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
 
-        for (k = 0; eq && ngx_http_omni_purposes[k].name; k++) {
-            if ((size_t) (eq - value[i].data) == ngx_http_omni_purposes[k].len
-                && ngx_strncmp(value[i].data, ngx_http_omni_purposes[k].name,
-                               ngx_http_omni_purposes[k].len)
-                   == 0)
+        /* the purposes' names (omni_core.h), not the other words */
+        for (k = 0; eq && k < OMNI_CONSENT_NKEYS; k++) {
+            name = omni_consent_purpose_name(k);
+
+            if ((size_t) (eq - value[i].data) == ngx_strlen(name)
+                && ngx_strncmp(value[i].data, name, ngx_strlen(name)) == 0)
             {
                 break;
             }
         }
 
-        if (eq == NULL || ngx_http_omni_purposes[k].name == NULL) {
+        if (eq == NULL || k == OMNI_CONSENT_NKEYS) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\" (analytics=, "
                                "personalization=, ads=, email= or sms= "
@@ -122,7 +111,7 @@ ngx_http_omni_consent_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (cc->key[k].len) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate parameter \"%s=\"",
-                               ngx_http_omni_purposes[k].name);
+                               omni_consent_purpose_name(k));
             return NGX_CONF_ERROR;
         }
 

@@ -1363,9 +1363,6 @@ ngx_http_omni_events_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t         k, first;
     omni_event_ctx_t   ec;
 
-    static const char  *names[] = { "analytics", "personalization", "ads",
-                                    "email", "sms" };
-
     text = ngx_pnalloc(r->pool, 256);
     if (text == NULL) {
         return NGX_ERROR;
@@ -1375,12 +1372,13 @@ ngx_http_omni_events_consent(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
                     "\"properties\":{");
     first = 1;
 
-    for (k = 0; k < 5; k++) {
+    for (k = 0; k < OMNI_CONSENT_NKEYS; k++) {
         if (!(consent & OMNI_CONSENT_STATED(1u << k))) {
             continue;
         }
 
-        p = ngx_sprintf(p, "%s\"%s\":%s", first ? "" : ",", names[k],
+        p = ngx_sprintf(p, "%s\"%s\":%s", first ? "" : ",",
+                        omni_consent_purpose_name(k),
                         (consent & (1u << k)) ? "true" : "false");
         first = 0;
     }

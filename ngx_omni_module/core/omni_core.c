@@ -319,6 +319,48 @@ omni_consent_hex(char c)
 }
 
 
+static const struct {
+    const char  *name;
+    uint32_t     bit;
+} omni_consent_purposes[] = {
+    /* the names, in bit order */
+    { "analytics",       OMNI_CONSENT_ANALYTICS },
+    { "personalization", OMNI_CONSENT_PERSONALIZE },
+    { "ads",             OMNI_CONSENT_ADS },
+    { "email",           OMNI_CONSENT_EMAIL },
+    { "sms",             OMNI_CONSENT_SMS },
+    /* other words for them */
+    { "personalize",     OMNI_CONSENT_PERSONALIZE },
+    { "advertising",     OMNI_CONSENT_ADS },
+    { "marketing",       OMNI_CONSENT_ADS },
+    { NULL, 0 }
+};
+
+
+const char *
+omni_consent_purpose_name(unsigned k)
+{
+    return k < OMNI_CONSENT_NKEYS ? omni_consent_purposes[k].name : NULL;
+}
+
+
+uint32_t
+omni_consent_purpose(const char *name, size_t len)
+{
+    unsigned  i;
+
+    for (i = 0; omni_consent_purposes[i].name; i++) {
+        if (strlen(omni_consent_purposes[i].name) == len
+            && memcmp(omni_consent_purposes[i].name, name, len) == 0)
+        {
+            return omni_consent_purposes[i].bit;
+        }
+    }
+
+    return 0;
+}
+
+
 uint32_t
 omni_consent_cookie(const char *value, size_t len, char *buf,
     const char *const *key, const size_t *klen)

@@ -78,6 +78,19 @@ uint32_t omni_consent_merge(uint32_t stored, uint32_t req);
 #define OMNI_CONSENT_NKEYS          5
 
 /*
+ * Purpose 1 << k's name (k < OMNI_CONSENT_NKEYS): "analytics",
+ * "personalization", "ads", "email", "sms", as events, the feed and
+ * omni_consent_cookie's parameters say them.
+ */
+const char *omni_consent_purpose_name(unsigned k);
+
+/*
+ * The purpose bit a name states: those names, and the other words
+ * events accept ("personalize", "advertising", "marketing"); 0: none.
+ */
+uint32_t omni_consent_purpose(const char *name, size_t len);
+
+/*
  * What a CMP's consent cookie states (docs/privacy.md): value is the
  * cookie's value as sent (len bytes, URL-encoded or not); key[k] (klen[k]
  * bytes, 0: not mapped) is the cookie's key for purpose 1 << k.  Each

@@ -147,25 +147,10 @@ omni_ev_consent(omni_event_t *ev, omni_event_err_t *err, const char *path,
     const char *field, json_t *o)
 {
     char         sub[192];
-    unsigned     i, n;
+    unsigned     n;
     uint32_t     bit;
     const char  *k;
     json_t      *v;
-
-    static const struct {
-        const char  *name;
-        uint32_t     bit;
-    } purposes[] = {
-        { "analytics",       OMNI_CONSENT_ANALYTICS },
-        { "personalization", OMNI_CONSENT_PERSONALIZE },
-        { "personalize",     OMNI_CONSENT_PERSONALIZE },
-        { "ads",             OMNI_CONSENT_ADS },
-        { "advertising",     OMNI_CONSENT_ADS },
-        { "marketing",       OMNI_CONSENT_ADS },
-        { "email",           OMNI_CONSENT_EMAIL },
-        { "sms",             OMNI_CONSENT_SMS },
-        { NULL, 0 }
-    };
 
     if (!json_is_object(o)) {
         return omni_ev_fail(err, OMNI_INVALID, path, field,
@@ -176,14 +161,7 @@ omni_ev_consent(omni_event_t *ev, omni_event_err_t *err, const char *path,
     n = 0;
 
     json_object_foreach(o, k, v) {
-        bit = 0;
-
-        for (i = 0; purposes[i].name; i++) {
-            if (strcmp(k, purposes[i].name) == 0) {
-                bit = purposes[i].bit;
-                break;
-            }
-        }
+        bit = omni_consent_purpose(k, strlen(k));
 
         if (bit == 0) {
             continue;

@@ -1296,6 +1296,34 @@ consent_cookie(const char *value, const char *analytics,
 }
 
 
+/* The purposes' names, one list for events, the feed and the cookie. */
+static void
+test_consent_purposes(void)
+{
+    unsigned  k;
+
+    static const char  *want[] = { "analytics", "personalization", "ads",
+                                   "email", "sms" };
+
+    for (k = 0; k < OMNI_CONSENT_NKEYS; k++) {
+        is_str(omni_consent_purpose_name(k), want[k], "purpose %u's name", k);
+        ok(omni_consent_purpose(want[k], strlen(want[k])) == 1u << k,
+           "%s: purpose %u", want[k], k);
+    }
+
+    ok(omni_consent_purpose_name(OMNI_CONSENT_NKEYS) == NULL,
+       "no name past the last purpose");
+    ok(omni_consent_purpose("personalize", 11) == OMNI_CONSENT_PERSONALIZE
+       && omni_consent_purpose("advertising", 11) == OMNI_CONSENT_ADS
+       && omni_consent_purpose("marketing", 9) == OMNI_CONSENT_ADS,
+       "the other words events accept");
+    ok(omni_consent_purpose("ad", 2) == 0
+       && omni_consent_purpose("adsx", 4) == 0
+       && omni_consent_purpose("analyticsx", 9) == OMNI_CONSENT_ANALYTICS,
+       "whole names only, by length");
+}
+
+
 static void
 test_consent_cookie(void)
 {
@@ -1349,6 +1377,7 @@ main(void)
 {
     test_errors();
     test_consent_model();
+    test_consent_purposes();
     test_consent_cookie();
     test_loading();
     test_conditions_profile();
