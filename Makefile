@@ -21,7 +21,7 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 OMNI_CFLAGS = $(CFLAGS) -std=gnu99 -Wall -Wextra -Wno-unused-parameter \
               -Werror -fPIC -I$(CORE_DIR) $(EXTRA_CFLAGS)
-OMNI_LIBS   = -llmdb -ljansson -lmaxminddb -lpcre2-8 -lcrypto -lm -lpthread
+OMNI_LIBS   = -llmdb -ljansson -lmaxminddb -lzstd -lpcre2-8 -lcrypto -lm -lpthread
 
 CORE_SRCS  := $(wildcard $(CORE_DIR)/*.c)
 CORE_HDRS  := $(wildcard $(CORE_DIR)/*.h)

@@ -301,6 +301,11 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
         ngx_http_omni_cl.opened = 0;
     }
 
+    omni_cmsg_zctx_free(ngx_http_omni_cl.zpub);
+    omni_cmsg_zctx_free(ngx_http_omni_cl.zcon);
+    ngx_http_omni_cl.zpub = NULL;
+    ngx_http_omni_cl.zcon = NULL;
+
     ngx_http_omni_cl.sub = NULL;
     ngx_http_omni_cl.js = NULL;
     ngx_http_omni_cl.nc = NULL;
@@ -855,7 +860,10 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     total = 0;
 
     for (i = 0; i < (ngx_uint_t) list.Count; i++) {
-        total += ngx_align(natsMsg_GetDataLength(list.Msgs[i]), 8);
+        m = list.Msgs[i];
+        total += ngx_align(omni_cmsg_records_len(
+                               (const u_char *) natsMsg_GetData(m),
+                               natsMsg_GetDataLength(m)), 8);
     }
 
     c->fake = ngx_alloc(sizeof(ngx_http_omni_queue_t) + total + 8, log);
@@ -948,6 +956,28 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
             return;
         }
 
+        /* "OMC3": inflated where its records go (moved down below) */
+        if (rc == OMNI_OK && cm.z) {
+            if (ngx_http_omni_cl.zcon == NULL) {
+                ngx_http_omni_cl.zcon = omni_cmsg_zctx_create();
+            }
+
+            rc = (ngx_http_omni_cl.zcon == NULL)
+                 ? OMNI_ERROR
+                 : omni_cmsg_inflate(&cm, c->fake->ring + off,
+                                     ngx_http_omni_cl.zcon, &e);
+
+            if (rc == OMNI_ERROR) {
+                snprintf(c->err, sizeof(c->err),
+                         "inflating message %llu: out of memory",
+                         (unsigned long long) seq);
+                c->rc = OMNI_ERROR;
+                ngx_http_omni_cluster_unsubscribe();
+                natsMsgList_Destroy(&list);
+                return;
+            }
+        }
+
         if (omni_cmsg_start(&cm, c->known[o - c->origins], o->end, &start)
             != OMNI_CMSG_APPLY)
         {
@@ -988,7 +1018,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                 owns[njobs++] = (u_char) own;
             }
 
-            ngx_memcpy(c->fake->ring + off, rec, rlen);
+            ngx_memmove(c->fake->ring + off, rec, rlen);
             off += ngx_align(rlen, 8);
         }
 

@@ -45,6 +45,7 @@ typedef struct {
     off_t          max_bytes;  /* default 1g; 0 = no limit */
     ngx_msec_t     timeout;    /* how long a durable event waits for
                                   JetStream's ack; default 2s */
+    ngx_flag_t     compress;   /* runs compressed ("OMC3"); default on */
     unsigned       tls:1;      /* any tls:// URL, or tls_* given */
 
     /* added to the agreed struct */

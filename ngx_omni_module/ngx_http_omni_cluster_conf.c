@@ -3,7 +3,8 @@
  *
  *   omni_cluster URL[,URL...] node=ID [stream=NAME] [creds=FILE]
  *       [nkey=FILE] [tls_ca=FILE] [tls_cert=FILE] [tls_key=FILE]
- *       [replicas=N] [max_age=TIME] [max_bytes=SIZE] [timeout=TIME];
+ *       [replicas=N] [max_age=TIME] [max_bytes=SIZE] [timeout=TIME]
+ *       [compress=on|off];
  *
  * Everything is checked here, at nginx -t, and nothing connects: URLs
  * (nats:// or tls://, a host and a port, no credentials, no duplicates,
@@ -89,6 +90,7 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ccf->max_age = NGX_CONF_UNSET;
     ccf->max_bytes = NGX_CONF_UNSET;
     ccf->timeout = NGX_CONF_UNSET_MSEC;
+    ccf->compress = NGX_CONF_UNSET;
     ccf->file = cf->conf_file->file.name;
     ccf->line = cf->conf_file->line;
 
@@ -253,11 +255,28 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_omni_param("compress=")) {
+            ngx_http_omni_once(ccf->compress, NGX_CONF_UNSET, "compress=");
+            if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+                ccf->compress = 1;
+            } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+                ccf->compress = 0;
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"omni_cluster\" parameter "
+                                   "\"%V\": compress must be \"on\" or "
+                                   "\"off\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"omni_cluster\" parameter \"%V\": "
                            "unknown (node=, stream=, creds=, nkey=, "
                            "tls_ca=, tls_cert=, tls_key=, replicas=, "
-                           "max_age=, max_bytes=, timeout=)", &value[i]);
+                           "max_age=, max_bytes=, timeout=, compress=)",
+                           &value[i]);
         return NGX_CONF_ERROR;
     }
 
@@ -316,6 +335,7 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_value(ccf->max_age, 7 * 24 * 60 * 60);
     ngx_conf_init_value(ccf->max_bytes, (off_t) 1024 * 1024 * 1024);
     ngx_conf_init_msec_value(ccf->timeout, 2000);
+    ngx_conf_init_value(ccf->compress, 1);
 
     if (ngx_http_omni_cluster_files(cf, ccf) != NGX_OK) {
         return NGX_CONF_ERROR;

@@ -57,10 +57,12 @@ typedef struct {
     ngx_uint_t             nruns;           /* allocated */
     u_char                *buf;             /* a message's data */
     size_t                 buf_size;
+    omni_cmsg_zctx_t      *zpub;            /* compress= on */
     ngx_uint_t             round;           /* of sending, for the ids */
     ngx_uint_t             sent;            /* a run was stored */
 
     uint64_t               own_end;         /* own records applied up to */
+    omni_cmsg_zctx_t      *zcon;            /* the consumer's, inflating */
 } ngx_http_omni_cluster_t;
 
 

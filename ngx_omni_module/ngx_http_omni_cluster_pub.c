@@ -99,7 +99,7 @@ ngx_http_omni_cluster_send(ngx_uint_t i, ngx_uint_t n, ngx_uint_t round,
 
     for ( /* void */ ; i < n; i++) {
         m = &ngx_http_omni_cl.runs[i];
-        size = OMNI_CMSG_HEAD + (size_t) (m->to - m->from);
+        size = omni_cmsg_bound(m);
 
         if (size > ngx_http_omni_cl.buf_size) {
             free(ngx_http_omni_cl.buf);
@@ -114,8 +114,14 @@ ngx_http_omni_cluster_send(ngx_uint_t i, ngx_uint_t n, ngx_uint_t round,
             ngx_http_omni_cl.buf_size = size;
         }
 
-        (void) omni_cmsg_encode(ngx_http_omni_cl.buf, m,
-                                (const char *) cf->node.data, cf->node.len);
+        if (cf->compress && ngx_http_omni_cl.zpub == NULL) {
+            /* NULL (no memory): sent as they are */
+            ngx_http_omni_cl.zpub = omni_cmsg_zctx_create();
+        }
+
+        size = omni_cmsg_encode(ngx_http_omni_cl.buf, m,
+                                (const char *) cf->node.data, cf->node.len,
+                                cf->compress ? ngx_http_omni_cl.zpub : NULL);
 
         /* the message takes a copy */
         s = natsMsg_Create(&msg, ngx_http_omni_cl.subject, NULL,

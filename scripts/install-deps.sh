@@ -22,11 +22,12 @@ npm_deps() {
 
 # chromium: the console's browser test (t/14-console.t), headless.
 # libnats-dev: the cluster's NATS JetStream client (omni_cluster);
+# libzstd-dev: the cluster's compressed runs (omni_cluster compress=);
 # nats-server: the tests' own 3-server JetStream clusters (t/lib/OmniNats.pm).
 PKGS="nginx nginx-dev build-essential pkg-config libssl-dev
       liblmdb-dev lmdb-utils libjansson-dev libmaxminddb-dev mmdb-bin
       libpcre2-dev libpcre3-dev zlib1g-dev
-      libnats-dev nats-server
+      libnats-dev libzstd-dev nats-server
       perl libtest-base-perl libjson-pp-perl libmaxmind-db-writer-perl
       wrk curl
       dpkg-dev debhelper

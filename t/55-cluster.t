@@ -110,7 +110,9 @@ sub start_node {
     my $p = "$root/n$i";
     File::Path::make_path("$p/logs", "$p/tmp", "$p/html", "$p/rules");
     $NODE{$i}{port} //= free_port();
-    $NODE{$i}{cluster} //= 'stream=OMNI';
+    # node 2 sends its runs as they are (OMC2), the others compressed
+    # (OMC3): every node reads both, and the stores must still be equal
+    $NODE{$i}{cluster} //= 'stream=OMNI' . ($i == 2 ? ' compress=off' : '');
     open(my $fh, '>', "$p/html/index.html") or die;
     print $fh "<html><body><!--omni:slot hero-->page</body></html>\n";
     close $fh;

@@ -2,9 +2,26 @@
  * Cluster messages: runs of a queue zone's records (omni_cmsg.h).
  */
 
+#include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "omni_cmsg.h"
+
+
+/*
+ * zstd's fastest level that still finds the repeats within a run: the
+ * bench's 21 KB runs compress 14 times at about 1 GB/s, so a node's
+ * publisher spends well under 1% of a CPU on it.
+ */
+#define OMNI_CMSG_ZLEVEL  1
+
+
+struct omni_cmsg_zctx_s {
+    ZSTD_CCtx            *cctx;         /* made when first needed */
+    ZSTD_DCtx            *dctx;
+};
 
 
 static uint32_t
@@ -112,10 +129,44 @@ omni_cmsg_span(const unsigned char *ring, uint64_t size, uint64_t pos,
 }
 
 
+omni_cmsg_zctx_t *
+omni_cmsg_zctx_create(void)
+{
+    return calloc(1, sizeof(omni_cmsg_zctx_t));
+}
+
+
+void
+omni_cmsg_zctx_free(omni_cmsg_zctx_t *z)
+{
+    if (z) {
+        ZSTD_freeCCtx(z->cctx);
+        ZSTD_freeDCtx(z->dctx);
+        free(z);
+    }
+}
+
+
+size_t
+omni_cmsg_bound(const omni_cmsg_t *m)
+{
+    size_t  raw, zb;
+
+    raw = (size_t) (m->to - m->from);
+    zb = ZSTD_compressBound(raw);
+
+    return OMNI_CMSG_HEAD + (zb > raw ? zb : raw);
+}
+
+
 size_t
 omni_cmsg_encode(unsigned char *out, const omni_cmsg_t *m, const char *node,
-    size_t node_len)
+    size_t node_len, omni_cmsg_zctx_t *z)
 {
+    size_t  raw, zlen;
+
+    raw = (size_t) (m->to - m->from);
+
     memset(out, 0, OMNI_CMSG_HEAD);
 
     omni_cmsg_put32(out, OMNI_CMSG_MAGIC);
@@ -126,9 +177,63 @@ omni_cmsg_encode(unsigned char *out, const omni_cmsg_t *m, const char *node,
     omni_cmsg_put64(out + 32, m->to);
     memcpy(out + 40, node, node_len < OMNI_CMSG_NODE ? node_len
                                                      : OMNI_CMSG_NODE);
-    memcpy(out + OMNI_CMSG_HEAD, m->recs, m->to - m->from);
 
-    return OMNI_CMSG_HEAD + (size_t) (m->to - m->from);
+    if (z && z->cctx == NULL) {
+        z->cctx = ZSTD_createCCtx();
+    }
+
+    if (z && z->cctx) {
+        zlen = ZSTD_compressCCtx(z->cctx, out + OMNI_CMSG_HEAD,
+                                 ZSTD_compressBound(raw), m->recs, raw,
+                                 OMNI_CMSG_ZLEVEL);
+
+        if (!ZSTD_isError(zlen) && zlen < raw) {
+            omni_cmsg_put32(out, OMNI_CMSG_MAGIC_Z);
+            return OMNI_CMSG_HEAD + zlen;
+        }
+
+        /* not smaller (or an error): as they are */
+    }
+
+    memcpy(out + OMNI_CMSG_HEAD, m->recs, raw);
+
+    return OMNI_CMSG_HEAD + raw;
+}
+
+
+/* Every record whole, none a pad, as many as the header says. */
+static int
+omni_cmsg_check(omni_cmsg_t *m, const char **err)
+{
+    size_t                len, off;
+    uint32_t              rlen, n;
+    const unsigned char  *p;
+
+    p = m->recs;
+    len = (size_t) (m->to - m->from);
+    n = 0;
+
+    for (off = 0; off < len; off += rlen) {
+        rlen = (len - off >= 4) ? omni_cmsg_get32(p + off) : 0;
+
+        if (rlen < 8 || rlen > len - off || (!m->v1 && rlen % 8)
+            || p[off + 4] == OMNI_CMSG_REC_PAD)
+        {
+            *err = "a damaged record";
+            m->damaged = 1;
+            return OMNI_INVALID;
+        }
+
+        n++;
+    }
+
+    if (n != m->nrec) {
+        *err = "a message with fewer or more records than its header says";
+        m->damaged = 1;
+        return OMNI_INVALID;
+    }
+
+    return OMNI_OK;
 }
 
 
@@ -136,8 +241,8 @@ int
 omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
     const char **err)
 {
-    size_t    off, head;
-    uint32_t  magic, rlen, n;
+    size_t    head;
+    uint32_t  magic, rlen;
 
     memset(m, 0, sizeof(omni_cmsg_t));
 
@@ -171,9 +276,8 @@ omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
         }
 
         m->to = m->from + rlen;
-        len = head + rlen;
 
-    } else if (magic == OMNI_CMSG_MAGIC) {
+    } else if (magic == OMNI_CMSG_MAGIC || magic == OMNI_CMSG_MAGIC_Z) {
         if (len < OMNI_CMSG_HEAD) {
             *err = "a message shorter than its header";
             return OMNI_INVALID;
@@ -188,10 +292,20 @@ omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
         memcpy(m->node, p + 40, OMNI_CMSG_NODE);
 
         if (m->prev > m->from || m->from >= m->to
-            || m->to - m->from != len - head || m->nrec == 0)
+            || m->to - m->from > OMNI_CMSG_RUN_MAX
+            || (magic == OMNI_CMSG_MAGIC && m->to - m->from != len - head)
+            || (magic == OMNI_CMSG_MAGIC_Z && len == head)
+            || m->nrec == 0)
         {
             *err = "a message whose positions do not match its length";
             return OMNI_INVALID;
+        }
+
+        if (magic == OMNI_CMSG_MAGIC_Z) {
+            /* the records are checked once inflated */
+            m->z = p + head;
+            m->zlen = len - head;
+            return OMNI_OK;
         }
 
     } else {
@@ -200,30 +314,68 @@ omni_cmsg_parse(const unsigned char *p, size_t len, omni_cmsg_t *m,
 
     m->recs = p + head;
 
-    /* every record whole, none a pad, as many as the header says */
-    n = 0;
+    return omni_cmsg_check(m, err);
+}
 
-    for (off = head; off < len; off += rlen) {
-        rlen = omni_cmsg_get32(p + off);
 
-        if (rlen < 8 || rlen > len - off || (!m->v1 && rlen % 8)
-            || p[off + 4] == OMNI_CMSG_REC_PAD)
-        {
-            *err = "a damaged record";
-            m->damaged = 1;
-            return OMNI_INVALID;
-        }
+size_t
+omni_cmsg_records_len(const unsigned char *p, size_t len)
+{
+    uint32_t  magic;
+    uint64_t  from, to;
 
-        n++;
+    if (len < OMNI_CMSG_HEAD) {
+        return len;
     }
 
-    if (n != m->nrec) {
-        *err = "a message with fewer or more records than its header says";
+    magic = omni_cmsg_get32(p);
+
+    if (magic != OMNI_CMSG_MAGIC && magic != OMNI_CMSG_MAGIC_Z) {
+        return len;
+    }
+
+    from = omni_cmsg_get64(p + 24);
+    to = omni_cmsg_get64(p + 32);
+
+    if (from >= to || to - from > OMNI_CMSG_RUN_MAX) {
+        return len;                     /* damaged: parsed as such */
+    }
+
+    return (size_t) (to - from);
+}
+
+
+int
+omni_cmsg_inflate(omni_cmsg_t *m, unsigned char *out, omni_cmsg_zctx_t *z,
+    const char **err)
+{
+    size_t  raw, n;
+
+    if (m->z == NULL) {
+        return OMNI_OK;                 /* checked by omni_cmsg_parse() */
+    }
+
+    if (z->dctx == NULL) {
+        z->dctx = ZSTD_createDCtx();
+
+        if (z->dctx == NULL) {
+            *err = "out of memory";
+            return OMNI_ERROR;
+        }
+    }
+
+    raw = (size_t) (m->to - m->from);
+    n = ZSTD_decompressDCtx(z->dctx, out, raw, m->z, m->zlen);
+
+    if (ZSTD_isError(n) || n != raw) {
+        *err = "a damaged compressed run";
         m->damaged = 1;
         return OMNI_INVALID;
     }
 
-    return OMNI_OK;
+    m->recs = out;
+
+    return omni_cmsg_check(m, err);
 }
 
 
@@ -246,6 +398,12 @@ omni_cmsg_start(const omni_cmsg_t *m, int known, uint64_t applied,
 
     if (m->prev > applied) {
         return OMNI_CMSG_HOLE;
+    }
+
+    if (m->damaged || m->recs == NULL) {
+        /* records not to be walked: the run is passed over anyway */
+        *start = applied > m->from ? applied : m->from;
+        return OMNI_CMSG_APPLY;
     }
 
     /* the first record at or after applied: a boundary of the zone's */

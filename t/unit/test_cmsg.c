@@ -4,7 +4,9 @@
  * byte limits), the message round trip, damaged messages refused, the
  * one-record messages of before ("OMC1"), and what a node does with a
  * run given where it is in the zone: applied once, in order, whatever
- * order refusals and retries put the runs in.
+ * order refusals and retries put the runs in; compressed runs ("OMC3"):
+ * the round trip, the fallback when compressing does not pay, damaged
+ * frames passed over, and the same order rules through them.
  */
 
 #include <stdio.h>
@@ -17,7 +19,9 @@
 #define RING  128
 
 
-static unsigned char  ring[RING];
+static unsigned char     ring[RING];
+static omni_cmsg_zctx_t *zenc;         /* encode() compresses with it */
+static omni_cmsg_zctx_t *zdec;
 
 
 /* A record of len bytes at ring offset off: its length, type, a mark. */
@@ -111,7 +115,7 @@ encode(unsigned char *out, uint64_t prev, uint64_t from, uint64_t to)
     ok(m.from == from, "the run [%llu, %llu)", (unsigned long long) from,
        (unsigned long long) to);
 
-    return omni_cmsg_encode(out, &m, "web-1", 5);
+    return omni_cmsg_encode(out, &m, "web-1", 5, zenc);
 }
 
 
@@ -200,7 +204,11 @@ deliver(const unsigned char *msg, size_t len)
     omni_cmsg_t   m;
     const char   *e;
 
-    if (omni_cmsg_parse(msg, len, &m, &e) != OMNI_OK) {
+    static unsigned char  out[4096];
+
+    if (omni_cmsg_parse(msg, len, &m, &e) != OMNI_OK
+        || omni_cmsg_inflate(&m, out, zdec, &e) != OMNI_OK)
+    {
         strcat(got, "?");
         return;
     }
@@ -234,7 +242,7 @@ test_start(void)
     uint64_t        start;
     omni_cmsg_t     m;
     const char     *e;
-    unsigned char   r1[256], r2[256], r3[256], r23[256];
+    unsigned char   r1[256], r2[256], r3[256], r23[256], out[256];
 
     /* records a (96), pad, b (128), c (152), d (176): runs of one */
     fill();
@@ -277,6 +285,7 @@ test_start(void)
 
     /* a store that ends at the pad takes the run after it whole */
     is_int(omni_cmsg_parse(r2, l2, &m, &e), OMNI_OK, "the run after the pad");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_OK, "its records");
     is_int(omni_cmsg_start(&m, 1, 120, &start), OMNI_CMSG_APPLY,
            "from the pad's position");
     ok(start == 128, "its first record");
@@ -286,18 +295,159 @@ test_start(void)
 
     /* the first run of a zone not known yet, whatever its prev */
     is_int(omni_cmsg_parse(r3, l3, &m, &e), OMNI_OK, "a later run");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_OK, "its records");
     is_int(omni_cmsg_start(&m, 0, 0, &start), OMNI_CMSG_APPLY,
            "a zone's first run seen is where the node starts it");
     ok(start == 152, "from its first record");
 }
 
 
+/* A big ring of records that repeat (as page views' paths do). */
+#define BIG  (64 * 1024)
+
+static unsigned char  big[BIG];
+
+
+static size_t
+fill_big(int random)
+{
+    size_t    pos;
+    uint32_t  len;
+
+    srand(7);
+
+    if (random) {
+        /* one record of random bytes: nothing in it repeats */
+        len = 1024;
+        for (pos = 0; pos < len; pos++) {
+            big[pos] = (unsigned char) rand();
+        }
+        memcpy(big, &len, sizeof(len));
+        big[4] = 1;
+
+        return len;
+    }
+
+    for (pos = 0; pos + 64 <= BIG / 2; pos += len) {
+        len = 64;
+        memset(big + pos, 'a' + (pos / 64) % 5, len);
+        memcpy(big + pos, &len, sizeof(len));
+        big[pos + 4] = 1;
+    }
+
+    return pos;
+}
+
+
+static void
+test_compressed(void)
+{
+    size_t              end, len, raw;
+    uint32_t            v;
+    omni_cmsg_t         m, r;
+    const char         *e;
+    static unsigned char  msg[BIG], bad[BIG], out[BIG];
+
+    end = fill_big(0);
+
+    is_int(omni_cmsg_span(big, BIG, 0, end, 256, 1 << 20, &r, &e), OMNI_OK,
+           "a run of 256 records");
+    r.zone = 0x77;
+    raw = (size_t) (r.to - r.from);
+    ok(omni_cmsg_bound(&r) >= OMNI_CMSG_HEAD + raw, "the bound holds it");
+
+    len = omni_cmsg_encode(msg, &r, "web-2", 5, zenc);
+    ok(len < OMNI_CMSG_HEAD + raw / 10,
+       "compressed: %zu bytes for %zu of records", len, raw);
+    memcpy(&v, msg, sizeof(v));
+    ok(v == OMNI_CMSG_MAGIC_Z, "an OMC3 message");
+    is_int((int) omni_cmsg_records_len(msg, len), (int) raw,
+           "its records' length, from the header");
+
+    is_int(omni_cmsg_parse(msg, len, &m, &e), OMNI_OK, "parsed");
+    ok(m.recs == NULL && m.z != NULL && m.nrec == 256 && m.zone == 0x77
+       && m.from == r.from && m.to == r.to, "the header; records later");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_OK, "inflated");
+    ok(m.recs == out && memcmp(out, big, raw) == 0,
+       "the records as they were");
+
+    /* a byte of the frame changed, the frame cut short */
+    memcpy(bad, msg, len);
+    bad[len - 5] ^= 0x5a;
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_OK, "a damaged frame's "
+           "header parses");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_INVALID,
+           "its frame does not inflate: %s", e);
+    ok(m.damaged, "a sound header: the run can be passed over");
+
+    is_int(omni_cmsg_parse(msg, len - 10, &m, &e), OMNI_OK, "a short frame");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_INVALID,
+           "does not inflate: %s", e);
+
+    /* the header says fewer bytes than the frame holds */
+    memcpy(bad, msg, len);
+    memcpy(bad + 32, &(uint64_t) { r.to - 64 }, 8);
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_OK, "a header too short");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_INVALID,
+           "for its frame: %s", e);
+
+    /* one record more than the header's count */
+    memcpy(bad, msg, len);
+    memcpy(bad + 4, &(uint32_t) { 255 }, 4);
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_OK, "a wrong count");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_INVALID,
+           "found once inflated: %s", e);
+
+    /* a header claiming more than a run can hold: not sound */
+    memcpy(bad, msg, len);
+    memcpy(bad + 32, &(uint64_t) { r.from + OMNI_CMSG_RUN_MAX + 8 }, 8);
+    is_int(omni_cmsg_parse(bad, len, &m, &e), OMNI_INVALID,
+           "a run longer than any: %s", e);
+    ok(!m.damaged, "nothing to pass over");
+    is_int((int) omni_cmsg_records_len(bad, len), (int) len,
+           "nor a length to size a buffer by");
+
+    /* a damaged run is told from a copy and a hole by its header */
+    memcpy(bad, msg, len);
+    bad[len - 5] ^= 0x5a;
+    (void) omni_cmsg_parse(bad, len, &m, &e);
+    (void) omni_cmsg_inflate(&m, out, zdec, &e);
+    is_int(omni_cmsg_start(&m, 1, r.to, &end), OMNI_CMSG_DUP,
+           "damaged and applied already: a copy");
+    is_int(omni_cmsg_start(&m, 1, r.from + 64, &end), OMNI_CMSG_APPLY,
+           "damaged, overlapping: passed over (its records lost)");
+    ok(end == r.from + 64, "from where the node is");
+
+    /* records that do not compress go as they are */
+    end = fill_big(1);
+    (void) omni_cmsg_span(big, BIG, 0, end, 256, 1 << 20, &r, &e);
+    len = omni_cmsg_encode(msg, &r, "web-2", 5, zenc);
+    memcpy(&v, msg, sizeof(v));
+    ok(v == OMNI_CMSG_MAGIC && len == OMNI_CMSG_HEAD + 1024,
+       "incompressible records: an OMC2 message");
+    is_int(omni_cmsg_parse(msg, len, &m, &e), OMNI_OK, "parsed");
+    is_int(omni_cmsg_inflate(&m, out, zdec, &e), OMNI_OK,
+           "inflating one: nothing to do");
+    ok(m.recs == msg + OMNI_CMSG_HEAD, "its records in the message");
+}
+
+
 int
 main(void)
 {
+    zdec = omni_cmsg_zctx_create();
+
     test_span();
     test_roundtrip();
     test_start();
+
+    /* the order rules again, with runs compressed where that pays */
+    zenc = omni_cmsg_zctx_create();
+    test_start();
+    test_compressed();
+
+    omni_cmsg_zctx_free(zenc);
+    omni_cmsg_zctx_free(zdec);
 
     return done_testing();
 }
