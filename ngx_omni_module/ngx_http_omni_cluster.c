@@ -11,8 +11,9 @@
  *     omni.<stream>.<node>, and waits for JetStream's acknowledgements
  *     (replicated as the stream says) for at most timeout=; nothing is
  *     applied there;
- *   consume: a pool task fetches the stream in order from the sequence
- *     the store holds (meta "stream") and applies each fetch in one
+ *   consume: a pool task takes the stream in order from the sequence
+ *     the store holds (meta "stream"), pushed by an ordered consumer,
+ *     and applies what each take brought in one
  *     transaction through the core's omni_batch_apply(), every node's
  *     records the same way: the touches logged and folded, the events
  *     parsed again exactly as their worker did, each queue zone's records
@@ -38,17 +39,24 @@
 #include <dlfcn.h>
 
 
-#define NGX_HTTP_OMNI_FETCH_ASK    16               /* messages per fetch */
+#define NGX_HTTP_OMNI_FETCH_ASK    8                /* messages per fetch */
 /* records decoded per fetch: every record of the messages fetched */
 #define NGX_HTTP_OMNI_FETCH_MAX    (NGX_HTTP_OMNI_FETCH_ASK                \
                                     * NGX_HTTP_OMNI_RUN_RECORDS)
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
-#define NGX_HTTP_OMNI_FETCH_NOWAIT 1000             /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
 #define NGX_HTTP_OMNI_CONSUMER_IDLE  (30 * 1000000000LL) /* ns */
+#define NGX_HTTP_OMNI_CONSUMER_HB    (1000000000LL)      /* ns */
 #define NGX_HTTP_OMNI_STUCK_FETCHES  10               /* empty, then ask */
+
+
+/* The messages of one fetch. */
+typedef struct {
+    natsMsg                *msgs[NGX_HTTP_OMNI_FETCH_ASK];
+    ngx_uint_t              count;
+} ngx_http_omni_fetched_t;
 
 
 /* The consume task's context: one fetch, decoded and applied. */
@@ -583,23 +591,27 @@ ngx_http_omni_cluster_subscribe(char *err, size_t len)
      * A consumer of the moment, made anew from the store's sequence
      * whenever this node subscribes: the store's sequence is the truth,
      * not a consumer's, so one lost with its server costs only a new one.
-     * Not durable (no name two generations of workers would fight over,
-     * nothing to delete first), one replica in memory (made at once, no
-     * election among servers); the server removes it 30 s after its last
-     * fetch.
+     * An ordered push consumer: one replica in memory (made at once, no
+     * election among servers), no acknowledgements, the server pushing
+     * the stream as it grows, paced by flow control, with a heartbeat
+     * every second; libnats makes it again, from the message after the
+     * last it received, when a heartbeat says one was missed or after a
+     * reconnect.  A pull consumer cost each node three requests or more
+     * per message under load (fetch, "no more", acknowledgement): that
+     * was most of the NATS servers' CPU.  Not durable (no name two
+     * generations of workers would fight over, nothing to delete first);
+     * the server removes it 30 s after its subscription went.
      */
     jsSubOptions_Init(&so);
     so.Stream = (const char *) cf->stream.data;
+    so.Ordered = true;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = ngx_http_omni_cl.applied + 1;
-    so.Config.AckPolicy = js_AckAll;
-    so.Config.MaxAckPending = 65536;
-    so.Config.Replicas = 1;
-    so.Config.MemoryStorage = true;
+    so.Config.Heartbeat = NGX_HTTP_OMNI_CONSUMER_HB;
     so.Config.InactiveThreshold = NGX_HTTP_OMNI_CONSUMER_IDLE;
 
-    s = js_PullSubscribe(&ngx_http_omni_cl.sub, ngx_http_omni_cl.js,
-                         ngx_http_omni_cl.filter, NULL, NULL, &so, &jerr);
+    s = js_SubscribeSync(&ngx_http_omni_cl.sub, ngx_http_omni_cl.js,
+                         ngx_http_omni_cl.filter, NULL, &so, &jerr);
 
     if (s != NATS_OK) {
         ngx_http_omni_cl.sub = NULL;
@@ -622,73 +634,49 @@ ngx_http_omni_cluster_unsubscribe(void)
 
 
 /*
- * What the stream has after the store, up to *ask messages, waiting at
- * most NGX_HTTP_OMNI_FETCH_WAIT for the first one: NATS_TIMEOUT when
- * none came.
- *
- * The server is asked for what it has, without waiting (it answers with
- * the messages, then "no more"); when it has nothing, for one message,
- * waiting: a fetch of more would wait for all of them, or the whole
- * wait, before it returned the first (that wait was the propagation
- * delay of a quiet cluster).
- *
- * libnats 3.4.1's fetch (Debian 12) stops collecting when its count
- * equals the request's batch, which it lowers by what it took from the
- * subscription's queue before asking the server: with more than half a
- * batch already queued (messages of an earlier pull request that came
- * after its fetch gave up) the count passes the lowered batch, never
- * equals it, and the fetch writes past its array of batch pointers until
- * it times out (heap corruption: the signal 6 of bench/cluster.sh under
- * load; fixed upstream by keeping the original batch).  So the fetch
- * without waiting has a long timeout (the server answers at once; only
- * a server gone leaves it to time out), and what is nevertheless queued
- * is taken with a batch of more than twice as many (the queue may hold
- * status messages too, which do not count); a queue longer than that
- * goes with the consumer, made again from the store's sequence.
+ * What the consumer has received, up to NGX_HTTP_OMNI_FETCH_ASK
+ * messages, waiting at most NGX_HTTP_OMNI_FETCH_WAIT for the first one:
+ * NATS_TIMEOUT when none came.  The server pushes the messages; these
+ * calls only take them from the subscription's queue, and an error after
+ * the first (a slow consumer's drop) is seen as a gap by the caller.
  */
 static natsStatus
-ngx_http_omni_cluster_fetch(natsMsgList *list, int *ask)
+ngx_http_omni_cluster_fetch(ngx_http_omni_fetched_t *f)
 {
-    int             pending;
-    natsStatus      s;
-    jsErrCode       jerr;
-    jsFetchRequest  fr;
+    natsMsg     *m;
+    natsStatus   s;
 
-    if (natsSubscription_GetPending(ngx_http_omni_cl.sub, &pending, NULL)
-        == NATS_OK
-        && pending > 0)
-    {
-        if (2 * pending + 1 > NGX_HTTP_OMNI_FETCH_ASK) {
-            /* nothing fetched: the next task subscribes again */
-            ngx_http_omni_cluster_unsubscribe();
-            memset(list, 0, sizeof(natsMsgList));
-            *ask = 0;
-            return NATS_OK;
-        }
+    f->count = 0;
 
-        *ask = 2 * pending + 1;
-
-        return natsSubscription_Fetch(list, ngx_http_omni_cl.sub, *ask,
-                                      NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
-    }
-
-    *ask = NGX_HTTP_OMNI_FETCH_ASK;
-
-    jsFetchRequest_Init(&fr);
-    fr.Batch = *ask;
-    fr.NoWait = true;
-    fr.Expires = (int64_t) NGX_HTTP_OMNI_FETCH_NOWAIT * 1000000;
-
-    s = natsSubscription_FetchRequest(list, ngx_http_omni_cl.sub, &fr);
-
-    if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
+    s = natsSubscription_NextMsg(&m, ngx_http_omni_cl.sub,
+                                 NGX_HTTP_OMNI_FETCH_WAIT);
+    if (s != NATS_OK) {
         return s;
     }
 
-    *ask = 1;
+    f->msgs[f->count++] = m;
 
-    return natsSubscription_Fetch(list, ngx_http_omni_cl.sub, 1,
-                                  NGX_HTTP_OMNI_FETCH_WAIT, &jerr);
+    while (f->count < NGX_HTTP_OMNI_FETCH_ASK
+           && natsSubscription_NextMsg(&m, ngx_http_omni_cl.sub, 0)
+              == NATS_OK)
+    {
+        f->msgs[f->count++] = m;
+    }
+
+    return NATS_OK;
+}
+
+
+static void
+ngx_http_omni_cluster_fetched_free(ngx_http_omni_fetched_t *f)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < f->count; i++) {
+        natsMsg_Destroy(f->msgs[i]);
+    }
+
+    f->count = 0;
 }
 
 
@@ -766,18 +754,18 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 {
     ngx_http_omni_ctask_t  *c = data;
 
-    int                     rc, ask;
+    int                     rc;
     u_char                 *rec;
     size_t                  total, off;
     uint32_t                rlen;
     uint64_t                seq, last, end, start, pos;
-    natsMsg                *m, *lastmsg;
+    natsMsg                *m;
     natsStatus              s;
     omni_cmsg_t             cm;
     const char             *e;
     ngx_uint_t              i, k, n, njobs, own;
     uint64_t                gap;
-    natsMsgList             list;
+    ngx_http_omni_fetched_t  list;
     omni_batch_t            b;
     omni_origin_t          *o;
     jsMsgMetaData          *meta;
@@ -822,7 +810,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         return;
     }
 
-    s = ngx_http_omni_cluster_fetch(&list, &ask);
+    s = ngx_http_omni_cluster_fetch(&list);
 
     if (s == NATS_TIMEOUT) {
         ngx_http_omni_cluster_idle();
@@ -847,20 +835,11 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     qu = ngx_http_omni_queue();
 
-    if (list.Count > ask) {
-        /* the library's array overflowed (above): say so, loudly */
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "omni: cluster: a fetch of %d message(s) returned %d",
-                      ask, list.Count);
-        list.Count = ask;
-        ngx_http_omni_cluster_unsubscribe();
-    }
-
     /* the records, back to back: a ring the queue's decoder reads */
     total = 0;
 
-    for (i = 0; i < (ngx_uint_t) list.Count; i++) {
-        m = list.Msgs[i];
+    for (i = 0; i < list.count; i++) {
+        m = list.msgs[i];
         total += ngx_align(omni_cmsg_records_len(
                                (const u_char *) natsMsg_GetData(m),
                                natsMsg_GetDataLength(m)), 8);
@@ -868,7 +847,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     c->fake = ngx_alloc(sizeof(ngx_http_omni_queue_t) + total + 8, log);
     if (c->fake == NULL) {
-        natsMsgList_Destroy(&list);
+        ngx_http_omni_cluster_fetched_free(&list);
         c->rc = OMNI_ERROR;
         return;
     }
@@ -878,12 +857,11 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
     off = 0;
     last = 0;
-    lastmsg = NULL;
     njobs = 0;
     gap = 0;
 
-    for (i = 0; i < (ngx_uint_t) list.Count; i++) {
-        m = list.Msgs[i];
+    for (i = 0; i < list.count; i++) {
+        m = list.msgs[i];
 
         seq = 0;
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -908,7 +886,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         {
             ngx_http_omni_cluster_behind(c->err, sizeof(c->err), seq);
             c->rc = OMNI_ERROR;
-            natsMsgList_Destroy(&list);
+            ngx_http_omni_cluster_fetched_free(&list);
             ngx_free(c->fake);
             c->fake = NULL;
             return;
@@ -916,12 +894,10 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
         /*
          * The stream's sequences are contiguous (every subject of it is
-         * this node's): a message after a gap came out of order, the one
-         * missing was delivered to a pull request that expired, or lost
-         * with a consumer's leader, and comes again only after the ack
-         * wait; acknowledging past it (AckAll) would lose it for good.
-         * What precedes the gap is applied, the rest comes again from a
-         * new consumer at the store's sequence.
+         * this node's): a message after a gap means one was lost (the
+         * subscription's queue overflowed, a consumer libnats made again
+         * started past it).  What precedes the gap is applied, the rest
+         * comes again from a new consumer at the store's sequence.
          */
         if (seq != (last ? last : ngx_http_omni_cl.applied) + 1) {
             gap = seq;
@@ -929,7 +905,6 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         }
 
         last = seq;
-        lastmsg = m;
 
         rc = omni_cmsg_parse((const u_char *) natsMsg_GetData(m),
                              natsMsg_GetDataLength(m), &cm, &e);
@@ -952,7 +927,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                      omni_store_error(ngx_http_omni_worker_store()));
             c->rc = OMNI_ERROR;
             ngx_http_omni_cluster_unsubscribe();
-            natsMsgList_Destroy(&list);
+            ngx_http_omni_cluster_fetched_free(&list);
             return;
         }
 
@@ -973,7 +948,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
                          (unsigned long long) seq);
                 c->rc = OMNI_ERROR;
                 ngx_http_omni_cluster_unsubscribe();
-                natsMsgList_Destroy(&list);
+                ngx_http_omni_cluster_fetched_free(&list);
                 return;
             }
         }
@@ -1095,7 +1070,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
 
         /* from the store's sequence again, with a new consumer */
         ngx_http_omni_cluster_unsubscribe();
-        natsMsgList_Destroy(&list);
+        ngx_http_omni_cluster_fetched_free(&list);
         return;
     }
 
@@ -1117,12 +1092,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     c->merges = b.merges;
     c->commit_s = b.commit_s;
 
-    if (lastmsg) {
-        (void) natsMsg_Ack(lastmsg, NULL);
-    }
-
     /* at once: the next fetch waits, in its thread, for what comes */
-    ngx_http_omni_cl.more = (list.Count > 0);
+    ngx_http_omni_cl.more = (list.count > 0);
 
     if (last) {
         ngx_http_omni_cl.fresh = 0;
@@ -1139,7 +1110,7 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
         ngx_http_omni_cl.more = 1;
     }
 
-    natsMsgList_Destroy(&list);
+    ngx_http_omni_cluster_fetched_free(&list);
 }
 
 

@@ -62,6 +62,15 @@ typedef struct {
 
 
 /* the omni_cluster directive (http, once) */
+/*
+ * A cluster node's writer publishes at once when this many touches of
+ * its own are queued (else every 10 ms), and a run holds up to as many:
+ * each message costs JetStream's three servers about the same whatever
+ * its size, so fewer, fuller messages (a single host batches at 256).
+ */
+#define NGX_HTTP_OMNI_CLUSTER_BATCH  1024
+
+
 char *ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /*

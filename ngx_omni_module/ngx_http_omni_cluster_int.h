@@ -19,8 +19,9 @@
 #include "omni_cmsg.h"
 
 
-#define NGX_HTTP_OMNI_RUN_RECORDS  256              /* per message */
-#define NGX_HTTP_OMNI_RUN_BYTES    (256 * 1024)     /* per message */
+#define NGX_HTTP_OMNI_RUN_RECORDS  NGX_HTTP_OMNI_CLUSTER_BATCH /* per message */
+/* uncompressed at most, within NATS's default max_payload (1 MB) */
+#define NGX_HTTP_OMNI_RUN_BYTES    (512 * 1024)     /* per message */
 
 
 typedef struct {

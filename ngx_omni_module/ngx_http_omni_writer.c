@@ -53,6 +53,11 @@
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
+
+/* the touches queued that make a batch go before the timer */
+#define ngx_http_omni_writer_batch_min()                                     \
+    (ngx_http_omni_cluster_on() ? NGX_HTTP_OMNI_CLUSTER_BATCH                \
+                                : NGX_HTTP_OMNI_BATCH_MIN)
 #define NGX_HTTP_OMNI_FOLD_MAX     32768       /* touches per fold */
 #define NGX_HTTP_OMNI_JOB_TIMEOUT  10000       /* ms */
 
@@ -352,7 +357,7 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
 #if (NGX_THREADS)
     /* A full batch of the holder's own: no need to wait for the timer. */
-    if (++ngx_http_omni_w.own >= NGX_HTTP_OMNI_BATCH_MIN
+    if (++ngx_http_omni_w.own >= ngx_http_omni_writer_batch_min()
         && !ngx_http_omni_w.busy && ngx_http_omni_queue_holder())
     {
         ngx_http_omni_writer_post();
@@ -1210,7 +1215,8 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
     if (qu && ngx_http_omni_queue_holder() && !ngx_exiting
         && (t->rc == OMNI_OK || !ngx_http_omni_cluster_on())
         && (qu->ev_queued != qu->ev_consumed
-            || ngx_http_omni_queue_pending(qu) >= NGX_HTTP_OMNI_BATCH_MIN
+            || ngx_http_omni_queue_pending(qu)
+               >= ngx_http_omni_writer_batch_min()
             || (t->fold && qu->head != qu->appended)))
     {
         ngx_http_omni_writer_post();
