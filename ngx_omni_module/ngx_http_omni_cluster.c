@@ -45,6 +45,7 @@
                                     * NGX_HTTP_OMNI_RUN_RECORDS)
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
+#define NGX_HTTP_OMNI_CONSUME_PACE 50               /* ms, under load */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
 #define NGX_HTTP_OMNI_CONSUMER_IDLE  (30 * 1000000000LL) /* ns */
@@ -212,6 +213,27 @@ ngx_http_omni_cluster_kick(void)
 {
     if (ngx_http_omni_cl.conf && !ngx_http_omni_cl.tick.timer_set) {
         ngx_add_timer(&ngx_http_omni_cl.tick, 1);
+    }
+}
+
+
+/*
+ * The writer published event jobs of this node: their requests wait
+ * until the consumer applies them, so a take paced under load (below)
+ * goes at once.
+ */
+void
+ngx_http_omni_cluster_events_published(uint64_t end)
+{
+    if (ngx_http_omni_cl.conf == NULL) {
+        return;
+    }
+
+    ngx_http_omni_cl.ev_end = ngx_max(ngx_http_omni_cl.ev_end, end);
+
+    if (!ngx_http_omni_cl.busy && ngx_http_omni_cl.tick.timer_set) {
+        ngx_del_timer(&ngx_http_omni_cl.tick);
+        ngx_http_omni_cluster_tick(&ngx_http_omni_cl.tick);
     }
 }
 
@@ -496,6 +518,7 @@ ngx_http_omni_cluster_tick(ngx_event_t *ev)
             == NGX_OK)
         {
             ngx_http_omni_cl.busy = 1;
+            ngx_http_omni_cl.taken = ngx_current_msec;
             return;
         }
     }
@@ -1120,6 +1143,8 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
 {
     ngx_http_omni_ctask_t  *c = ev->data;
 
+    ngx_msec_t              elapsed;
+
     ngx_http_omni_cl.busy = 0;
 
     ngx_http_omni_metrics_cluster_consumed(c->rc, c->err[0] != '\0',
@@ -1159,9 +1184,29 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
         return;
     }
 
-    /* at once while the stream has more; otherwise at the next tick */
+    /*
+     * While the stream has more: at once when this node's events wait to
+     * be applied, else at most a take every NGX_HTTP_OMNI_CONSUME_PACE.
+     * Under load a take then holds several messages, and each profile
+     * they touch is written once per take, not once per message (each
+     * take folds its touches; a single host's writer folds once a
+     * second): the node's threads, and every other node's, spend that
+     * much less on LMDB.  A quiet cluster waits for nothing (the take
+     * waits for the next message in its thread and applies it at once).
+     */
     if (ngx_http_omni_cl.more && c->rc == OMNI_OK) {
-        ngx_http_omni_cluster_tick(&ngx_http_omni_cl.tick);
+        elapsed = ngx_current_msec - ngx_http_omni_cl.taken;
+
+        if (ngx_http_omni_cl.own_end < ngx_http_omni_cl.ev_end
+            || elapsed >= NGX_HTTP_OMNI_CONSUME_PACE)
+        {
+            ngx_http_omni_cluster_tick(&ngx_http_omni_cl.tick);
+
+        } else if (!ngx_http_omni_cl.tick.timer_set) {
+            ngx_add_timer(&ngx_http_omni_cl.tick,
+                          NGX_HTTP_OMNI_CONSUME_PACE - elapsed);
+        }
+
         return;
     }
 

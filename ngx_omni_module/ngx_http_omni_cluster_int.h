@@ -63,6 +63,9 @@ typedef struct {
     ngx_uint_t             sent;            /* a run was stored */
 
     uint64_t               own_end;         /* own records applied up to */
+    uint64_t               ev_end;          /* own event jobs published
+                                               up to (the event loop's) */
+    ngx_msec_t             taken;           /* the last take's start */
     omni_cmsg_zctx_t      *zcon;            /* the consumer's, inflating */
 } ngx_http_omni_cluster_t;
 

@@ -460,6 +460,8 @@ void ngx_http_omni_writer_ckpt_begun(ngx_uint_t begun);
 
 /* the cluster's data path (ngx_http_omni_cluster.c) */
 ngx_uint_t ngx_http_omni_cluster_on(void);
+/* the writer published event jobs of this node, up to end */
+void ngx_http_omni_cluster_events_published(uint64_t end);
 ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_thread_pool_t *pool, time_t visit_timeout);
 void ngx_http_omni_cluster_kick(void);

@@ -52,6 +52,8 @@
 #define NGX_HTTP_OMNI_BATCH_MIN    256
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
+/* a cluster node's page views: one message per look (events go at once) */
+#define NGX_HTTP_OMNI_CLUSTER_DELAY  25        /* ms */
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
 
 /* the touches queued that make a batch go before the timer */
@@ -1266,7 +1268,8 @@ ngx_http_omni_writer_flush(ngx_event_t *ev)
         ngx_http_omni_writer_post_ckpt();
     }
 
-    ngx_add_timer(ev, NGX_HTTP_OMNI_BATCH_DELAY);
+    ngx_add_timer(ev, ngx_http_omni_cluster_on() ? NGX_HTTP_OMNI_CLUSTER_DELAY
+                                                 : NGX_HTTP_OMNI_BATCH_DELAY);
 }
 
 #endif
@@ -1354,6 +1357,11 @@ ngx_http_omni_writer_account(ngx_http_omni_wtask_t *t, ngx_log_t *log)
             ngx_http_omni_w.next_fold = ngx_current_msec
                                         + ngx_http_omni_w.fold_every;
         }
+    }
+
+    /* published event jobs: the consumer applies them without pausing */
+    if (t->published && t->njobs) {
+        ngx_http_omni_cluster_events_published(t->end);
     }
 
     ngx_http_omni_writer_results(t);
