@@ -8,7 +8,9 @@
 #   1. propagation: a page view served by node 1 until its touchpoint is
 #      in node 2's store, under B's load on node 1: p99 <= 1 s (aim 100 ms);
 #   2. B's requests/s with the cluster on (node 1, "Bcl") >= 90% of B's
-#      without it (a single host, "B"), interleaved rounds, medians;
+#      without it (a single host, "B"), interleaved rounds, medians; and
+#      the same with NATS and node 2 on wrk's CPU ("Bclp"), so that node
+#      1's worker has its CPU to itself as B's has;
 #   3. a durable event's latency with R3 (node 1's omni_events, one
 #      connection), next to the same on the single host.
 #
@@ -33,7 +35,8 @@
 #   omni_cluster URLS node=web-N replicas=3;
 # node 2 (one worker) and the three nats-server processes (started by
 # t/lib/OmniNats.pm through bench/cluster-nats.pl) are not pinned: they
-# share the 2 CPUs with everything else, as they would not in production.
+# share the 2 CPUs with everything else, as they would not in production;
+# in arm Bclp they are moved to CPU 1 (taskset, every thread) for the run.
 # The nginx that is not measured is idle during a run.
 #
 # Each round: B (the single host), then Bcl (node 1) with the propagation
@@ -41,7 +44,9 @@
 # unique path to node 1, then node 2's and node 1's touchpoint logs read
 # every PROBE_POLL ms until it is in both), then the cluster is let settle
 # (both nodes' stores at the stream's last sequence) and the time it took
-# is recorded.  Before the rounds, the probe alone on the idle cluster.
+# is recorded; then Bclp (node 1, NATS and node 2 on CPU 1, no probe),
+# settled the same way.  Before the rounds, the probe alone on the idle
+# cluster.
 # After them, the events arm: wrk with bench/events.lua at 1 connection,
 # single host then node 1, EV_RUNS rounds; every event answered 200 must
 # then be in the store(s).
@@ -543,6 +548,16 @@ record() {   # phase round arm touches settle
         "$2" "$3" "$W_RPS" "$W_P50" "$W_P99" "$W_CPU" "$W_LOOP" "$W_CL" "$W_OTHER" "$4" "$5")"
 }
 
+# NATS and node 2 on the CPU given (every thread), for arm Bclp; back on
+# every CPU with the CPU list of the machine.
+pin_others() {   # cpus
+    local p
+    for p in $NATS_PIDS ${MASTER[n2]} ${WORKER[n2]}; do
+        taskset -a -p -c "$1" "$p" > /dev/null 2>&1 || true
+    done
+}
+ALL_CPUS=0-$(( $(nproc) - 1 ))
+
 for r in $(seq "$RUNS"); do
     # B: the single host
     quiet_wait
@@ -569,6 +584,21 @@ for r in $(seq "$RUNS"); do
     [ "$W_BYTES" -ge $((B_BYTES * 95 / 100)) ] \
         || die "round $r: Bcl responses average $W_BYTES bytes, B's $B_BYTES: not injected"
     record pages "$r" Bcl $((st1 - st0)) "$sl"
+
+    # Bclp: node 1 again, NATS and node 2 on wrk's CPU: node 1's worker
+    # has CPU 0 to itself, as B's has (in production the NATS servers and
+    # the other nodes run on machines of their own)
+    quiet_wait
+    st0=$(stream_last)
+    pin_others "$WRK_CPU"
+    wrk_run n1 pages "r$r.Bclp" "$DUR" "$CONNS" "$BENCH/wrk.lua" "$COOKIE_FILE" omni "$IPS_FILE"
+    pin_others "$ALL_CPUS"
+    sl=$(settle)
+    [ "$sl" != -1 ] || { fail "round $r: the cluster did not settle within $SETTLE_MAX s"; SETTLE_MAX=5; }
+    st1=$(stream_last)
+    [ "$W_BYTES" -ge $((B_BYTES * 95 / 100)) ] \
+        || die "round $r: Bclp responses average $W_BYTES bytes, B's $B_BYTES: not injected"
+    record pages "$r" Bclp $((st1 - st0)) "$sl"
 done
 
 # ---------------------------------------------------------------- events
@@ -694,15 +724,20 @@ for my $r (@rounds, 'idle') {
 }
 
 print "### Pages: B (single host) and Bcl (node 1 of the cluster), per round\n\n";
-print "| round | B req/s | Bcl req/s | Bcl ÷ B | B p99 µs | Bcl p99 µs | B worker µs/req (event loop) | Bcl worker µs/req (event loop) | NATS + node 2 CPU | other CPU (B / Bcl) | Bcl touches in the stream | settle s | probes | propagation p50 / p99 / max ms |\n";
+print "| round | B req/s | Bcl req/s | Bcl ÷ B | B p99 µs | Bcl p99 µs | B worker µs/req (event loop) | Bcl worker µs/req (event loop) | NATS + node 2 CPU | other CPU (B / Bcl) | Bcl messages in the stream | settle s | probes | propagation p50 / p99 / max ms |\n";
 print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
-my (@ratio, @p99r, @p50r, @cpur);
+my (@ratio, @p99r, @p50r, @cpur, @pratio, @pcpur);
 for my $r (@rounds) {
     my ($b) = grep { $_->{round} == $r } @{ $by{B} };
     my ($c) = grep { $_->{round} == $r } @{ $by{Bcl} };
+    my ($cp) = grep { $_->{round} == $r } @{ $by{Bclp} // [] };
     next unless $b && $c;
     my $ratio = $c->{rps} / $b->{rps};
     push @ratio, $ratio;
+    if ($cp) {
+        push @pratio, $cp->{rps} / $b->{rps};
+        push @pcpur, $b->{worker_cpu_us_req} / $cp->{worker_cpu_us_req};
+    }
     push @cpur, $b->{worker_cpu_us_req} / $c->{worker_cpu_us_req};
     my @v = @{ $p2{$r} // [] };
     my ($p50, $p99, $max) = (pct(50, @v), pct(99, @v), pct(100, @v));
@@ -723,6 +758,27 @@ printf "| **median** | **%s** | **%s** | **%.1f%%** | %s | %s | %.1f (%.1f) | %.
     med(map { $_->{worker_cpu_us_req} } @{ $by{Bcl} }), med(map { $_->{loop_cpu_us_req} } @{ $by{Bcl} }),
     med(map { $_->{cluster_cpu_pct} } @{ $by{Bcl} }), med(map { $_->{settle_s} } @{ $by{Bcl} }),
     ms(med(@p50r)), ms(med(@p99r));
+
+if (@pratio) {
+    print "### Pages: Bclp, node 1 with NATS and node 2 on wrk's CPU (CPU 1)\n\n";
+    print "Node 1's worker has CPU 0 to itself, as B's has: what the cluster costs node 1 itself, as on a site whose NATS servers and other nodes run on machines of their own.\n\n";
+    print "| round | B req/s | Bclp req/s | Bclp ÷ B | Bclp p99 µs | Bclp worker µs/req (event loop) | NATS + node 2 CPU | wrk CPU | Bclp messages in the stream |\n";
+    print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for my $r (@rounds) {
+        my ($b) = grep { $_->{round} == $r } @{ $by{B} };
+        my ($cp) = grep { $_->{round} == $r } @{ $by{Bclp} };
+        next unless $b && $cp;
+        printf "| %d | %s | %s | %.1f%% | %s | %.1f (%.1f) | %s%% | %s%% | %s |\n",
+            $r, c($b->{rps}), c($cp->{rps}), 100 * $cp->{rps} / $b->{rps}, c($cp->{p99_us}),
+            $cp->{worker_cpu_us_req}, $cp->{loop_cpu_us_req}, $cp->{cluster_cpu_pct}, $cp->{wrk_cpu_pct},
+            c($cp->{touches});
+    }
+    printf "| **median** | **%s** | **%s** | **%.1f%%** | %s | %.1f (%.1f) | %s%% | %s%% | |\n\n",
+        c($mb), c(med(map { $_->{rps} } @{ $by{Bclp} })), 100 * med(@pratio),
+        c(med(map { $_->{p99_us} } @{ $by{Bclp} })),
+        med(map { $_->{worker_cpu_us_req} } @{ $by{Bclp} }), med(map { $_->{loop_cpu_us_req} } @{ $by{Bclp} }),
+        med(map { $_->{cluster_cpu_pct} } @{ $by{Bclp} }), med(map { $_->{wrk_cpu_pct} } @{ $by{Bclp} });
+}
 
 print "### Propagation: a page view on node 1 until its touchpoint is in a store\n\n";
 print "Milliseconds from just before the probe's request was written; one page view every few tens of ms, one at a time.\n\n";
@@ -769,12 +825,14 @@ printf "| propagation p99, node 1's touch to node 2's store, under B's load: ≤
 printf "| … aim: ≤ 100 ms | %s ms | %s |\n", ms($prop), defined $prop && $prop <= 1e5 ? 'met' : 'NOT met';
 printf "| B's requests/s with the cluster on: ≥ 90%% of B without | %.1f%% (Bcl %s ÷ B %s req/s, median of the rounds' ratios; from the worker's CPU per request: %.1f%%) | %s |\n",
     100 * $mr, c($mc), c($mb), 100 * med(@cpur), $mr >= 0.9 ? 'met' : 'NOT met';
+printf "| … with NATS and node 2 off node 1's CPU (Bclp) | %.1f%% (median of the rounds' ratios; from the worker's CPU per request: %.1f%%) | %s |\n",
+    100 * med(@pratio), 100 * med(@pcpur), med(@pratio) >= 0.9 ? 'met' : 'NOT met' if @pratio;
 printf "| durable event p99 with R3, next to the single host | %s ms (single host: %s ms), 1 connection | reported |\n",
     ms($evp99{evBcl}), ms($evp99{evB});
 print "\n";
 # machine-readable summary for the shell
 open(my $s, '>', "$raw/../data/summary.txt") or die;
-printf $s "ratio=%.3f prop_p99_ms=%s ev_cl_p99_ms=%s ev_single_p99_ms=%s\n", $mr, ms($prop), ms($evp99{evBcl}), ms($evp99{evB});
+printf $s "ratio=%.3f pinned_ratio=%.3f prop_p99_ms=%s ev_cl_p99_ms=%s ev_single_p99_ms=%s\n", $mr, (@pratio ? med(@pratio) : 0), ms($prop), ms($evp99{evBcl}), ms($evp99{evB});
 PERL
 
 {
@@ -784,7 +842,7 @@ PERL
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r)"
     echo "- module: sha256 $MODULE_SUM… (snapshot in build/cluster-bench/bin); $("$NGINX" -v 2>&1); $(nats-server --version 2>&1); $({ wrk --version 2>&1 || true; } | head -1 | awk '{print $1, $2}')"
     echo "- NATS: 3 nats-server (JetStream, file storage, one NATS cluster on loopback, t/lib/OmniNats.pm), stream $STREAM replicas 3; nodes: \`omni_cluster URLS node=web-N stream=$STREAM replicas=3${CLUSTER_OPTS:+ $CLUSTER_OPTS}\`"
-    echo "- B: the single host, 1 worker on CPU 0; Bcl: node 1, 1 worker on CPU 0; node 2 (1 worker) and the NATS servers not pinned; wrk -t1 -c$CONNS on CPU 1 (bench/wrk.lua); arm B of bench/run.sh: 10 KB page, $RULES rules, omni_geoip ($GEO_NETS networks), $PROFILES profiles, $COOKIES cookies outside the holdout"
+    echo "- B: the single host, 1 worker on CPU 0; Bcl: node 1, 1 worker on CPU 0; node 2 (1 worker) and the NATS servers not pinned; Bclp: as Bcl, with node 2 and the NATS servers on CPU 1; wrk -t1 -c$CONNS on CPU 1 (bench/wrk.lua); arm B of bench/run.sh: 10 KB page, $RULES rules, omni_geoip ($GEO_NETS networks), $PROFILES profiles, $COOKIES cookies outside the holdout"
     echo "- $RUNS interleaved round(s) of $DUR s per arm after $WARM s of warm-up per arm; probe every $PROBE_INTERVAL ms, stores read every $PROBE_POLL ms; events: $EV_RUNS round(s) of $EV_DUR s per arm at $EV_CONNS connection(s); QUICK=$QUICK; ${QUIET_WAITED} s waiting for an idle machine; total $((T1 - T0)) s"
     echo
     cat "$B/data/report.md"
