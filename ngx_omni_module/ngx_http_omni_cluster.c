@@ -1076,12 +1076,8 @@ ngx_http_omni_cluster_thread(void *data, ngx_log_t *log)
     }
 
     if (rc == OMNI_OK && last) {
+        /* MAP_FULL, MAP_RESIZED: the map is changed on the event loop */
         rc = omni_batch_apply(ngx_http_omni_worker_store(), &opts, &b);
-
-        if (rc == OMNI_MAP_RESIZED || rc == OMNI_MAP_FULL) {
-            (void) omni_store_set_map_size(ngx_http_omni_worker_store(), 0);
-            rc = omni_batch_apply(ngx_http_omni_worker_store(), &opts, &b);
-        }
     }
 
     free(groups);
@@ -1160,6 +1156,19 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
         ngx_http_omni_writer_ckpt_begun(c->ckpt_begun);
         c->ckpt = 0;
         c->ckpt_begun = 0;
+    }
+
+    /*
+     * The map: grown (or another process's size adopted) here, where no
+     * transaction of this process is open, and the stream read again at
+     * once from the store's sequence; at map_max, logged and retried.
+     */
+    if ((c->rc == OMNI_MAP_FULL || c->rc == OMNI_MAP_RESIZED)
+        && ngx_http_omni_writer_map_grow(c->rc, ev->log))
+    {
+        c->rc = OMNI_OK;
+        c->err[0] = '\0';
+        ngx_http_omni_cl.more = 1;
     }
 
     if (c->rc != OMNI_OK && c->err[0]

@@ -1133,11 +1133,51 @@ ngx_http_omni_ckpt_post(void)
 }
 
 
+/*
+ * A transaction of this process found the map full (rc OMNI_MAP_FULL) or
+ * grown by another process (OMNI_MAP_RESIZED): adopt the size another
+ * process set, or double it up to map_max.  On the event loop only, with
+ * no transaction of this process open (the writer's and the cluster
+ * consumer's tasks are done; the request path's read transaction is
+ * reset between requests).  1: try the transaction again.
+ */
+ngx_uint_t
+ngx_http_omni_writer_map_grow(int rc, ngx_log_t *log)
+{
+    size_t         before, after;
+    omni_store_t  *st;
+
+    st = ngx_http_omni_worker_store();
+    before = omni_store_map_size(st);
+
+    /* First adopt what another process may have grown it to. */
+    (void) omni_store_set_map_size(st, 0);
+    after = omni_store_map_size(st);
+
+    if (rc == OMNI_MAP_FULL && after <= before
+        && before < ngx_http_omni_w.map_max)
+    {
+        after = ngx_min(before * 2, ngx_http_omni_w.map_max);
+
+        if (omni_store_set_map_size(st, after) != OMNI_OK) {
+            after = before;
+        }
+    }
+
+    if (after > before) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "omni: store map grown from %uz to %uz bytes",
+                      before, after);
+    }
+
+    return rc == OMNI_MAP_RESIZED || after > before;
+}
+
+
 /* The batch is in (or failed): account, move the head, go on. */
 static void
 ngx_http_omni_writer_done(ngx_event_t *ev)
 {
-    size_t                  before, after;
     omni_store_t           *st;
     ngx_http_omni_wtask_t  *t;
     ngx_http_omni_queue_t  *qu;
@@ -1153,40 +1193,16 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
         (void) omni_store_set_map_size(st, 0);
     }
 
-    if (t->rc == OMNI_MAP_RESIZED || t->rc == OMNI_MAP_FULL) {
-        before = omni_store_map_size(st);
-
-        /* First adopt what another process may have grown it to. */
-        (void) omni_store_set_map_size(st, 0);
-        after = omni_store_map_size(st);
-
-        if (t->rc == OMNI_MAP_FULL && after <= before
-            && before < ngx_http_omni_w.map_max)
+    if ((t->rc == OMNI_MAP_RESIZED || t->rc == OMNI_MAP_FULL)
+        && ngx_http_omni_writer_map_grow(t->rc, ev->log)
+        && ngx_http_omni_w.retries++ < 3)
+    {
+        /* Retry the same batch. */
+        if (ngx_thread_task_post(ngx_http_omni_w.pool, ngx_http_omni_w.task)
+            == NGX_OK)
         {
-            after = ngx_min(before * 2, ngx_http_omni_w.map_max);
-
-            if (omni_store_set_map_size(st, after) != OMNI_OK) {
-                after = before;
-            }
-        }
-
-        if ((t->rc == OMNI_MAP_RESIZED || after > before)
-            && ngx_http_omni_w.retries++ < 3)
-        {
-            if (after > before) {
-                ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                              "omni: store map grown from %uz to %uz bytes",
-                              before, after);
-            }
-
-            /* Retry the same batch. */
-            if (ngx_thread_task_post(ngx_http_omni_w.pool,
-                                     ngx_http_omni_w.task)
-                == NGX_OK)
-            {
-                ngx_http_omni_w.busy = 1;
-                return;
-            }
+            ngx_http_omni_w.busy = 1;
+            return;
         }
     }
 

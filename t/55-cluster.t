@@ -78,7 +78,7 @@ http {
     client_body_temp_path $p/tmp;
     default_type text/html;
     omni_secret "${\ TEST_SECRET }";
-    omni_store $p/store map_size=64m @{[ $NODE{$i}{store_opts} // '' ]};
+    omni_store $p/store @{[ ($NODE{$i}{store_opts} // '') =~ /map_size=/ ? '' : 'map_size=64m' ]} @{[ $NODE{$i}{store_opts} // '' ]};
     omni_rules $p/rules;
     omni_events_key pos "$KEY";
     omni_cluster @{[ $nats->urls ]} node=web-$i $NODE{$i}{cluster} replicas=3 timeout=2s;
@@ -583,11 +583,14 @@ same_stores(2, 1, 'its store equals the other node\'s (exports)');
 # 64 characters are records of 128 bytes (a 64-byte header and the
 # path), so every 128th ends exactly at the ring's end, with no pad
 # record after it. Every page view reaches the peer, once, and nothing
-# is damaged or skipped.
+# is damaged or skipped. The stores start with a map of 1 MB, which the
+# page views fill: each node's consumer finds the map full and grows it
+# (on the event loop, where no transaction of the worker is open) and
+# applies the stream again.
 {
     for my $i (6, 7) {
         $NODE{$i}{cluster} = 'stream=RING';
-        $NODE{$i}{store_opts} = 'queue=32';
+        $NODE{$i}{store_opts} = 'queue=32 map_size=1m map_max=64m';
         start_node($i);
     }
     my $rid = random_id();
@@ -620,11 +623,24 @@ same_stores(2, 1, 'its store equals the other node\'s (exports)');
     ok(wait_for(sub { $count->(7) == $n }, 30, 0.2), "node 7 has all $n of them")
         or diag 'node 7: ' . $count->(7) . ', node 6: ' . $count->(6);
     is($count->(6), $n, 'node 6 too, once each');
+    # then 1.5 MB of touchpoints: page views with 1,000-character paths,
+    # ten at a time (a queue of 16 KB holds fourteen)
+    my $tps = sub { stat_of($_[0])->{touchpoints} // 0 };
+    my $base = $tps->(6);
+    for (my $k = 0; $k < 1500; $k += 10) {
+        push @bad, grep { $_ != 200 } map { get(6, sprintf('/rl/%04d', $_) . ('f' x 992), $rc)->{status} } $k .. $k + 9;
+        wait_for(sub { $tps->(6) >= $base + $k + 10 }, 5, 0.01) or last;
+    }
+    is_deeply(\@bad, [], '1,500 page views of 1,000-character paths');
+    ok(wait_for(sub { $tps->(7) == $base + 1500 }, 30, 0.2), 'node 7 has all of them')
+        or diag 'node 7: ' . $tps->(7) . ', node 6: ' . $tps->(6) . ", from $base";
     same_stores(7, 6, 'the stores are equal (exports)');
     for my $i (6, 7) {
         my $log = OmniTest::_slurp("$root/n$i/logs/error.log") // '';
         my @seen = grep { /damaged|are lost|skipped|queue full/ } split /\n/, $log;
         is_deeply(\@seen, [], "node $i: no run damaged, skipped or dropped");
+        like($log, qr/\[notice\].*omni: store map grown from 1048576 to 2097152 bytes/,
+             "node $i: its consumer grew the map (MDB_MAP_FULL)");
     }
     stop_node($_) for 6, 7;
 }
