@@ -39,7 +39,7 @@
 #include <dlfcn.h>
 
 
-#define NGX_HTTP_OMNI_FETCH_ASK    8                /* messages per fetch */
+#define NGX_HTTP_OMNI_FETCH_ASK    4                /* messages per fetch */
 /* records decoded per fetch: every record of the messages fetched */
 #define NGX_HTTP_OMNI_FETCH_MAX    (NGX_HTTP_OMNI_FETCH_ASK                \
                                     * NGX_HTTP_OMNI_RUN_RECORDS)
@@ -214,6 +214,13 @@ ngx_http_omni_cluster_kick(void)
     if (ngx_http_omni_cl.conf && !ngx_http_omni_cl.tick.timer_set) {
         ngx_add_timer(&ngx_http_omni_cl.tick, 1);
     }
+}
+
+
+ngx_msec_t
+ngx_http_omni_cluster_flush(void)
+{
+    return ngx_http_omni_cl.conf ? ngx_http_omni_cl.conf->flush : 0;
 }
 
 

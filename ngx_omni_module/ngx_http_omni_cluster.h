@@ -43,6 +43,9 @@ typedef struct {
     ngx_uint_t     replicas;   /* default 3, 1..5 */
     time_t         max_age;    /* seconds, default 7d; 0 = no limit */
     off_t          max_bytes;  /* default 1g; 0 = no limit */
+    ngx_msec_t     flush;      /* page views published at most once
+                                  per flush (at once in a quiet
+                                  cluster); default 50ms */
     ngx_msec_t     timeout;    /* how long a durable event waits for
                                   JetStream's ack; default 2s */
     ngx_flag_t     compress;   /* runs compressed ("OMC3"); default on */
@@ -63,12 +66,12 @@ typedef struct {
 
 /* the omni_cluster directive (http, once) */
 /*
- * A cluster node's writer publishes at once when this many touches of
- * its own are queued (else every 10 ms), and a run holds up to as many:
- * each message costs JetStream's three servers about the same whatever
- * its size, so fewer, fuller messages (a single host batches at 256).
+ * A cluster node's writer publishes at once when this many touches are
+ * queued (else once per flush=), and a run holds up to as many: each
+ * message costs JetStream's three servers about the same whatever its
+ * size, so fewer, fuller messages (a single host batches at 256).
  */
-#define NGX_HTTP_OMNI_CLUSTER_BATCH  1024
+#define NGX_HTTP_OMNI_CLUSTER_BATCH  4096
 
 
 char *ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

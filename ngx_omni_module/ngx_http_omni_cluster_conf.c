@@ -4,7 +4,7 @@
  *   omni_cluster URL[,URL...] node=ID [stream=NAME] [creds=FILE]
  *       [nkey=FILE] [tls_ca=FILE] [tls_cert=FILE] [tls_key=FILE]
  *       [replicas=N] [max_age=TIME] [max_bytes=SIZE] [timeout=TIME]
- *       [compress=on|off];
+ *       [flush=TIME] [compress=on|off];
  *
  * Everything is checked here, at nginx -t, and nothing connects: URLs
  * (nats:// or tls://, a host and a port, no credentials, no duplicates,
@@ -91,6 +91,7 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ccf->max_bytes = NGX_CONF_UNSET;
     ccf->timeout = NGX_CONF_UNSET_MSEC;
     ccf->compress = NGX_CONF_UNSET;
+    ccf->flush = NGX_CONF_UNSET_MSEC;
     ccf->file = cf->conf_file->file.name;
     ccf->line = cf->conf_file->line;
 
@@ -255,6 +256,19 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_omni_param("flush=")) {
+            ngx_http_omni_once(ccf->flush, NGX_CONF_UNSET_MSEC, "flush=");
+            ccf->flush = ngx_parse_time(&v, 0);
+            if (ccf->flush == (ngx_msec_t) NGX_ERROR || ccf->flush > 10000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"omni_cluster\" parameter "
+                                   "\"%V\": flush must be a time from 0 "
+                                   "to 10s (100ms, 25ms, ...)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
         if (ngx_http_omni_param("compress=")) {
             ngx_http_omni_once(ccf->compress, NGX_CONF_UNSET, "compress=");
             if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
@@ -275,7 +289,7 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "invalid \"omni_cluster\" parameter \"%V\": "
                            "unknown (node=, stream=, creds=, nkey=, "
                            "tls_ca=, tls_cert=, tls_key=, replicas=, "
-                           "max_age=, max_bytes=, timeout=, compress=)",
+                           "max_age=, max_bytes=, timeout=, flush=, compress=)",
                            &value[i]);
         return NGX_CONF_ERROR;
     }
@@ -336,6 +350,7 @@ ngx_http_omni_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_conf_init_value(ccf->max_bytes, (off_t) 1024 * 1024 * 1024);
     ngx_conf_init_msec_value(ccf->timeout, 2000);
     ngx_conf_init_value(ccf->compress, 1);
+    ngx_conf_init_msec_value(ccf->flush, 50);
 
     if (ngx_http_omni_cluster_files(cf, ccf) != NGX_OK) {
         return NGX_CONF_ERROR;

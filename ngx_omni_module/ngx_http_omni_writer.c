@@ -52,8 +52,6 @@
 #define NGX_HTTP_OMNI_BATCH_MIN    256
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
-/* a cluster node's page views: one message per look (events go at once) */
-#define NGX_HTTP_OMNI_CLUSTER_DELAY  25        /* ms */
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
 
 /* the touches queued that make a batch go before the timer */
@@ -153,6 +151,7 @@ typedef struct {
     ngx_uint_t          nwaiting;
     uint64_t            next_id;
     ngx_uint_t          retries;
+    ngx_msec_t          posted;         /* the last batch's post */
     ngx_uint_t          own;            /* touches queued since a post */
 
     omni_batch_opts_t   opts;
@@ -856,6 +855,24 @@ ngx_http_omni_writer_post(void)
         return;
     }
 
+    /*
+     * A cluster node publishes page views once per omni_cluster flush=
+     * (at once when it has not for that long, when events wait, or when a
+     * full run is queued): each message costs the three NATS servers
+     * about the same whatever its size, so under load one message per
+     * interval, and in a quiet cluster no wait.
+     */
+    if (ngx_http_omni_cluster_on()
+        && qu->ev_queued == qu->ev_consumed
+        && ngx_http_omni_queue_pending(qu) < NGX_HTTP_OMNI_CLUSTER_BATCH
+        && ngx_current_msec - ngx_http_omni_w.posted
+           < ngx_http_omni_cluster_flush())
+    {
+        return;
+    }
+
+    ngx_http_omni_w.posted = ngx_current_msec;
+
     /* a cluster node folds what its consumer applies, not here */
     t->fold = ngx_http_omni_cluster_on() ? 0
                                          : ngx_http_omni_writer_fold_due(qu, 0);
@@ -1284,8 +1301,7 @@ ngx_http_omni_writer_flush(ngx_event_t *ev)
         ngx_http_omni_writer_post_ckpt();
     }
 
-    ngx_add_timer(ev, ngx_http_omni_cluster_on() ? NGX_HTTP_OMNI_CLUSTER_DELAY
-                                                 : NGX_HTTP_OMNI_BATCH_DELAY);
+    ngx_add_timer(ev, NGX_HTTP_OMNI_BATCH_DELAY);
 }
 
 #endif

@@ -95,7 +95,7 @@ omni_store $TEST_NGINX_PREFIX/store;
 omni_cluster nats://127.0.0.1:1,nats://localhost:2,nats://[::1]:3
              node=Web_2-eu stream=omni-prod creds=user.creds
              tls_ca=cert.pem tls_cert=cert.pem tls_key=key.pem
-             replicas=5 max_age=12h max_bytes=0 timeout=500ms compress=off;
+             replicas=5 max_age=12h max_bytes=0 timeout=500ms flush=0 compress=off;
 --- config
 location = /t { return 200 "up"; }
 --- request
@@ -328,7 +328,7 @@ omni_cluster nats://127.0.0.1:1 node=web-1 replica=3;
 --- config
 location = /t { return 200; }
 --- must_die
-invalid "omni_cluster" parameter "replica=3": unknown (node=, stream=, creds=, nkey=, tls_ca=, tls_cert=, tls_key=, replicas=, max_age=, max_bytes=, timeout=, compress=)
+invalid "omni_cluster" parameter "replica=3": unknown (node=, stream=, creds=, nkey=, tls_ca=, tls_cert=, tls_key=, replicas=, max_age=, max_bytes=, timeout=, flush=, compress=)
 
 === TEST 27: a parameter given twice
 --- http_config
@@ -392,6 +392,15 @@ omni_cluster nats://127.0.0.1:1 node=web-1 timeout=0;
 location = /t { return 200; }
 --- must_die
 invalid "omni_cluster" parameter "timeout=0": timeout must be a time above zero (2s, 500ms, ...)
+
+=== TEST 33a: flush= beyond 10s
+--- http_config
+omni_store $TEST_NGINX_PREFIX/store;
+omni_cluster nats://127.0.0.1:1 node=web-1 flush=1m;
+--- config
+location = /t { return 200; }
+--- must_die
+invalid "omni_cluster" parameter "flush=1m": flush must be a time from 0 to 10s (100ms, 25ms, ...)
 
 === TEST 33b: compress= neither on nor off
 --- http_config
