@@ -46,6 +46,7 @@
 #define NGX_HTTP_OMNI_FETCH_WAIT   50               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_IDLE 10               /* ms */
 #define NGX_HTTP_OMNI_CONSUME_PACE 50               /* ms, under load */
+#define NGX_HTTP_OMNI_CONSUME_BUSY 512              /* touches: a load */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
 #define NGX_HTTP_OMNI_CONSUMER_IDLE  (30 * 1000000000LL) /* ns */
@@ -1202,7 +1203,8 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
 
     /*
      * While the stream has more: at once when this node's events wait to
-     * be applied, else at most a take every NGX_HTTP_OMNI_CONSUME_PACE.
+     * be applied or the last take was small, else at most a take every
+     * NGX_HTTP_OMNI_CONSUME_PACE.
      * Under load a take then holds several messages, and each profile
      * they touch is written once per take, not once per message (each
      * take folds its touches; a single host's writer folds once a
@@ -1214,6 +1216,7 @@ ngx_http_omni_cluster_done(ngx_event_t *ev)
         elapsed = ngx_current_msec - ngx_http_omni_cl.taken;
 
         if (ngx_http_omni_cl.own_end < ngx_http_omni_cl.ev_end
+            || c->ntouches < NGX_HTTP_OMNI_CONSUME_BUSY
             || elapsed >= NGX_HTTP_OMNI_CONSUME_PACE)
         {
             ngx_http_omni_cluster_tick(&ngx_http_omni_cl.tick);
