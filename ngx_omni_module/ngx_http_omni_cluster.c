@@ -49,6 +49,7 @@
 #define NGX_HTTP_OMNI_CONSUME_BUSY 512              /* touches: a load */
 #define NGX_HTTP_OMNI_DUP_WINDOW   (120 * 1000000000LL)  /* ns */
 #define NGX_HTTP_OMNI_CLOSE_WAIT   5000             /* ms, at exit */
+#define NGX_HTTP_OMNI_EXIT_GUARD   15000            /* ms, at exit */
 #define NGX_HTTP_OMNI_CONSUMER_IDLE  (30 * 1000000000LL) /* ns */
 #define NGX_HTTP_OMNI_CONSUMER_HB    (1000000000LL)      /* ns */
 #define NGX_HTTP_OMNI_STUCK_FETCHES  10               /* empty, then ask */
@@ -94,6 +95,8 @@ static void ngx_http_omni_cluster_tick(ngx_event_t *ev);
 static void ngx_http_omni_cluster_thread(void *data, ngx_log_t *log);
 static void ngx_http_omni_cluster_done(ngx_event_t *ev);
 static void ngx_http_omni_cluster_settle(ngx_http_omni_ctask_t *c);
+static void ngx_http_omni_cluster_watchdog(ngx_cycle_t *cycle,
+    ngx_uint_t start);
 
 
 ngx_uint_t
@@ -292,6 +295,8 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
         ngx_http_omni_cluster_settle(ngx_http_omni_cl.task->ctx);
     }
 
+    ngx_http_omni_cluster_watchdog(cycle, 1);
+
     /*
      * The connection is closed first: libnats's threads then deliver
      * nothing more (acknowledgements, messages) to what is destroyed
@@ -339,6 +344,8 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
         ngx_http_omni_cl.opened = 0;
     }
 
+    ngx_http_omni_cluster_watchdog(cycle, 0);
+
     omni_cmsg_zctx_free(ngx_http_omni_cl.zpub);
     omni_cmsg_zctx_free(ngx_http_omni_cl.zcon);
     ngx_http_omni_cl.zpub = NULL;
@@ -349,6 +356,77 @@ ngx_http_omni_cluster_exit(ngx_cycle_t *cycle)
     ngx_http_omni_cl.nc = NULL;
     ngx_http_omni_cl.opts = NULL;
     ngx_http_omni_cl.conf = NULL;
+}
+
+
+/*
+ * An exiting worker's guard against libnats: closing the connection joins
+ * libnats's reader thread, and a reader stuck on a lock (seen once, after
+ * the worker's heap was damaged) would keep the worker "shutting down"
+ * for good, a reload never finished.  Past NGX_HTTP_OMNI_EXIT_GUARD the
+ * worker leaves anyway, and says so.  Everything of the store is
+ * committed before the connection is closed.
+ */
+static ngx_atomic_t  ngx_http_omni_cl_closed;
+
+
+static void *
+ngx_http_omni_cluster_guard(void *data)
+{
+    ngx_log_t  *log = data;
+
+    ngx_uint_t       i;
+    struct timespec  ts = { 0, 100 * 1000000 };
+
+    for (i = 0; i < NGX_HTTP_OMNI_EXIT_GUARD / 100; i++) {
+        if (ngx_http_omni_cl_closed) {
+            return NULL;
+        }
+
+        (void) nanosleep(&ts, NULL);
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "omni: cluster: closing the NATS connection took more "
+                  "than %d ms: the worker exits without waiting for it",
+                  NGX_HTTP_OMNI_EXIT_GUARD);
+    _exit(1);
+
+    return NULL;
+}
+
+
+static void
+ngx_http_omni_cluster_watchdog(ngx_cycle_t *cycle, ngx_uint_t start)
+{
+    pthread_t       tid;
+    pthread_attr_t  attr;
+
+    if (!start) {
+        ngx_http_omni_cl_closed = 1;
+        return;
+    }
+
+    if (!ngx_http_omni_cl.opened) {
+        return;
+    }
+
+    ngx_http_omni_cl_closed = 0;
+
+    if (pthread_attr_init(&attr) != 0) {
+        return;
+    }
+
+    (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+
+    if (pthread_create(&tid, &attr, ngx_http_omni_cluster_guard, cycle->log)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                      "omni: cluster: no guard thread for the exit");
+    }
+
+    (void) pthread_attr_destroy(&attr);
 }
 
 

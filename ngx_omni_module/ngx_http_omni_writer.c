@@ -855,6 +855,14 @@ ngx_http_omni_writer_post(void)
         return;
     }
 
+    /* a cluster node folds what its consumer applies, not here */
+    t->fold = ngx_http_omni_cluster_on() ? 0
+                                         : ngx_http_omni_writer_fold_due(qu, 0);
+
+    if (qu->appended == qu->tail && !t->fold) {
+        return;                 /* logged; folded at the next fold */
+    }
+
     /*
      * A cluster node publishes page views once per omni_cluster flush=
      * (at once when it has not for that long, when events wait, or when a
@@ -872,14 +880,6 @@ ngx_http_omni_writer_post(void)
     }
 
     ngx_http_omni_w.posted = ngx_current_msec;
-
-    /* a cluster node folds what its consumer applies, not here */
-    t->fold = ngx_http_omni_cluster_on() ? 0
-                                         : ngx_http_omni_writer_fold_due(qu, 0);
-
-    if (qu->appended == qu->tail && !t->fold) {
-        return;                 /* logged; folded at the next fold */
-    }
 
     t->ops = ngx_http_omni_w.ops;
     t->pids = ngx_http_omni_w.pids;
