@@ -53,6 +53,7 @@
 #define NGX_HTTP_OMNI_BATCH_MAX    8192
 #define NGX_HTTP_OMNI_BATCH_DELAY  10          /* ms */
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
+#define NGX_HTTP_OMNI_FLUSH_BURST  4           /* cluster batches at once */
 
 /* the touches queued that make a batch go before the timer */
 #define ngx_http_omni_writer_batch_min()                                     \
@@ -151,7 +152,8 @@ typedef struct {
     ngx_uint_t          nwaiting;
     uint64_t            next_id;
     ngx_uint_t          retries;
-    ngx_msec_t          posted;         /* the last batch's post */
+    ngx_msec_t          due;            /* cluster: the next batch's
+                                           time, at one per flush= */
     ngx_uint_t          own;            /* touches queued since a post */
 
     omni_batch_opts_t   opts;
@@ -843,6 +845,7 @@ ngx_http_omni_writer_fold_due(ngx_http_omni_queue_t *qu, ngx_uint_t force)
 static void
 ngx_http_omni_writer_post(void)
 {
+    ngx_msec_t              flush;
     ngx_http_omni_wtask_t  *t;
     ngx_http_omni_queue_t  *qu;
 
@@ -864,22 +867,29 @@ ngx_http_omni_writer_post(void)
     }
 
     /*
-     * A cluster node publishes page views once per omni_cluster flush=
-     * (at once when it has not for that long, when events wait, or when a
-     * full run is queued): each message costs the three NATS servers
-     * about the same whatever its size, so under load one message per
-     * interval, and in a quiet cluster no wait.
+     * A cluster node publishes page views once per omni_cluster flush= on
+     * average, in bursts of up to NGX_HTTP_OMNI_FLUSH_BURST (a generic
+     * cell rate: "due" is when the next batch would be on time), and at
+     * once when events wait or a full run is queued: each message costs
+     * the three NATS servers about the same whatever its size, so under
+     * load one message per interval, and a quiet site waits for nothing.
      */
-    if (ngx_http_omni_cluster_on()
+    flush = ngx_http_omni_cluster_flush();
+
+    if (flush
         && qu->ev_queued == qu->ev_consumed
         && ngx_http_omni_queue_pending(qu) < NGX_HTTP_OMNI_CLUSTER_BATCH
-        && ngx_current_msec - ngx_http_omni_w.posted
-           < ngx_http_omni_cluster_flush())
+        && (ngx_msec_int_t) (ngx_http_omni_w.due - ngx_current_msec)
+           > (ngx_msec_int_t) ((NGX_HTTP_OMNI_FLUSH_BURST - 1) * flush))
     {
         return;
     }
 
-    ngx_http_omni_w.posted = ngx_current_msec;
+    if ((ngx_msec_int_t) (ngx_http_omni_w.due - ngx_current_msec) < 0) {
+        ngx_http_omni_w.due = ngx_current_msec;
+    }
+
+    ngx_http_omni_w.due += flush;
 
     t->ops = ngx_http_omni_w.ops;
     t->pids = ngx_http_omni_w.pids;
