@@ -558,6 +558,18 @@ pin_others() {   # cpus
 }
 ALL_CPUS=0-$(( $(nproc) - 1 ))
 
+# After a run on node 1: the cluster let settle, the pages checked for
+# injection against B's, the run recorded with the stream's messages.
+record_cluster() {   # round arm stream-sequence-before
+    local sl st1
+    sl=$(settle)
+    [ "$sl" != -1 ] || { fail "round $1: the cluster did not settle within $SETTLE_MAX s"; SETTLE_MAX=5; }
+    st1=$(stream_last)
+    [ "$W_BYTES" -ge $((B_BYTES * 95 / 100)) ] \
+        || die "round $1: $2 responses average $W_BYTES bytes, B's $B_BYTES: not injected"
+    record pages "$1" "$2" $((st1 - $3)) "$sl"
+}
+
 for r in $(seq "$RUNS"); do
     # B: the single host
     quiet_wait
@@ -578,12 +590,7 @@ for r in $(seq "$RUNS"); do
     probe_pid=$!
     wrk_run n1 pages "r$r.Bcl" "$DUR" "$CONNS" "$BENCH/wrk.lua" "$COOKIE_FILE" omni "$IPS_FILE"
     wait "$probe_pid" || die "round $r: the probe failed"
-    sl=$(settle)
-    [ "$sl" != -1 ] || { fail "round $r: the cluster did not settle within $SETTLE_MAX s"; SETTLE_MAX=5; }
-    st1=$(stream_last)
-    [ "$W_BYTES" -ge $((B_BYTES * 95 / 100)) ] \
-        || die "round $r: Bcl responses average $W_BYTES bytes, B's $B_BYTES: not injected"
-    record pages "$r" Bcl $((st1 - st0)) "$sl"
+    record_cluster "$r" Bcl "$st0"
 
     # Bclp: node 1 again, NATS and node 2 on wrk's CPU: node 1's worker
     # has CPU 0 to itself, as B's has (in production the NATS servers and
@@ -593,12 +600,7 @@ for r in $(seq "$RUNS"); do
     pin_others "$WRK_CPU"
     wrk_run n1 pages "r$r.Bclp" "$DUR" "$CONNS" "$BENCH/wrk.lua" "$COOKIE_FILE" omni "$IPS_FILE"
     pin_others "$ALL_CPUS"
-    sl=$(settle)
-    [ "$sl" != -1 ] || { fail "round $r: the cluster did not settle within $SETTLE_MAX s"; SETTLE_MAX=5; }
-    st1=$(stream_last)
-    [ "$W_BYTES" -ge $((B_BYTES * 95 / 100)) ] \
-        || die "round $r: Bclp responses average $W_BYTES bytes, B's $B_BYTES: not injected"
-    record pages "$r" Bclp $((st1 - st0)) "$sl"
+    record_cluster "$r" Bclp "$st0"
 done
 
 # ---------------------------------------------------------------- events
