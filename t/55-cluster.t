@@ -645,6 +645,21 @@ same_stores(2, 1, 'its store equals the other node\'s (exports)');
     stop_node($_) for 6, 7;
 }
 
+# ---- the stream's messages: compressed from node 1, as they are from node 2 ----
+{
+    my (undef, $dump) = $nats->natsping({stream => 'OMNI', hex => 1}, 'dump');
+    my %magic;
+    for my $line (split /\n/, $dump // '') {
+        my (undef, $subject, undef, $hex) = split /\t/, $line;
+        $magic{$subject}{substr($hex // '', 0, 8)}++;
+    }
+    ok($magic{'omni.OMNI.web-1'}{'4f4d4333'},
+       'node 1 (compress=on, the default) published compressed runs (OMC3)')
+        or diag explain \%magic;
+    is_deeply([ sort keys %{ $magic{'omni.OMNI.web-2'} // {} } ], ['4f4d4332'],
+              'node 2 (compress=off): every run as it is (OMC2)');
+}
+
 stop_node(1);
 stop_node(2);
 
