@@ -221,13 +221,6 @@ ngx_http_omni_cluster_kick(void)
 }
 
 
-ngx_msec_t
-ngx_http_omni_cluster_flush(void)
-{
-    return ngx_http_omni_cl.conf ? ngx_http_omni_cl.conf->flush : 0;
-}
-
-
 /*
  * The writer published event jobs of this node: their requests wait
  * until the consumer applies them, so a take paced under load (below)

@@ -462,8 +462,6 @@ void ngx_http_omni_writer_ckpt_begun(ngx_uint_t begun);
 ngx_uint_t ngx_http_omni_cluster_on(void);
 /* MAP_FULL / MAP_RESIZED, on the event loop: 1 to try again */
 ngx_uint_t ngx_http_omni_writer_map_grow(int rc, ngx_log_t *log);
-/* omni_cluster flush= (0 without omni_cluster) */
-ngx_msec_t ngx_http_omni_cluster_flush(void);
 /* the writer published event jobs of this node, up to end */
 void ngx_http_omni_cluster_events_published(uint64_t end);
 ngx_int_t ngx_http_omni_cluster_init_worker(ngx_cycle_t *cycle,

@@ -55,10 +55,6 @@
 #define NGX_HTTP_OMNI_BATCH_JOBS   256         /* event jobs per batch */
 #define NGX_HTTP_OMNI_FLUSH_BURST  4           /* cluster batches at once */
 
-/* the touches queued that make a batch go before the timer */
-#define ngx_http_omni_writer_batch_min()                                     \
-    (ngx_http_omni_cluster_on() ? NGX_HTTP_OMNI_CLUSTER_BATCH                \
-                                : NGX_HTTP_OMNI_BATCH_MIN)
 #define NGX_HTTP_OMNI_FOLD_MAX     32768       /* touches per fold */
 #define NGX_HTTP_OMNI_JOB_TIMEOUT  10000       /* ms */
 
@@ -154,6 +150,9 @@ typedef struct {
     ngx_uint_t          retries;
     ngx_msec_t          due;            /* cluster: the next batch's
                                            time, at one per flush= */
+    ngx_msec_t          flush_every;    /* omni_cluster flush=; 0 */
+    ngx_uint_t          batch_min;      /* queued touches that make a
+                                           batch go before the timer */
     ngx_uint_t          own;            /* touches queued since a post */
 
     omni_batch_opts_t   opts;
@@ -266,6 +265,11 @@ ngx_http_omni_writer_init(ngx_cycle_t *cycle)
     ngx_http_omni_w.opts.anon_ttl = (uint32_t) mcf->anon_ttl;
     ngx_http_omni_w.opts.sync = 1;
     ngx_http_omni_w.fold_every = mcf->fold;
+
+    /* a cluster node batches more, and no more often than flush= */
+    ngx_http_omni_w.batch_min = mcf->cluster ? NGX_HTTP_OMNI_CLUSTER_BATCH
+                                             : NGX_HTTP_OMNI_BATCH_MIN;
+    ngx_http_omni_w.flush_every = mcf->cluster ? mcf->cluster->flush : 0;
     ngx_http_omni_w.next_fold = ngx_current_msec + mcf->fold;
     ngx_http_omni_w.log = cycle->log;
 
@@ -360,7 +364,7 @@ ngx_http_omni_writer_touch(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
 #if (NGX_THREADS)
     /* A full batch of the holder's own: no need to wait for the timer. */
-    if (++ngx_http_omni_w.own >= ngx_http_omni_writer_batch_min()
+    if (++ngx_http_omni_w.own >= ngx_http_omni_w.batch_min
         && !ngx_http_omni_w.busy && ngx_http_omni_queue_holder())
     {
         ngx_http_omni_writer_post();
@@ -874,11 +878,11 @@ ngx_http_omni_writer_post(void)
      * the three NATS servers about the same whatever its size, so under
      * load one message per interval, and a quiet site waits for nothing.
      */
-    flush = ngx_http_omni_cluster_flush();
+    flush = ngx_http_omni_w.flush_every;
 
     if (flush
         && qu->ev_queued == qu->ev_consumed
-        && ngx_http_omni_queue_pending(qu) < NGX_HTTP_OMNI_CLUSTER_BATCH
+        && ngx_http_omni_queue_pending(qu) < ngx_http_omni_w.batch_min
         && (ngx_msec_int_t) (ngx_http_omni_w.due - ngx_current_msec)
            > (ngx_msec_int_t) ((NGX_HTTP_OMNI_FLUSH_BURST - 1) * flush))
     {
@@ -1261,7 +1265,7 @@ ngx_http_omni_writer_done(ngx_event_t *ev)
         && (t->rc == OMNI_OK || !ngx_http_omni_cluster_on())
         && (qu->ev_queued != qu->ev_consumed
             || ngx_http_omni_queue_pending(qu)
-               >= ngx_http_omni_writer_batch_min()
+               >= ngx_http_omni_w.batch_min
             || (t->fold && qu->head != qu->appended)))
     {
         ngx_http_omni_writer_post();
