@@ -22,7 +22,6 @@
 
 
 #define NGX_HTTP_OMNI_CLUSTER_NAME_MAX   32     /* node=, stream= */
-#define NGX_HTTP_OMNI_NKEY_PUBLIC_LEN    56
 
 
 typedef struct {
